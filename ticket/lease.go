@@ -1,0 +1,204 @@
+package ticket
+
+import "time"
+
+// startRenewal begins the owner's next renewal: a heartbeat round in the
+// current term, or, after learning of a higher term, a vote round that
+// reasserts the ticket in a new one. The before-acquire handler runs
+// alongside; if it fails the owner releases.
+func (s *State) startRenewal(o *out, now time.Duration, runHandler bool) {
+	if runHandler && len(s.cfg.BeforeAcquireHandler) > 0 && s.handlerToken == 0 {
+		s.handlerToken, s.handlerKind = s.newToken(), HandlerRenew
+		o.effect(RunHandler{Token: s.handlerToken, Kind: HandlerRenew})
+	}
+	if s.reassert && !s.manual() {
+		s.startElection(o, ReasonReassert, false, now)
+		return
+	}
+	if why, _ := s.refusal(s.self(), false, now); why != 0 && !s.manual() {
+		// Cannot even acknowledge ourselves (a restart window): let the lease
+		// run out.
+		s.nextRenew = s.stopAt
+		return
+	}
+	flags := Flags(0)
+	if s.manual() {
+		flags |= FlagManual
+	} else {
+		s.promiseTo, s.promiseUntil, s.promiseHeard = s.self(), now+s.cfg.Expire, now
+	}
+	s.startRound(o, &s.renew, MsgRenew, s.P.Term, ReasonNone, flags, s.self(), now)
+	s.nextRenew = now + s.cfg.RenewalFreq
+	s.checkRenewal(o, now)
+}
+
+func (s *State) onRenew(o *out, m Message, now time.Duration) {
+	r := s.msg(MsgRenewAck, m.From)
+	r.Round, r.Acked, r.Site = m.Round, s.P.Acked, s.knownOwner(now)
+	r.AttrDigest = attrDigest(s.P.Attrs)
+	if m.Term < s.P.Term {
+		r.Reason = RefuseStaleTerm
+		if s.manual() && s.P.Owner != None {
+			r.Site = s.P.Owner
+		}
+		o.msgs = append(o.msgs, r)
+		return
+	}
+	// A manual ticket in a higher term was granted by a majority (or forced
+	// by the operator) after whatever our lock was for: it supersedes it,
+	// and a holder of an older term yields.
+	force := s.manual() && m.Term > s.P.Term
+	if force && s.hold != follower {
+		s.yield(o, now, "ticket granted to "+s.cl.Name(m.From)+" in a higher term")
+	}
+	s.setView(o, m.From, m.Term, s.lockFor(now), now, true)
+	why, rem := s.refusal(m.From, force, now)
+	if why == 0 && m.Term == s.P.Term && s.P.Acked != None && s.P.Acked != m.From {
+		why = RefuseVoted
+	}
+	if why != 0 {
+		r.Reason, r.Remaining = why, rem
+		o.msgs = append(o.msgs, r)
+		return
+	}
+	s.ack(o, m.From, m.Term, now)
+	if s.P.Owner != m.From {
+		s.P.Owner = m.From
+		o.persist = true
+	}
+	if s.manual() && s.wiped && !s.synced {
+		s.synced = true
+	}
+	s.acquireAt, s.lostOwner = 0, None
+	r.OK, r.Term, r.Acked = true, s.P.Term, s.P.Acked
+	if m.AttrDigest != r.AttrDigest {
+		r.Flags |= FlagAttrsDiffer
+	}
+	o.msgs = append(o.msgs, r)
+}
+
+// setView records what we know of the owner. direct: the owner itself told
+// us (a renewal), rather than a third member.
+func (s *State) setView(o *out, owner int, term uint64, expires, now time.Duration, direct bool) {
+	if owner == s.self() {
+		return
+	}
+	if s.viewOwner != owner {
+		s.event(o, EvOwnerChanged, owner, now, "%s holds the ticket (term %d)", s.cl.Name(owner), term)
+		s.viewSince = now
+	}
+	s.viewOwner, s.viewTerm = owner, term
+	if direct {
+		s.viewHeard = now
+	}
+	if expires > s.viewExpires || s.viewExpires == 0 || s.viewTerm != term {
+		s.viewExpires = expires
+	}
+}
+
+func (s *State) onRenewAck(o *out, m Message, now time.Duration) {
+	r := &s.renew
+	if m.Flags&FlagAttrsDiffer != 0 {
+		a := s.msg(MsgAttrs, m.From)
+		a.Attrs = append([]Attr(nil), s.P.Attrs...)
+		o.msgs = append(o.msgs, a)
+	}
+	if !r.Active || m.Round != r.ID || r.acked(m.From) || r.nacked(m.From) {
+		return
+	}
+	if m.OK {
+		r.Acks |= 1 << uint(m.From)
+		s.checkRenewal(o, now)
+		return
+	}
+	r.Nacks |= 1 << uint(m.From)
+	newer := m.Term > r.Term || (m.Term == r.Term && m.Acked != None && m.Acked != s.self())
+	if newer && s.manual() && m.Site != None && m.Site != s.self() {
+		s.P.Term, s.P.Acked, s.P.Owner = m.Term, m.Site, m.Site
+		o.persist = true
+		r.Active = false
+		if s.hold != follower {
+			s.yield(o, now, s.cl.Name(m.Site)+" holds the ticket in a higher term")
+		}
+		s.restartOwner = false
+		s.setView(o, m.Site, m.Term, forever, now, false)
+		return
+	}
+	if newer && !s.manual() {
+		s.reassert = true
+	}
+	if popcount(r.Nacks) > len(s.cl.Members)-s.cl.Quorum() {
+		r.Active = false
+		if s.hold == owner && !s.manual() {
+			s.nextRenew = now
+		}
+	}
+}
+
+// checkRenewal extends the lease once a majority acknowledged the round.
+func (s *State) checkRenewal(o *out, now time.Duration) {
+	r := &s.renew
+	if !r.Active || popcount(r.Acks) < s.cl.Quorum() {
+		return
+	}
+	r.Active = false
+	if s.restartOwner && s.hold == follower && s.manual() {
+		s.restartOwner = false
+		s.hold, s.leaseEnd, s.stopAt, s.running = owner, forever, forever, true
+		s.heldTerm = s.P.Term
+		s.promiseTo, s.promiseUntil = s.self(), forever
+		o.effect(StartResources{Term: s.P.Term})
+		s.event(o, EvAcquired, s.self(), now, "confirmed by a majority after restart")
+		s.nextRenew = now + s.cfg.RenewalFreq
+		return
+	}
+	if s.hold != owner || s.manual() {
+		return
+	}
+	sent := r.FirstSent
+	if s.cfg.faults.lastSendTiming {
+		sent = r.NextSend - s.cfg.Timeout
+	}
+	end := sent + s.cfg.LeaseLength()
+	if end > s.leaseEnd {
+		s.leaseEnd, s.stopAt = end, end-s.cfg.StopTimeout
+		s.viewExpires = end
+		o.effect(LeaseRenewed{Term: s.P.Term, LeaseEnd: end})
+	}
+}
+
+// loseLease: the lease is about to end and was not renewed. Stop the
+// resources now; the promise to ourselves keeps us from voting for another
+// site until they have had stop_timeout to stop.
+func (s *State) loseLease(o *out, now time.Duration) {
+	s.hold = follower
+	s.renew.Active = false
+	s.reassert = false
+	s.lostOwner = s.self()
+	s.viewOwner, s.viewExpires = None, now
+	if s.running {
+		s.running = false
+		s.stopToken = s.newToken()
+		s.afterStop = afterNothing
+		o.effect(StopResources{Token: s.stopToken, Reason: "lease not renewed"})
+	}
+	s.event(o, EvLost, s.self(), now, "lease not renewed by a majority")
+}
+
+// yield gives the ticket up at once because another site was granted it
+// (a forced grant, or a manual ticket in a higher term).
+func (s *State) yield(o *out, now time.Duration, why string) {
+	s.hold = follower
+	s.elect.Active, s.renew.Active = false, false
+	s.restartOwner = false
+	if s.promiseTo == s.self() {
+		s.promiseTo = None
+	}
+	if s.running {
+		s.running = false
+		s.stopToken = s.newToken()
+		s.afterStop = afterNothing
+		o.effect(StopResources{Token: s.stopToken, Reason: why})
+	}
+	s.event(o, EvYielded, None, now, "%s", why)
+}

@@ -1,0 +1,275 @@
+package ticket
+
+import (
+	"fmt"
+	"time"
+)
+
+// out collects what one Step produces.
+type out struct {
+	msgs    []Message
+	effs    []Effect
+	persist bool
+}
+
+func (o *out) effect(e Effect) { o.effs = append(o.effs, e) }
+
+// Step feeds one input to a member's state for one ticket at local
+// monotonic time now, and returns the new state, the messages to send and
+// the effects to carry out. It does no I/O and reads no clock: everything it
+// needs is in its arguments. The runtime must make a Persist effect durable
+// before sending any of the messages (see Effect).
+func Step(s State, in Input, now time.Duration) (State, []Message, []Effect) {
+	s.P = s.P.clone()
+	var o out
+	if b, ok := in.(Boot); ok {
+		s.boot(&o, b, now)
+	} else if !s.booted {
+		if c, ok := in.(Command); ok {
+			o.effect(Reply{ID: c.ID, Err: ErrNotStarted})
+		}
+	} else {
+		switch in := in.(type) {
+		case Receive:
+			s.receive(&o, in.Msg, now)
+		case Tick:
+			s.tick(&o, now)
+		case Command:
+			s.command(&o, in, now)
+		case HandlerDone:
+			s.handlerDone(&o, in, now)
+		case HandoverDone:
+			s.handoverDone(&o, in, now)
+		case Stopped:
+			s.stopped(&o, in, now)
+		}
+		// Every input also lets due timers fire, so after Step nothing due at
+		// now is pending and NextTimer(now) lies in the future.
+		if _, isTick := in.(Tick); !isTick {
+			s.tick(&o, now)
+		}
+	}
+	effs := o.effs
+	if o.persist {
+		effs = append([]Effect{Persist{State: s.P.clone()}}, effs...)
+	}
+	return s, o.msgs, effs
+}
+
+func (s *State) self() int { return s.cl.Self }
+
+func (s *State) manual() bool { return s.cfg.Mode == Manual }
+
+// lockFor is how long an acknowledgement binds this member: expire on its
+// own clock for an auto ticket, until release for a manual one.
+func (s *State) lockFor(now time.Duration) time.Duration {
+	if s.manual() {
+		return forever
+	}
+	return now + s.cfg.Expire
+}
+
+func (s *State) event(o *out, k EventKind, owner int, now time.Duration, format string, args ...any) {
+	reason := fmt.Sprintf(format, args...)
+	s.lastChange, s.lastReason = now, k.String()+": "+reason
+	o.effect(Event{Kind: k, Term: s.P.Term, Owner: owner, Reason: reason})
+}
+
+func (s *State) newRoundID() uint64 {
+	s.seq++
+	return s.seq
+}
+
+func (s *State) newToken() uint64 {
+	s.tokens++
+	return s.tokens
+}
+
+func (s *State) msg(t MsgType, to int) Message {
+	return Message{Type: t, Ticket: s.cfg.Name, Term: s.P.Term, From: s.self(), To: to,
+		Site: None, Acked: None}
+}
+
+// broadcast sends a bare message of type t to every other member.
+func (s *State) broadcast(o *out, t MsgType) {
+	for i := range s.cl.Members {
+		if i != s.self() {
+			o.msgs = append(o.msgs, s.msg(t, i))
+		}
+	}
+}
+
+// sendRound sends the round's request to every member that has not answered.
+func (s *State) sendRound(o *out, r *round, t MsgType) {
+	for i := range s.cl.Members {
+		if i == s.self() || r.acked(i) || r.nacked(i) {
+			continue
+		}
+		m := s.msg(t, i)
+		m.Term, m.Round, m.Reason, m.Flags, m.Site = r.Term, r.ID, r.Reason, r.Flags, r.Site
+		if t == MsgRenew {
+			m.AttrDigest = attrDigest(s.P.Attrs)
+		}
+		if t == MsgAttrs {
+			m.Attrs = append([]Attr(nil), s.P.Attrs...)
+		}
+		o.msgs = append(o.msgs, m)
+	}
+}
+
+func (s *State) startRound(o *out, r *round, t MsgType, term uint64, reason Reason, flags Flags, site int, now time.Duration) {
+	*r = round{Active: true, ID: s.newRoundID(), Term: term, Reason: reason, Flags: flags, Site: site,
+		FirstSent: now, NextSend: now + s.cfg.Timeout, Sends: 1, Acks: 1 << uint(s.self())}
+	s.sendRound(o, r, t)
+}
+
+func popcount(x uint64) int {
+	n := 0
+	for ; x != 0; x &= x - 1 {
+		n++
+	}
+	return n
+}
+
+func (s *State) boot(o *out, b Boot, now time.Duration) {
+	fresh := NewState(s.cfg, s.cl)
+	fresh.rng = b.Seed
+	fresh.seq = fresh.rand() << 16
+	fresh.tokens = fresh.rand() << 16
+	*s = fresh
+	s.booted = true
+	s.windowUntil = now + s.cfg.stretched(s.cfg.Expire)
+	if b.Persisted != nil {
+		s.P = b.Persisted.clone()
+		s.synced = true
+	} else {
+		s.wiped = true
+	}
+	if s.P.Managed && s.P.Owner != None && s.P.Owner != s.self() {
+		// Whoever held it may still; show it until we hear otherwise.
+		s.viewOwner, s.viewTerm, s.viewExpires = s.P.Owner, s.P.Term, s.windowUntil
+		if s.manual() {
+			s.viewExpires = forever
+		}
+	}
+	// Ask the others what they know; the answers fill in the view and the
+	// attributes, and let a member without state vote on manual tickets.
+	s.broadcast(o, MsgSyncReq)
+	s.nextSync = now + s.cfg.RenewalFreq
+	if s.P.Managed && s.P.Owner == s.self() {
+		s.restartOwner = true
+		if s.manual() {
+			// A manual owner resumes once a majority confirms nobody took
+			// the ticket while it was down.
+			s.startRound(o, &s.renew, MsgRenew, s.P.Term, ReasonRestart, FlagManual, s.self(), now)
+		} else {
+			s.acquireAt, s.acquireReason = now, ReasonRestart
+		}
+	}
+}
+
+func (s *State) tick(o *out, now time.Duration) {
+	if s.hold == owner && now >= s.stopAt {
+		s.loseLease(o, now)
+	}
+	s.tickRound(o, &s.elect, MsgVoteReq, now)
+	s.tickRound(o, &s.renew, MsgRenew, now)
+	s.tickRound(o, &s.release, MsgRelease, now)
+	s.tickRound(o, &s.attrs, MsgAttrs, now)
+	if s.hold == owner && now >= s.nextRenew && !s.renew.Active && !s.elect.Active {
+		s.startRenewal(o, now, true)
+	}
+	if s.viewOwner != None && s.viewOwner != s.self() && now >= s.viewExpires && s.viewExpires != forever {
+		s.lostOwner = s.viewOwner
+		s.viewOwner = None
+		s.event(o, EvLost, s.lostOwner, now, "lease of %s ran out", s.cl.Name(s.lostOwner))
+	}
+	if s.manual() && s.wiped && !s.synced && now >= s.nextSync {
+		s.syncFrom = 0
+		s.nextSync = now + s.cfg.RenewalFreq
+		s.broadcast(o, MsgSyncReq)
+	}
+	s.planAcquire(now)
+	if s.acquireAt > 0 && now >= s.acquireAt && s.hold == follower && !s.elect.Active && s.handlerToken == 0 {
+		s.tryAcquire(o, now)
+	}
+}
+
+func (s *State) tickRound(o *out, r *round, t MsgType, now time.Duration) {
+	if !r.Active || now < r.NextSend {
+		return
+	}
+	if r.Sends <= s.cfg.Retries {
+		r.Sends++
+		r.NextSend = now + s.cfg.Timeout
+		s.sendRound(o, r, t)
+		return
+	}
+	r.Active = false
+	switch t {
+	case MsgVoteReq:
+		s.electionFailed(o, now, "no majority answered")
+	case MsgRenew:
+		if s.hold == owner && !s.manual() {
+			// Try again at once while the lease lasts.
+			s.nextRenew = now
+		}
+	}
+}
+
+func (s *State) receive(o *out, m Message, now time.Duration) {
+	if m.From < 0 || m.From >= len(s.cl.Members) || m.From == s.self() || m.To != s.self() || m.Ticket != s.cfg.Name {
+		return
+	}
+	if m.Term > s.highTerm {
+		s.highTerm = m.Term
+	}
+	switch m.Type {
+	case MsgVoteReq:
+		s.onVoteReq(o, m, now)
+	case MsgVoteResp:
+		s.onVoteResp(o, m, now)
+	case MsgRenew:
+		s.onRenew(o, m, now)
+	case MsgRenewAck:
+		s.onRenewAck(o, m, now)
+	case MsgRelease:
+		s.onRelease(o, m, now)
+	case MsgReleaseAck:
+		s.onReleaseAck(m)
+	case MsgGrantReq:
+		if m.Site == s.self() {
+			s.grant(o, Command{Op: OpGrant, Site: s.self(), Force: m.Flags&FlagForce != 0}, now)
+		}
+	case MsgRevokeReq:
+		if s.hold == owner {
+			s.revoke(o, Command{Op: OpRevoke}, now)
+		}
+	case MsgMoveReq:
+		if s.hold == owner {
+			s.move(o, Command{Op: OpMove, Site: m.Site}, now)
+		}
+	case MsgAttrs:
+		s.onAttrs(o, m)
+	case MsgAttrsAck:
+		if s.attrs.Active && m.Round == s.attrs.ID {
+			s.attrs.Acks |= 1 << uint(m.From)
+			if popcount(s.attrs.Acks) == len(s.cl.Members) {
+				s.attrs.Active = false
+			}
+		}
+	case MsgSyncReq:
+		r := s.msg(MsgSyncResp, m.From)
+		r.Acked, r.Site = s.P.Acked, s.P.Owner
+		if s.P.Managed {
+			r.Flags |= FlagManaged
+		}
+		if s.hold == owner {
+			r.Site = s.self()
+		}
+		r.Attrs = append([]Attr(nil), s.P.Attrs...)
+		o.msgs = append(o.msgs, r)
+	case MsgSyncResp:
+		s.onSyncResp(o, m, now)
+	}
+}
