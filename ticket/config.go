@@ -227,6 +227,8 @@ type faults struct {
 	// lastSendTiming: the owner times its lease from the last transmission
 	// of a request instead of the first.
 	lastSendTiming bool
+	// ignorePromises: a member acknowledges any site whatever it promised.
+	ignorePromises bool
 }
 
 // Booth's defaults.

@@ -103,21 +103,19 @@ type simMember struct {
 }
 
 type simParams struct {
-	lossP, dupP      float64
-	crashP, wipeP    float64
-	partitionP       float64
-	commandP         float64
-	extremeRate      float64
-	manual           bool
-	chaos, stable    time.Duration
-	members          []Member
-	cfg              Config
-	maxDelay         time.Duration
-	handlerFailP     float64
-	handoverFailP    float64
-	wipeOnFirstBoot  bool
-	checkLiveness    bool
-	commandsInStable bool
+	lossP, dupP   float64
+	crashP, wipeP float64
+	partitionP    float64
+	commandP      float64
+	extremeRate   float64
+	manual        bool
+	chaos, stable time.Duration
+	members       []Member
+	cfg           Config
+	maxDelay      time.Duration
+	handlerFailP  float64
+	handoverFailP float64
+	checkLiveness bool
 }
 
 type sim struct {

@@ -99,7 +99,7 @@ type State struct {
 	viewHeard   time.Duration
 	viewSince   time.Duration
 
-	hold     holding
+	hold holding
 	// heldTerm is the term of the lease we hold or last held; a release
 	// names it, so it cannot cancel promises given in a later term.
 	heldTerm uint64

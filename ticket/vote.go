@@ -30,7 +30,7 @@ func (s *State) refusal(c int, force bool, now time.Duration) (Reason, time.Dura
 	if s.manual() && s.wiped && !s.synced {
 		return RefuseRestarting, 0
 	}
-	if s.promiseTo != None && s.promiseTo != c && now < s.promiseUntil {
+	if s.promiseTo != None && s.promiseTo != c && now < s.promiseUntil && !s.cfg.faults.ignorePromises {
 		return RefusePromised, remaining(s.promiseUntil, now)
 	}
 	if s.manual() && s.P.Managed && s.P.Acked != None && s.P.Acked != c {
