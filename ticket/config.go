@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/geobooth/geobooth/internal/confkit"
 )
 
 // Mode says who moves a ticket: the protocol (Auto) or only the operator
@@ -284,53 +286,56 @@ func (c *Config) stretched(x time.Duration) time.Duration {
 	return time.Duration(float64(x) * (1 + c.MaxClockDrift))
 }
 
-// Validate reports every problem with the settings, keyed by Booth's names.
-// members is the cluster size (for weights).
-func (c *Config) Validate(members int) []error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+// Validate reports every problem with the settings, keyed by their names
+// in the configuration file. members is the cluster size (for weights).
+func (c *Config) Validate(members int) []confkit.FieldError {
+	var errs []confkit.FieldError
+	bad := func(key, format string, args ...any) { errs = append(errs, confkit.Errorf(key, format, args...)) }
 	if c.Name == "" || len(c.Name) > MaxNameLen {
-		bad("name %q: a ticket name has 1 to %d characters", c.Name, MaxNameLen)
+		bad("name", "%q: a ticket name has 1 to %d characters", c.Name, MaxNameLen)
 	}
 	for _, r := range c.Name {
 		if r <= ' ' || r > '~' || r == '/' {
-			bad("name %q: only printable ASCII without spaces or '/'", c.Name)
+			bad("name", "%q: only printable ASCII without spaces or '/'", c.Name)
 			break
 		}
 	}
 	if c.Expire <= 0 {
-		bad("expire: must be positive")
+		bad("expire", "must be positive")
 	}
 	if c.Timeout <= 0 {
-		bad("timeout: must be positive")
+		bad("timeout", "must be positive")
 	}
 	if c.Retries < MinRetries {
-		bad("retries = %d: must be at least %d (Booth refuses fewer)", c.Retries, MinRetries)
+		bad("retries", "%d: must be at least %d (Booth refuses fewer)", c.Retries, MinRetries)
 	}
 	if c.MaxClockDrift < 0 || c.MaxClockDrift > MaxDrift {
-		bad("max_clock_drift = %g: must be between 0 and %g", c.MaxClockDrift, MaxDrift)
+		bad("max_clock_drift", "%g: must be between 0 and %g", c.MaxClockDrift, MaxDrift)
 	}
-	if c.AcquireAfter < 0 || c.StopTimeout < 0 {
-		bad("acquire_after and stop_timeout must not be negative")
+	if c.AcquireAfter < 0 {
+		bad("acquire_after", "must not be negative")
+	}
+	if c.StopTimeout < 0 {
+		bad("stop_timeout", "must not be negative")
 	}
 	if c.RenewalFreq <= 0 || c.RenewalFreq >= c.Expire {
-		bad("renewal_freq = %v: must be positive and shorter than expire (%v)", c.RenewalFreq, c.Expire)
+		bad("renewal_freq", "%v: must be positive and shorter than expire (%v)", c.RenewalFreq, c.Expire)
 	}
 	if total := c.Timeout * time.Duration(c.Retries+1); c.Retries >= MinRetries && c.Timeout > 0 && total >= c.RenewalFreq {
-		bad("timeout*(retries+1) = %v*%d = %v: must be shorter than renewal_freq (%v)", c.Timeout, c.Retries+1, total, c.RenewalFreq)
+		bad("timeout", "timeout*(retries+1) = %v*%d = %v: must be shorter than renewal_freq (%v)", c.Timeout, c.Retries+1, total, c.RenewalFreq)
 	}
 	if c.Expire > 0 && c.MaxClockDrift >= 0 && c.MaxClockDrift <= MaxDrift {
 		budget := c.RenewalFreq + c.Timeout + c.StopTimeout
 		if budget >= c.LeaseLength() {
-			bad("renewal_freq + timeout + stop_timeout = %v: must be shorter than the owner's lease expire·(1−d)/(1+d) = %v, or the owner stops before it can renew", budget, c.LeaseLength())
+			bad("stop_timeout", "renewal_freq + timeout + stop_timeout = %v: must be shorter than the owner's lease expire·(1−d)/(1+d) = %v, or the owner stops before it can renew", budget, c.LeaseLength())
 		}
 	}
 	if c.Weights != nil && len(c.Weights) != members {
-		bad("weights: %d values for %d members", len(c.Weights), members)
+		bad("weights", "%d values for %d members", len(c.Weights), members)
 	}
-	for _, p := range c.AttrPrereqs {
+	for i, p := range c.AttrPrereqs {
 		if p.Name == "" {
-			bad("attr_prereq: empty attribute name")
+			bad(fmt.Sprintf("attr_prereq.%d", i), "empty attribute name")
 		}
 	}
 	return errs

@@ -1,0 +1,514 @@
+// Package config reads a geoboothd TOML file: the cluster every member
+// must agree on, this member's own settings, and the sections of the
+// packages the daemon wires (DNS, Pacemaker, replication, membership).
+//
+// Every problem is reported with the file, the line and the key; unknown
+// keys are errors; durations must be strings ("10s"); relative paths
+// resolve against the file's folder. Load reports all problems at once.
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/ticket"
+)
+
+// File is one daemon's configuration.
+type File struct {
+	// Local names this member (one of Cluster.Members).
+	Local string `toml:"local"`
+	// StateDir holds the durable ticket state (default run/<local>).
+	StateDir string `toml:"state_dir"`
+	// AuthKeyFile holds the cluster key (8 to 64 bytes), as Booth's authfile.
+	AuthKeyFile string `toml:"auth_key_file"`
+	// NextAuthKeyFile, during a key rotation, holds the key that is also
+	// accepted.
+	NextAuthKeyFile string `toml:"next_auth_key_file"`
+	// ClusterFile, when set, names a file holding the cluster section (its
+	// keys at top level), so every member can share one copy.
+	ClusterFile string  `toml:"cluster_file"`
+	Cluster     Cluster `toml:"cluster"`
+	API         API     `toml:"api"`
+	Log         Log     `toml:"log"`
+
+	// Path is the file this was read from (absolute).
+	Path string `toml:"-"`
+	// Key and NextKey are the key files' contents.
+	Key, NextKey []byte `toml:"-"`
+	// Tickets are the resolved ticket settings, in name order.
+	Tickets []ticket.Config `toml:"-"`
+	// HandlerTimeouts per ticket name.
+	HandlerTimeouts map[string]time.Duration `toml:"-"`
+	// Self is Local's index in Cluster.Members.
+	Self int `toml:"-"`
+}
+
+// Cluster is the part every member must have identical (Booth's rule);
+// its digest travels in every peer datagram.
+type Cluster struct {
+	Name        string                    `toml:"name"`
+	MaxTimeSkew confkit.Duration          `toml:"max_time_skew"`
+	Members     []Member                  `toml:"members"`
+	Defaults    TicketSettings            `toml:"defaults"`
+	Tickets     map[string]TicketSettings `toml:"tickets"`
+}
+
+// Member is one site or arbitrator.
+type Member struct {
+	Name string `toml:"name"`
+	Role string `toml:"role"`
+	// Address is the member's UDP address for the ticket protocol.
+	Address string `toml:"address"`
+	// Serf is the member's serf (membership) address.
+	Serf string `toml:"serf"`
+	// API is the member's HTTP API address, for operators and dashboards.
+	API    string `toml:"api"`
+	Weight int    `toml:"weight"`
+}
+
+// TicketSettings are one ticket's settings; unset ones come from the
+// defaults table, then from Booth's defaults.
+type TicketSettings struct {
+	Mode                 *string           `toml:"mode"`
+	Expire               *confkit.Duration `toml:"expire"`
+	RenewalFreq          *confkit.Duration `toml:"renewal_freq"`
+	AcquireAfter         *confkit.Duration `toml:"acquire_after"`
+	Timeout              *confkit.Duration `toml:"timeout"`
+	Retries              *int              `toml:"retries"`
+	MaxClockDrift        *float64          `toml:"max_clock_drift"`
+	StopTimeout          *confkit.Duration `toml:"stop_timeout"`
+	BeforeAcquireHandler *string           `toml:"before_acquire_handler"`
+	HandlerTimeout       *confkit.Duration `toml:"handler_timeout"`
+	AttrPrereq           []string          `toml:"attr_prereq"`
+	Weights              []int             `toml:"weights"`
+}
+
+// API is the HTTP API and dashboard.
+type API struct {
+	Listen string `toml:"listen"`
+	// TokenFile holds the bearer token mutations need.
+	TokenFile string `toml:"token_file"`
+	// NextTokenFile, during a rotation, holds a token also accepted.
+	NextTokenFile string `toml:"next_token_file"`
+	// ReadToken: reads need the token too.
+	ReadToken bool `toml:"read_token"`
+
+	Token, NextToken string `toml:"-"`
+}
+
+// Log selects the log format and level.
+type Log struct {
+	Format string `toml:"format"` // text | json
+	Level  string `toml:"level"`  // debug | info | warn | error
+}
+
+// Error is one configuration problem.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
+	}
+	if e.Key != "" {
+		return loc + ": " + e.Key + ": " + e.Msg
+	}
+	return loc + ": " + e.Msg
+}
+
+// Errors is every problem Load found.
+type Errors []Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Load reads and validates the file. stateDir, when not empty, overrides
+// state_dir (the -state-dir flag).
+func Load(path, stateDir string) (*File, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	src, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	f := &File{Path: abs}
+	md, err := toml.Decode(string(src), f)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, Errors{{File: abs, Line: pe.Position.Line, Key: pe.LastKey, Msg: strings.TrimPrefix(pe.Message, "toml: ")}}
+		}
+		return nil, Errors{{File: abs, Msg: err.Error()}}
+	}
+	lines := keyLines(string(src))
+	var errs Errors
+	add := func(key, format string, args ...any) {
+		errs = append(errs, Error{File: abs, Line: lines.find(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	for _, k := range md.Undecoded() {
+		add(k.String(), "unknown key")
+	}
+	addCluster := add
+	if f.ClusterFile != "" {
+		if md.IsDefined("cluster") {
+			add("cluster_file", "set together with a [cluster] table: use one or the other")
+		}
+		cpath := f.resolve(f.ClusterFile)
+		cerrs := decodeClusterFile(cpath, &f.Cluster)
+		if len(cerrs) > 0 && cerrs[0].Line < 0 {
+			add("cluster_file", "%s", cerrs[0].Msg)
+		} else if len(cerrs) > 0 {
+			// Undecodable: checking what was half read would only add noise.
+			return nil, append(errs, cerrs...)
+		} else {
+			csrc, _ := os.ReadFile(cpath)
+			clines := keyLines(string(csrc))
+			addCluster = func(key, format string, args ...any) {
+				key = strings.TrimPrefix(key, "cluster.")
+				errs = append(errs, Error{File: cpath, Line: clines.find(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+			}
+		}
+	}
+	if stateDir != "" {
+		f.StateDir = stateDir
+	}
+	f.checkCluster(addCluster)
+	f.check(add)
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool {
+			if errs[i].File != errs[j].File {
+				return errs[i].File == abs
+			}
+			return errs[i].Line < errs[j].Line
+		})
+		return nil, errs
+	}
+	return f, nil
+}
+
+// decodeClusterFile reads a shared cluster file. A file that cannot be read
+// comes back as one error with Line -1.
+func decodeClusterFile(path string, c *Cluster) Errors {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return Errors{{File: path, Line: -1, Msg: err.Error()}}
+	}
+	md, err := toml.Decode(string(src), c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return Errors{{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: strings.TrimPrefix(pe.Message, "toml: ")}}
+		}
+		return Errors{{File: path, Msg: err.Error()}}
+	}
+	lines := keyLines(string(src))
+	var errs Errors
+	for _, k := range md.Undecoded() {
+		errs = append(errs, Error{File: path, Line: lines.find(k.String()), Key: k.String(), Msg: "unknown key"})
+	}
+	return errs
+}
+
+// resolve makes a path absolute against the config file's folder.
+func (f *File) resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(f.Path), p)
+}
+
+type addFunc func(key, format string, args ...any)
+
+func (f *File) check(add addFunc) {
+	f.Self = -1
+	for i, m := range f.Cluster.Members {
+		if m.Name == f.Local {
+			f.Self = i
+		}
+	}
+	switch {
+	case f.Local == "":
+		add("local", "missing: name this member (one of cluster.members)")
+	case f.Self < 0:
+		add("local", "%q is not a member of the cluster", f.Local)
+	}
+	if f.StateDir == "" && f.Local != "" {
+		f.StateDir = filepath.Join("run", f.Local)
+	}
+	f.StateDir = f.resolve(f.StateDir)
+	f.Key = readSecret(add, "auth_key_file", f.resolve(f.AuthKeyFile), true)
+	if len(f.Key) > 0 {
+		if err := ticket.CheckKey(f.Key); err != nil {
+			add("auth_key_file", "%v", err)
+		}
+	}
+	if f.NextAuthKeyFile != "" {
+		f.NextKey = readSecret(add, "next_auth_key_file", f.resolve(f.NextAuthKeyFile), true)
+		if err := ticket.CheckKey(f.NextKey); len(f.NextKey) > 0 && err != nil {
+			add("next_auth_key_file", "%v", err)
+		}
+	}
+	if f.API.Listen == "" {
+		add("api.listen", "missing: the HTTP API address (host:port)")
+	} else if _, _, err := net.SplitHostPort(f.API.Listen); err != nil {
+		add("api.listen", "%v", err)
+	}
+	f.API.Token = string(readSecret(add, "api.token_file", f.resolve(f.API.TokenFile), true))
+	if f.API.NextTokenFile != "" {
+		f.API.NextToken = string(readSecret(add, "api.next_token_file", f.resolve(f.API.NextTokenFile), true))
+	}
+	if t := f.API.Token; t != "" && len(t) < 16 {
+		add("api.token_file", "token of %d characters: use at least 16 (ticketctl keygen -token makes one)", len(t))
+	}
+	switch f.Log.Format {
+	case "", "text", "json":
+	default:
+		add("log.format", "%q: want text or json", f.Log.Format)
+	}
+	switch f.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q: want debug, info, warn or error", f.Log.Level)
+	}
+}
+
+// readSecret reads a key or token file: trailing newlines are dropped, and
+// a file others can read is refused.
+func readSecret(add addFunc, key, path string, required bool) []byte {
+	if path == "" {
+		if required {
+			add(key, "missing")
+		}
+		return nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		add(key, "%v", err)
+		return nil
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		add(key, "%s is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		add(key, "%v", err)
+		return nil
+	}
+	b = []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(b) == 0 {
+		add(key, "%s is empty", path)
+	}
+	return b
+}
+
+func (f *File) checkCluster(add addFunc) {
+	c := &f.Cluster
+	if c.Name == "" {
+		add("cluster.name", "missing: name the cluster (it goes into the config digest)")
+	}
+	if c.MaxTimeSkew == 0 {
+		c.MaxTimeSkew = confkit.Duration(ticket.DefaultMaxTimeSkew)
+	}
+	if len(c.Members) == 0 {
+		add("cluster.members", "no members: list every site and arbitrator")
+	}
+	if len(c.Members) > ticket.MaxMembers {
+		add("cluster.members", "%d members: at most %d", len(c.Members), ticket.MaxMembers)
+	}
+	seen := map[string]int{}
+	addrs := map[string]int{}
+	for i, m := range c.Members {
+		k := fmt.Sprintf("cluster.members.%d", i)
+		if m.Name == "" {
+			add(k+".name", "missing")
+		} else if j, dup := seen[m.Name]; dup {
+			add(k+".name", "duplicate member %q (also member %d)", m.Name, j)
+		}
+		seen[m.Name] = i
+		if m.Role != "site" && m.Role != "arbitrator" {
+			add(k+".role", "%q: want site or arbitrator", m.Role)
+		}
+		if _, _, err := net.SplitHostPort(m.Address); err != nil {
+			add(k+".address", "%q: want host:port for the ticket protocol (%v)", m.Address, err)
+		} else if j, dup := addrs[m.Address]; dup {
+			add(k+".address", "%s is also member %d's address", m.Address, j)
+		}
+		addrs[m.Address] = i
+	}
+	cl := f.TicketCluster()
+	if err := cl.Validate(); err != nil && len(c.Members) > 0 && len(c.Members) <= ticket.MaxMembers {
+		add("cluster.members", "%v", err)
+	}
+	if len(c.Tickets) == 0 {
+		add("cluster.tickets", "no tickets")
+	}
+	names := make([]string, 0, len(c.Tickets))
+	for n := range c.Tickets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	f.HandlerTimeouts = map[string]time.Duration{}
+	reported := map[string]bool{}
+	for _, n := range names {
+		tc, hto, errs := resolveTicket(n, c.Defaults, c.Tickets[n], len(c.Members))
+		set := c.Tickets[n].keysSet()
+		for _, e := range errs {
+			field := strings.SplitN(e.Key, ".", 2)[0]
+			key := "cluster.tickets." + n + "." + e.Key
+			msg := e.Msg
+			if !set[field] && c.Defaults.keysSet()[field] {
+				// Inherited: point at the defaults table.
+				key = "cluster.defaults." + e.Key
+				msg += " (for ticket " + n + ")"
+			}
+			if !reported[key+e.Msg] {
+				reported[key+e.Msg] = true
+				add(key, "%s", msg)
+			}
+		}
+		f.Tickets = append(f.Tickets, tc)
+		f.HandlerTimeouts[n] = hto
+	}
+}
+
+// TicketCluster returns the membership as the ticket package sees it.
+func (f *File) TicketCluster() ticket.Cluster {
+	var cl ticket.Cluster
+	for _, m := range f.Cluster.Members {
+		role := ticket.Site
+		if m.Role == "arbitrator" {
+			role = ticket.Arbitrator
+		}
+		cl.Members = append(cl.Members, ticket.Member{Name: m.Name, Role: role, Weight: m.Weight})
+	}
+	cl.Self = f.Self
+	return cl
+}
+
+// Digest summarises the cluster section; members whose digests differ
+// refuse each other's datagrams.
+func (f *File) Digest() uint64 {
+	type canon struct {
+		Name    string
+		Skew    time.Duration
+		Members []Member
+		Tickets []ticket.Config
+	}
+	b, _ := json.Marshal(canon{f.Cluster.Name, f.Cluster.MaxTimeSkew.D(), f.Cluster.Members, f.Tickets})
+	sum := sha256.Sum256(b)
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+// keysSet lists the settings given explicitly.
+func (t TicketSettings) keysSet() map[string]bool {
+	return map[string]bool{
+		"mode": t.Mode != nil, "expire": t.Expire != nil, "renewal_freq": t.RenewalFreq != nil,
+		"acquire_after": t.AcquireAfter != nil, "timeout": t.Timeout != nil, "retries": t.Retries != nil,
+		"max_clock_drift": t.MaxClockDrift != nil, "stop_timeout": t.StopTimeout != nil,
+		"before_acquire_handler": t.BeforeAcquireHandler != nil, "handler_timeout": t.HandlerTimeout != nil,
+		"attr_prereq": t.AttrPrereq != nil, "weights": t.Weights != nil,
+	}
+}
+
+// resolveTicket merges a ticket's settings over the defaults table and
+// Booth's defaults, and validates the result.
+func resolveTicket(name string, def, t TicketSettings, members int) (ticket.Config, time.Duration, []confkit.FieldError) {
+	var errs []confkit.FieldError
+	pickD := func(a, b *confkit.Duration) time.Duration {
+		if a != nil {
+			return a.D()
+		}
+		if b != nil {
+			return b.D()
+		}
+		return 0
+	}
+	c := ticket.Config{Name: name, MaxClockDrift: ticket.DefaultMaxClockDrift}
+	mode := t.Mode
+	if mode == nil {
+		mode = def.Mode
+	}
+	if mode != nil {
+		m, err := ticket.ParseMode(*mode)
+		if err != nil {
+			errs = append(errs, confkit.Errorf("mode", "%v", err))
+		}
+		c.Mode = m
+	}
+	c.Expire = pickD(t.Expire, def.Expire)
+	c.RenewalFreq = pickD(t.RenewalFreq, def.RenewalFreq)
+	c.AcquireAfter = pickD(t.AcquireAfter, def.AcquireAfter)
+	c.Timeout = pickD(t.Timeout, def.Timeout)
+	c.StopTimeout = pickD(t.StopTimeout, def.StopTimeout)
+	if t.Retries != nil {
+		c.Retries = *t.Retries
+	} else if def.Retries != nil {
+		c.Retries = *def.Retries
+	}
+	retriesSet := t.Retries != nil || def.Retries != nil
+	if t.MaxClockDrift != nil {
+		c.MaxClockDrift = *t.MaxClockDrift
+	} else if def.MaxClockDrift != nil {
+		c.MaxClockDrift = *def.MaxClockDrift
+	}
+	h := t.BeforeAcquireHandler
+	if h == nil {
+		h = def.BeforeAcquireHandler
+	}
+	if h != nil {
+		c.BeforeAcquireHandler = strings.Fields(*h)
+	}
+	prereq := t.AttrPrereq
+	if prereq == nil {
+		prereq = def.AttrPrereq
+	}
+	for i, p := range prereq {
+		ap, err := ticket.ParseAttrPrereq(p)
+		if err != nil {
+			errs = append(errs, confkit.Errorf(fmt.Sprintf("attr_prereq.%d", i), "%v", err))
+			continue
+		}
+		c.AttrPrereqs = append(c.AttrPrereqs, ap)
+	}
+	c.Weights = t.Weights
+	if c.Weights == nil {
+		c.Weights = def.Weights
+	}
+	if retriesSet && c.Retries < ticket.MinRetries {
+		errs = append(errs, confkit.Errorf("retries", "%d: must be at least %d (Booth refuses fewer)", c.Retries, ticket.MinRetries))
+		c.Retries = ticket.MinRetries
+	}
+	c = c.WithDefaults()
+	errs = append(errs, c.Validate(members)...)
+	hto := pickD(t.HandlerTimeout, def.HandlerTimeout)
+	if hto == 0 {
+		hto = c.RenewalFreq / 2
+	}
+	return c, hto, errs
+}

@@ -1,0 +1,218 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodCluster = `name = "t"
+
+[[members]]
+name = "east"
+role = "site"
+address = "127.0.0.1:1"
+
+[[members]]
+name = "west"
+role = "site"
+address = "127.0.0.1:2"
+
+[[members]]
+name = "arbitrator"
+role = "arbitrator"
+address = "127.0.0.1:3"
+
+[defaults]
+timeout = "1s"
+retries = 3
+
+[tickets.web]
+expire = "10s"
+renewal_freq = "5s"
+acquire_after = "2s"
+
+[tickets.batch]
+mode = "manual"
+`
+
+const goodMember = `local = "east"
+cluster_file = "cluster.toml"
+auth_key_file = "auth.key"
+
+[api]
+listen = "127.0.0.1:7801"
+token_file = "api.token"
+`
+
+// dir writes the files into a temp folder with secrets at mode 0600.
+func dir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	d := t.TempDir()
+	base := map[string]string{"cluster.toml": goodCluster, "member.toml": goodMember,
+		"auth.key": "0123456789abcdef\n", "api.token": "token-token-token-token\n"}
+	for k, v := range files {
+		base[k] = v
+	}
+	for name, content := range base {
+		if err := os.WriteFile(filepath.Join(d, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func TestLoadResolvesTicketsDefaultsAndPaths(t *testing.T) {
+	d := dir(t, nil)
+	f, err := Load(filepath.Join(d, "member.toml"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Self != 0 || f.StateDir != filepath.Join(d, "run", "east") {
+		t.Fatalf("self %d, state dir %s", f.Self, f.StateDir)
+	}
+	if string(f.Key) != "0123456789abcdef" || f.API.Token != "token-token-token-token" {
+		t.Fatalf("secrets: key %q token %q", f.Key, f.API.Token)
+	}
+	if len(f.Tickets) != 2 || f.Tickets[0].Name != "batch" || f.Tickets[1].Name != "web" {
+		t.Fatalf("tickets = %+v", f.Tickets)
+	}
+	web := f.Tickets[1]
+	if web.Expire != 10*time.Second || web.RenewalFreq != 5*time.Second || web.AcquireAfter != 2*time.Second ||
+		web.Timeout != time.Second || web.Retries != 3 || web.MaxClockDrift != 0.01 {
+		t.Fatalf("web = %+v", web)
+	}
+	batch := f.Tickets[0]
+	if batch.Expire != 600*time.Second || batch.Timeout != time.Second || batch.Mode.String() != "manual" {
+		t.Fatalf("batch = %+v (Booth's expire default, timeout from defaults)", batch)
+	}
+	f2, err := Load(filepath.Join(d, "member.toml"), "/tmp/elsewhere")
+	if err != nil || f2.StateDir != "/tmp/elsewhere" {
+		t.Fatalf("-state-dir override: %v %v", f2, err)
+	}
+	if f.Digest() != f2.Digest() {
+		t.Fatal("digest depends on local settings")
+	}
+}
+
+func TestDigestChangesWithTheClusterSection(t *testing.T) {
+	a, err := Load(filepath.Join(dir(t, nil), "member.toml"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(filepath.Join(dir(t, map[string]string{"cluster.toml": strings.Replace(goodCluster, `expire = "10s"`, `expire = "11s"`, 1)}), "member.toml"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Digest() == b.Digest() {
+		t.Fatal("different expire, same digest")
+	}
+}
+
+// loadErr loads and returns the single expected error line containing want.
+func loadErr(t *testing.T, files map[string]string, want ...string) string {
+	t.Helper()
+	_, err := Load(filepath.Join(dir(t, files), "member.toml"), "")
+	if err == nil {
+		t.Fatalf("loaded without error, want %q", want)
+	}
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("error of type %T: %v", err, err)
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Fatalf("error %q does not contain %q", msg, w)
+		}
+	}
+	return msg
+}
+
+func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
+	cases := []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{"retries below three", map[string]string{"cluster.toml": strings.Replace(goodCluster, "retries = 3", "retries = 2", 1)},
+			[]string{"cluster.toml:20: defaults.retries: 2: must be at least 3"}},
+		{"duplicate member", map[string]string{"cluster.toml": strings.Replace(goodCluster, `name = "west"`, `name = "east"`, 1)},
+			[]string{"cluster.toml:9: members.1.name: duplicate member \"east\""}},
+		{"integer duration", map[string]string{"cluster.toml": strings.Replace(goodCluster, `expire = "10s"`, `expire = 10`, 1)},
+			[]string{"cluster.toml:23: tickets.web.expire", "quoted string with a unit"}},
+		{"missing key file", map[string]string{"member.toml": strings.Replace(goodMember, "auth.key", "nope.key", 1)},
+			[]string{"member.toml:3: auth_key_file:", "no such file"}},
+		{"short key", map[string]string{"auth.key": "short"},
+			[]string{"member.toml:3: auth_key_file:", "8 to 64"}},
+		{"unknown key", map[string]string{"member.toml": "frobnicate = 1\n" + goodMember},
+			[]string{"member.toml:1: frobnicate: unknown key"}},
+		{"unknown local", map[string]string{"member.toml": strings.Replace(goodMember, `local = "east"`, `local = "north"`, 1)},
+			[]string{"member.toml:1: local: \"north\" is not a member"}},
+		{"bad role", map[string]string{"cluster.toml": strings.Replace(goodCluster, `role = "arbitrator"`, `role = "judge"`, 1)},
+			[]string{"members.2.role", "want site or arbitrator"}},
+		{"syntax", map[string]string{"member.toml": "local = \n"}, []string{"member.toml:1"}},
+		{"timing relation", map[string]string{"cluster.toml": strings.Replace(goodCluster, `renewal_freq = "5s"`, `renewal_freq = "3s"`, 1)},
+			[]string{"cluster.toml:19: defaults.timeout", "must be shorter than renewal_freq (3s) (for ticket web)"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { loadErr(t, c.files, c.want...) })
+	}
+}
+
+func TestSecretReadableByOthersIsRefused(t *testing.T) {
+	d := dir(t, nil)
+	if err := os.Chmod(filepath.Join(d, "auth.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(filepath.Join(d, "member.toml"), "")
+	if err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEveryExampleConfigLoads(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*/*.toml")
+	n := 0
+	for _, p := range files {
+		src, _ := os.ReadFile(p)
+		if !strings.Contains(string(src), "\nlocal = ") && !strings.HasPrefix(string(src), "local = ") {
+			continue // a shared cluster file, loaded through its members
+		}
+		n++
+		// Secrets are made at run time; give the loader stand-ins.
+		d := t.TempDir()
+		copyTree(t, filepath.Dir(p), d)
+		for _, s := range []string{"run/auth.key", "run/api.token"} {
+			os.MkdirAll(filepath.Join(d, "run"), 0o700)
+			os.WriteFile(filepath.Join(d, s), []byte("0123456789abcdef0123"), 0o600)
+		}
+		if _, err := Load(filepath.Join(d, filepath.Base(p)), ""); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	if n < 3 {
+		t.Fatalf("found %d member configs under examples/", n)
+	}
+}
+
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(to, e.Name()), b, 0o600)
+	}
+}
