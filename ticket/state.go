@@ -218,7 +218,7 @@ func (s *State) View(now time.Duration) View {
 	default:
 		v.State = "lost"
 	}
-	if now < s.windowUntil && v.Owner == None {
+	if v.Owner == None && (now < s.windowUntil && !s.manual() || s.manual() && s.wiped && !s.synced) {
 		v.State = "restarting"
 	}
 	return v

@@ -1,0 +1,91 @@
+// Command geoboothd is the geobooth daemon for sites and arbitrators. It
+// reads one TOML file, stays in the foreground, logs to stderr, and stops
+// cleanly on SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/geobooth/geobooth/arbitrator"
+	"github.com/geobooth/geobooth/internal/config"
+	"github.com/geobooth/geobooth/internal/daemon"
+	"github.com/geobooth/geobooth/site"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	cfgPath := flag.String("config", "", "daemon configuration file (TOML)")
+	stateDir := flag.String("state-dir", "", "override state_dir from the configuration")
+	check := flag.Bool("check", false, "validate the configuration and exit")
+	version := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+	if *version {
+		fmt.Println("geoboothd", daemon.Version)
+		return 0
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(os.Stderr, "geoboothd: -config FILE is required")
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath, *stateDir)
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				fmt.Fprintln(os.Stderr, "geoboothd: config:", e)
+			}
+		} else {
+			fmt.Fprintln(os.Stderr, "geoboothd:", err)
+		}
+		return 2
+	}
+	if *check {
+		fmt.Printf("%s: ok (member %s, config digest %016x)\n", cfg.Path, cfg.Local, cfg.Digest())
+		return 0
+	}
+	log := newLogger(cfg.Log)
+	var d *daemon.Daemon
+	if cfg.Cluster.Members[cfg.Self].Role == "site" {
+		d, err = site.New(cfg, log)
+	} else {
+		d, err = arbitrator.New(cfg, log)
+	}
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := d.Run(ctx); err != nil {
+		log.Error("geoboothd failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	level := slog.LevelInfo
+	switch c.Level {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/geobooth/geobooth/internal/httpapi"
+)
+
+// client talks to one geoboothd's HTTP API.
+type client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// newClient finds the API address and token from a daemon config, or from
+// -addr and -token-file.
+func newClient(cfgPath, addr, tokenFile string) (*client, error) {
+	if cfgPath != "" {
+		var f struct {
+			API struct {
+				Listen    string `toml:"listen"`
+				TokenFile string `toml:"token_file"`
+			} `toml:"api"`
+		}
+		if _, err := toml.DecodeFile(cfgPath, &f); err != nil {
+			return nil, fmt.Errorf("read %s: %w", cfgPath, err)
+		}
+		if addr == "" {
+			addr = f.API.Listen
+		}
+		if tokenFile == "" && f.API.TokenFile != "" {
+			tokenFile = f.API.TokenFile
+			if !filepath.IsAbs(tokenFile) {
+				tokenFile = filepath.Join(filepath.Dir(cfgPath), tokenFile)
+			}
+		}
+	}
+	if addr == "" {
+		return nil, errors.New("say which daemon: -config FILE or -addr HOST:PORT")
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	c := &client{base: strings.TrimSuffix(addr, "/"), http: &http.Client{Timeout: 15 * time.Second}}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read token: %w", err)
+		}
+		c.token = strings.TrimSpace(string(b))
+	}
+	return c, nil
+}
+
+// call sends a request and decodes a JSON answer into out. API errors come
+// back as exit errors with the daemon's reason.
+func (c *client) call(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		return fail(2, "%v", err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fail(3, "cannot reach geoboothd at %s: %v (is it running?)", c.base, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fail(3, "read answer from %s: %v", c.base, err)
+	}
+	if resp.StatusCode >= 300 {
+		var r httpapi.CommandResult
+		if json.Unmarshal(data, &r) == nil && r.Error != "" {
+			msg := r.Error
+			if r.Detail != "" {
+				msg += " (" + r.Detail + ")"
+			}
+			if resp.StatusCode == http.StatusUnauthorized {
+				return fail(4, "%s: check the token (-token-file, or api.token_file of -config)", msg)
+			}
+			return fail(1, "%s", msg)
+		}
+		return fail(1, "%s %s: %s", method, path, resp.Status)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fail(1, "bad answer from %s: %v", c.base, err)
+		}
+	}
+	return nil
+}
+
+func unwrapURLError(err error) error {
+	var ue interface{ Unwrap() error }
+	for errors.As(err, &ue) {
+		inner := ue.Unwrap()
+		if inner == nil {
+			break
+		}
+		err = inner
+	}
+	return err
+}
+
+func (c *client) ticket(name string) (httpapi.Ticket, error) {
+	var t httpapi.Ticket
+	err := c.call(http.MethodGet, "/api/v1/tickets/"+name, nil, &t)
+	return t, err
+}
+
+// parseFlags parses flags that may come before, between or after the
+// positional arguments (`grant web -F` as well as `grant -F web`).
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, fail(2, "%s: %v", fs.Name(), err)
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}

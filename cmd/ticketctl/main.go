@@ -1,0 +1,106 @@
+// Command ticketctl is the operator's CLI for geobooth, Booth-like:
+//
+//	ticketctl [-config FILE | -addr HOST:PORT -token-file FILE] COMMAND [flags] [args]
+//
+// Commands: list, grant, revoke, move, peers, attr, keygen. Read commands
+// take --json. The exit status is 0 on success; otherwise a one-line
+// reason goes to stderr.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// exitError carries an exit status with its one-line reason.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func fail(code int, format string, args ...any) error {
+	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+const usage = `usage: ticketctl [-config FILE | -addr HOST:PORT [-token-file FILE]] COMMAND [flags] [args]
+
+commands:
+  list [--json]                          tickets as this member sees them
+  grant [-F] [-s SITE] [--no-wait] TICKET grant a ticket (to this member's site by default)
+  revoke [-F] [--no-wait] TICKET          revoke a ticket (-F: only here)
+  move [--timeout D] TICKET SITE          planned handover to SITE
+  peers [--json]                         members and their status
+  attr list|get|set|delete TICKET [NAME [VALUE]] [--json]
+  keygen [-token] FILE                   write a new cluster key (or API token), mode 0600
+`
+
+type command struct {
+	name string
+	run  func(c *client, args []string, stdout io.Writer) error
+	// local commands need no daemon.
+	local bool
+}
+
+var commands = map[string]command{
+	"list":   {name: "list", run: cmdList},
+	"grant":  {name: "grant", run: cmdGrant},
+	"revoke": {name: "revoke", run: cmdRevoke},
+	"move":   {name: "move", run: cmdMove},
+	"peers":  {name: "peers", run: cmdPeers},
+	"attr":   {name: "attr", run: cmdAttr},
+	"keygen": {name: "keygen", run: cmdKeygen, local: true},
+}
+
+func main() {
+	err := run(os.Args[1:], os.Stdout)
+	if err == nil {
+		return
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	fmt.Fprintln(os.Stderr, "ticketctl:", strings.TrimSpace(strings.ReplaceAll(err.Error(), "\n", "; ")))
+	os.Exit(code)
+}
+
+func run(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("ticketctl", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfgPath := fs.String("config", "", "a member's daemon configuration (API address and token)")
+	addr := fs.String("addr", "", "the daemon's API address (host:port or URL)")
+	tokenFile := fs.String("token-file", "", "file holding the API token")
+	if err := fs.Parse(args); err != nil {
+		return fail(2, "%v\n%s", err, usage)
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return fail(2, "no command\n%s", usage)
+	}
+	cmd, ok := commands[rest[0]]
+	if !ok {
+		names := make([]string, 0, len(commands))
+		for n := range commands {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return fail(2, "unknown command %q (commands: %s)", rest[0], strings.Join(names, ", "))
+	}
+	var c *client
+	if !cmd.local {
+		var err error
+		c, err = newClient(*cfgPath, *addr, *tokenFile)
+		if err != nil {
+			return fail(2, "%v", err)
+		}
+	}
+	return cmd.run(c, rest[1:], stdout)
+}

@@ -1,0 +1,127 @@
+// Package daemon assembles what every geoboothd runs, whatever its role:
+// the ticket node, the HTTP API and metrics, and their lifecycle. The role
+// packages (site, arbitrator) add their parts through Parts before Run.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/geobooth/geobooth/internal/config"
+	"github.com/geobooth/geobooth/internal/httpapi"
+	"github.com/geobooth/geobooth/internal/node"
+)
+
+// Version is set at build time (-ldflags "-X ...daemon.Version=...").
+var Version = "dev"
+
+// Service is a part of the daemon that runs beside the node (DNS server,
+// membership, replication). Run blocks until ctx ends.
+type Service interface {
+	Run(ctx context.Context) error
+}
+
+// Parts are what a role adds to the common daemon.
+type Parts struct {
+	Resources  node.Resources
+	Handover   node.Handover
+	Membership node.Membership
+	Services   []Service
+	// Mount adds HTTP routes (DNS status, replication, dashboard).
+	Mount []func(r chi.Router, auth func(http.Handler) http.Handler)
+	// Observers follow ticket views (DNS answers).
+	Observers []node.Observer
+}
+
+// Daemon is one running geoboothd.
+type Daemon struct {
+	Config   *config.File
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	Clock    node.Clock
+	Parts    Parts
+	Node     *node.Node
+}
+
+// New prepares a daemon from a loaded configuration.
+func New(cfg *config.File, log *slog.Logger) *Daemon {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &Daemon{Config: cfg, Log: log, Registry: reg, Clock: node.NewSystemClock()}
+}
+
+// Role returns the local member's role.
+func (d *Daemon) Role() string { return d.Config.Cluster.Members[d.Config.Self].Role }
+
+// Run starts everything and runs until ctx ends or a part fails.
+func (d *Daemon) Run(ctx context.Context) error {
+	n, err := node.New(node.Options{Config: d.Config, Log: d.Log, Registry: d.Registry, Clock: d.Clock,
+		Resources: d.Parts.Resources, Handover: d.Parts.Handover})
+	if err != nil {
+		return err
+	}
+	d.Node = n
+	for _, o := range d.Parts.Observers {
+		n.Observe(o)
+	}
+	if d.Parts.Membership != nil {
+		n.SetMembership(d.Parts.Membership)
+	}
+	api := httpapi.New(httpapi.Options{Backend: n, Tokens: []string{d.Config.API.Token, d.Config.API.NextToken},
+		ReadToken: d.Config.API.ReadToken, Gatherer: d.Registry, Member: d.Config.Local, Role: d.Role(),
+		Mount: func(r chi.Router, auth func(http.Handler) http.Handler) {
+			for _, m := range d.Parts.Mount {
+				m(r, auth)
+			}
+		}})
+	ln, err := net.Listen("tcp", d.Config.API.Listen)
+	if err != nil {
+		return fmt.Errorf("HTTP API: %w", err)
+	}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2+len(d.Parts.Services))
+	var wg sync.WaitGroup
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	run("tickets", func() error { return n.Run(ctx) })
+	run("HTTP API", func() error { return srv.Serve(ln) })
+	for _, s := range d.Parts.Services {
+		s := s
+		run(fmt.Sprintf("%T", s), func() error { return s.Run(ctx) })
+	}
+	d.Log.Info("geoboothd started", "member", d.Config.Local, "role", d.Role(), "version", Version,
+		"api", d.Config.API.Listen, "config_digest", fmt.Sprintf("%016x", d.Config.Digest()), "pid", os.Getpid())
+	<-ctx.Done()
+	shut, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	srv.Shutdown(shut)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		d.Log.Info("geoboothd stopped", "member", d.Config.Local)
+		return nil
+	}
+}

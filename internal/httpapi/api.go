@@ -1,0 +1,329 @@
+// Package httpapi is geoboothd's HTTP API (chi): ticket views and operator
+// commands, peers, the event timeline, health and Prometheus metrics.
+// Mutations need the bearer token; a wrong or missing token gets 401 and
+// changes nothing. Reads are open unless configured otherwise.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/geobooth/geobooth/internal/node"
+	"github.com/geobooth/geobooth/ticket"
+)
+
+// Backend is what the API reads and commands.
+type Backend interface {
+	Views() []node.View
+	View(name string) node.View
+	Do(ctx context.Context, name string, cmd ticket.Command) (ticket.Reply, error)
+	MemberIndex(name string) int
+	Events() []node.Event
+	Peers() []node.Peer
+}
+
+// Options configure the API.
+type Options struct {
+	Backend Backend
+	// Tokens accepted for mutations (the current one, and the next during a
+	// rotation). Empty strings are ignored.
+	Tokens []string
+	// ReadToken: reads need a token too.
+	ReadToken bool
+	Gatherer  prometheus.Gatherer
+	Clock     func() time.Time
+	// Mount adds routes of other parts of the daemon (DNS, replication,
+	// dashboard) under the router.
+	Mount        func(r chi.Router, auth func(http.Handler) http.Handler)
+	Member, Role string
+}
+
+// Ticket is one ticket in API answers and `ticketctl list --json`.
+type Ticket struct {
+	Name           string            `json:"name"`
+	Owner          string            `json:"owner"`
+	Term           uint64            `json:"term"`
+	Mode           string            `json:"mode"`
+	State          string            `json:"state"`
+	LeaseRemaining float64           `json:"lease_remaining_s"`
+	HeldLocally    bool              `json:"held_locally"`
+	Managed        bool              `json:"managed"`
+	Local          string            `json:"local"`
+	Expires        *time.Time        `json:"expires,omitempty"`
+	LastChange     *time.Time        `json:"last_change,omitempty"`
+	Reason         string            `json:"reason,omitempty"`
+	Attrs          map[string]string `json:"attrs"`
+	Expire         float64           `json:"expire_s"`
+}
+
+// FromView renders a view at now.
+func FromView(v node.View, now time.Time) Ticket {
+	return Ticket{Name: v.Name, Owner: v.Owner, Term: v.Term, Mode: v.Mode, State: v.State,
+		LeaseRemaining: v.LeaseRemaining(now).Round(time.Millisecond).Seconds(), HeldLocally: v.HeldLocally,
+		Managed: v.Managed, Local: v.Local, Expires: v.Expires, LastChange: v.LastChange, Reason: v.Reason,
+		Attrs: v.Attrs, Expire: v.Expire}
+}
+
+// CommandResult answers a mutation.
+type CommandResult struct {
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+type api struct{ Options }
+
+// New returns the API's handler.
+func New(o Options) http.Handler {
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	a := &api{o}
+	r := chi.NewRouter()
+	r.Use(limitBody)
+	r.Get("/healthz", a.health)
+	if o.Gatherer != nil {
+		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Group(func(r chi.Router) {
+			if o.ReadToken {
+				r.Use(a.auth)
+			}
+			r.Get("/tickets", a.list)
+			r.Get("/tickets/{name}", a.get)
+			r.Get("/tickets/{name}/attrs", a.attrs)
+			r.Get("/tickets/{name}/attrs/{attr}", a.attr)
+			r.Get("/peers", a.peers)
+			r.Get("/events", a.events)
+		})
+		r.Group(func(r chi.Router) {
+			r.Use(a.auth)
+			r.Post("/tickets/{name}/grant", a.grant)
+			r.Post("/tickets/{name}/revoke", a.revoke)
+			r.Post("/tickets/{name}/move", a.move)
+			r.Put("/tickets/{name}/attrs/{attr}", a.setAttr)
+			r.Delete("/tickets/{name}/attrs/{attr}", a.deleteAttr)
+		})
+	})
+	if o.Mount != nil {
+		o.Mount(r, a.auth)
+	}
+	return r
+}
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// auth requires "Authorization: Bearer TOKEN" with a configured token.
+func (a *api) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !a.tokenOK(got) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="geobooth"`)
+			writeJSON(w, http.StatusUnauthorized, CommandResult{Error: "missing or wrong bearer token"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *api) tokenOK(got string) bool {
+	match := 0
+	for _, t := range a.Tokens {
+		if t != "" {
+			match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
+		}
+	}
+	return match == 1
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func (a *api) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "member": a.Member, "role": a.Role})
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	now := a.Clock()
+	out := []Ticket{}
+	for _, v := range a.Backend.Views() {
+		out = append(out, FromView(v, now))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// view finds the ticket named in the path, or answers 404.
+func (a *api) view(w http.ResponseWriter, r *http.Request) (node.View, bool) {
+	name := chi.URLParam(r, "name")
+	v := a.Backend.View(name)
+	if v.Name == "" {
+		writeJSON(w, http.StatusNotFound, CommandResult{Error: "unknown ticket " + name})
+		return v, false
+	}
+	return v, true
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	if v, ok := a.view(w, r); ok {
+		writeJSON(w, http.StatusOK, FromView(v, a.Clock()))
+	}
+}
+
+func (a *api) attrs(w http.ResponseWriter, r *http.Request) {
+	if v, ok := a.view(w, r); ok {
+		writeJSON(w, http.StatusOK, v.Attrs)
+	}
+}
+
+func (a *api) attr(w http.ResponseWriter, r *http.Request) {
+	v, ok := a.view(w, r)
+	if !ok {
+		return
+	}
+	name := chi.URLParam(r, "attr")
+	val, ok := v.Attrs[name]
+	if !ok {
+		writeJSON(w, http.StatusNotFound, CommandResult{Error: "no attribute " + name})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"name": name, "value": val})
+}
+
+func (a *api) peers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.Backend.Peers())
+}
+
+func (a *api) events(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.Backend.Events())
+}
+
+// GrantRequest is the body of POST .../grant.
+type GrantRequest struct {
+	Site  string `json:"site"`
+	Force bool   `json:"force"`
+}
+
+// RevokeRequest is the body of POST .../revoke.
+type RevokeRequest struct {
+	Force bool `json:"force"`
+}
+
+// MoveRequest is the body of POST .../move.
+type MoveRequest struct {
+	Site string `json:"site"`
+}
+
+// AttrRequest is the body of PUT .../attrs/{attr}.
+type AttrRequest struct {
+	Value string `json:"value"`
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeJSON(w, http.StatusBadRequest, CommandResult{Error: "bad request body: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+func (a *api) site(w http.ResponseWriter, name string) (int, bool) {
+	i := a.Backend.MemberIndex(name)
+	if i < 0 {
+		writeJSON(w, http.StatusBadRequest, CommandResult{Error: "unknown site " + name})
+		return 0, false
+	}
+	return i, true
+}
+
+func (a *api) grant(w http.ResponseWriter, r *http.Request) {
+	var req GrantRequest
+	if _, ok := a.view(w, r); !ok || !decode(w, r, &req) {
+		return
+	}
+	if req.Site == "" {
+		req.Site = a.Member
+	}
+	i, ok := a.site(w, req.Site)
+	if !ok {
+		return
+	}
+	a.do(w, r, ticket.Command{Op: ticket.OpGrant, Site: i, Force: req.Force})
+}
+
+func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
+	var req RevokeRequest
+	if _, ok := a.view(w, r); !ok || !decode(w, r, &req) {
+		return
+	}
+	a.do(w, r, ticket.Command{Op: ticket.OpRevoke, Force: req.Force})
+}
+
+func (a *api) move(w http.ResponseWriter, r *http.Request) {
+	var req MoveRequest
+	if _, ok := a.view(w, r); !ok || !decode(w, r, &req) {
+		return
+	}
+	i, ok := a.site(w, req.Site)
+	if !ok {
+		return
+	}
+	a.do(w, r, ticket.Command{Op: ticket.OpMove, Site: i})
+}
+
+func (a *api) setAttr(w http.ResponseWriter, r *http.Request) {
+	var req AttrRequest
+	if _, ok := a.view(w, r); !ok || !decode(w, r, &req) {
+		return
+	}
+	a.do(w, r, ticket.Command{Op: ticket.OpAttrSet, Attr: chi.URLParam(r, "attr"), Value: req.Value})
+}
+
+func (a *api) deleteAttr(w http.ResponseWriter, r *http.Request) {
+	if _, ok := a.view(w, r); !ok {
+		return
+	}
+	a.do(w, r, ticket.Command{Op: ticket.OpAttrDelete, Attr: chi.URLParam(r, "attr")})
+}
+
+// do runs a command and maps the state machine's answer to a status:
+// 200 done or under way, 409 refused by the protocol's rules, 400 bad input.
+func (a *api) do(w http.ResponseWriter, r *http.Request, cmd ticket.Command) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	rep, err := a.Backend.Do(ctx, chi.URLParam(r, "name"), cmd)
+	switch {
+	case errors.Is(err, node.ErrUnknownTicket):
+		writeJSON(w, http.StatusNotFound, CommandResult{Error: err.Error()})
+	case err != nil:
+		writeJSON(w, http.StatusServiceUnavailable, CommandResult{Error: err.Error()})
+	case rep.Err == nil:
+		writeJSON(w, http.StatusOK, CommandResult{OK: true, Detail: rep.Detail})
+	case errors.Is(rep.Err, ticket.ErrBadAttr), errors.Is(rep.Err, ticket.ErrNotSite), errors.Is(rep.Err, ticket.ErrTooManyAttrs):
+		writeJSON(w, http.StatusBadRequest, CommandResult{Error: rep.Err.Error(), Detail: rep.Detail})
+	default:
+		writeJSON(w, http.StatusConflict, CommandResult{Error: rep.Err.Error(), Detail: rep.Detail})
+	}
+}

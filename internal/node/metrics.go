@@ -1,0 +1,54 @@
+package node
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics of the ticket runtime, named geobooth_ticket_*.
+type metrics struct {
+	packetsReceived *prometheus.CounterVec
+	packetsSent     *prometheus.CounterVec
+	held            *prometheus.GaugeVec
+	term            *prometheus.GaugeVec
+	leaseRemaining  *prometheus.GaugeVec
+	renewals        *prometheus.CounterVec
+	acquisitions    *prometheus.CounterVec
+	losses          *prometheus.CounterVec
+	failovers       *prometheus.CounterVec
+	events          *prometheus.CounterVec
+	handlerRuns     *prometheus.CounterVec
+	persistSeconds  prometheus.Histogram
+	resourceErrors  *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		packetsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_packets_received_total",
+			Help: "Peer datagrams received, by result (ok, auth, malformed, replay, stale, digest, address, unknown_member, overflow)."}, []string{"result"}),
+		packetsSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_packets_sent_total",
+			Help: "Peer datagrams sent, by result."}, []string{"result"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "geobooth_ticket_held",
+			Help: "1 while this member holds the ticket with a valid lease."}, []string{"ticket"}),
+		term: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "geobooth_ticket_term",
+			Help: "The ticket's current term as this member knows it."}, []string{"ticket"}),
+		leaseRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "geobooth_ticket_lease_remaining_seconds",
+			Help: "Seconds left of the owner's lease as this member sees it (0: no owner)."}, []string{"ticket"}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_renewals_total",
+			Help: "Leases renewed by a majority while this member held the ticket."}, []string{"ticket"}),
+		acquisitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_acquisitions_total",
+			Help: "Times this member acquired the ticket."}, []string{"ticket"}),
+		losses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_losses_total",
+			Help: "Times this member lost the ticket because a majority did not renew its lease."}, []string{"ticket"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_failovers_total",
+			Help: "Times this member saw the ticket go from one site to another."}, []string{"ticket"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_events_total",
+			Help: "Ticket state changes, by kind."}, []string{"ticket", "kind"}),
+		handlerRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_handler_runs_total",
+			Help: "before_acquire_handler runs, by result (ok, failed, timeout)."}, []string{"ticket", "result"}),
+		persistSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "geobooth_ticket_persist_seconds",
+			Help: "Time to write and fsync a ticket's durable state.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 12)}),
+		resourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_resource_errors_total",
+			Help: "Failed calls to start or stop the local resources, by operation."}, []string{"ticket", "op"}),
+	}
+	reg.MustRegister(m.packetsReceived, m.packetsSent, m.held, m.term, m.leaseRemaining, m.renewals,
+		m.acquisitions, m.losses, m.failovers, m.events, m.handlerRuns, m.persistSeconds, m.resourceErrors)
+	return m
+}

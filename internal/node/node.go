@@ -1,0 +1,317 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/geobooth/geobooth/internal/config"
+	"github.com/geobooth/geobooth/ticket"
+)
+
+// Resources starts and stops what a ticket guards at this site (Pacemaker:
+// crm_ticket grant and revoke). Calls for one ticket come one at a time.
+type Resources interface {
+	Grant(ctx context.Context, t string, term uint64, expires time.Time) error
+	Renewed(ctx context.Context, t string, term uint64, expires time.Time) error
+	Revoke(ctx context.Context, t string) error
+}
+
+// Handover prepares a planned move of a ticket to another site: stop the
+// services (standby), drain replication. A nil error means ready.
+type Handover interface {
+	PrepareHandover(ctx context.Context, t, to string) error
+}
+
+// Observer is told about every view change (DNS follows owners with it).
+type Observer func(View)
+
+// Options wire a Node.
+type Options struct {
+	Config    *config.File
+	Log       *slog.Logger
+	Registry  prometheus.Registerer
+	Clock     Clock
+	Transport Transport // nil: UDP on the member's configured address
+	Resources Resources // nil: nothing to start (arbitrators, sites without Pacemaker)
+	Handover  Handover  // nil: ready at once
+	// HandoverTimeout bounds PrepareHandover (default 60 s).
+	HandoverTimeout time.Duration
+	// ResourceTimeout bounds one Grant/Revoke call (default 30 s).
+	ResourceTimeout time.Duration
+}
+
+// Node runs the tickets of one member.
+type Node struct {
+	opt     Options
+	cfg     *config.File
+	log     *slog.Logger
+	clock   Clock
+	tr      Transport
+	store   *store
+	met     *metrics
+	tickets map[string]*rt
+	names   []string
+
+	inputs   chan taggedInput
+	commands chan commandReq
+
+	mu         sync.Mutex
+	views      map[string]View
+	events     *eventRing
+	observers  []Observer
+	started    time.Time
+	pending    map[uint64]chan ticket.Reply
+	nextCmdID  uint64
+	done       chan struct{}
+	membership Membership
+}
+
+// rt is one ticket's runtime state, owned by the loop goroutine.
+type rt struct {
+	cfg   ticket.Config
+	cl    ticket.Cluster
+	st    ticket.State
+	work  chan func() // the ticket's resource calls, one at a time
+	owner int         // last owner seen, for failover counting
+}
+
+type taggedInput struct {
+	ticket string
+	in     ticket.Input
+}
+
+type commandReq struct {
+	ticket string
+	cmd    ticket.Command
+	reply  chan ticket.Reply
+}
+
+// New prepares a node; Run starts it.
+func New(opt Options) (*Node, error) {
+	cfg := opt.Config
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	if opt.Clock == nil {
+		opt.Clock = NewSystemClock()
+	}
+	if opt.Registry == nil {
+		opt.Registry = prometheus.NewRegistry()
+	}
+	if opt.HandoverTimeout == 0 {
+		opt.HandoverTimeout = 60 * time.Second
+	}
+	if opt.ResourceTimeout == 0 {
+		opt.ResourceTimeout = 30 * time.Second
+	}
+	n := &Node{opt: opt, cfg: cfg, log: opt.Log, clock: opt.Clock, met: newMetrics(opt.Registry),
+		tickets: map[string]*rt{}, inputs: make(chan taggedInput, 256), commands: make(chan commandReq),
+		views: map[string]View{}, events: newEventRing(200), pending: map[uint64]chan ticket.Reply{},
+		started: opt.Clock.Wall(), done: make(chan struct{})}
+	st, err := newStore(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	n.store = st
+	cl := cfg.TicketCluster()
+	for _, tc := range cfg.Tickets {
+		tc := tc
+		r := &rt{cfg: tc, cl: cl, work: make(chan func(), 64), owner: ticket.None}
+		r.st = ticket.NewState(&r.cfg, &r.cl)
+		n.tickets[tc.Name] = r
+		n.names = append(n.names, tc.Name)
+	}
+	sort.Strings(n.names)
+	n.tr = opt.Transport
+	if n.tr == nil {
+		addrs := make([]string, len(cfg.Cluster.Members))
+		for i, m := range cfg.Cluster.Members {
+			addrs[i] = m.Address
+		}
+		keys := [][]byte{cfg.Key}
+		if len(cfg.NextKey) > 0 {
+			keys = append(keys, cfg.NextKey)
+		}
+		tr, err := listenUDP(addrs, cfg.Self, keys, cfg.Digest(), cfg.Cluster.MaxTimeSkew.D(), n.clock, n.log, n.met)
+		if err != nil {
+			return nil, err
+		}
+		n.tr = tr
+	}
+	return n, nil
+}
+
+// Observe registers fn to be called with every changed ticket view. Call
+// before Run.
+func (n *Node) Observe(fn Observer) { n.observers = append(n.observers, fn) }
+
+// Run boots every ticket from its persisted state and runs until ctx ends.
+func (n *Node) Run(ctx context.Context) error {
+	defer close(n.done)
+	defer n.tr.Close()
+	wctx, stopWorkers := context.WithCancel(context.Background())
+	var workers sync.WaitGroup
+	for _, name := range n.names {
+		r := n.tickets[name]
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for {
+				select {
+				case f := <-r.work:
+					f()
+				case <-wctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		stopWorkers()
+		workers.Wait()
+	}()
+	for _, name := range n.names {
+		p, err := n.store.load(name)
+		if err != nil {
+			return err
+		}
+		var seed [8]byte
+		if _, err := rand.Read(seed[:]); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		if p == nil {
+			n.log.Info("ticket has no persisted state: abstaining for one lease", "ticket", name)
+		}
+		n.step(name, ticket.Boot{Persisted: p, Seed: binary.BigEndian.Uint64(seed[:])})
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		n.resetTimer(timer)
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-n.tr.Recv():
+			if !ok {
+				return errors.New("peer transport closed")
+			}
+			if _, known := n.tickets[m.Ticket]; !known {
+				n.met.packetsReceived.WithLabelValues("unknown_ticket").Inc()
+				continue
+			}
+			n.step(m.Ticket, ticket.Receive{Msg: m})
+		case in := <-n.inputs:
+			n.step(in.ticket, in.in)
+		case c := <-n.commands:
+			n.mu.Lock()
+			n.nextCmdID++
+			c.cmd.ID = n.nextCmdID
+			n.pending[c.cmd.ID] = c.reply
+			n.mu.Unlock()
+			n.step(c.ticket, c.cmd)
+		case <-timer.C:
+			for _, name := range n.names {
+				n.step(name, ticket.Tick{})
+			}
+		}
+	}
+}
+
+func (n *Node) resetTimer(t *time.Timer) {
+	now := n.clock.Mono()
+	next := now + time.Second
+	for _, name := range n.names {
+		if at, ok := n.tickets[name].st.NextTimer(now); ok && at < next {
+			next = at
+		}
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(next - now)
+}
+
+// step feeds one input to a ticket and carries out the outputs: persist
+// first (fsync), then the effects, then the messages.
+func (n *Node) step(name string, in ticket.Input) {
+	r := n.tickets[name]
+	now := n.clock.Mono()
+	var msgs []ticket.Message
+	var effs []ticket.Effect
+	r.st, msgs, effs = ticket.Step(r.st, in, now)
+	persisted := true
+	for _, e := range effs {
+		if p, ok := e.(ticket.Persist); ok {
+			start := time.Now()
+			if err := n.store.save(name, p.State); err != nil {
+				// Without durable state a vote could be cast twice after a
+				// crash: send nothing that depends on it.
+				n.log.Error("cannot persist ticket state: not sending", "ticket", name, "err", err)
+				persisted = false
+			}
+			n.met.persistSeconds.Observe(time.Since(start).Seconds())
+		}
+	}
+	for _, e := range effs {
+		n.effect(name, r, e)
+	}
+	if persisted {
+		for _, m := range msgs {
+			n.tr.Send(m)
+		}
+	}
+	n.publish(name, r, now)
+}
+
+// send queues an input from a worker back to the loop.
+func (n *Node) send(name string, in ticket.Input) {
+	select {
+	case n.inputs <- taggedInput{ticket: name, in: in}:
+	case <-n.done:
+	}
+}
+
+// Do runs an operator command on a ticket and returns the state machine's
+// reply.
+func (n *Node) Do(ctx context.Context, name string, cmd ticket.Command) (ticket.Reply, error) {
+	if _, ok := n.tickets[name]; !ok {
+		return ticket.Reply{}, fmt.Errorf("%w: %q", ErrUnknownTicket, name)
+	}
+	req := commandReq{ticket: name, cmd: cmd, reply: make(chan ticket.Reply, 1)}
+	select {
+	case n.commands <- req:
+	case <-ctx.Done():
+		return ticket.Reply{}, ctx.Err()
+	}
+	select {
+	case r := <-req.reply:
+		return r, nil
+	case <-ctx.Done():
+		return ticket.Reply{}, ctx.Err()
+	}
+}
+
+// ErrUnknownTicket: no ticket of that name is configured.
+var ErrUnknownTicket = errors.New("unknown ticket")
+
+// MemberIndex returns the index of the named member, or -1.
+func (n *Node) MemberIndex(name string) int {
+	for i, m := range n.cfg.Cluster.Members {
+		if m.Name == name {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,186 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/geobooth/geobooth/ticket"
+)
+
+// View is one ticket as this member sees it, for the API, ticketctl, the
+// dashboard and DNS. Times are wall clock.
+type View struct {
+	Name  string `json:"name"`
+	Mode  string `json:"mode"`
+	Owner string `json:"owner"`
+	Term  uint64 `json:"term"`
+	// State: granted, lost, waiting, acquiring, revoked, never granted,
+	// restarting, starting.
+	State       string `json:"state"`
+	HeldLocally bool   `json:"held_locally"`
+	Managed     bool   `json:"managed"`
+	Local       string `json:"local"`
+	// Expires is when the owner's lease ends as this member sees it.
+	Expires    *time.Time        `json:"expires,omitempty"`
+	LastChange *time.Time        `json:"last_change,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
+	Attrs      map[string]string `json:"attrs"`
+	Expire     float64           `json:"expire_s"`
+}
+
+// LeaseRemaining is how long the lease still runs at now (0 when there is
+// no lease: no owner, or a manual ticket).
+func (v View) LeaseRemaining(now time.Time) time.Duration {
+	if v.Expires == nil {
+		return 0
+	}
+	if d := v.Expires.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// publish refreshes the ticket's view after a step and tells observers
+// when it changed.
+func (n *Node) publish(name string, r *rt, now time.Duration) {
+	tv := r.st.View(now)
+	v := View{Name: name, Mode: tv.Mode.String(), Term: tv.Term, State: tv.State, HeldLocally: tv.HeldLocally,
+		Managed: tv.Managed, Local: n.cfg.Local, Reason: tv.Reason, Attrs: map[string]string{},
+		Expire: r.cfg.Expire.Seconds()}
+	if tv.Owner != ticket.None {
+		v.Owner = r.cl.Members[tv.Owner].Name
+		if tv.Mode == ticket.Auto {
+			exp := wallOf(n.clock, tv.Expires)
+			v.Expires = &exp
+		}
+	}
+	if tv.LastChange > 0 {
+		lc := wallOf(n.clock, tv.LastChange)
+		v.LastChange = &lc
+	}
+	for _, a := range tv.Attrs {
+		v.Attrs[a.Name] = a.Value
+	}
+	if tv.Owner != r.owner {
+		if r.owner != ticket.None && tv.Owner != ticket.None {
+			n.met.failovers.WithLabelValues(name).Inc()
+		}
+		if tv.Owner != ticket.None {
+			r.owner = tv.Owner
+		}
+	}
+	held := 0.0
+	if tv.HeldLocally {
+		held = 1
+	}
+	n.met.held.WithLabelValues(name).Set(held)
+	n.met.term.WithLabelValues(name).Set(float64(tv.Term))
+	n.met.leaseRemaining.WithLabelValues(name).Set(tv.LeaseRemaining.Seconds())
+	if tv.Mode == ticket.Manual && tv.Owner != ticket.None {
+		n.met.leaseRemaining.WithLabelValues(name).Set(0)
+	}
+	n.mu.Lock()
+	old, had := n.views[name]
+	n.views[name] = v
+	n.mu.Unlock()
+	if !had || old.Owner != v.Owner || old.Term != v.Term || old.State != v.State || old.HeldLocally != v.HeldLocally || !sameExpiry(old.Expires, v.Expires) {
+		for _, fn := range n.observers {
+			fn(v)
+		}
+	}
+}
+
+func sameExpiry(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
+// View returns the named ticket's current view.
+func (n *Node) View(name string) View {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.views[name]
+}
+
+// Views returns every ticket's view, in name order.
+func (n *Node) Views() []View {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]View, 0, len(n.names))
+	for _, name := range n.names {
+		out = append(out, n.views[name])
+	}
+	return out
+}
+
+// Event is one entry of the timeline.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Ticket string    `json:"ticket"`
+	Kind   string    `json:"kind"`
+	Term   uint64    `json:"term"`
+	Owner  string    `json:"owner"`
+	Reason string    `json:"reason"`
+}
+
+// eventRing keeps the most recent events.
+type eventRing struct {
+	mu   sync.Mutex
+	buf  []Event
+	next int
+	full bool
+}
+
+func newEventRing(n int) *eventRing { return &eventRing{buf: make([]Event, n)} }
+
+func (r *eventRing) add(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buf[r.next] = e
+	r.next = (r.next + 1) % len(r.buf)
+	if r.next == 0 {
+		r.full = true
+	}
+}
+
+// list returns the events, newest first.
+func (r *eventRing) list() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.next
+	if r.full {
+		n = len(r.buf)
+	}
+	out := make([]Event, 0, n)
+	for i := 1; i <= n; i++ {
+		out = append(out, r.buf[(r.next-i+len(r.buf))%len(r.buf)])
+	}
+	return out
+}
+
+// Events returns the recent ticket events, newest first.
+func (n *Node) Events() []Event { return n.events.list() }
+
+// onEvent logs a ticket state change as one line and records it.
+func (n *Node) onEvent(name string, r *rt, e ticket.Event) {
+	owner := ""
+	if e.Owner != ticket.None && e.Owner < len(r.cl.Members) {
+		owner = r.cl.Members[e.Owner].Name
+	}
+	kind := e.Kind.String()
+	n.met.events.WithLabelValues(name, kind).Inc()
+	if e.Kind == ticket.EvLost && e.Owner == r.cl.Self {
+		n.met.losses.WithLabelValues(name).Inc()
+	}
+	n.events.add(Event{Time: n.clock.Wall(), Ticket: name, Kind: kind, Term: e.Term, Owner: owner, Reason: e.Reason})
+	level := slog.LevelInfo
+	switch e.Kind {
+	case ticket.EvLost, ticket.EvForced, ticket.EvHandlerFailed, ticket.EvYielded, ticket.EvMoveAborted:
+		level = slog.LevelWarn
+	}
+	n.log.Log(context.Background(), level, "ticket "+kind, "ticket", name, "term", e.Term, "owner", owner, "reason", e.Reason)
+}
