@@ -294,6 +294,11 @@ func (s *State) stopped(o *out, in Stopped, now time.Duration) {
 	}
 	s.lostOwner = s.self()
 	s.viewExpires = now
+	if s.relSite != None {
+		// The target takes over now; do not contend with it unless it has
+		// not done so within a lease.
+		s.viewOwner, s.viewTerm, s.viewExpires = s.relSite, s.heldTerm, s.lockFor(now)
+	}
 	switch {
 	case flags&FlagRevoke != 0:
 		s.event(o, EvRevoked, None, now, "released by the owner")
@@ -321,13 +326,20 @@ func (s *State) onRelease(o *out, m Message, now time.Duration) {
 	ack := s.msg(MsgReleaseAck, m.From)
 	ack.Round, ack.OK = m.Round, true
 	o.msgs = append(o.msgs, ack)
-	if m.Term < s.P.Term {
-		return
-	}
-	if s.promiseTo == m.From {
+	// A promise is dropped only by a release for its own term or a later
+	// one: the same site may hold a newer lease whose voters must keep it.
+	if s.promiseTo == m.From && m.Term >= s.P.Term {
 		s.promiseTo = None
 	}
-	if s.P.Owner == m.From || (s.manual() && s.P.Acked == m.From) {
+	// Our own term may have grown through elections nobody won; a release
+	// from the owner we know, for the term we know it in, still tells us
+	// the ticket was released (or revoked).
+	fresh := m.Term >= s.P.Term
+	fromOwner := s.viewOwner == m.From && m.Term >= s.viewTerm
+	if !fresh && !fromOwner {
+		return
+	}
+	if fresh && (s.P.Owner == m.From || (s.manual() && s.P.Acked == m.From)) {
 		s.P.Owner = None
 		if s.manual() {
 			s.P.Acked = None

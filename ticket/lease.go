@@ -138,11 +138,24 @@ func (s *State) onRenewAck(o *out, m Message, now time.Duration) {
 // checkRenewal extends the lease once a majority acknowledged the round.
 func (s *State) checkRenewal(o *out, now time.Duration) {
 	r := &s.renew
-	if !r.Active || popcount(r.Acks) < s.cl.Quorum() {
+	need := s.cl.Quorum()
+	confirming := s.restartOwner && s.hold == follower && s.manual()
+	if confirming {
+		// A manual owner that restarts resumes only once a majority of the
+		// *other* members (all of them in a cluster of two or three)
+		// confirm nobody was granted the ticket meanwhile: a forced grant
+		// elsewhere may not have reached every member yet.
+		others := len(s.cl.Members) - 1
+		if need > others {
+			need = others
+		}
+		need++
+	}
+	if !r.Active || popcount(r.Acks) < need {
 		return
 	}
 	r.Active = false
-	if s.restartOwner && s.hold == follower && s.manual() {
+	if confirming {
 		s.restartOwner = false
 		s.hold, s.leaseEnd, s.stopAt, s.running = owner, forever, forever, true
 		s.heldTerm = s.P.Term

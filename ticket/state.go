@@ -218,7 +218,7 @@ func (s *State) View(now time.Duration) View {
 	default:
 		v.State = "lost"
 	}
-	if v.Owner == None && (now < s.windowUntil && !s.manual() || s.manual() && s.wiped && !s.synced) {
+	if v.Owner == None && s.P.Managed && (now < s.windowUntil && !s.manual() || s.manual() && s.wiped && !s.synced) {
 		v.State = "restarting"
 	}
 	return v
@@ -258,7 +258,7 @@ func (s *State) NextTimer(now time.Duration) (t time.Duration, ok bool) {
 			set(r.NextSend)
 		}
 	}
-	if s.hold == owner {
+	if s.hold == owner || s.restartOwner {
 		set(s.stopAt)
 		set(s.nextRenew)
 	}

@@ -162,6 +162,7 @@ func (s *State) boot(o *out, b Boot, now time.Duration) {
 			// A manual owner resumes once a majority confirms nobody took
 			// the ticket while it was down.
 			s.startRound(o, &s.renew, MsgRenew, s.P.Term, ReasonRestart, FlagManual, s.self(), now)
+			s.nextRenew = now + s.cfg.RenewalFreq
 		} else {
 			s.acquireAt, s.acquireReason = now, ReasonRestart
 		}
@@ -178,6 +179,11 @@ func (s *State) tick(o *out, now time.Duration) {
 	s.tickRound(o, &s.attrs, MsgAttrs, now)
 	if s.hold == owner && now >= s.nextRenew && !s.renew.Active && !s.elect.Active {
 		s.startRenewal(o, now, true)
+	}
+	if s.restartOwner && s.manual() && s.hold == follower && !s.renew.Active && now >= s.nextRenew {
+		// Ask again for confirmation (the others may have been down).
+		s.startRound(o, &s.renew, MsgRenew, s.P.Term, ReasonRestart, FlagManual, s.self(), now)
+		s.nextRenew = now + s.cfg.RenewalFreq
 	}
 	if s.viewOwner != None && s.viewOwner != s.self() && now >= s.viewExpires && s.viewExpires != forever {
 		s.lostOwner = s.viewOwner

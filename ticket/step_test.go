@@ -558,3 +558,22 @@ func TestParseAttrPrereq(t *testing.T) {
 		}
 	}
 }
+
+func TestManualOwnerWaitsForEveryOtherMemberOfThreeBeforeResuming(t *testing.T) {
+	cfg := testConfig(Manual)
+	c := newTestCluster(t, cfg, threeMembers())
+	c.bootFresh()
+	c.grant(east, east)
+	c.crash(east)
+	c.cut[[2]int{east, west}], c.cut[[2]int{west, east}] = true, true
+	c.boot(east, c.disk[east])
+	c.advance(3 * cfg.RenewalFreq)
+	if c.st[east].Holds(c.now) {
+		t.Fatal("resumed with only the arbitrator's confirmation: a forced grant at west may not have reached it")
+	}
+	c.heal()
+	c.advance(cfg.RenewalFreq + time.Second)
+	if o := c.owner(); o != east {
+		t.Fatalf("owner = %d once west confirms, want east", o)
+	}
+}

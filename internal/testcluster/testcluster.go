@@ -1,0 +1,378 @@
+// Package testcluster runs real geoboothd processes on loopback for tests:
+// it builds the binaries once, writes a cluster's configuration with free
+// ports into a temporary folder, starts, kills and restarts members, and
+// reads their API. Every wait is on a condition with a deadline.
+package testcluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/geobooth/geobooth/internal/httpapi"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binaries builds geoboothd and ticketctl once per test process and returns
+// their folder.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		top := filepath.Join(filepath.Dir(file), "..", "..")
+		binDir, buildErr = os.MkdirTemp("", "geobooth-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator), "./cmd/...")
+		cmd.Dir = top
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// FreePort returns a loopback port that was free a moment ago, for TCP
+// and UDP both.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// Spec describes a cluster to write.
+type Spec struct {
+	// Members: name → role ("site" or "arbitrator"), in order.
+	Members []MemberSpec
+	// Tickets is the TOML of the [tickets.*] and [defaults] tables.
+	Tickets string
+	// Extra is appended to every member's file; %s is replaced by the
+	// member's name.
+	Extra func(m *Member) string
+}
+
+// MemberSpec is one member to write.
+type MemberSpec struct{ Name, Role string }
+
+// Cluster is a running test cluster.
+type Cluster struct {
+	t       testing.TB
+	Dir     string
+	Bin     string
+	Members []*Member
+	Token   string
+}
+
+// Member is one geoboothd.
+type Member struct {
+	Name, Role   string
+	Config       string
+	API, Peer    string
+	Serf         string
+	LogPath      string
+	cmd          *exec.Cmd
+	exited       chan struct{}
+	cluster      *Cluster
+	ExtraPorts   map[string]int
+	restartCount int
+}
+
+// New writes a cluster's configuration (not started).
+func New(t testing.TB, spec Spec) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binaries(t)}
+	key := filepath.Join(c.Dir, "auth.key")
+	tok := filepath.Join(c.Dir, "api.token")
+	c.run("", "keygen", key)
+	c.run("", "keygen", "-token", tok)
+	b, _ := os.ReadFile(tok)
+	c.Token = strings.TrimSpace(string(b))
+	var cl strings.Builder
+	cl.WriteString("name = \"test\"\n")
+	for _, ms := range spec.Members {
+		m := &Member{Name: ms.Name, Role: ms.Role, cluster: c, ExtraPorts: map[string]int{},
+			API:  fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+			Peer: fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+			Serf: fmt.Sprintf("127.0.0.1:%d", FreePort(t))}
+		m.Config = filepath.Join(c.Dir, m.Name+".toml")
+		m.LogPath = filepath.Join(c.Dir, m.Name+".log")
+		c.Members = append(c.Members, m)
+		fmt.Fprintf(&cl, "\n[[members]]\nname = %q\nrole = %q\naddress = %q\nserf = %q\napi = %q\n", m.Name, m.Role, m.Peer, m.Serf, m.API)
+	}
+	cl.WriteString("\n" + spec.Tickets + "\n")
+	if err := os.WriteFile(filepath.Join(c.Dir, "cluster.toml"), []byte(cl.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Members {
+		cfg := fmt.Sprintf("local = %q\ncluster_file = \"cluster.toml\"\nauth_key_file = \"auth.key\"\nstate_dir = \"state/%s\"\n\n[api]\nlisten = %q\ntoken_file = \"api.token\"\n\n[log]\nlevel = \"debug\"\n",
+			m.Name, m.Name, m.API)
+		if spec.Extra != nil {
+			cfg += "\n" + spec.Extra(m)
+		}
+		if err := os.WriteFile(m.Config, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(c.StopAll)
+	return c
+}
+
+// Member returns the named member.
+func (c *Cluster) Member(name string) *Member {
+	for _, m := range c.Members {
+		if m.Name == name {
+			return m
+		}
+	}
+	c.t.Fatalf("no member %q", name)
+	return nil
+}
+
+func (c *Cluster) run(dir string, args ...string) {
+	c.t.Helper()
+	cmd := exec.Command(filepath.Join(c.Bin, "ticketctl"), args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Fatalf("ticketctl %v: %v\n%s", args, err, out)
+	}
+}
+
+// StartAll starts every member and waits until each answers.
+func (c *Cluster) StartAll() {
+	for _, m := range c.Members {
+		m.Start()
+	}
+	for _, m := range c.Members {
+		m.WaitUp(15 * time.Second)
+	}
+}
+
+// StopAll stops every running member (SIGTERM, then SIGKILL).
+func (c *Cluster) StopAll() {
+	for _, m := range c.Members {
+		m.Stop()
+	}
+}
+
+// DumpLogs writes every member's log to the test log (on failure).
+func (c *Cluster) DumpLogs() {
+	for _, m := range c.Members {
+		b, _ := os.ReadFile(m.LogPath)
+		lines := strings.Split(string(b), "\n")
+		if len(lines) > 80 {
+			lines = lines[len(lines)-80:]
+		}
+		c.t.Logf("---- %s log (last lines) ----\n%s", m.Name, strings.Join(lines, "\n"))
+	}
+}
+
+// Start starts the member's daemon.
+func (m *Member) Start() {
+	t := m.cluster.t
+	t.Helper()
+	logf, err := os.OpenFile(m.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(m.cluster.Bin, "geoboothd"), "-config", m.Config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m.cmd = cmd
+	m.exited = make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(m.exited)
+	}()
+	m.restartCount++
+}
+
+// Running reports whether the daemon process is alive.
+func (m *Member) Running() bool {
+	if m.cmd == nil {
+		return false
+	}
+	select {
+	case <-m.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// WaitUp waits until the member's API answers.
+func (m *Member) WaitUp(timeout time.Duration) {
+	t := m.cluster.t
+	t.Helper()
+	Eventually(t, timeout, func() error {
+		if !m.Running() {
+			b, _ := os.ReadFile(m.LogPath)
+			t.Fatalf("%s exited while starting:\n%s", m.Name, b)
+		}
+		resp, err := http.Get("http://" + m.API + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+}
+
+// Kill kills the daemon with SIGKILL and waits for it to be gone.
+func (m *Member) Kill() { m.signal(syscall.SIGKILL) }
+
+// Stop stops the daemon with SIGTERM (SIGKILL after 10 s).
+func (m *Member) Stop() { m.signal(syscall.SIGTERM) }
+
+// Pause stops (SIGSTOP) or resumes (SIGCONT) the process.
+func (m *Member) Pause(on bool) {
+	sig := syscall.SIGCONT
+	if on {
+		sig = syscall.SIGSTOP
+	}
+	if m.Running() {
+		m.cmd.Process.Signal(sig)
+	}
+}
+
+func (m *Member) signal(sig syscall.Signal) {
+	if !m.Running() {
+		return
+	}
+	m.cmd.Process.Signal(syscall.SIGCONT)
+	m.cmd.Process.Signal(sig)
+	select {
+	case <-m.exited:
+	case <-time.After(10 * time.Second):
+		m.cmd.Process.Kill()
+		<-m.exited
+	}
+}
+
+// Tickets reads the member's ticket list.
+func (m *Member) Tickets() ([]httpapi.Ticket, error) {
+	var ts []httpapi.Ticket
+	err := m.getJSON("/api/v1/tickets", &ts)
+	return ts, err
+}
+
+// Ticket reads one ticket.
+func (m *Member) Ticket(name string) (httpapi.Ticket, error) {
+	var t httpapi.Ticket
+	err := m.getJSON("/api/v1/tickets/"+name, &t)
+	return t, err
+}
+
+var httpClient = &http.Client{Timeout: 3 * time.Second}
+
+func (m *Member) getJSON(path string, v any) error {
+	resp, err := httpClient.Get("http://" + m.API + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// Get fetches a path from the member's API and returns the body.
+func (m *Member) Get(path string) (string, error) {
+	resp, err := httpClient.Get("http://" + m.API + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// Ctl runs ticketctl against this member and returns stdout, stderr and the
+// exit status.
+func (m *Member) Ctl(args ...string) (string, string, int) {
+	cmd := exec.Command(filepath.Join(m.cluster.Bin, "ticketctl"), append([]string{"-config", m.Config}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		m.cluster.t.Fatalf("ticketctl: %v", err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// Eventually retries f every 50 ms until it returns nil or the timeout
+// passes, then fails the test with f's last error.
+func Eventually(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %v: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// RequireTool returns the path of a program a test needs. Without it the
+// test fails when CI is set, and is skipped otherwise, naming the Debian
+// package.
+func RequireTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s not found: CI must install the Debian package %s", name, pkg)
+	}
+	t.Skipf("%s not found: install the Debian package %s to run this test", name, pkg)
+	return ""
+}

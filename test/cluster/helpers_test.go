@@ -1,0 +1,65 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math/rand"
+	"net"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/geobooth/geobooth/internal/config"
+	tc "github.com/geobooth/geobooth/internal/testcluster"
+	"github.com/geobooth/geobooth/ticket"
+)
+
+func runCmd(bin string, args ...string) (string, string, int) {
+	cmd := exec.Command(bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out.String(), errb.String(), ee.ExitCode()
+	}
+	return out.String(), errb.String(), 0
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// sendGarbage sends the member datagrams it must refuse: a wrong HMAC, a
+// truncated datagram, random bytes, a datagram from a member whose
+// configuration differs, and a replay of a valid one.
+func sendGarbage(t *testing.T, c *tc.Cluster, to *tc.Member) {
+	t.Helper()
+	cfg, err := config.Load(to.Config, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("udp", to.Peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	env := ticket.Envelope{
+		Msg:  ticket.Message{Type: ticket.MsgSyncReq, Ticket: "web", From: 1, To: cfg.Self, Site: ticket.None, Acked: ticket.None},
+		Time: time.Now().UnixNano(), Epoch: uint64(time.Now().UnixNano()), Seq: 1, Digest: cfg.Digest(),
+	}
+	good, err := ticket.Encode(env, cfg.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongKey, _ := ticket.Encode(env, []byte("not the cluster key"))
+	env.Digest++
+	env.Seq++
+	otherConfig, _ := ticket.Encode(env, cfg.Key)
+	random := make([]byte, 200)
+	rand.New(rand.NewSource(1)).Read(random)
+	for _, d := range [][]byte{wrongKey, good[:10], random, otherConfig, good, good} {
+		if _, err := conn.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
