@@ -42,7 +42,11 @@ func Binaries(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator), "./cmd/...")
+		args := []string{"build", "-o", binDir + string(os.PathSeparator)}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/...")...)
 		cmd.Dir = top
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -106,11 +110,11 @@ type Member struct {
 	API, Peer    string
 	Serf         string
 	LogPath      string
+	mu           sync.Mutex
 	cmd          *exec.Cmd
 	exited       chan struct{}
 	cluster      *Cluster
 	ExtraPorts   map[string]int
-	restartCount int
 }
 
 // New writes a cluster's configuration (not started).
@@ -149,8 +153,25 @@ func New(t testing.TB, spec Spec) *Cluster {
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(c.StopAll)
+	t.Cleanup(func() {
+		c.StopAll()
+		c.checkRaces()
+	})
 	return c
+}
+
+// checkRaces fails the test if a daemon built with -race reported one.
+func (c *Cluster) checkRaces() {
+	for _, m := range c.Members {
+		b, _ := os.ReadFile(m.LogPath)
+		if i := bytes.Index(b, []byte("WARNING: DATA RACE")); i >= 0 {
+			end := i + 3000
+			if end > len(b) {
+				end = len(b)
+			}
+			c.t.Errorf("%s reported a data race:\n%s", m.Name, b[i:end])
+		}
+	}
 }
 
 // Member returns the named member.
@@ -215,23 +236,31 @@ func (m *Member) Start() {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	m.cmd = cmd
-	m.exited = make(chan struct{})
+	exited := make(chan struct{})
+	m.mu.Lock()
+	m.cmd, m.exited = cmd, exited
+	m.mu.Unlock()
 	go func() {
 		cmd.Wait()
 		logf.Close()
-		close(m.exited)
+		close(exited)
 	}()
-	m.restartCount++
+}
+
+func (m *Member) proc() (*exec.Cmd, chan struct{}) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cmd, m.exited
 }
 
 // Running reports whether the daemon process is alive.
 func (m *Member) Running() bool {
-	if m.cmd == nil {
+	cmd, exited := m.proc()
+	if cmd == nil {
 		return false
 	}
 	select {
-	case <-m.exited:
+	case <-exited:
 		return false
 	default:
 		return true
@@ -268,8 +297,8 @@ func (m *Member) Pause(on bool) {
 	if on {
 		sig = syscall.SIGSTOP
 	}
-	if m.Running() {
-		m.cmd.Process.Signal(sig)
+	if cmd, _ := m.proc(); m.Running() {
+		cmd.Process.Signal(sig)
 	}
 }
 
@@ -277,13 +306,14 @@ func (m *Member) signal(sig syscall.Signal) {
 	if !m.Running() {
 		return
 	}
-	m.cmd.Process.Signal(syscall.SIGCONT)
-	m.cmd.Process.Signal(sig)
+	cmd, exited := m.proc()
+	cmd.Process.Signal(syscall.SIGCONT)
+	cmd.Process.Signal(sig)
 	select {
-	case <-m.exited:
+	case <-exited:
 	case <-time.After(10 * time.Second):
-		m.cmd.Process.Kill()
-		<-m.exited
+		cmd.Process.Kill()
+		<-exited
 	}
 }
 
