@@ -161,6 +161,8 @@ func (s *State) onSyncResp(o *out, m Message, now time.Duration) {
 	s.syncFrom |= 1 << uint(m.From)
 	if popcount(s.syncFrom) >= s.cl.syncNeeded() {
 		s.synced = true
-		s.event(o, EvSynced, None, now, "learned the ticket state from %d members", popcount(s.syncFrom))
+		if s.P.Term > 0 {
+			s.event(o, EvSynced, None, now, "learned the ticket state from %d members", popcount(s.syncFrom))
+		}
 	}
 }

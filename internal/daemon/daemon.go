@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/geobooth/geobooth/internal/config"
+	"github.com/geobooth/geobooth/internal/dashboard"
 	"github.com/geobooth/geobooth/internal/httpapi"
 	"github.com/geobooth/geobooth/internal/node"
 )
@@ -42,6 +43,9 @@ type Parts struct {
 	Mount []func(r chi.Router, auth func(http.Handler) http.Handler)
 	// Observers follow ticket views (DNS answers).
 	Observers []node.Observer
+	// Sections are API paths the dashboard shows when present
+	// (/api/v1/dns, /api/v1/replication).
+	Sections []string
 }
 
 // Daemon is one running geoboothd.
@@ -84,6 +88,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			for _, m := range d.Parts.Mount {
 				m(r, auth)
 			}
+			page := dashboard.Handler(dashboard.Options{Source: n, Member: d.Config.Local, Role: d.Role(),
+				Digest: fmt.Sprintf("%016x", d.Config.Digest()), Version: Version, Sections: d.Parts.Sections})
+			r.Handle("/", page)
+			r.Handle("/static/*", page)
 		}})
 	ln, err := net.Listen("tcp", d.Config.API.Listen)
 	if err != nil {

@@ -1,0 +1,156 @@
+// Package local tests the example cluster as a user runs it: the same
+// configuration files, the same fixed ports.
+package local
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	tc "github.com/geobooth/geobooth/internal/testcluster"
+)
+
+// artifacts is where tests leave screenshots (git-ignored).
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("GEOBOOTH_ARTIFACTS")
+	if dir == "" {
+		_, file, _, _ := runtime.Caller(0)
+		dir = filepath.Join(filepath.Dir(file), "..", "..", "test", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func startExample(t *testing.T) *tc.Cluster {
+	c := tc.FromExample(t, "local", "east", "west", "arbitrator")
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.DumpLogs()
+		}
+	})
+	c.StartAll()
+	return c
+}
+
+// metric returns the value of one series from a member's /metrics.
+func metric(t *testing.T, m *tc.Member, series string) float64 {
+	t.Helper()
+	body, err := m.Get("/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			v, _ := strconv.ParseFloat(strings.TrimPrefix(line, series+" "), 64)
+			return v
+		}
+	}
+	return -1
+}
+
+func TestDashboardAndMetricsFollowAFailover(t *testing.T) {
+	c := startExample(t)
+	east, west, arb := c.Member("east"), c.Member("west"), c.Member("arbitrator")
+	if _, errOut, code := arb.Ctl("grant", "-s", "east", "web"); code != 0 {
+		t.Fatalf("grant: %s", errOut)
+	}
+
+	// Metrics: renewals grow at the owner.
+	renewals := `geobooth_ticket_renewals_total{ticket="web"}`
+	r0 := metric(t, east, renewals)
+	tc.Eventually(t, 15*time.Second, func() error {
+		if r := metric(t, east, renewals); r <= r0 {
+			return fmt.Errorf("renewals stayed at %v", r)
+		}
+		return nil
+	})
+	for _, s := range []string{`geobooth_ticket_held{ticket="web"}`, `geobooth_ticket_term{ticket="web"}`,
+		`geobooth_ticket_lease_remaining_seconds{ticket="web"}`, `geobooth_ticket_packets_received_total{result="ok"}`} {
+		if metric(t, east, s) < 0 {
+			t.Errorf("series %s missing", s)
+		}
+	}
+	failovers := `geobooth_ticket_failovers_total{ticket="web"}`
+	f0 := metric(t, arb, failovers)
+
+	b := tc.NewBrowser(t, 1280, 800, true)
+	b.Open("http://" + west.API + "/")
+	owner := `#tickets tr[data-ticket="web"] td.owner`
+	countdown := `#tickets tr[data-ticket="web"] .countdown`
+	tc.Eventually(t, 10*time.Second, func() error {
+		if got := b.Texts(owner); len(got) != 1 || got[0] != "east" {
+			return fmt.Errorf("owner cell = %q", got)
+		}
+		if got := b.Texts("#members td.name"); strings.Join(got, ",") != "east,west,arbitrator" {
+			return fmt.Errorf("members = %q", got)
+		}
+		return nil
+	})
+	num := regexp.MustCompile(`^(\d+\.\d)s$`)
+	first := b.Texts(countdown)[0]
+	tc.Eventually(t, 5*time.Second, func() error {
+		now := b.Texts(countdown)[0]
+		if !num.MatchString(now) || now == first {
+			return fmt.Errorf("countdown %q then %q: not counting", first, now)
+		}
+		return nil
+	})
+	b.Screenshot(filepath.Join(artifacts(t), "dashboard-1280x800.png"))
+
+	// Mark the page, fail east over, and see west appear in the same page.
+	b.Script(`window.notReloaded = true; return true;`, nil)
+	east.Kill()
+	tc.Eventually(t, 20*time.Second, func() error {
+		if got := b.Texts(owner); len(got) != 1 || got[0] != "west" {
+			return fmt.Errorf("owner cell = %q", got)
+		}
+		return nil
+	})
+	var marked struct {
+		Value bool `json:"value"`
+	}
+	b.Script(`return window.notReloaded === true;`, &marked)
+	if !marked.Value {
+		t.Fatal("the page was reloaded")
+	}
+	b.Screenshot(filepath.Join(artifacts(t), "dashboard-after-failover.png"))
+	if f := metric(t, arb, failovers); f <= f0 {
+		t.Fatalf("failover counter %v, was %v", f, f0)
+	}
+
+	// Without JavaScript the server-rendered page says the same.
+	nojs := tc.NewBrowser(t, 1280, 800, false)
+	nojs.Open("http://" + arb.API + "/")
+	if got := nojs.Texts(owner); len(got) != 1 || got[0] != "west" {
+		t.Fatalf("no-JS owner cell = %q", got)
+	}
+	if got := nojs.Texts("#members td.name"); len(got) != 3 {
+		t.Fatalf("no-JS members = %q", got)
+	}
+
+	// A phone-width viewport: nothing wider than the screen, owner visible.
+	phone := tc.NewBrowser(t, 390, 844, true)
+	phone.Open("http://" + arb.API + "/")
+	tc.Eventually(t, 10*time.Second, func() error {
+		if got := phone.Texts(owner); len(got) != 1 || got[0] != "west" {
+			return fmt.Errorf("owner cell = %q", got)
+		}
+		return nil
+	})
+	var overflow struct {
+		Value bool `json:"value"`
+	}
+	phone.Script(`return document.documentElement.scrollWidth > window.innerWidth + 1;`, &overflow)
+	if overflow.Value {
+		t.Error("the page is wider than a phone screen")
+	}
+	phone.Screenshot(filepath.Join(artifacts(t), "dashboard-phone.png"))
+}

@@ -1,0 +1,97 @@
+// Package dashboard serves the status page every member shows at GET /:
+// tickets with their lease countdown, members, DNS and replication when the
+// daemon has them, and the recent events. The page is rendered on the
+// server (it works without JavaScript) and a small script, embedded like
+// everything else (no CDN, no external fonts), refreshes it from the API
+// every second and offers operator actions behind the API token.
+package dashboard
+
+import (
+	"embed"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/geobooth/geobooth/internal/httpapi"
+	"github.com/geobooth/geobooth/internal/node"
+)
+
+//go:embed static
+var static embed.FS
+
+var page = template.Must(template.New("index.html").Funcs(template.FuncMap{
+	"pct": func(t httpapi.Ticket) int {
+		if t.Expire <= 0 {
+			return 0
+		}
+		p := int(100 * t.LeaseRemaining / t.Expire)
+		if p > 100 {
+			p = 100
+		}
+		return p
+	},
+	"ago": func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return time.Since(*t).Round(time.Second).String() + " ago"
+	},
+	"clock": func(t time.Time) string { return t.Format("15:04:05") },
+	"dash": func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	},
+}).ParseFS(static, "static/index.html"))
+
+// Source is what the page shows.
+type Source interface {
+	Views() []node.View
+	Peers() []node.Peer
+	Events() []node.Event
+}
+
+// Options configure the page.
+type Options struct {
+	Source       Source
+	Member, Role string
+	Digest       string
+	Version      string
+	// Sections the page asks the API for when they exist (DNS,
+	// replication); each is an API path such as /api/v1/dns.
+	Sections []string
+}
+
+type pageData struct {
+	Options
+	Now     time.Time
+	Tickets []httpapi.Ticket
+	Peers   []node.Peer
+	Events  []node.Event
+}
+
+// Handler serves / and /static/.
+func Handler(o Options) http.Handler {
+	mux := http.NewServeMux()
+	sub, _ := fs.Sub(static, "static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServer(http.FS(sub))))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		d := pageData{Options: o, Now: now, Peers: o.Source.Peers(), Events: o.Source.Events()}
+		for _, v := range o.Source.Views() {
+			d.Tickets = append(d.Tickets, httpapi.FromView(v, now))
+		}
+		if len(d.Events) > 30 {
+			d.Events = d.Events[:30]
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:")
+		if err := page.Execute(w, d); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	return mux
+}

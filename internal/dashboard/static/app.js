@@ -1,0 +1,181 @@
+// geobooth dashboard: refreshes the server-rendered page from the API every
+// second, animates the lease countdowns, and offers grant/revoke/move behind
+// the API token with a confirmation step. No framework, no external files.
+"use strict";
+
+(function () {
+  const member = document.body.dataset.member;
+  const sections = (document.body.dataset.sections || "").split(",").filter(Boolean);
+  let tickets = [];
+  let peers = [];
+  let skew = 0; // server clock minus ours, from the Date header
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v;
+      else if (k.startsWith("data-")) e.setAttribute(k, v);
+      else e[k] = v;
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  function ago(iso) {
+    if (!iso) return "-";
+    const s = Math.max(0, Math.round((Date.now() + skew - Date.parse(iso)) / 1000));
+    if (s < 60) return s + "s ago";
+    if (s < 3600) return Math.floor(s / 60) + "m" + (s % 60) + "s ago";
+    return Math.floor(s / 3600) + "h" + Math.floor((s % 3600) / 60) + "m ago";
+  }
+
+  function remaining(t) {
+    if (!t.owner || !t.expires) return 0;
+    return Math.max(0, (Date.parse(t.expires) - (Date.now() + skew)) / 1000);
+  }
+
+  async function get(path) {
+    const r = await fetch(path, { cache: "no-store" });
+    const date = r.headers.get("Date");
+    if (date) skew = Date.parse(date) - Date.now();
+    if (!r.ok) throw new Error(path + ": " + r.status);
+    return r.json();
+  }
+
+  function leaseCell(t) {
+    const td = el("td", { class: "lease" });
+    const m = el("meter", { class: "bar", min: 0, max: 100, low: 25, optimum: 100 });
+    const c = el("span", { class: "countdown" });
+    td.append(m, " ", c);
+    paintLease(td, t);
+    return td;
+  }
+
+  function paintLease(td, t) {
+    const m = td.querySelector("meter");
+    const c = td.querySelector(".countdown");
+    if (!t.owner) { m.value = 0; c.textContent = "-"; return; }
+    if (t.mode === "manual") { m.value = 100; c.textContent = "no expiry"; return; }
+    const r = remaining(t);
+    m.value = t.expire_s > 0 ? Math.min(100, 100 * r / t.expire_s) : 0;
+    c.textContent = r.toFixed(1) + "s";
+  }
+
+  function renderTickets() {
+    const body = document.querySelector("#tickets tbody");
+    body.replaceChildren(...tickets.map(t => {
+      const actions = el("td", { class: "actions" });
+      if (t.owner) {
+        actions.append(el("button", { type: "button", onclick: () => act("move", t) }, "move"),
+          el("button", { type: "button", onclick: () => act("revoke", t) }, "revoke"));
+      } else {
+        actions.append(el("button", { type: "button", onclick: () => act("grant", t) }, "grant"));
+      }
+      return el("tr", { "data-ticket": t.name },
+        el("td", { class: "name" }, t.name),
+        el("td", { class: "owner" }, t.owner || "-"),
+        el("td", { class: "term" }, t.term),
+        el("td", { class: "mode" }, t.mode),
+        leaseCell(t),
+        el("td", { class: "state state-" + t.state.split(" ")[0] }, t.state),
+        el("td", { class: "change" }, ago(t.last_change), el("br"), el("small", {}, t.reason || "")),
+        actions);
+    }));
+  }
+
+  function renderPeers() {
+    const body = document.querySelector("#members tbody");
+    body.replaceChildren(...peers.map(p => el("tr", { "data-member": p.name, class: p.config_mismatch ? "mismatch" : "" },
+      el("td", { class: "name" }, p.name),
+      el("td", {}, p.role),
+      el("td", { class: "status status-" + p.status }, p.status),
+      el("td", {}, ago(p.last_heard)),
+      el("td", {}, Math.round(p.clock_offset_ms) + " ms"),
+      el("td", {}, p.version || "-"),
+      el("td", {}, p.config_mismatch ? el("b", {}, "differs") : (p.config_digest || "-")))));
+  }
+
+  function renderEvents(events) {
+    const ol = document.getElementById("events");
+    ol.replaceChildren(...events.slice(0, 30).map(e => el("li", { class: "kind-" + e.kind.split(" ")[0] },
+      el("time", {}, new Date(e.time).toLocaleTimeString()), " ", el("b", {}, e.ticket), " ", e.kind, " ",
+      el("span", { class: "term" }, "term " + e.term), e.owner ? " owner " + e.owner : "", " ",
+      el("small", {}, e.reason))));
+  }
+
+  // Generic renderers for the optional sections: DNS and replication
+  // status objects are shown as tables of their rows.
+  function renderSection(name, data) {
+    const box = document.getElementById(name);
+    box.closest("section").hidden = false;
+    const render = window.geoboothRender && window.geoboothRender[name];
+    if (render) { box.replaceChildren(render(data, el)); return; }
+    box.replaceChildren(el("pre", {}, JSON.stringify(data, null, 2)));
+  }
+
+  async function refresh() {
+    try {
+      const [ts, ps, evs] = await Promise.all([get("/api/v1/tickets"), get("/api/v1/peers"), get("/api/v1/events")]);
+      tickets = ts; peers = ps;
+      renderTickets(); renderPeers(); renderEvents(evs);
+      for (const path of sections) {
+        const name = path.split("/").pop();
+        try { renderSection(name, await get(path)); } catch (e) { /* section not available */ }
+      }
+      document.getElementById("live").textContent = "live · " + new Date().toLocaleTimeString();
+    } catch (e) {
+      document.getElementById("live").textContent = "cannot reach " + member + ": " + e.message;
+    }
+  }
+
+  function tick() {
+    for (const row of document.querySelectorAll("#tickets tbody tr")) {
+      const t = tickets.find(x => x.name === row.dataset.ticket);
+      if (t) paintLease(row.querySelector("td.lease"), t);
+    }
+  }
+
+  // Operator actions: a confirmation dialog that also asks for the token
+  // (kept for this tab only) and, for grant and move, the site.
+  function act(op, t) {
+    const dlg = document.getElementById("confirm");
+    const siteLabel = document.getElementById("site-label");
+    const select = document.getElementById("site");
+    const sites = peers.filter(p => p.role === "site" && p.name !== t.owner).map(p => p.name);
+    siteLabel.hidden = op === "revoke";
+    select.replaceChildren(...sites.map(s => el("option", { value: s }, s)));
+    document.getElementById("confirm-text").textContent =
+      op === "revoke" ? `Revoke ${t.name} from ${t.owner}? Its services stop there.`
+        : op === "move" ? `Move ${t.name} from ${t.owner} to the site below? Services stop there first.`
+          : `Grant ${t.name} to the site below?`;
+    const token = document.getElementById("token");
+    token.value = sessionStorage.getItem("geobooth-token") || "";
+    dlg.onclose = async () => {
+      if (dlg.returnValue !== "ok") return;
+      sessionStorage.setItem("geobooth-token", token.value);
+      const body = op === "revoke" ? {} : { site: select.value };
+      const msg = document.getElementById("message");
+      try {
+        const r = await fetch(`/api/v1/tickets/${encodeURIComponent(t.name)}/${op}`, {
+          method: "POST", headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token.value },
+          body: JSON.stringify(body),
+        });
+        const res = await r.json();
+        msg.className = r.ok ? "" : "error";
+        msg.textContent = `${op} ${t.name}: ` + (r.ok ? (res.detail || "ok") : res.error + (res.detail ? " (" + res.detail + ")" : ""));
+      } catch (e) {
+        msg.className = "error";
+        msg.textContent = `${op} ${t.name}: ${e.message}`;
+      }
+      refresh();
+    };
+    dlg.showModal();
+  }
+
+  refresh();
+  setInterval(refresh, 1000);
+  setInterval(tick, 200);
+})();
