@@ -105,16 +105,16 @@ type Cluster struct {
 
 // Member is one geoboothd.
 type Member struct {
-	Name, Role   string
-	Config       string
-	API, Peer    string
-	Serf         string
-	LogPath      string
-	mu           sync.Mutex
-	cmd          *exec.Cmd
-	exited       chan struct{}
-	cluster      *Cluster
-	ExtraPorts   map[string]int
+	Name, Role string
+	Config     string
+	API, Peer  string
+	Serf       string
+	LogPath    string
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	cluster    *Cluster
+	ExtraPorts map[string]int
 }
 
 // New writes a cluster's configuration (not started).
