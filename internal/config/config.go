@@ -23,6 +23,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/internal/membership"
 	"github.com/geobooth/geobooth/ticket"
 )
 
@@ -43,6 +44,9 @@ type File struct {
 	Cluster     Cluster `toml:"cluster"`
 	API         API     `toml:"api"`
 	Log         Log     `toml:"log"`
+	// Serf configures membership; it runs when the local member has a serf
+	// address (cluster members' serf key) or serf.bind is set.
+	Serf membership.Config `toml:"serf"`
 
 	// Path is the file this was read from (absolute).
 	Path string `toml:"-"`
@@ -156,7 +160,7 @@ func Load(path, stateDir string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	f := &File{Path: abs}
+	f := &File{Path: abs, Serf: membership.Default()}
 	md, err := toml.Decode(string(src), f)
 	if err != nil {
 		var pe toml.ParseError
@@ -234,6 +238,14 @@ func decodeClusterFile(path string, c *Cluster) Errors {
 	return errs
 }
 
+// SerfEnabled reports whether this member runs serf membership.
+func (f *File) SerfEnabled() bool {
+	if f.Serf.Bind != "" {
+		return true
+	}
+	return f.Self >= 0 && f.Self < len(f.Cluster.Members) && f.Cluster.Members[f.Self].Serf != ""
+}
+
 // resolve makes a path absolute against the config file's folder.
 func (f *File) resolve(p string) string {
 	if p == "" || filepath.IsAbs(p) {
@@ -284,6 +296,18 @@ func (f *File) check(add addFunc) {
 	}
 	if t := f.API.Token; t != "" && len(t) < 16 {
 		add("api.token_file", "token of %d characters: use at least 16 (ticketctl keygen -token makes one)", len(t))
+	}
+	if f.SerfEnabled() {
+		f.Serf.KeyringFile = f.resolve(f.Serf.KeyringFile)
+		errs := f.Serf.Validate()
+		for _, e := range errs {
+			add("serf."+e.Key, "%s", e.Msg)
+		}
+		if len(errs) == 0 && !f.Serf.Insecure {
+			if _, err := membership.LoadKeyring(f.Serf.KeyringFile); err != nil {
+				add("serf.keyring_file", "%v", err)
+			}
+		}
 	}
 	switch f.Log.Format {
 	case "", "text", "json":

@@ -21,6 +21,7 @@ import (
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/internal/dashboard"
 	"github.com/geobooth/geobooth/internal/httpapi"
+	"github.com/geobooth/geobooth/internal/membership"
 	"github.com/geobooth/geobooth/internal/node"
 )
 
@@ -56,6 +57,9 @@ type Daemon struct {
 	Clock    node.Clock
 	Parts    Parts
 	Node     *node.Node
+
+	member    *membership.Membership
+	memberErr error
 }
 
 // New prepares a daemon from a loaded configuration.
@@ -68,8 +72,25 @@ func New(cfg *config.File, log *slog.Logger) *Daemon {
 // Role returns the local member's role.
 func (d *Daemon) Role() string { return d.Config.Cluster.Members[d.Config.Self].Role }
 
+// Membership returns the serf member, created on first use (nil when the
+// configuration runs none). Roles call it to subscribe before Run.
+func (d *Daemon) Membership() (*membership.Membership, error) {
+	if d.member == nil && d.memberErr == nil {
+		d.member, d.memberErr = d.startMembership()
+	}
+	return d.member, d.memberErr
+}
+
 // Run starts everything and runs until ctx ends or a part fails.
 func (d *Daemon) Run(ctx context.Context) error {
+	mb, err := d.Membership()
+	if err != nil {
+		return err
+	}
+	if mb != nil {
+		d.Parts.Membership = serfStatus{mb}
+		d.Parts.Services = append(d.Parts.Services, mb)
+	}
 	n, err := node.New(node.Options{Config: d.Config, Log: d.Log, Registry: d.Registry, Clock: d.Clock,
 		Resources: d.Parts.Resources, Handover: d.Parts.Handover})
 	if err != nil {

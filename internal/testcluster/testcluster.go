@@ -125,6 +125,7 @@ func New(t testing.TB, spec Spec) *Cluster {
 	tok := filepath.Join(c.Dir, "api.token")
 	c.run("", "keygen", key)
 	c.run("", "keygen", "-token", tok)
+	c.run("", "keygen", "-serf", filepath.Join(c.Dir, "serf.keyring"))
 	b, _ := os.ReadFile(tok)
 	c.Token = strings.TrimSpace(string(b))
 	var cl strings.Builder
@@ -144,7 +145,7 @@ func New(t testing.TB, spec Spec) *Cluster {
 		t.Fatal(err)
 	}
 	for _, m := range c.Members {
-		cfg := fmt.Sprintf("local = %q\ncluster_file = \"cluster.toml\"\nauth_key_file = \"auth.key\"\nstate_dir = \"state/%s\"\n\n[api]\nlisten = %q\ntoken_file = \"api.token\"\n\n[log]\nlevel = \"debug\"\n",
+		cfg := fmt.Sprintf("local = %q\ncluster_file = \"cluster.toml\"\nauth_key_file = \"auth.key\"\nstate_dir = \"state/%s\"\n\n[api]\nlisten = %q\ntoken_file = \"api.token\"\n\n[serf]\nkeyring_file = \"serf.keyring\"\nprofile = \"local\"\n\n[log]\nlevel = \"debug\"\n",
 			m.Name, m.Name, m.API)
 		if spec.Extra != nil {
 			cfg += "\n" + spec.Extra(m)

@@ -328,4 +328,30 @@ func TestListJSONHasTheContractFields(t *testing.T) {
 			t.Errorf("peers --json lacks %q", k)
 		}
 	}
+	// serf tells each member's status: alive, then failed once killed.
+	west := c.Member("west")
+	status := func(name string) string {
+		out, _, _ := west.Ctl("peers", "--json")
+		var ps []map[string]any
+		jsonUnmarshal(out, &ps)
+		for _, p := range ps {
+			if p["name"] == name {
+				return fmt.Sprint(p["status"])
+			}
+		}
+		return ""
+	}
+	tc.Eventually(t, 10*time.Second, func() error {
+		if s := status("east") + "," + status("arbitrator"); s != "alive,alive" {
+			return fmt.Errorf("statuses %s", s)
+		}
+		return nil
+	})
+	c.Member("east").Kill()
+	tc.Eventually(t, 15*time.Second, func() error {
+		if s := status("east"); s != "failed" {
+			return fmt.Errorf("east is %s", s)
+		}
+		return nil
+	})
 }
