@@ -355,3 +355,33 @@ func TestListJSONHasTheContractFields(t *testing.T) {
 		return nil
 	})
 }
+
+func TestAttributesThroughTicketctlReachEveryMember(t *testing.T) {
+	c := threeMembers(t, exampleTickets)
+	east, arb := c.Member("east"), c.Member("arbitrator")
+	if _, errOut, code := east.Ctl("attr", "set", "web", "repl_state", "ACTIVE"); code != 0 {
+		t.Fatalf("attr set: %s", errOut)
+	}
+	tc.Eventually(t, 5*time.Second, func() error {
+		out, errOut, code := arb.Ctl("attr", "get", "web", "repl_state")
+		if code != 0 || strings.TrimSpace(out) != "ACTIVE" {
+			return fmt.Errorf("arbitrator: %q %q", out, errOut)
+		}
+		return nil
+	})
+	if out, _, _ := arb.Ctl("attr", "list", "web"); strings.TrimSpace(out) != "repl_state=ACTIVE" {
+		t.Fatalf("attr list: %q", out)
+	}
+	if _, errOut, code := arb.Ctl("attr", "delete", "web", "repl_state"); code != 0 {
+		t.Fatalf("attr delete: %s", errOut)
+	}
+	tc.Eventually(t, 5*time.Second, func() error {
+		if _, _, code := east.Ctl("attr", "get", "web", "repl_state"); code == 0 {
+			return fmt.Errorf("east still has repl_state")
+		}
+		return nil
+	})
+	if _, errOut, code := east.Ctl("attr", "set", "web", "bad name", "x"); code == 0 || !strings.Contains(errOut, "invalid attribute") {
+		t.Fatalf("invalid name: %d %q", code, errOut)
+	}
+}
