@@ -40,7 +40,7 @@ func (s *State) grant(o *out, c Command, now time.Duration) {
 		if cur := s.knownOwner(now); cur == target {
 			reply(o, c.ID, nil, "%s already holds the ticket", s.cl.Name(target))
 			return
-		} else if cur != None && !c.Force {
+		} else if cur = s.renewingOwner(now); cur != None && !c.Force {
 			reply(o, c.ID, ErrHeldElsewhere, "%s holds the ticket", s.cl.Name(cur))
 			return
 		}
@@ -81,13 +81,13 @@ func (s *State) grant(o *out, c Command, now time.Duration) {
 		s.P.Managed = true
 		o.persist = true
 	}
-	cur, since := s.knownOwner(now), now-s.viewHeard
+	cur := s.knownOwner(now)
 	switch {
 	case c.Force:
 		s.event(o, EvForced, s.self(), now, "operator forced a grant; it is their responsibility that no other site holds the ticket")
 		s.acquireAt, s.acquireReason, s.acquireForce = now, ReasonForce, true
 		reply(o, c.ID, nil, "forced grant under way")
-	case cur != None && since < s.cfg.RenewalFreq+s.cfg.Timeout*time.Duration(s.cfg.Retries+1):
+	case s.renewingOwner(now) != None:
 		reply(o, c.ID, ErrHeldElsewhere, "%s holds the ticket and renews it", s.cl.Name(cur))
 		return
 	case cur != None || now < s.windowUntil || (s.promiseTo != None && s.promiseTo != s.self() && now < s.promiseUntil):
@@ -108,6 +108,21 @@ func (s *State) grant(o *out, c Command, now time.Duration) {
 		reply(o, c.ID, nil, "acquiring")
 	}
 	s.tryAcquireIfDue(o, now)
+}
+
+// renewingOwner is the site we know holds the ticket because it renewed
+// to us recently (within a renewal period and a round of retries), or
+// ourselves; None when we only guess (a view from before a restart, or
+// from a third member).
+func (s *State) renewingOwner(now time.Duration) int {
+	if s.hold == owner {
+		return s.self()
+	}
+	cur := s.knownOwner(now)
+	if cur != None && s.viewHeard > 0 && now-s.viewHeard < s.cfg.RenewalFreq+s.cfg.Timeout*time.Duration(s.cfg.Retries+1) {
+		return cur
+	}
+	return None
 }
 
 func (s *State) tryAcquireIfDue(o *out, now time.Duration) {
@@ -152,7 +167,7 @@ func (s *State) grantManual(o *out, c Command, now time.Duration) {
 	s.P.Term, s.P.Acked, s.P.Owner, s.P.Managed = t, s.self(), s.self(), true
 	o.persist = true
 	s.synced = true
-	s.promiseTo, s.promiseUntil = s.self(), forever
+	s.promiseTo, s.promiseUntil, s.promiseHeld = s.self(), forever, true
 	s.hold, s.leaseEnd, s.stopAt, s.running = owner, forever, forever, true
 	s.heldTerm = t
 	s.viewOwner, s.viewTerm, s.viewExpires = s.self(), t, forever

@@ -25,7 +25,7 @@ func (s *State) startRenewal(o *out, now time.Duration, runHandler bool) {
 	if s.manual() {
 		flags |= FlagManual
 	} else {
-		s.promiseTo, s.promiseUntil, s.promiseHeard = s.self(), now+s.cfg.Expire, now
+		s.promiseTo, s.promiseUntil, s.promiseHeard, s.promiseHeld = s.self(), now+s.cfg.Expire, now, true
 	}
 	s.startRound(o, &s.renew, MsgRenew, s.P.Term, ReasonNone, flags, s.self(), now)
 	s.nextRenew = now + s.cfg.RenewalFreq
@@ -52,6 +52,12 @@ func (s *State) onRenew(o *out, m Message, now time.Duration) {
 		s.yield(o, now, "ticket granted to "+s.cl.Name(m.From)+" in a higher term")
 	}
 	s.setView(o, m.From, m.Term, s.lockFor(now), now, true)
+	if !s.P.Managed {
+		// An owner renews: the ticket is granted, whether or not we may
+		// acknowledge it yet (a restart window).
+		s.P.Managed = true
+		o.persist = true
+	}
 	why, rem := s.refusal(m.From, force, now)
 	if why == 0 && m.Term == s.P.Term && s.P.Acked != None && s.P.Acked != m.From {
 		why = RefuseVoted
@@ -61,7 +67,7 @@ func (s *State) onRenew(o *out, m Message, now time.Duration) {
 		o.msgs = append(o.msgs, r)
 		return
 	}
-	s.ack(o, m.From, m.Term, now)
+	s.ack(o, m.From, m.Term, now, true)
 	if s.P.Owner != m.From {
 		s.P.Owner = m.From
 		o.persist = true
@@ -159,7 +165,7 @@ func (s *State) checkRenewal(o *out, now time.Duration) {
 		s.restartOwner = false
 		s.hold, s.leaseEnd, s.stopAt, s.running = owner, forever, forever, true
 		s.heldTerm = s.P.Term
-		s.promiseTo, s.promiseUntil = s.self(), forever
+		s.promiseTo, s.promiseUntil, s.promiseHeld = s.self(), forever, true
 		o.effect(StartResources{Term: s.P.Term})
 		s.event(o, EvAcquired, s.self(), now, "confirmed by a majority after restart")
 		s.nextRenew = now + s.cfg.RenewalFreq

@@ -140,6 +140,7 @@ type sim struct {
 	steps        int
 	cmdID        uint64
 	moves        int
+	deadForGood  int
 }
 
 func (s *sim) logf(format string, args ...any) {
@@ -169,7 +170,7 @@ func (s *sim) randDur(max time.Duration) int64 {
 }
 
 func newSim(t *testing.T, seed int64, p simParams) *sim {
-	s := &sim{t: t, rnd: rand.New(rand.NewSource(seed)), p: p, fencedHolder: None}
+	s := &sim{t: t, rnd: rand.New(rand.NewSource(seed)), p: p, fencedHolder: None, deadForGood: None}
 	cfg := p.cfg
 	s.cfg = &cfg
 	n := len(p.members)
@@ -390,6 +391,7 @@ func (s *sim) command() {
 		at = site
 	}
 	s.logf("%s COMMAND %s site=%d force=%v", s.name(at), c.Op, c.Site, c.Force)
+
 	s.step(at, c)
 	if c.Force && s.p.manual {
 		s.fenceTerm = s.ms[site].st.P.Term
@@ -529,6 +531,15 @@ func (s *sim) linkString() string {
 
 func (s *sim) heal() {
 	s.healed = true
+	if s.p.checkLiveness && s.rnd.Intn(2) == 0 {
+		// The site holding the ticket dies for good: the others must take
+		// over by themselves (if they are a majority with a site).
+		if h := s.holder(); h != None && len(s.sites()) > 1 {
+			s.crash(h)
+			s.deadForGood = h
+			s.logf("%s DIES for good", s.name(h))
+		}
+	}
 	for i := range s.links {
 		for j := range s.links[i] {
 			s.links[i][j] = true
@@ -542,13 +553,13 @@ func (s *sim) heal() {
 			return
 		}
 		for i, m := range s.ms {
-			if !m.up {
+			if !m.up && i != s.deadForGood {
 				s.boot(i, false)
 			}
 		}
 	}
 	for i, m := range s.ms {
-		if !m.up && s.fencedHolder != i {
+		if !m.up && s.fencedHolder != i && i != s.deadForGood {
 			s.boot(i, false)
 		}
 	}
@@ -557,8 +568,15 @@ func (s *sim) heal() {
 
 // run plays the scenario; it returns an error text for a violation.
 func (s *sim) run() string {
+	// Members come up at different times (a first boot counts as a lost
+	// state: each abstains for its own window).
 	for i := range s.ms {
-		s.boot(i, true)
+		if i == 0 || s.rnd.Intn(2) == 0 {
+			s.boot(i, true)
+			continue
+		}
+		i := i
+		s.at(s.randDur(s.cfg.Expire), &simEvent{kind: evFunc, fn: func() { s.boot(i, true) }})
 	}
 	if s.p.manual || s.rnd.Intn(2) == 0 {
 		// Most runs start with a grant; the others wait for a random one.
@@ -584,9 +602,19 @@ func (s *sim) run() string {
 		// Once the cluster is whole again, the operator wants the ticket
 		// held: a grant, repeated (as ticketctl grant waits and retries)
 		// while nobody holds it.
+		// When a majority counts the ticket as granted, an auto ticket must
+		// come back without help; otherwise (the operator's grant or revoke
+		// reached too few members) the operator grants, as ticketctl grant
+		// would be run again.
 		var grant func()
 		grant = func() {
-			if s.holder() != None {
+			managed := 0
+			for _, m := range s.ms {
+				if m.up && m.st.P.Managed {
+					managed++
+				}
+			}
+			if s.holder() != None || managed >= len(s.ms)/2+1 {
 				return
 			}
 			var sites []int

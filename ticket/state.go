@@ -90,6 +90,9 @@ type State struct {
 	promiseTo    int
 	promiseUntil time.Duration
 	promiseHeard time.Duration
+	// promiseHeld: the promise is to a holder (we acknowledged a renewal),
+	// not only to a candidate (a vote).
+	promiseHeld bool
 
 	// view: what we know of the current owner, for display and for
 	// deciding when a lost lease may be taken.

@@ -577,3 +577,29 @@ func TestManualOwnerWaitsForEveryOtherMemberOfThreeBeforeResuming(t *testing.T) 
 		t.Fatalf("owner = %d once west confirms, want east", o)
 	}
 }
+
+// A member still in its restart window cannot acknowledge the owner, but
+// it must learn that the ticket is granted: otherwise, once the owner
+// dies, it refuses the other site as "not granted" and nothing fails over.
+func TestMemberInItsWindowLearnsTheTicketIsGrantedAndFailoverWorks(t *testing.T) {
+	cfg := testConfig(Auto)
+	c := newTestCluster(t, cfg, threeMembers())
+	c.boot(east, nil)
+	c.boot(west, nil)
+	c.deliverAll()
+	c.advance(5 * time.Second)
+	c.boot(arb, nil) // its window ends 5 s after the sites'
+	c.deliverAll()
+	c.advance(cfg.stretched(cfg.Expire) - 5*time.Second + 100*time.Millisecond)
+	c.grant(east, east)
+	if o := c.owner(); o != east {
+		t.Fatalf("owner = %d", o)
+	}
+	if !c.st[arb].P.Managed {
+		t.Fatal("the arbitrator in its window does not know the ticket is granted")
+	}
+	c.crash(east)
+	if o, _ := c.waitOwner(cfg.Expire + cfg.AcquireAfter + 3*cfg.Timeout); o != west {
+		t.Fatalf("owner = %d, want west", o)
+	}
+}

@@ -31,6 +31,11 @@ func (s *State) refusal(c int, force bool, now time.Duration) (Reason, time.Dura
 		return RefuseRestarting, 0
 	}
 	if s.promiseTo != None && s.promiseTo != c && now < s.promiseUntil && !s.cfg.faults.ignorePromises {
+		if !s.promiseHeld {
+			// Promised to a candidate: it wins soon (and renews) or gives
+			// up and releases us; do not make the asker wait a whole lease.
+			return RefusePromised, 0
+		}
 		return RefusePromised, remaining(s.promiseUntil, now)
 	}
 	if s.manual() && s.P.Managed && s.P.Acked != None && s.P.Acked != c {
@@ -42,12 +47,12 @@ func (s *State) refusal(c int, force bool, now time.Duration) (Reason, time.Dura
 // ack records that this member acknowledges site c in term t (a vote or a
 // renewal): from now on it will not acknowledge another site until the
 // promise runs out (auto) or c releases it (manual).
-func (s *State) ack(o *out, c int, t uint64, now time.Duration) {
+func (s *State) ack(o *out, c int, t uint64, now time.Duration, held bool) {
 	if s.P.Term != t || s.P.Acked != c || !s.P.Managed {
 		s.P.Term, s.P.Acked, s.P.Managed = t, c, true
 		o.persist = true
 	}
-	s.promiseTo, s.promiseUntil, s.promiseHeard = c, s.lockFor(now), now
+	s.promiseTo, s.promiseUntil, s.promiseHeard, s.promiseHeld = c, s.lockFor(now), now, held
 }
 
 func (s *State) onVoteReq(o *out, m Message, now time.Duration) {
@@ -70,12 +75,15 @@ func (s *State) onVoteReq(o *out, m Message, now time.Duration) {
 	}
 	if why != 0 {
 		r.Reason, r.Remaining = why, rem
+		if why == RefusePromised {
+			r.Acked = s.promiseTo
+		}
 		o.msgs = append(o.msgs, r)
 		return
 	}
 	// Whatever we planned to acquire now waits for this promise to end
 	// (startElection checks).
-	s.ack(o, m.From, m.Term, now)
+	s.ack(o, m.From, m.Term, now, false)
 	r.OK, r.Term, r.Acked = true, s.P.Term, s.P.Acked
 	o.msgs = append(o.msgs, r)
 }
@@ -138,6 +146,24 @@ func (s *State) rank() int {
 	return 0
 }
 
+// outranks reports whether site a has priority over site b for
+// conflicting requests: higher weight first, then configuration order.
+func (s *State) outranks(a, b int) bool {
+	if !s.cl.IsSite(a) || !s.cl.IsSite(b) || a == b {
+		return false
+	}
+	w := func(i int) int {
+		if s.cfg.Weights != nil {
+			return s.cfg.Weights[i]
+		}
+		return s.cl.Members[i].Weight
+	}
+	if w(a) != w(b) {
+		return w(a) > w(b)
+	}
+	return a < b
+}
+
 // tryAcquire starts acquiring for acquireReason, after the checks and the
 // before-acquire handler.
 func (s *State) tryAcquire(o *out, now time.Duration) {
@@ -197,7 +223,7 @@ func (s *State) startElection(o *out, reason Reason, force bool, now time.Durati
 		flags |= FlagForce
 		reason = ReasonForce
 	}
-	s.ack(o, s.self(), t, now)
+	s.ack(o, s.self(), t, now, false)
 	s.retryAfter = 0
 	if s.hold == follower {
 		s.hold = candidate
@@ -224,6 +250,15 @@ func (s *State) onVoteResp(o *out, m Message, now time.Duration) {
 		}
 		if m.Site != None && m.Site != s.self() && m.Remaining > 0 && s.hold != owner {
 			s.setView(o, m.Site, m.Term, now+m.Remaining, now, false)
+		}
+		if m.Reason == RefusePromised && m.Remaining == 0 && s.hold == candidate && s.outranks(m.Acked, s.self()) {
+			// Another candidate with priority (weights, then configuration
+			// order) is collecting votes: give way, so the two do not split
+			// the votes again and again.
+			r.Active = false
+			s.retryAfter = now + time.Duration(s.cfg.Retries+2)*s.cfg.Timeout
+			s.electionFailed(o, now, "giving way to "+s.cl.Name(m.Acked))
+			return
 		}
 	}
 	s.checkElection(o, now)
@@ -319,7 +354,9 @@ func (s *State) electionFailed(o *out, now time.Duration, why string) {
 	}
 	s.consumeForce()
 	reason := s.acquireReason
-	retry := now + s.cfg.Timeout
+	// Candidates that split the votes must not retry in step: the site
+	// ranked first retries first.
+	retry := now + s.cfg.Timeout + time.Duration(s.rank())*s.cfg.Timeout
 	if s.retryAfter > retry {
 		retry = s.retryAfter
 	}
