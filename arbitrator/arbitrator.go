@@ -5,12 +5,24 @@ package arbitrator
 
 import (
 	"log/slog"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/internal/daemon"
+	"github.com/geobooth/geobooth/internal/httpapi"
 )
 
 // New prepares an arbitrator daemon.
 func New(cfg *config.File, log *slog.Logger) (*daemon.Daemon, error) {
-	return daemon.New(cfg, log), nil
+	d := daemon.New(cfg, log)
+	d.Parts.Mount = append(d.Parts.Mount, func(r chi.Router, auth func(http.Handler) http.Handler) {
+		noCIB := func(w http.ResponseWriter, r *http.Request) {
+			httpapi.WriteJSON(w, http.StatusConflict, httpapi.CommandResult{Error: "an arbitrator has no CIB: standby and activate act on a site's local Pacemaker (ask the site)"})
+		}
+		r.With(auth).Post("/api/v1/tickets/{name}/standby", noCIB)
+		r.With(auth).Post("/api/v1/tickets/{name}/activate", noCIB)
+	})
+	return d, nil
 }

@@ -275,6 +275,25 @@ func cmdAttr(c *client, args []string, w io.Writer) error {
 	return fail(2, "usage: attr list|get|set|delete TICKET [NAME [VALUE]]")
 }
 
+// cmdCIB puts a ticket in standby or activates it in the asked site's
+// local CIB (Booth's one safe manual CIB change, before planned work).
+func cmdCIB(c *client, args []string, w io.Writer, op string) error {
+	fs := flag.NewFlagSet(op, flag.ContinueOnError)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fail(2, "usage: %s TICKET", op)
+	}
+	var r httpapi.CommandResult
+	if err := c.call(http.MethodPost, "/api/v1/tickets/"+pos[0]+"/"+op, nil, &r); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, r.Detail)
+	return nil
+}
+
 // cmdKeygen writes a new random cluster key (32 bytes, as Booth's
 // authfile) or API token to a file only its owner can read. It refuses to
 // overwrite an existing file.

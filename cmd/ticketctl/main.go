@@ -38,6 +38,7 @@ commands:
   move [--timeout D] TICKET SITE          planned handover to SITE
   peers [--json]                         members and their status
   attr list|get|set|delete TICKET [NAME [VALUE]] [--json]
+  standby TICKET | activate TICKET       stop / restart the ticket's resources in this site's CIB (planned work)
   keygen [-token] FILE                   write a new cluster key (or API token), mode 0600
 `
 
@@ -49,13 +50,15 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"list":   {name: "list", run: cmdList},
-	"grant":  {name: "grant", run: cmdGrant},
-	"revoke": {name: "revoke", run: cmdRevoke},
-	"move":   {name: "move", run: cmdMove},
-	"peers":  {name: "peers", run: cmdPeers},
-	"attr":   {name: "attr", run: cmdAttr},
-	"keygen": {name: "keygen", run: cmdKeygen, local: true},
+	"list":     {name: "list", run: cmdList},
+	"grant":    {name: "grant", run: cmdGrant},
+	"revoke":   {name: "revoke", run: cmdRevoke},
+	"move":     {name: "move", run: cmdMove},
+	"peers":    {name: "peers", run: cmdPeers},
+	"attr":     {name: "attr", run: cmdAttr},
+	"standby":  {name: "standby", run: func(c *client, a []string, w io.Writer) error { return cmdCIB(c, a, w, "standby") }},
+	"activate": {name: "activate", run: func(c *client, a []string, w io.Writer) error { return cmdCIB(c, a, w, "activate") }},
+	"keygen":   {name: "keygen", run: cmdKeygen, local: true},
 }
 
 func main() {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/geobooth/geobooth/internal/confkit"
 	"github.com/geobooth/geobooth/internal/membership"
+	"github.com/geobooth/geobooth/pacemaker"
 	"github.com/geobooth/geobooth/ticket"
 )
 
@@ -47,6 +48,8 @@ type File struct {
 	// Serf configures membership; it runs when the local member has a serf
 	// address (cluster members' serf key) or serf.bind is set.
 	Serf membership.Config `toml:"serf"`
+	// Pacemaker drives the local CIB (sites only).
+	Pacemaker pacemaker.Config `toml:"pacemaker"`
 
 	// Path is the file this was read from (absolute).
 	Path string `toml:"-"`
@@ -160,7 +163,7 @@ func Load(path, stateDir string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	f := &File{Path: abs, Serf: membership.Default()}
+	f := &File{Path: abs, Serf: membership.Default(), Pacemaker: pacemaker.Default()}
 	md, err := toml.Decode(string(src), f)
 	if err != nil {
 		var pe toml.ParseError
@@ -202,7 +205,7 @@ func Load(path, stateDir string) (*File, error) {
 		f.StateDir = stateDir
 	}
 	f.checkCluster(addCluster)
-	f.check(add)
+	f.check(add, md)
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool {
 			if errs[i].File != errs[j].File {
@@ -256,7 +259,7 @@ func (f *File) resolve(p string) string {
 
 type addFunc func(key, format string, args ...any)
 
-func (f *File) check(add addFunc) {
+func (f *File) check(add addFunc, md toml.MetaData) {
 	f.Self = -1
 	for i, m := range f.Cluster.Members {
 		if m.Name == f.Local {
@@ -308,6 +311,13 @@ func (f *File) check(add addFunc) {
 				add("serf.keyring_file", "%v", err)
 			}
 		}
+	}
+	if md.IsDefined("pacemaker") && f.Self >= 0 && f.Cluster.Members[f.Self].Role != "site" {
+		add("pacemaker", "only a site runs resources: remove this section from an arbitrator")
+	}
+	f.Pacemaker.CIBFile = f.resolve(f.Pacemaker.CIBFile)
+	for _, e := range f.Pacemaker.Validate() {
+		add("pacemaker."+e.Key, "%s", e.Msg)
 	}
 	switch f.Log.Format {
 	case "", "text", "json":

@@ -47,6 +47,10 @@ type Parts struct {
 	// Sections are API paths the dashboard shows when present
 	// (/api/v1/dns, /api/v1/replication).
 	Sections []string
+	// BeforeStart runs before the tickets start (CIB reconciliation).
+	BeforeStart []func(ctx context.Context) error
+	// ResourceTimeout bounds one Resources call, retries included.
+	ResourceTimeout time.Duration
 }
 
 // Daemon is one running geoboothd.
@@ -60,13 +64,24 @@ type Daemon struct {
 
 	member    *membership.Membership
 	memberErr error
+	failc     chan error
+}
+
+// Fail stops the daemon with err (a part that cannot go on, such as a
+// revoke the local CIB refuses): Run returns it and the process exits
+// non-zero, so the local cluster can recover or fence this node.
+func (d *Daemon) Fail(err error) {
+	select {
+	case d.failc <- err:
+	default:
+	}
 }
 
 // New prepares a daemon from a loaded configuration.
 func New(cfg *config.File, log *slog.Logger) *Daemon {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &Daemon{Config: cfg, Log: log, Registry: reg, Clock: node.NewSystemClock()}
+	return &Daemon{Config: cfg, Log: log, Registry: reg, Clock: node.NewSystemClock(), failc: make(chan error, 1)}
 }
 
 // Role returns the local member's role.
@@ -91,8 +106,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.Parts.Membership = serfStatus{mb}
 		d.Parts.Services = append(d.Parts.Services, mb)
 	}
+	for _, f := range d.Parts.BeforeStart {
+		if err := f(ctx); err != nil {
+			return err
+		}
+	}
 	n, err := node.New(node.Options{Config: d.Config, Log: d.Log, Registry: d.Registry, Clock: d.Clock,
-		Resources: d.Parts.Resources, Handover: d.Parts.Handover})
+		Resources: d.Parts.Resources, Handover: d.Parts.Handover, ResourceTimeout: d.Parts.ResourceTimeout})
 	if err != nil {
 		return err
 	}
@@ -141,7 +161,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.Log.Info("geoboothd started", "member", d.Config.Local, "role", d.Role(), "version", Version,
 		"api", d.Config.API.Listen, "config_digest", fmt.Sprintf("%016x", d.Config.Digest()), "pid", os.Getpid())
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case err := <-d.failc:
+		errc <- err
+		cancel()
+	}
 	shut, stop := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stop()
 	srv.Shutdown(shut)

@@ -135,7 +135,7 @@ func (a *api) auth(next http.Handler) http.Handler {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || !a.tokenOK(got) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="geobooth"`)
-			writeJSON(w, http.StatusUnauthorized, CommandResult{Error: "missing or wrong bearer token"})
+			WriteJSON(w, http.StatusUnauthorized, CommandResult{Error: "missing or wrong bearer token"})
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -152,7 +152,8 @@ func (a *api) tokenOK(got string) bool {
 	return match == 1
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// WriteJSON writes v as an indented JSON answer.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
@@ -161,7 +162,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (a *api) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "member": a.Member, "role": a.Role})
+	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "member": a.Member, "role": a.Role})
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
@@ -170,7 +171,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	for _, v := range a.Backend.Views() {
 		out = append(out, FromView(v, now))
 	}
-	writeJSON(w, http.StatusOK, out)
+	WriteJSON(w, http.StatusOK, out)
 }
 
 // view finds the ticket named in the path, or answers 404.
@@ -178,7 +179,7 @@ func (a *api) view(w http.ResponseWriter, r *http.Request) (node.View, bool) {
 	name := chi.URLParam(r, "name")
 	v := a.Backend.View(name)
 	if v.Name == "" {
-		writeJSON(w, http.StatusNotFound, CommandResult{Error: "unknown ticket " + name})
+		WriteJSON(w, http.StatusNotFound, CommandResult{Error: "unknown ticket " + name})
 		return v, false
 	}
 	return v, true
@@ -186,13 +187,13 @@ func (a *api) view(w http.ResponseWriter, r *http.Request) (node.View, bool) {
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	if v, ok := a.view(w, r); ok {
-		writeJSON(w, http.StatusOK, FromView(v, a.Clock()))
+		WriteJSON(w, http.StatusOK, FromView(v, a.Clock()))
 	}
 }
 
 func (a *api) attrs(w http.ResponseWriter, r *http.Request) {
 	if v, ok := a.view(w, r); ok {
-		writeJSON(w, http.StatusOK, v.Attrs)
+		WriteJSON(w, http.StatusOK, v.Attrs)
 	}
 }
 
@@ -204,18 +205,18 @@ func (a *api) attr(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "attr")
 	val, ok := v.Attrs[name]
 	if !ok {
-		writeJSON(w, http.StatusNotFound, CommandResult{Error: "no attribute " + name})
+		WriteJSON(w, http.StatusNotFound, CommandResult{Error: "no attribute " + name})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"name": name, "value": val})
+	WriteJSON(w, http.StatusOK, map[string]string{"name": name, "value": val})
 }
 
 func (a *api) peers(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.Backend.Peers())
+	WriteJSON(w, http.StatusOK, a.Backend.Peers())
 }
 
 func (a *api) events(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.Backend.Events())
+	WriteJSON(w, http.StatusOK, a.Backend.Events())
 }
 
 // GrantRequest is the body of POST .../grant.
@@ -243,7 +244,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		writeJSON(w, http.StatusBadRequest, CommandResult{Error: "bad request body: " + err.Error()})
+		WriteJSON(w, http.StatusBadRequest, CommandResult{Error: "bad request body: " + err.Error()})
 		return false
 	}
 	return true
@@ -252,7 +253,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 func (a *api) site(w http.ResponseWriter, name string) (int, bool) {
 	i := a.Backend.MemberIndex(name)
 	if i < 0 {
-		writeJSON(w, http.StatusBadRequest, CommandResult{Error: "unknown site " + name})
+		WriteJSON(w, http.StatusBadRequest, CommandResult{Error: "unknown site " + name})
 		return 0, false
 	}
 	return i, true
@@ -316,14 +317,14 @@ func (a *api) do(w http.ResponseWriter, r *http.Request, cmd ticket.Command) {
 	rep, err := a.Backend.Do(ctx, chi.URLParam(r, "name"), cmd)
 	switch {
 	case errors.Is(err, node.ErrUnknownTicket):
-		writeJSON(w, http.StatusNotFound, CommandResult{Error: err.Error()})
+		WriteJSON(w, http.StatusNotFound, CommandResult{Error: err.Error()})
 	case err != nil:
-		writeJSON(w, http.StatusServiceUnavailable, CommandResult{Error: err.Error()})
+		WriteJSON(w, http.StatusServiceUnavailable, CommandResult{Error: err.Error()})
 	case rep.Err == nil:
-		writeJSON(w, http.StatusOK, CommandResult{OK: true, Detail: rep.Detail})
+		WriteJSON(w, http.StatusOK, CommandResult{OK: true, Detail: rep.Detail})
 	case errors.Is(rep.Err, ticket.ErrBadAttr), errors.Is(rep.Err, ticket.ErrNotSite), errors.Is(rep.Err, ticket.ErrTooManyAttrs):
-		writeJSON(w, http.StatusBadRequest, CommandResult{Error: rep.Err.Error(), Detail: rep.Detail})
+		WriteJSON(w, http.StatusBadRequest, CommandResult{Error: rep.Err.Error(), Detail: rep.Detail})
 	default:
-		writeJSON(w, http.StatusConflict, CommandResult{Error: rep.Err.Error(), Detail: rep.Detail})
+		WriteJSON(w, http.StatusConflict, CommandResult{Error: rep.Err.Error(), Detail: rep.Detail})
 	}
 }

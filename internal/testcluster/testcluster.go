@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/geobooth/geobooth/internal/httpapi"
+	"github.com/geobooth/geobooth/internal/testenv"
 )
 
 var (
@@ -147,9 +148,15 @@ func New(t testing.TB, spec Spec) *Cluster {
 	for _, m := range c.Members {
 		cfg := fmt.Sprintf("local = %q\ncluster_file = \"cluster.toml\"\nauth_key_file = \"auth.key\"\nstate_dir = \"state/%s\"\n\n[api]\nlisten = %q\ntoken_file = \"api.token\"\n\n[serf]\nkeyring_file = \"serf.keyring\"\nprofile = \"local\"\n\n[log]\nlevel = \"debug\"\n",
 			m.Name, m.Name, m.API)
+		extra := ""
 		if spec.Extra != nil {
-			cfg += "\n" + spec.Extra(m)
+			extra = spec.Extra(m)
 		}
+		if m.Role == "site" && !strings.Contains(extra, "[pacemaker]") {
+			// Test machines may have crm_ticket but run no cluster.
+			extra += "\n[pacemaker]\ndriver = \"none\"\n"
+		}
+		cfg += "\n" + extra
 		if err := os.WriteFile(m.Config, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -375,35 +382,15 @@ func (m *Member) Ctl(args ...string) (string, string, int) {
 	return out.String(), errb.String(), code
 }
 
-// Eventually retries f every 50 ms until it returns nil or the timeout
-// passes, then fails the test with f's last error.
+// Eventually retries f until it returns nil or the timeout passes (see
+// testenv.Eventually).
 func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, f)
 }
 
-// RequireTool returns the path of a program a test needs. Without it the
-// test fails when CI is set, and is skipped otherwise, naming the Debian
-// package.
+// RequireTool finds a program a test needs (see testenv.RequireTool).
 func RequireTool(t testing.TB, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found: CI must install the Debian package %s", name, pkg)
-	}
-	t.Skipf("%s not found: install the Debian package %s to run this test", name, pkg)
-	return ""
+	return testenv.RequireTool(t, name, pkg)
 }

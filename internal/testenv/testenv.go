@@ -1,0 +1,44 @@
+// Package testenv holds what every test of the project shares about its
+// environment: real peers from Debian that must exist in CI, and waiting
+// on a condition with a deadline instead of sleeping.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// RequireTool returns the path of a program a test needs. Without it the
+// test fails when CI is set, and is skipped otherwise, naming the Debian
+// package to install.
+func RequireTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s not found: CI must install the Debian package %s", name, pkg)
+	}
+	t.Skipf("%s not found: install the Debian package %s to run this test", name, pkg)
+	return ""
+}
+
+// Eventually retries f every 50 ms until it returns nil or the timeout
+// passes, then fails the test with f's last error.
+func Eventually(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %v: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,390 @@
+package pacemaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/geobooth/geobooth/internal/confkit"
+	tc "github.com/geobooth/geobooth/internal/testenv"
+)
+
+// site is one simulated Pacemaker site: a CIB file the real tools read and
+// write with CIB_file.
+type site struct {
+	t   *testing.T
+	cib string
+}
+
+func newSite(t *testing.T, testdata string) *site {
+	t.Helper()
+	tc.RequireTool(t, "crm_ticket", "pacemaker-cli-utils")
+	tc.RequireTool(t, "crm_simulate", "pacemaker-cli-utils")
+	b, err := os.ReadFile(filepath.Join("testdata", testdata))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "cib.xml")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &site{t: t, cib: p}
+}
+
+// tool runs a Pacemaker tool on the site's CIB file.
+func (s *site) tool(name string, args ...string) (string, int) {
+	s.t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "CIB_file="+s.cib)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+// settle runs one scheduler transition and stores the result, as the
+// cluster would act on the CIB.
+func (s *site) settle() {
+	s.t.Helper()
+	if out, code := s.tool("crm_simulate", "-x", s.cib, "-S", "-X", "-Q"); code != 0 {
+		s.t.Fatalf("crm_simulate: %d %s", code, out)
+	}
+}
+
+func (s *site) locate(rsc string) string {
+	out, _ := s.tool("crm_resource", "--locate", "-r", rsc)
+	return strings.TrimSpace(out)
+}
+
+// promoted lists the nodes where the clone's instance is promoted, from
+// crm_mon's XML.
+func (s *site) roles() string {
+	out, code := s.tool("crm_mon", "-1", "--output-as=xml")
+	if code != 0 {
+		s.t.Fatalf("crm_mon: %s", out)
+	}
+	return out
+}
+
+func testConfig() Config {
+	c := Default()
+	c.Driver = "crm_ticket"
+	c.Timeout = confkit.Duration(5 * time.Second)
+	return c
+}
+
+func newDriver(t *testing.T, s *site, cfg Config, escalate func(error)) (*Driver, *prometheus.Registry) {
+	reg := prometheus.NewRegistry()
+	path := cfg.CrmTicket
+	cib := &CrmTicket{Path: path, CIBFile: s.cib}
+	return NewDriver(cib, cfg, "east", "geobooth-test", slog.New(slog.NewTextHandler(io.Discard, nil)), reg, escalate), reg
+}
+
+func TestGrantStartsAndRevokeStopsTheResource(t *testing.T) {
+	s := newSite(t, "stop.xml")
+	d, reg := newDriver(t, s, testConfig(), nil)
+	ctx := context.Background()
+	s.settle()
+	if got := s.locate("svc"); !strings.Contains(got, "NOT running") {
+		t.Fatalf("before the grant: %s", got)
+	}
+	exp := time.Now().Add(10 * time.Second).Truncate(time.Second)
+	if err := d.Grant(ctx, "web", 7, exp); err != nil {
+		t.Fatal(err)
+	}
+	st, err := d.State(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Granted || st.Owner != "east" || st.Term != 7 || !st.Expires.Equal(exp) {
+		t.Fatalf("state after grant = %+v", st)
+	}
+	out, _ := s.tool("crm_ticket", "-t", "web", "-G", "geobooth-cfg-name")
+	if strings.TrimSpace(out) != "geobooth-test" {
+		t.Fatalf("geobooth-cfg-name = %q", out)
+	}
+	s.settle()
+	if got := s.locate("svc"); !strings.Contains(got, "is running on: node1") {
+		t.Fatalf("after the grant: %s", got)
+	}
+	if err := d.Revoke(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = d.State(ctx, "web")
+	if st.Granted || st.Owner != "" {
+		t.Fatalf("state after revoke = %+v", st)
+	}
+	s.settle()
+	if got := s.locate("svc"); !strings.Contains(got, "NOT running") {
+		t.Fatalf("after the revoke: %s", got)
+	}
+	if n := testutil.ToFloat64(d.met.calls.WithLabelValues("revoke", "ok")); n != 1 {
+		t.Fatalf("revoke ok calls = %v", n)
+	}
+	_ = reg
+}
+
+func TestGrantPromotesAndRevokeDemotesAPromotableClone(t *testing.T) {
+	s := newSite(t, "demote.xml")
+	d, _ := newDriver(t, s, testConfig(), nil)
+	ctx := context.Background()
+	s.settle()
+	if strings.Contains(s.roles(), `role="Promoted"`) {
+		t.Fatal("promoted without the ticket")
+	}
+	if err := d.Grant(ctx, "web", 1, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	if !strings.Contains(s.roles(), `role="Promoted"`) {
+		t.Fatalf("not promoted with the ticket:\n%s", s.roles())
+	}
+	if err := d.Revoke(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	roles := s.roles()
+	if strings.Contains(roles, `role="Promoted"`) || !strings.Contains(roles, `role="Unpromoted"`) {
+		t.Fatalf("after revoke the clone should run unpromoted:\n%s", roles)
+	}
+}
+
+func TestStandbyStopsAndActivateRestarts(t *testing.T) {
+	s := newSite(t, "stop.xml")
+	d, _ := newDriver(t, s, testConfig(), nil)
+	ctx := context.Background()
+	d.Grant(ctx, "web", 1, time.Now().Add(time.Minute))
+	if err := d.PrepareHandover(ctx, "web", "west"); err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	if got := s.locate("svc"); !strings.Contains(got, "NOT running") {
+		t.Fatalf("in standby: %s", got)
+	}
+	// The next grant here ends the standby of the move.
+	if err := d.Grant(ctx, "web", 2, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	if got := s.locate("svc"); !strings.Contains(got, "is running") {
+		t.Fatalf("granted again after a move: %s", got)
+	}
+	d.Standby(ctx, "web")
+	d.Activate(ctx, "web")
+	s.settle()
+	if st, _ := d.State(ctx, "web"); st.Standby || !st.Granted {
+		t.Fatalf("after activate: %+v", st)
+	}
+}
+
+func TestReconcileRevokesAGrantLeftForAnotherSite(t *testing.T) {
+	s := newSite(t, "stop.xml")
+	d, _ := newDriver(t, s, testConfig(), nil)
+	ctx := context.Background()
+	// Left granted from before a crash, while west took over.
+	if _, code := s.tool("crm_ticket", "-t", "web", "-g", "--force", "-S", "owner", "--attr-value=east",
+		"-S", "expires", fmt.Sprintf("--attr-value=%d", time.Now().Add(time.Hour).Unix())); code != 0 {
+		t.Fatal("setup grant failed")
+	}
+	if err := d.Reconcile(ctx, "web", "west"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := d.State(ctx, "web"); st.Granted {
+		t.Fatal("CIB still grants the ticket another site owns")
+	}
+	// A grant whose lease is already over is revoked even before the
+	// cluster has said anything.
+	s.tool("crm_ticket", "-t", "web", "-g", "--force", "-S", "owner", "--attr-value=east", "-S", "expires", "--attr-value=1")
+	if err := d.Reconcile(ctx, "web", ""); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := d.State(ctx, "web"); st.Granted {
+		t.Fatal("CIB still grants a ticket whose lease ended")
+	}
+}
+
+func TestReconcileDecisions(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cases := []struct {
+		name   string
+		st     TicketState
+		owner  string
+		action Action
+	}{
+		{"not granted", TicketState{}, "west", Keep},
+		{"cluster says another site", TicketState{Granted: true, Owner: "east", Expires: now.Add(time.Hour)}, "west", RevokeNow},
+		{"held here", TicketState{Granted: true, Owner: "east", Expires: now.Add(time.Hour)}, "east", Keep},
+		{"granted for another site", TicketState{Granted: true, Owner: "west", Expires: now.Add(time.Hour)}, "", RevokeNow},
+		{"no lease end", TicketState{Granted: true, Owner: "east"}, "", RevokeNow},
+		{"lease over", TicketState{Granted: true, Owner: "east", Expires: now.Add(-time.Second)}, "", RevokeNow},
+		{"lease may run", TicketState{Granted: true, Owner: "east", Expires: now.Add(time.Minute)}, "", RevokeAt},
+	}
+	for _, c := range cases {
+		if a, _, why := Reconcile(c.st, "east", c.owner, now); a != c.action {
+			t.Errorf("%s: %v (%s), want %v", c.name, a, why, c.action)
+		}
+	}
+}
+
+func TestTwentyConcurrentAttributeUpdatesAllLand(t *testing.T) {
+	s := newSite(t, "stop.xml")
+	d, _ := newDriver(t, s, testConfig(), nil)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs <- d.SetAttr(ctx, "web", fmt.Sprintf("a%d", i), fmt.Sprint(i))
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := d.State(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if v := st.Attrs[fmt.Sprintf("a%d", i)]; v != fmt.Sprint(i) {
+			t.Errorf("a%d = %q: an update was lost", i, v)
+		}
+	}
+	if err := d.DeleteAttr(ctx, "web", "a3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteAttr(ctx, "web", "never-set"); err != nil {
+		t.Fatalf("deleting a missing attribute: %v", err)
+	}
+}
+
+// fake writes a crm_ticket stand-in.
+func fake(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "crm_ticket")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestMissingHangingOrFailingCrmTicket(t *testing.T) {
+	s := &site{t: t, cib: filepath.Join(t.TempDir(), "cib.xml")}
+	cases := []struct {
+		name, path, want, result string
+	}{
+		{"missing", "/nonexistent/crm_ticket", "no such file", "error"},
+		{"hanging", fake(t, "sleep 60"), "no answer within 300ms", "timeout"},
+		{"failing", fake(t, "echo 'Could not connect to the CIB' >&2; exit 102"), "exit 102: Could not connect to the CIB", "error"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.CrmTicket, cfg.Timeout, cfg.Retries = c.path, confkit.Duration(300*time.Millisecond), 2
+			var escalated error
+			d, _ := newDriver(t, s, cfg, func(err error) { escalated = err })
+			start := time.Now()
+			err := d.Revoke(context.Background(), "web")
+			took := time.Since(start)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+			if took > d.CallBudget() {
+				t.Fatalf("revoke took %v, beyond its budget %v", took, d.CallBudget())
+			}
+			if escalated == nil {
+				t.Fatal("a failed revoke was not escalated")
+			}
+			if n := testutil.ToFloat64(d.met.calls.WithLabelValues("revoke", c.result)); n != 3 {
+				t.Fatalf("%s calls counted = %v, want 3 (1 + 2 retries)", c.result, n)
+			}
+			if n := testutil.ToFloat64(d.met.escalations); n != 1 {
+				t.Fatalf("escalations = %v", n)
+			}
+		})
+	}
+}
+
+func TestNoopDriverRefusesStandby(t *testing.T) {
+	d := NewDriver(Noop{}, Default(), "east", "x", slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), nil)
+	ctx := context.Background()
+	if err := d.Grant(ctx, "web", 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Revoke(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Standby(ctx, "web"); !errors.Is(err, ErrNoPacemaker) {
+		t.Fatalf("standby on a site without Pacemaker: %v", err)
+	}
+	if err := d.PrepareHandover(ctx, "web", "west"); err != nil {
+		t.Fatalf("a move from a site without Pacemaker: %v", err)
+	}
+}
+
+func FuzzParseState(f *testing.F) {
+	f.Add("State XML:\n\n<ticket_state id=\"web\" granted=\"true\" owner=\"east\" term=\"3\" expires=\"5\" x=\"y\"/>\n")
+	f.Add("")
+	f.Add("State XML:\n\n<tickets/>")
+	f.Fuzz(func(t *testing.T, s string) {
+		st, err := parseState(s)
+		if err == nil && st.Attrs == nil {
+			t.Fatal("nil attributes")
+		}
+	})
+}
+
+func TestOldLeaseFromBeforeARestartIsRevokedAtItsEndUnlessReacquired(t *testing.T) {
+	s := newSite(t, "stop.xml")
+	d, _ := newDriver(t, s, testConfig(), nil)
+	ctx := context.Background()
+	grantUntil := func(end time.Time) {
+		s.tool("crm_ticket", "-t", "web", "-g", "--force", "-S", "owner", "--attr-value=east", "-S", "expires", fmt.Sprintf("--attr-value=%d", end.Unix()))
+	}
+	// Not re-acquired: revoked once the old lease ends.
+	end := time.Now().Add(2 * time.Second)
+	grantUntil(end)
+	if err := d.Reconcile(ctx, "web", ""); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := d.State(ctx, "web"); !st.Granted {
+		t.Fatal("revoked while our old lease may still run")
+	}
+	tc.Eventually(t, 5*time.Second, func() error {
+		if st, _ := d.State(ctx, "web"); st.Granted {
+			return fmt.Errorf("still granted %v after the old lease ended", time.Since(end))
+		}
+		return nil
+	})
+	// Re-acquired in time: the grant stands.
+	grantUntil(time.Now().Add(time.Second))
+	d.Reconcile(ctx, "web", "")
+	if err := d.Grant(ctx, "web", 9, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the old lease end: nothing may revoke
+	if st, _ := d.State(ctx, "web"); !st.Granted || st.Term != 9 {
+		t.Fatalf("a re-acquired ticket was revoked: %+v", st)
+	}
+}
