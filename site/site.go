@@ -27,6 +27,9 @@ func New(cfg *config.File, log *slog.Logger) (*daemon.Daemon, error) {
 	var cib pacemaker.CIB = pacemaker.Noop{}
 	if cfg.Pacemaker.UseCrmTicket() {
 		cib = &pacemaker.CrmTicket{Path: cfg.Pacemaker.CrmTicket, CIBFile: cfg.Pacemaker.CIBFile}
+		if cfg.Pacemaker.CIBFile != "" {
+			d.Parts.HandlerEnv = append(d.Parts.HandlerEnv, "CIB_file="+cfg.Pacemaker.CIBFile)
+		}
 		log.Info("Pacemaker: tickets go into the CIB with crm_ticket", "crm_ticket", cfg.Pacemaker.CrmTicket, "cib_file", cfg.Pacemaker.CIBFile)
 	} else {
 		log.Info("Pacemaker: none (driver = none, or crm_ticket not installed)")

@@ -275,6 +275,28 @@ func cmdAttr(c *client, args []string, w io.Writer) error {
 	return fail(2, "usage: attr list|get|set|delete TICKET [NAME [VALUE]]")
 }
 
+// cmdHeld answers, by its exit status, whether the member asked holds the
+// ticket with a valid lease.
+func cmdHeld(c *client, args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("held", flag.ContinueOnError)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fail(2, "usage: held TICKET")
+	}
+	t, err := c.ticket(pos[0])
+	if err != nil {
+		return err
+	}
+	if !t.HeldLocally {
+		return fail(1, "%s is not held by %s (owner %s)", t.Name, t.Local, orDash(t.Owner))
+	}
+	fmt.Fprintf(w, "%s is held by %s\n", t.Name, t.Local)
+	return nil
+}
+
 // cmdCIB puts a ticket in standby or activates it in the asked site's
 // local CIB (Booth's one safe manual CIB change, before planned work).
 func cmdCIB(c *client, args []string, w io.Writer, op string) error {

@@ -39,6 +39,7 @@ commands:
   peers [--json]                         members and their status
   attr list|get|set|delete TICKET [NAME [VALUE]] [--json]
   standby TICKET | activate TICKET       stop / restart the ticket's resources in this site's CIB (planned work)
+  held TICKET                            exit 0 when the member asked holds the ticket, 1 when not (for scripts and agents)
   keygen [-token] FILE                   write a new cluster key (or API token), mode 0600
 `
 
@@ -59,6 +60,7 @@ var commands = map[string]command{
 	"standby":  {name: "standby", run: func(c *client, a []string, w io.Writer) error { return cmdCIB(c, a, w, "standby") }},
 	"activate": {name: "activate", run: func(c *client, a []string, w io.Writer) error { return cmdCIB(c, a, w, "activate") }},
 	"keygen":   {name: "keygen", run: cmdKeygen, local: true},
+	"held":     {name: "held", run: cmdHeld},
 }
 
 func main() {

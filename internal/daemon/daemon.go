@@ -51,6 +51,8 @@ type Parts struct {
 	BeforeStart []func(ctx context.Context) error
 	// ResourceTimeout bounds one Resources call, retries included.
 	ResourceTimeout time.Duration
+	// HandlerEnv is added to the before-acquire handler's environment.
+	HandlerEnv []string
 }
 
 // Daemon is one running geoboothd.
@@ -112,7 +114,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	n, err := node.New(node.Options{Config: d.Config, Log: d.Log, Registry: d.Registry, Clock: d.Clock,
-		Resources: d.Parts.Resources, Handover: d.Parts.Handover, ResourceTimeout: d.Parts.ResourceTimeout})
+		Resources: d.Parts.Resources, Handover: d.Parts.Handover, ResourceTimeout: d.Parts.ResourceTimeout,
+		HandlerEnv: d.Parts.HandlerEnv})
 	if err != nil {
 		return err
 	}

@@ -131,6 +131,7 @@ func (n *Node) runHandler(name string, r *rt, e ticket.RunHandler) {
 		cmd.Env = append(cmd.Env, "BOOTH_"+k+"="+v, "GEOBOOTH_"+k+"="+v)
 	}
 	cmd.Env = append(cmd.Env, "GEOBOOTH_HANDLER_KIND="+kind)
+	cmd.Env = append(cmd.Env, n.opt.HandlerEnv...)
 	out, err := cmd.CombinedOutput()
 	result := "ok"
 	switch {

@@ -47,6 +47,9 @@ type Options struct {
 	HandoverTimeout time.Duration
 	// ResourceTimeout bounds one Grant/Revoke call (default 30 s).
 	ResourceTimeout time.Duration
+	// HandlerEnv is added to the before-acquire handler's environment
+	// (CIB_file when the site's Pacemaker works on a file).
+	HandlerEnv []string
 }
 
 // Node runs the tickets of one member.

@@ -203,3 +203,43 @@ func TestHangingCrmTicketEscalatesAndTheLeaseStillEnds(t *testing.T) {
 	// expire + acquire_after.
 	waitOwner(t, c, "web", "west", 10*time.Second+2*time.Second+3*time.Second)
 }
+
+// The shipped before-acquire handler keeps the ticket away from a site
+// whose cluster could not run the service: east's CIB bans it everywhere,
+// so east does not acquire; west's can run it, so west does.
+func TestServiceRunnableHandlerSteersTheTicket(t *testing.T) {
+	handler, _ := filepath.Abs("../../pacemaker/handlers/service-runnable")
+	tc.RequireTool(t, "xmllint", "libxml2-utils")
+	c, sites := pacemakerCluster(t, fmt.Sprintf(`
+[tickets.web]
+expire = "4s"
+renewal_freq = "2s"
+timeout = "300ms"
+retries = 3
+before_acquire_handler = "%s svc"
+`, handler))
+	for _, node := range []string{"node1", "node2"} {
+		sites["east"].tool("crm_resource", "--ban", "-r", "svc", "-N", node)
+	}
+	c.StartAll()
+	east := c.Member("east")
+	if _, _, code := east.Ctl("grant", "--no-wait", "-s", "east", "web"); code != 0 {
+		t.Fatal("grant request refused")
+	}
+	tc.Eventually(t, 15*time.Second, func() error {
+		m, _ := east.Get("/metrics")
+		if !strings.Contains(m, `geobooth_ticket_handler_runs_total{result="failed",ticket="web"}`) {
+			return fmt.Errorf("east's handler has not refused yet")
+		}
+		return nil
+	})
+	if tk, _ := east.Ticket("web"); tk.HeldLocally {
+		t.Fatal("east acquired although its cluster cannot run svc")
+	}
+	if _, errOut, code := east.Ctl("grant", "-s", "west", "web"); code != 0 {
+		t.Fatalf("grant to west: %s", errOut)
+	}
+	if where := sites["west"].settle(); !strings.Contains(where, "is running on") {
+		t.Fatalf("west: %s", where)
+	}
+}
