@@ -36,9 +36,13 @@ func (s cibSite) settle() string {
 func (s cibSite) state() string { return s.tool("crm_ticket", "-t", "web", "-q") }
 
 func pacemakerCluster(t *testing.T, tickets string) (*tc.Cluster, map[string]cibSite) {
+	return pacemakerClusterWith(t, tickets, "stop.xml")
+}
+
+func pacemakerClusterWith(t *testing.T, tickets, cibFile string) (*tc.Cluster, map[string]cibSite) {
 	tc.RequireTool(t, "crm_ticket", "pacemaker-cli-utils")
 	tc.RequireTool(t, "crm_simulate", "pacemaker-cli-utils")
-	src, err := os.ReadFile("../../pacemaker/testdata/stop.xml")
+	src, err := os.ReadFile("../../pacemaker/testdata/" + cibFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,5 +245,39 @@ before_acquire_handler = "%s svc"
 	}
 	if where := sites["west"].settle(); !strings.Contains(where, "is running on") {
 		t.Fatalf("west: %s", where)
+	}
+}
+
+// With loss-policy demote, the promotable clone (the replicated volume's
+// model) is promoted at the site holding the ticket and demoted, not
+// stopped, where it is lost.
+func TestPromotableCloneFollowsTheTicketWithLossPolicyDemote(t *testing.T) {
+	c, sites := pacemakerClusterWith(t, exampleTickets, "demote.xml")
+	c.StartAll()
+	arb := c.Member("arbitrator")
+	promoted := func(s cibSite) bool {
+		s.tool("crm_simulate", "-x", s.path, "-S", "-X", "-Q")
+		return strings.Contains(s.tool("crm_mon", "-1", "--output-as=xml"), `role="Promoted"`)
+	}
+	if _, errOut, code := arb.Ctl("grant", "-s", "east", "web"); code != 0 {
+		t.Fatalf("grant: %s", errOut)
+	}
+	tc.Eventually(t, 5*time.Second, func() error {
+		if !promoted(sites["east"]) || promoted(sites["west"]) {
+			return fmt.Errorf("east promoted %v, west promoted %v", promoted(sites["east"]), promoted(sites["west"]))
+		}
+		return nil
+	})
+	if _, errOut, code := arb.Ctl("move", "web", "west"); code != 0 {
+		t.Fatalf("move: %s", errOut)
+	}
+	tc.Eventually(t, 10*time.Second, func() error {
+		if promoted(sites["east"]) || !promoted(sites["west"]) {
+			return fmt.Errorf("east promoted %v, west promoted %v", promoted(sites["east"]), promoted(sites["west"]))
+		}
+		return nil
+	})
+	if mon := sites["east"].tool("crm_mon", "-1", "--output-as=xml"); !strings.Contains(mon, `role="Unpromoted"`) {
+		t.Fatalf("east's clone should run unpromoted, not stop:\n%s", mon)
 	}
 }
