@@ -1,0 +1,77 @@
+package replication
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Backend is a volume's local storage. The file implementation is the real
+// one; tests wrap it to inject ENOSPC or EIO.
+type Backend interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	// Punch deallocates a range, which then reads as zeroes.
+	Punch(off, length int64) error
+	// Sync makes every completed write durable (fdatasync).
+	Sync() error
+	Close() error
+}
+
+// fileBackend is a sparse file of a fixed size.
+type fileBackend struct{ f *os.File }
+
+// openFile opens (creating it sparse when missing) the backing file of a
+// volume of size bytes. A file of another size is refused.
+func openFile(path string, size int64) (*fileBackend, bool, error) {
+	created := false
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if os.IsNotExist(err) {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		created = true
+		if err == nil {
+			err = f.Truncate(size)
+		}
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("open volume file %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("stat volume file %s: %w", path, err)
+	}
+	if st.Size() != size {
+		f.Close()
+		return nil, false, fmt.Errorf("volume file %s has %d bytes, the volume %d", path, st.Size(), size)
+	}
+	return &fileBackend{f: f}, created, nil
+}
+
+func (b *fileBackend) ReadAt(p []byte, off int64) (int, error)  { return b.f.ReadAt(p, off) }
+func (b *fileBackend) WriteAt(p []byte, off int64) (int, error) { return b.f.WriteAt(p, off) }
+func (b *fileBackend) Sync() error                              { return unix.Fdatasync(int(b.f.Fd())) }
+func (b *fileBackend) Close() error                             { return b.f.Close() }
+
+func (b *fileBackend) Punch(off, length int64) error {
+	err := unix.Fallocate(int(b.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
+	if err == unix.EOPNOTSUPP {
+		// No hole punching on this filesystem: write zeroes.
+		return writeZeroes(b, off, length)
+	}
+	return err
+}
+
+func writeZeroes(b Backend, off, length int64) error {
+	zero := make([]byte, min(length, 1<<20))
+	for length > 0 {
+		n := min(length, int64(len(zero)))
+		if _, err := b.WriteAt(zero[:n], off); err != nil {
+			return err
+		}
+		off += n
+		length -= n
+	}
+	return nil
+}

@@ -1,0 +1,201 @@
+package replication
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/geobooth/geobooth/internal/confkit"
+)
+
+// Size is a byte count read from TOML as an integer or a string with a
+// binary unit ("64MiB", "1GiB", "512KiB").
+type Size int64
+
+// UnmarshalTOML implements toml.Unmarshaler.
+func (s *Size) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		*s = Size(x)
+		return nil
+	case string:
+		n, err := ParseSize(x)
+		*s = Size(n)
+		return err
+	}
+	return fmt.Errorf("a size is an integer (bytes) or a string like \"64MiB\"; got %v (%T)", v, v)
+}
+
+// ParseSize reads "64MiB", "1GiB", "4096", "100MB".
+func ParseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want a number of bytes with an optional unit (KiB, MiB, GiB, TiB)", s)
+	}
+	return n * mult, nil
+}
+
+// PeerConfig names a replica's peer and its replication address.
+type PeerConfig struct {
+	Name    string `toml:"name"`
+	Address string `toml:"address"`
+}
+
+// Split-brain policies (both sides wrote since they parted).
+const (
+	// SplitBrainDisconnect: refuse, report, wait for the operator.
+	SplitBrainDisconnect = "disconnect"
+	// SplitBrainDiscardSecondary: the side that is primary now wins.
+	SplitBrainDiscardSecondary = "discard-secondary"
+	// SplitBrainDiscardLeastChanges: the side with fewer changes loses.
+	SplitBrainDiscardLeastChanges = "discard-least-changes"
+	// SplitBrainDiscardYoungerPrimary: the side promoted last loses.
+	SplitBrainDiscardYoungerPrimary = "discard-younger-primary"
+)
+
+// VolumeConfig is one [[volumes]] entry of a site's configuration.
+type VolumeConfig struct {
+	Name string `toml:"name"`
+	// Ticket binds the volume to a ticket: only its holder is primary.
+	Ticket string `toml:"ticket"`
+	Size   Size   `toml:"size"`
+	// Path is the backing file (created sparse when missing); metadata,
+	// bitmaps and the activity log sit next to it.
+	Path string `toml:"path"`
+	// Listen is this member's replication address (TCP).
+	Listen string       `toml:"listen"`
+	Peers  []PeerConfig `toml:"peers"`
+	// NBDListen exports the volume over NBD while primary.
+	NBDListen string `toml:"nbd_listen"`
+	// Export is the NBD export name (default: the volume's name); it is
+	// also served as the default (empty) name.
+	Export     string `toml:"export"`
+	SplitBrain string `toml:"split_brain"`
+	// ResyncRate caps resync traffic (bytes/s; 0: no cap).
+	ResyncRate Size `toml:"resync_rate"`
+	// SendBuffer bounds what is queued or unacknowledged per peer; beyond
+	// it the primary pulls ahead (tracks the peer in its bitmap only).
+	SendBuffer Size `toml:"send_buffer"`
+	// MaxEpoch bounds one epoch (a secondary holds an epoch in memory until
+	// its barrier).
+	MaxEpoch  Size `toml:"max_epoch"`
+	ALExtents int  `toml:"al_extents"`
+	// Csums: a resync sends block checksums first and skips equal blocks.
+	Csums bool `toml:"csums"`
+	// NewReplicas: "uptodate" (replicas created together, empty, start in
+	// sync: DRBD's skip of the initial sync) or "full" (first sync copies
+	// everything).
+	NewReplicas  string           `toml:"new_replicas"`
+	PingInterval confkit.Duration `toml:"ping_interval"`
+	Timeout      confkit.Duration `toml:"timeout"`
+}
+
+// DefaultVolume returns a volume section's defaults.
+func DefaultVolume() VolumeConfig {
+	return VolumeConfig{SplitBrain: SplitBrainDisconnect, ResyncRate: 100 << 20, SendBuffer: 64 << 20,
+		MaxEpoch: 4 << 20, ALExtents: 64, Csums: true, NewReplicas: "uptodate",
+		PingInterval: confkit.Duration(time.Second), Timeout: confkit.Duration(5 * time.Second)}
+}
+
+// WithDefaults fills unset fields.
+func (c VolumeConfig) WithDefaults() VolumeConfig {
+	d := DefaultVolume()
+	if c.SplitBrain == "" {
+		c.SplitBrain = d.SplitBrain
+	}
+	if c.SendBuffer == 0 {
+		c.SendBuffer = d.SendBuffer
+	}
+	if c.MaxEpoch == 0 {
+		c.MaxEpoch = d.MaxEpoch
+	}
+	if c.ALExtents == 0 {
+		c.ALExtents = d.ALExtents
+	}
+	if c.NewReplicas == "" {
+		c.NewReplicas = d.NewReplicas
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = d.PingInterval
+	}
+	if c.Timeout == 0 {
+		c.Timeout = d.Timeout
+	}
+	if c.Export == "" {
+		c.Export = c.Name
+	}
+	return c
+}
+
+// Validate reports every problem of the section.
+func (c *VolumeConfig) Validate() []confkit.FieldError {
+	var errs []confkit.FieldError
+	bad := func(k, f string, a ...any) { errs = append(errs, confkit.Errorf(k, f, a...)) }
+	if c.Name == "" {
+		bad("name", "missing")
+	}
+	if c.Size <= 0 || c.Size%BlockSize != 0 {
+		bad("size", "%d: must be a positive multiple of %d bytes", c.Size, BlockSize)
+	}
+	if c.Path == "" {
+		bad("path", "missing: the backing file")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q: want host:port for replication (%v)", c.Listen, err)
+	}
+	if len(c.Peers) == 0 {
+		bad("peers", "no peers: a replicated volume needs at least one")
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Peers {
+		if p.Name == "" || seen[p.Name] {
+			bad(fmt.Sprintf("peers.%d.name", i), "missing or repeated: %q", p.Name)
+		}
+		seen[p.Name] = true
+		if _, _, err := net.SplitHostPort(p.Address); err != nil {
+			bad(fmt.Sprintf("peers.%d.address", i), "%q: %v", p.Address, err)
+		}
+	}
+	if c.NBDListen != "" {
+		if _, _, err := net.SplitHostPort(c.NBDListen); err != nil {
+			bad("nbd_listen", "%q: %v", c.NBDListen, err)
+		}
+	}
+	switch c.SplitBrain {
+	case SplitBrainDisconnect, SplitBrainDiscardSecondary, SplitBrainDiscardLeastChanges, SplitBrainDiscardYoungerPrimary:
+	default:
+		bad("split_brain", "%q: want disconnect, discard-secondary, discard-least-changes or discard-younger-primary", c.SplitBrain)
+	}
+	switch c.NewReplicas {
+	case "uptodate", "full":
+	default:
+		bad("new_replicas", "%q: want uptodate or full", c.NewReplicas)
+	}
+	if c.SendBuffer < 1<<20 {
+		bad("send_buffer", "%d: at least 1MiB", c.SendBuffer)
+	}
+	if c.MaxEpoch < 64<<10 || c.MaxEpoch > 64<<20 {
+		bad("max_epoch", "%d: between 64KiB and 64MiB", c.MaxEpoch)
+	}
+	if c.ALExtents < 4 {
+		bad("al_extents", "%d: at least 4", c.ALExtents)
+	}
+	if c.ResyncRate < 0 {
+		bad("resync_rate", "must not be negative")
+	}
+	return errs
+}

@@ -1,0 +1,380 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Errors of the volume API.
+var (
+	ErrNotPrimary    = errors.New("volume is not primary")
+	ErrNotUpToDate   = errors.New("replica is not UpToDate or Consistent: promotion refused (force to override)")
+	ErrOutOfRange    = errors.New("I/O beyond the end of the volume")
+	ErrClosed        = errors.New("volume closed")
+	ErrPeerNotInSync = errors.New("a peer is not connected and in sync")
+)
+
+// Options wire a volume.
+type Options struct {
+	Config VolumeConfig
+	// Self is this member's name; peers know it by that name.
+	Self string
+	// Key is the cluster key authenticating replication connections.
+	Key      []byte
+	Log      *slog.Logger
+	Registry prometheus.Registerer
+	// Backend replaces the backing file (tests inject faults with it).
+	Backend Backend
+}
+
+// Volume is one replica of a replicated volume.
+type Volume struct {
+	cfg     VolumeConfig
+	self    string
+	key     []byte
+	log     *slog.Logger
+	be      Backend
+	store   metaStore
+	al      *activityLog
+	blocks  int64
+	met     *volumeMetrics
+	peers   map[string]*peer
+	order   []string
+	ln      net.Listener
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	nbd     nbdExport
+	created bool
+
+	// fence: writes hold it for reading; Demote takes it to fence them.
+	fence sync.RWMutex
+	// wmu serialises the write path (local write and shipping in one
+	// order), and resync reads against it.
+	wmu sync.Mutex
+
+	mu          sync.Mutex // guards the fields below
+	m           *meta
+	role        Role
+	needNewGen  bool
+	epoch       uint64
+	epochBytes  int64
+	epochWrites int
+	closed      bool
+	splitBrains int
+	discarded   uint64
+}
+
+// nbdExport is the running NBD server of a primary (see nbd.go).
+type nbdExport interface{ Close() error }
+
+// Open opens (or creates) the local replica. It starts secondary; Start
+// connects to the peers.
+func Open(o Options) (*Volume, error) {
+	cfg := o.Config.WithDefaults()
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("volume %q: %v", cfg.Name, errs[0])
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	v := &Volume{cfg: cfg, self: o.Self, key: o.Key, log: o.Log.With("volume", cfg.Name), be: o.Backend,
+		store: metaStore{path: cfg.Path + ".meta"}, blocks: int64(cfg.Size) / BlockSize, peers: map[string]*peer{},
+		role: Secondary}
+	if v.be == nil {
+		fb, created, err := openFile(cfg.Path, int64(cfg.Size))
+		if err != nil {
+			return nil, err
+		}
+		v.be, v.created = fb, created
+	}
+	m, existed, err := v.store.load()
+	if err != nil {
+		v.be.Close()
+		return nil, err
+	}
+	if !existed {
+		m = &meta{Version: 1, Volume: cfg.Name, Size: int64(cfg.Size), Bitmap: map[string]uint64{}, Disk: UpToDate, Clean: true}
+		if cfg.NewReplicas == "full" {
+			m.Disk = Inconsistent
+		}
+	}
+	if m.Size != int64(cfg.Size) || m.Volume != cfg.Name {
+		v.be.Close()
+		return nil, fmt.Errorf("volume %q: metadata is for volume %q of %d bytes", cfg.Name, m.Volume, m.Size)
+	}
+	v.m = m
+	al, exts, alErr := openAL(cfg.Path+".al", cfg.ALExtents)
+	if al == nil {
+		v.be.Close()
+		return nil, fmt.Errorf("volume %q: activity log: %w", cfg.Name, alErr)
+	}
+	v.al = al
+	v.al.evict = v.evictExtent
+	for _, p := range cfg.Peers {
+		bm, err := openBitmap(cfg.Path+".bitmap-"+p.Name, v.blocks)
+		if err != nil {
+			v.be.Close()
+			return nil, err
+		}
+		v.peers[p.Name] = newPeer(v, p, bm)
+		v.order = append(v.order, p.Name)
+	}
+	sort.Strings(v.order)
+	v.met = newVolumeMetrics(o.Registry, v)
+	if !m.Clean {
+		v.recoverFromCrash(exts, alErr)
+	}
+	m.Clean = false
+	m.Primary = false
+	if err := v.store.save(m); err != nil {
+		v.closeFiles()
+		return nil, err
+	}
+	if err := v.al.reset(); err != nil {
+		v.closeFiles()
+		return nil, fmt.Errorf("volume %q: activity log: %w", cfg.Name, err)
+	}
+	return v, nil
+}
+
+// recoverFromCrash: the replica was not closed cleanly. A primary's hot
+// extents may hold writes no peer acknowledged: count them as dirty for
+// every peer (DRBD's activity-log resync). A secondary may have been
+// applying an epoch: its data is no longer known to be the newest.
+func (v *Volume) recoverFromCrash(exts []uint32, alErr error) {
+	if v.m.Primary {
+		v.m.CrashedPrimary = true
+		if alErr != nil {
+			v.log.Error("activity log unreadable after a crash: every block counts as dirty", "err", alErr)
+			for _, p := range v.peers {
+				p.bm.setRange(0, v.blocks-1)
+			}
+		}
+		for _, e := range exts {
+			first := int64(e) << extentShift / BlockSize
+			last := min(first+extentSize/BlockSize, v.blocks) - 1
+			for _, p := range v.peers {
+				p.bm.setRange(first, last)
+			}
+		}
+		v.log.Warn("replica was primary and crashed: its hot extents will be resynced", "extents", len(exts))
+	} else if v.m.Disk == UpToDate {
+		v.m.Disk = Consistent
+	}
+	for _, p := range v.peers {
+		if err := p.bm.flush(); err != nil {
+			v.log.Error("flush bitmap after crash", "peer", p.name, "err", err)
+		}
+	}
+}
+
+// Start listens for and connects to the peers; it returns at once.
+func (v *Volume) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", v.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("volume %q: listen for replication: %w", v.cfg.Name, err)
+	}
+	v.ln = ln
+	v.ctx, v.cancel = context.WithCancel(ctx)
+	v.wg.Add(1)
+	go v.acceptLoop()
+	for _, name := range v.order {
+		p := v.peers[name]
+		if v.self < p.name {
+			v.wg.Add(1)
+			go p.dialLoop()
+		}
+	}
+	return nil
+}
+
+// Close stops replication, records what peers have not acknowledged in
+// their bitmaps, and marks the replica cleanly closed.
+func (v *Volume) Close() error {
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return nil
+	}
+	v.closed = true
+	v.mu.Unlock()
+	v.stopNBD()
+	v.fence.Lock()
+	v.role = Secondary
+	v.fence.Unlock()
+	if v.cancel != nil {
+		v.cancel()
+	}
+	if v.ln != nil {
+		v.ln.Close()
+	}
+	for _, p := range v.peers {
+		p.disconnect(ErrClosed)
+	}
+	v.wg.Wait()
+	var errs []error
+	if err := v.be.Sync(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range v.peers {
+		if err := p.bm.flush(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	v.mu.Lock()
+	v.m.Clean, v.m.Primary = true, false
+	err := v.store.save(v.m)
+	v.mu.Unlock()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := v.al.reset(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := v.closeFiles(); err != nil {
+		errs = append(errs, err)
+	}
+	v.met.unregister()
+	return errors.Join(errs...)
+}
+
+func (v *Volume) closeFiles() error {
+	var errs []error
+	for _, p := range v.peers {
+		if err := p.bm.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, v.al.close(), v.be.Close())
+	return errors.Join(errs...)
+}
+
+// Name returns the volume's name.
+func (v *Volume) Name() string { return v.cfg.Name }
+
+// Size returns the volume's size in bytes.
+func (v *Volume) Size() int64 { return int64(v.cfg.Size) }
+
+// Role returns the current role.
+func (v *Volume) Role() Role {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.role
+}
+
+// Disk returns the local disk state.
+func (v *Volume) Disk() DiskState {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.m.Disk
+}
+
+// setDisk records a new disk state durably.
+func (v *Volume) setDisk(d DiskState) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m.Disk == d {
+		return
+	}
+	v.log.Info("disk state", "from", v.m.Disk, "to", d)
+	v.m.Disk = d
+	if err := v.store.save(v.m); err != nil {
+		v.log.Error("save disk state", "err", err)
+	}
+}
+
+// Promote makes the replica primary. It is refused unless the data is
+// UpToDate or Consistent, or force is set (the operator's responsibility).
+// The NBD export starts.
+func (v *Volume) Promote(ctx context.Context, force bool) error {
+	v.fence.Lock()
+	defer v.fence.Unlock()
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return ErrClosed
+	}
+	if v.role == Primary {
+		v.mu.Unlock()
+		return v.startNBD()
+	}
+	if d := v.m.Disk; d != UpToDate && d != Consistent && !force {
+		v.mu.Unlock()
+		return fmt.Errorf("%w (disk %s)", ErrNotUpToDate, d)
+	}
+	for _, p := range v.peers {
+		if p.remotePrimary() {
+			v.mu.Unlock()
+			return fmt.Errorf("peer %s is primary: demote it first", p.name)
+		}
+	}
+	v.role = Primary
+	v.m.Primary = true
+	v.m.PrimarySince = time.Now().UnixNano()
+	v.m.Disk = UpToDate
+	// A promotion with a peer away starts a new generation at the first
+	// write, so the peer's copy can be told apart when it comes back.
+	v.needNewGen = false
+	for _, p := range v.peers {
+		if !p.inSync() {
+			v.needNewGen = true
+		}
+	}
+	err := v.store.save(v.m)
+	v.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	v.log.Info("promoted", "force", force)
+	v.announceRole(Primary)
+	return v.startNBD()
+}
+
+// Demote makes the replica secondary at once: the NBD export stops, and
+// writes in flight or to come fail with ErrNotPrimary.
+func (v *Volume) Demote(ctx context.Context) error {
+	v.stopNBD()
+	v.fence.Lock()
+	defer v.fence.Unlock()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.role != Primary {
+		return nil
+	}
+	v.role = Secondary
+	err := v.be.Sync()
+	v.closeEpochLocked()
+	v.m.Primary = false
+	if serr := v.store.save(v.m); err == nil {
+		err = serr
+	}
+	v.log.Info("demoted")
+	v.announceRole(Secondary)
+	return err
+}
+
+// Drain flushes and waits until every peer acknowledged every epoch (a
+// planned move). It fails if a peer is not connected and in sync.
+func (v *Volume) Drain(ctx context.Context) error {
+	if err := v.Flush(); err != nil {
+		return err
+	}
+	for _, name := range v.order {
+		if err := v.peers[name].waitDrained(ctx); err != nil {
+			return fmt.Errorf("drain to %s: %w", name, err)
+		}
+	}
+	return nil
+}

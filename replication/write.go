@@ -1,0 +1,201 @@
+package replication
+
+import "fmt"
+
+// The write path of a primary: the local write (after the activity log
+// covers it), then the write enters each peer's ordered stream. Writes are
+// grouped in epochs closed by every flush and FUA write (and when an epoch
+// grows past max_epoch); a secondary applies an epoch whole and makes it
+// durable before acknowledging it.
+
+func (v *Volume) checkRange(off, n int64) error {
+	if off < 0 || n < 0 || off+n > int64(v.cfg.Size) || off+n < off {
+		return fmt.Errorf("%w: %d bytes at %d (size %d)", ErrOutOfRange, n, off, v.cfg.Size)
+	}
+	return nil
+}
+
+// ReadAt reads the local replica.
+func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
+	if err := v.checkRange(off, int64(len(p))); err != nil {
+		return 0, err
+	}
+	return v.be.ReadAt(p, off)
+}
+
+// opKind is what a shipped operation does.
+type opKind uint8
+
+const (
+	opWrite opKind = iota + 1
+	opTrim
+	opZero
+)
+
+// WriteAt writes p at off on the primary and ships it; with fua it is
+// durable locally and its epoch is closed before WriteAt returns.
+func (v *Volume) WriteAt(p []byte, off int64, fua bool) error {
+	return v.modify(opWrite, p, off, int64(len(p)), fua)
+}
+
+// Trim deallocates a range (it reads as zeroes afterwards, here and at
+// the peers).
+func (v *Volume) Trim(off, n int64) error { return v.modify(opTrim, nil, off, n, false) }
+
+// WriteZeroes zeroes a range.
+func (v *Volume) WriteZeroes(off, n int64, fua bool) error {
+	return v.modify(opZero, nil, off, n, fua)
+}
+
+func (v *Volume) modify(kind opKind, p []byte, off, n int64, fua bool) error {
+	if err := v.checkRange(off, n); err != nil {
+		return err
+	}
+	if n == 0 {
+		if fua {
+			return v.Flush()
+		}
+		return nil
+	}
+	v.fence.RLock()
+	defer v.fence.RUnlock()
+	if v.Role() != Primary {
+		return ErrNotPrimary
+	}
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	if err := v.beforeWrite(); err != nil {
+		return err
+	}
+	if err := v.al.activate(off, n); err != nil {
+		return fmt.Errorf("activity log: %w", err)
+	}
+	var err error
+	switch kind {
+	case opWrite:
+		_, err = v.be.WriteAt(p, off)
+	default:
+		err = v.be.Punch(off, n)
+	}
+	if err != nil {
+		return fmt.Errorf("write to the local replica: %w", err)
+	}
+	var data []byte
+	if kind == opWrite {
+		data = append([]byte(nil), p...)
+	}
+	v.mu.Lock()
+	v.epochWrites++
+	v.epochBytes += n
+	for _, name := range v.order {
+		v.peers[name].ship(v.epoch, kind, off, n, data)
+	}
+	full := v.epochBytes >= int64(v.cfg.MaxEpoch)
+	if full && !fua {
+		v.closeEpochLocked()
+	}
+	v.mu.Unlock()
+	v.met.bytesWritten.Add(float64(n))
+	if fua {
+		return v.syncAndClose()
+	}
+	return nil
+}
+
+// beforeWrite starts a new generation before the first write after a peer
+// was lost (or after a promotion without it), so its copy can be told
+// apart; the first write of a fresh volume gives it a generation.
+func (v *Volume) beforeWrite() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.needNewGen && v.m.Current != 0 {
+		return nil
+	}
+	if v.m.Current != 0 {
+		for _, name := range v.order {
+			p := v.peers[name]
+			if !p.inSync() && v.m.Bitmap[name] == 0 {
+				v.m.Bitmap[name] = v.m.Current
+			}
+		}
+	}
+	v.m.rotate()
+	v.needNewGen = false
+	if err := v.store.save(v.m); err != nil {
+		return fmt.Errorf("new generation: %w", err)
+	}
+	for _, name := range v.order {
+		v.peers[name].shipGen(v.m.Current, v.m.History)
+	}
+	v.log.Info("new data generation", "current", fmt.Sprintf("%016x", v.m.Current))
+	return nil
+}
+
+// Flush makes every completed write durable locally and closes the epoch:
+// what was written before it reaches the peers before what comes after.
+func (v *Volume) Flush() error {
+	v.fence.RLock()
+	defer v.fence.RUnlock()
+	if v.Role() != Primary {
+		return ErrNotPrimary
+	}
+	v.wmu.Lock()
+	defer v.wmu.Unlock()
+	return v.syncAndClose()
+}
+
+func (v *Volume) syncAndClose() error {
+	if err := v.be.Sync(); err != nil {
+		return fmt.Errorf("flush the local replica: %w", err)
+	}
+	v.mu.Lock()
+	v.closeEpochLocked()
+	v.mu.Unlock()
+	return nil
+}
+
+// closeEpochLocked ends the current epoch at every connected peer.
+func (v *Volume) closeEpochLocked() {
+	if v.epochWrites == 0 {
+		return
+	}
+	for _, name := range v.order {
+		v.peers[name].shipBarrier(v.epoch)
+	}
+	v.met.epochs.Inc()
+	v.epoch++
+	v.epochWrites, v.epochBytes = 0, 0
+}
+
+// forceEpoch closes the current epoch even when it is empty (resync and
+// verify use it to fence what came before).
+func (v *Volume) forceEpoch() {
+	v.mu.Lock()
+	if v.epochWrites == 0 {
+		v.epochWrites = 1
+	}
+	v.closeEpochLocked()
+	v.mu.Unlock()
+}
+
+// evictExtent is called before an extent leaves the activity log: writes
+// in it that a peer has not acknowledged go into that peer's bitmap, made
+// durable, since the log will no longer cover them after a crash.
+func (v *Volume) evictExtent(ext uint32) error {
+	first := int64(ext) << extentShift / BlockSize
+	last := first + extentSize/BlockSize - 1
+	for _, name := range v.order {
+		p := v.peers[name]
+		if p.markUnacked(first, last) {
+			if err := p.bm.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// blockRange returns the blocks [first, last] covering [off, off+n).
+func blockRange(off, n int64) (int64, int64) {
+	return off / BlockSize, (off + n - 1) / BlockSize
+}
