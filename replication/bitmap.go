@@ -85,12 +85,6 @@ func (b *bitmap) clear(blk int64) {
 	}
 }
 
-func (b *bitmap) test(blk int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.words[blk/64]&(1<<(blk%64)) != 0
-}
-
 // ones returns how many blocks are marked.
 func (b *bitmap) ones() uint64 {
 	b.mu.Lock()

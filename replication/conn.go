@@ -382,14 +382,19 @@ func encodeState(s stateMsg) []byte {
 func decodeState(b []byte) (stateMsg, error) {
 	d := dec{b: b}
 	var s stateMsg
+	role := d.u8()
 	s.role = Secondary
-	if d.u8() == 1 {
+	if role == 1 {
 		s.role = Primary
 	}
 	s.disk = DiskState(d.str())
 	s.current, s.history = decodeGen(&d)
 	s.bitmap = d.u64()
-	s.crashed = d.u8() == 1
+	crashed := d.u8()
+	s.crashed = crashed == 1
+	if d.err == nil && (role > 1 || crashed > 1) {
+		return s, fmt.Errorf("%w: flag byte out of range", ErrBadFrame)
+	}
 	s.primarySince = int64(d.u64())
 	s.dirty = d.u64()
 	if err := d.done(); err != nil {
@@ -407,11 +412,15 @@ func decodeState(b []byte) (stateMsg, error) {
 func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error {
 	v := p.v
 	dc := decide(my, remote, v.cfg.SplitBrain, v.self, p.name)
-	if my.role == Primary && remote.role == Primary {
-		dc = decision{action: actRefuse, reason: "both sides are primary"}
-	}
-	if dc.action == actTarget && my.role == Primary || dc.action == actSource && remote.role == Primary {
+	overwritesPrimary := dc.action == actTarget && my.role == Primary || dc.action == actSource && remote.role == Primary
+	switch {
+	case overwritesPrimary && dc.split:
+		// A policy may discard a secondary's changes, never a primary's.
+		dc = decision{action: actSplitBrain, reason: "split brain with the losing side primary: " + dc.reason}
+	case overwritesPrimary:
 		dc = decision{action: actRefuse, reason: "the resync would overwrite a primary: " + dc.reason}
+	case my.role == Primary && remote.role == Primary && dc.action != actSplitBrain:
+		dc = decision{action: actRefuse, reason: "both sides are primary"}
 	}
 	p.mu.Lock()
 	old := p.conn
@@ -455,7 +464,7 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 			p.bm.merge(peerWords)
 		}
 		p.setState(SyncSource)
-		go p.resync(s.gen)
+		p.startResync(s.gen)
 	case actTarget:
 		if dc.split {
 			v.met.splitBrains.Inc()
@@ -560,7 +569,7 @@ func (p *peer) startCatchUp(gen int) {
 	p.state = SyncSource
 	p.mu.Unlock()
 	p.v.log.Info("catching up a peer that fell behind", "peer", p.name, "dirty_blocks", p.bm.ones())
-	go p.resync(gen)
+	p.startResync(gen)
 }
 
 func (p *peer) enqueue(typ frameType, payload []byte) {

@@ -3,7 +3,6 @@ package replication
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/rand"
@@ -12,6 +11,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/geobooth/geobooth/internal/confkit"
 	"github.com/geobooth/geobooth/internal/testenv"
@@ -165,4 +167,4 @@ func must(t testing.TB, err error) {
 	}
 }
 
-var _ = fmt.Sprintf
+func testCounter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }

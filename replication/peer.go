@@ -280,7 +280,9 @@ func (p *peer) ack(e uint64) {
 			for b := rg[0]; b <= rg[1]; b++ {
 				p.bm.clear(b)
 			}
-			p.resyncSent += (rg[1] - rg[0] + 1) * BlockSize
+			n := (rg[1] - rg[0] + 1) * BlockSize
+			p.resyncSent += n
+			p.v.met.resynced.WithLabelValues(p.name).Add(float64(n))
 		}
 		done++
 	}

@@ -85,7 +85,7 @@ func (p *peer) sendChunk(first, n int64) error {
 	p.unackedBytes += int64(len(buf))
 	p.enqueueLocked(item{typ: fRSData, payload: e.b, bytes: int64(len(buf))})
 	p.rsSinceBarrier += int64(len(buf))
-	if p.rsSinceBarrier >= 4<<20 {
+	if p.rsSinceBarrier >= min(4<<20, int64(v.cfg.SendBuffer)/4) {
 		// Close the epoch so the target makes the chunks durable and
 		// acknowledges them (which clears their bits).
 		p.rsSinceBarrier = 0
@@ -112,6 +112,16 @@ func (t *throttle) wait(n int64) {
 	if d := time.Until(due); d > 0 {
 		time.Sleep(d)
 	}
+}
+
+// startResync runs the source side of a resync in a goroutine the volume
+// waits for on Close.
+func (p *peer) startResync(gen int) {
+	p.v.wg.Add(1)
+	go func() {
+		defer p.v.wg.Done()
+		p.resync(gen)
+	}()
 }
 
 // resync runs the source side until the peer holds every marked block.

@@ -84,7 +84,7 @@ func (v *Volume) Verify(ctx context.Context, peerName string, repair bool) (Veri
 		p.mu.Unlock()
 		if ok {
 			rep.Resynced = true
-			go p.resync(gen)
+			p.startResync(gen)
 		}
 	}
 	return rep, nil

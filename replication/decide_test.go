@@ -1,0 +1,45 @@
+package replication
+
+import "testing"
+
+func TestHandshakeDecisions(t *testing.T) {
+	const g1, g2, g3 = 0x11, 0x22, 0x33
+	sec := func(cur, bm uint64, dirty uint64, hist ...uint64) stateMsg {
+		return stateMsg{role: Secondary, disk: UpToDate, current: cur, bitmap: bm, history: hist, dirty: dirty}
+	}
+	pri := func(s stateMsg) stateMsg { s.role = Primary; return s }
+	crashed := func(s stateMsg) stateMsg { s.crashed = true; return s }
+	cases := []struct {
+		name   string
+		a, b   stateMsg
+		policy string
+		want   action
+		full   bool
+	}{
+		{"both new", sec(0, 0, 0), sec(0, 0, 0), SplitBrainDisconnect, actNone, false},
+		{"this side new", sec(0, 0, 0), sec(g1, 0, 0), SplitBrainDisconnect, actTarget, true},
+		{"peer new", sec(g1, 0, 0), sec(0, 0, 0), SplitBrainDisconnect, actSource, true},
+		{"same generation, clean", sec(g1, 0, 0), sec(g1, 0, 0), SplitBrainDisconnect, actNone, false},
+		{"same generation, primary pulled ahead", pri(sec(g1, 0, 40)), sec(g1, 0, 0), SplitBrainDisconnect, actSource, false},
+		{"same generation, crashed primary back", crashed(sec(g1, 0, 900)), sec(g1, 0, 0), SplitBrainDisconnect, actSource, false},
+		{"same generation, crashed primary, peer promoted", crashed(sec(g1, 0, 900)), pri(sec(g1, 0, 0)), SplitBrainDisconnect, actTarget, false},
+		{"peer missed my writes", sec(g2, g1, 7, g1), sec(g1, 0, 0), SplitBrainDisconnect, actSource, false},
+		{"I missed the peer's writes", sec(g1, 0, 0), sec(g2, g1, 7, g1), SplitBrainDisconnect, actTarget, false},
+		{"both wrote since parting", sec(g2, g1, 3, g1), sec(g3, g1, 5, g1), SplitBrainDisconnect, actSplitBrain, false},
+		{"split brain, least changes loses", sec(g2, g1, 3, g1), sec(g3, g1, 5, g1), SplitBrainDiscardLeastChanges, actTarget, false},
+		{"split brain, secondary loses", sec(g2, g1, 3, g1), pri(sec(g3, g1, 1, g1)), SplitBrainDiscardSecondary, actTarget, false},
+		{"peer far behind (history only)", sec(g3, 0, 0, g2, g1), sec(g1, 0, 0), SplitBrainDisconnect, actSource, true},
+		{"diverged without a bitmap", sec(g3, 0, 0, g2, g1), sec(0x44, 0, 0, 0x55, g1), SplitBrainDisconnect, actSplitBrain, false},
+		{"unrelated", sec(g1, 0, 0), sec(g2, 0, 0), SplitBrainDisconnect, actRefuse, false},
+	}
+	for _, c := range cases {
+		d := decide(c.a, c.b, c.policy, "east", "west")
+		if d.action != c.want || d.full != c.full {
+			t.Errorf("%s: %+v, want %s full=%v", c.name, d, c.want, c.full)
+		}
+		// Both sides must agree: the peer's decision is the mirror.
+		if back := decide(c.b, c.a, c.policy, "west", "east").mirror(); back.action != d.action || back.full != d.full {
+			t.Errorf("%s: the peer decides %+v, not the mirror of %+v", c.name, back, d)
+		}
+	}
+}
