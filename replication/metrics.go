@@ -10,6 +10,7 @@ type volumeMetrics struct {
 	bytesWritten prometheus.Counter
 	shipped      *prometheus.CounterVec
 	resynced     *prometheus.CounterVec
+	ackSeconds   *prometheus.HistogramVec
 	epochs       prometheus.Counter
 	splitBrains  prometheus.Counter
 	discarded    prometheus.Counter
@@ -31,6 +32,9 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 			Help: "Data bytes sent to a peer (writes and resync).", ConstLabels: l}, []string{"peer"}),
 		resynced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_replication_resynced_bytes_total",
 			Help: "Resync bytes a peer acknowledged.", ConstLabels: l}, []string{"peer"}),
+		ackSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "geobooth_replication_ack_seconds",
+			Help:        "Replication lag of each epoch: from its first write to the peer's durable acknowledgement.",
+			ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.0001, 1.5, 36)}, []string{"peer"}),
 		epochs:       c("geobooth_replication_epochs_total", "Epochs closed (flush, FUA, or max_epoch)."),
 		splitBrains:  c("geobooth_replication_split_brain_total", "Split brains detected at connect."),
 		discarded:    c("geobooth_replication_discarded_blocks_total", "Blocks of this replica discarded by a resync after a split brain or a crash as primary."),
@@ -46,7 +50,7 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 	connected := prometheus.NewDesc("geobooth_replication_peer_connected", "1 while the replication link with a peer is up.", []string{"peer"}, l)
 	primary := prometheus.NewDesc("geobooth_replication_primary", "1 while this replica is primary.", nil, l)
 	upToDate := prometheus.NewDesc("geobooth_replication_disk_up_to_date", "1 while this replica is UpToDate.", nil, l)
-	m.collectors = []prometheus.Collector{m.bytesWritten, m.shipped, m.resynced, m.epochs, m.splitBrains, m.discarded, m.pullAheads,
+	m.collectors = []prometheus.Collector{m.bytesWritten, m.shipped, m.resynced, m.ackSeconds, m.epochs, m.splitBrains, m.discarded, m.pullAheads,
 		m.badFrames, m.authFailures, m.applyErrors, m.verifyDiffs,
 		collectorFunc{descs: []*prometheus.Desc{lagBytes, lagSecs, resync, connected, primary, upToDate}, collect: func(ch chan<- prometheus.Metric) {
 			st := v.Status()

@@ -276,6 +276,9 @@ func (p *peer) ack(e uint64) {
 			p.cur = nil
 		}
 		p.unackedBytes -= r.bytes
+		if len(r.ranges) > 0 {
+			p.v.met.ackSeconds.WithLabelValues(p.name).Observe(time.Since(r.first).Seconds())
+		}
 		for _, rg := range r.resync {
 			for b := rg[0]; b <= rg[1]; b++ {
 				p.bm.clear(b)
