@@ -6,8 +6,10 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"net"
 	"time"
 )
@@ -64,10 +66,20 @@ type pendingOp struct {
 	data []byte
 }
 
+// send writes one frame without copying its payload into a frame buffer.
 func (s *session) send(typ frameType, payload []byte) error {
 	s.seq++
-	buf := appendFrame(nil, frame{typ: typ, seq: s.seq, payload: payload})
-	_, err := s.out.Write(buf)
+	var h [headerSize]byte
+	binary.BigEndian.PutUint32(h[0:], frameMagic)
+	h[4] = byte(typ)
+	binary.BigEndian.PutUint32(h[8:], uint32(len(payload)))
+	binary.BigEndian.PutUint64(h[12:], s.seq)
+	sum := crc32.Update(crc32.Checksum(h[:], castagnoli), castagnoli, payload)
+	var tr [trailerSize]byte
+	binary.BigEndian.PutUint32(tr[:], sum)
+	s.out.Write(h[:])
+	s.out.Write(payload)
+	_, err := s.out.Write(tr[:])
 	return err
 }
 

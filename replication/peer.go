@@ -120,8 +120,9 @@ func (p *peer) enqueueLocked(it item) {
 }
 
 // ship sends (or, when the peer is away or behind, records in the bitmap)
-// one operation of epoch. Called with v.mu held.
-func (p *peer) ship(epoch uint64, kind opKind, off, n int64, data []byte) {
+// one operation of epoch; payload is its encoded frame body, shared by
+// every peer. Called with v.mu held.
+func (p *peer) ship(epoch uint64, kind opKind, off, n int64, payload []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	first, last := blockRange(off, n)
@@ -136,21 +137,14 @@ func (p *peer) ship(epoch uint64, kind opKind, off, n int64, data []byte) {
 	p.cur.ranges = append(p.cur.ranges, [2]int64{first, last})
 	p.cur.bytes += n
 	p.unackedBytes += n
-	var e enc
-	e.u64(epoch)
-	e.u64(uint64(off))
-	typ := fWrite
+	typ, data := fWrite, n
 	switch kind {
-	case opWrite:
-		e.b = append(e.b, data...)
 	case opTrim:
-		typ = fTrim
-		e.u64(uint64(n))
+		typ, data = fTrim, 0
 	case opZero:
-		typ = fZero
-		e.u64(uint64(n))
+		typ, data = fZero, 0
 	}
-	p.enqueueLocked(item{typ: typ, payload: e.b, bytes: int64(len(data))})
+	p.enqueueLocked(item{typ: typ, payload: payload, bytes: data})
 	if p.queued+p.unackedBytes > int64(p.v.cfg.SendBuffer) {
 		p.pullAheadLocked()
 	}

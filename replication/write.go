@@ -1,6 +1,9 @@
 package replication
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // The write path of a primary: the local write (after the activity log
 // covers it), then the write enters each peer's ordered stream. Writes are
@@ -80,15 +83,21 @@ func (v *Volume) modify(kind opKind, p []byte, off, n int64, fua bool) error {
 	if err != nil {
 		return fmt.Errorf("write to the local replica: %w", err)
 	}
-	var data []byte
-	if kind == opWrite {
-		data = append([]byte(nil), p...)
-	}
 	v.mu.Lock()
 	v.epochWrites++
 	v.epochBytes += n
+	// One payload for every peer: epoch, offset, then the data (a write)
+	// or the length.
+	payload := make([]byte, 16, 24+len(p))
+	binary.BigEndian.PutUint64(payload, v.epoch)
+	binary.BigEndian.PutUint64(payload[8:], uint64(off))
+	if kind == opWrite {
+		payload = append(payload, p...)
+	} else {
+		payload = binary.BigEndian.AppendUint64(payload, uint64(n))
+	}
 	for _, name := range v.order {
-		v.peers[name].ship(v.epoch, kind, off, n, data)
+		v.peers[name].ship(v.epoch, kind, off, n, payload)
 	}
 	full := v.epochBytes >= int64(v.cfg.MaxEpoch)
 	if full && !fua {
