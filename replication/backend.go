@@ -3,6 +3,7 @@ package replication
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,6 +29,9 @@ func openFile(path string, size int64) (*fileBackend, bool, error) {
 	created := false
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if os.IsNotExist(err) {
+		if err = os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, false, fmt.Errorf("create the folder of volume file %s: %w", path, err)
+		}
 		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		created = true
 		if err == nil {

@@ -59,6 +59,8 @@ type PeerConfig struct {
 const (
 	// SplitBrainDisconnect: refuse, report, wait for the operator.
 	SplitBrainDisconnect = "disconnect"
+	// SplitBrainManual is another name for SplitBrainDisconnect.
+	SplitBrainManual = "manual"
 	// SplitBrainDiscardSecondary: the side that is primary now wins.
 	SplitBrainDiscardSecondary = "discard-secondary"
 	// SplitBrainDiscardLeastChanges: the side with fewer changes loses.
@@ -102,20 +104,31 @@ type VolumeConfig struct {
 	NewReplicas  string           `toml:"new_replicas"`
 	PingInterval confkit.Duration `toml:"ping_interval"`
 	Timeout      confkit.Duration `toml:"timeout"`
+	// DrainTimeout bounds a planned move's drain (every epoch acknowledged
+	// by every peer); past it the move aborts and the owner keeps the
+	// ticket.
+	DrainTimeout confkit.Duration `toml:"drain_timeout"`
 }
 
 // DefaultVolume returns a volume section's defaults.
 func DefaultVolume() VolumeConfig {
 	return VolumeConfig{SplitBrain: SplitBrainDisconnect, ResyncRate: 100 << 20, SendBuffer: 64 << 20,
 		MaxEpoch: 4 << 20, ALExtents: 64, Csums: true, NewReplicas: "uptodate",
-		PingInterval: confkit.Duration(time.Second), Timeout: confkit.Duration(5 * time.Second)}
+		PingInterval: confkit.Duration(time.Second), Timeout: confkit.Duration(5 * time.Second),
+		DrainTimeout: confkit.Duration(30 * time.Second)}
 }
 
 // WithDefaults fills unset fields.
 func (c VolumeConfig) WithDefaults() VolumeConfig {
 	d := DefaultVolume()
-	if c.SplitBrain == "" {
+	switch c.SplitBrain {
+	case "":
 		c.SplitBrain = d.SplitBrain
+	case SplitBrainManual:
+		c.SplitBrain = SplitBrainDisconnect
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = d.DrainTimeout
 	}
 	if c.SendBuffer == 0 {
 		c.SendBuffer = d.SendBuffer
@@ -178,7 +191,7 @@ func (c *VolumeConfig) Validate() []confkit.FieldError {
 	switch c.SplitBrain {
 	case SplitBrainDisconnect, SplitBrainDiscardSecondary, SplitBrainDiscardLeastChanges, SplitBrainDiscardYoungerPrimary:
 	default:
-		bad("split_brain", "%q: want disconnect, discard-secondary, discard-least-changes or discard-younger-primary", c.SplitBrain)
+		bad("split_brain", "%q: want disconnect (or manual), discard-secondary, discard-least-changes or discard-younger-primary", c.SplitBrain)
 	}
 	switch c.NewReplicas {
 	case "uptodate", "full":
@@ -193,6 +206,9 @@ func (c *VolumeConfig) Validate() []confkit.FieldError {
 	}
 	if c.ALExtents < 4 {
 		bad("al_extents", "%d: at least 4", c.ALExtents)
+	}
+	if c.DrainTimeout < 0 {
+		bad("drain_timeout", "must not be negative")
 	}
 	if c.ResyncRate < 0 {
 		bad("resync_rate", "must not be negative")

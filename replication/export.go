@@ -21,7 +21,7 @@ func (b nbdBackend) WriteZeroes(off, n int64, fua bool) error    { return b.v.Wr
 
 func mapNBDError(err error) uint32 {
 	switch {
-	case errors.Is(err, ErrNotPrimary), errors.Is(err, ErrClosed):
+	case errors.Is(err, ErrNotPrimary), errors.Is(err, ErrClosed), errors.Is(err, ErrLeaseEnded):
 		return nbd.EPERM
 	case errors.Is(err, ErrOutOfRange):
 		return nbd.EINVAL

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 )
@@ -73,6 +74,20 @@ func (m *meta) rotate() {
 		m.History = m.History[:historySize]
 	}
 	m.Current = newGeneration()
+}
+
+// genesis is the generation replicas created together start in (new
+// replicas "uptodate": equal by declaration, like DRBD's skipped initial
+// sync). Every replica of the volume computes the same one, so after they
+// part and both write, they still share a base: a split brain is told apart
+// from unrelated data, and resyncs stay incremental.
+func genesis(cfg VolumeConfig) uint64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "geobooth genesis\x00%s\x00%d", cfg.Name, cfg.Size)
+	if g := h.Sum64(); g != 0 {
+		return g
+	}
+	return 1
 }
 
 func inHistory(h []uint64, g uint64) bool {

@@ -19,6 +19,8 @@ type volumeMetrics struct {
 	authFailures prometheus.Counter
 	applyErrors  prometheus.Counter
 	verifyDiffs  prometheus.Counter
+	// leaseRefusals: writes refused because the primary's lease ended.
+	leaseRefusals prometheus.Counter
 }
 
 func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
@@ -43,6 +45,8 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 		authFailures: c("geobooth_replication_auth_failures_total", "Connections refused because the peer did not prove the key."),
 		applyErrors:  c("geobooth_replication_apply_errors_total", "Replicated writes this replica failed to apply (ENOSPC, EIO)."),
 		verifyDiffs:  c("geobooth_replication_verify_differing_blocks_total", "Blocks online verify found different."),
+		leaseRefusals: c("geobooth_replication_lease_refused_writes_total",
+			"Writes refused because this primary's lease had ended (a site that lost its ticket never accepts a write)."),
 	}
 	lagBytes := prometheus.NewDesc("geobooth_replication_lag_bytes", "Bytes a peer has not acknowledged (queued, in flight, or only in the bitmap).", []string{"peer"}, l)
 	lagSecs := prometheus.NewDesc("geobooth_replication_lag_seconds", "Age of the oldest write a peer has not acknowledged.", []string{"peer"}, l)
@@ -51,7 +55,7 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 	primary := prometheus.NewDesc("geobooth_replication_primary", "1 while this replica is primary.", nil, l)
 	upToDate := prometheus.NewDesc("geobooth_replication_disk_up_to_date", "1 while this replica is UpToDate.", nil, l)
 	m.collectors = []prometheus.Collector{m.bytesWritten, m.shipped, m.resynced, m.ackSeconds, m.epochs, m.splitBrains, m.discarded, m.pullAheads,
-		m.badFrames, m.authFailures, m.applyErrors, m.verifyDiffs,
+		m.badFrames, m.authFailures, m.applyErrors, m.verifyDiffs, m.leaseRefusals,
 		collectorFunc{descs: []*prometheus.Desc{lagBytes, lagSecs, resync, connected, primary, upToDate}, collect: func(ch chan<- prometheus.Metric) {
 			st := v.Status()
 			b := func(x bool) float64 {

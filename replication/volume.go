@@ -8,6 +8,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,9 @@ var (
 	ErrOutOfRange    = errors.New("I/O beyond the end of the volume")
 	ErrClosed        = errors.New("volume closed")
 	ErrPeerNotInSync = errors.New("a peer is not connected and in sync")
+	// ErrLeaseEnded: the primary's lease (the ticket it runs under) ended;
+	// it accepts no write until it is renewed or the replica demoted.
+	ErrLeaseEnded = errors.New("the lease of this primary has ended: write refused")
 )
 
 // Options wire a volume.
@@ -57,6 +61,9 @@ type Volume struct {
 
 	// fence: writes hold it for reading; Demote takes it to fence them.
 	fence sync.RWMutex
+	// deadline, when set, is the end of the lease the primary runs under:
+	// no write is accepted from then on.
+	deadline atomic.Pointer[time.Time]
 	// wmu serialises the write path (local write and shipping in one
 	// order), and resync reads against it.
 	wmu sync.Mutex
@@ -108,6 +115,8 @@ func Open(o Options) (*Volume, error) {
 		m = &meta{Version: 1, Volume: cfg.Name, Size: int64(cfg.Size), Bitmap: map[string]uint64{}, Disk: UpToDate, Clean: true}
 		if cfg.NewReplicas == "full" {
 			m.Disk = Inconsistent
+		} else {
+			m.Current = genesis(cfg)
 		}
 	}
 	if m.Size != int64(cfg.Size) || m.Volume != cfg.Name {
@@ -348,12 +357,18 @@ func (v *Volume) Demote(ctx context.Context) error {
 	v.stopNBD()
 	v.fence.Lock()
 	defer v.fence.Unlock()
+	return v.demoteLocked()
+}
+
+// demoteLocked makes a primary secondary (the fence held).
+func (v *Volume) demoteLocked() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.role != Primary {
 		return nil
 	}
 	v.role = Secondary
+	v.deadline.Store(nil)
 	err := v.be.Sync()
 	v.closeEpochLocked()
 	v.m.Primary = false
@@ -363,6 +378,59 @@ func (v *Volume) Demote(ctx context.Context) error {
 	v.log.Info("demoted")
 	v.announceRole(Secondary)
 	return err
+}
+
+// Handover ends this primary's role for a planned move without losing a
+// write: new writes wait, everything written is flushed and acknowledged
+// by every peer, then the replica becomes secondary (the waiting writes
+// fail with ErrNotPrimary and the export stops). If a peer is not in sync
+// or the drain does not finish before ctx ends, the replica stays primary
+// and the waiting writes go on: the move aborts and nothing is lost.
+func (v *Volume) Handover(ctx context.Context) error {
+	v.fence.Lock()
+	if v.Role() != Primary {
+		v.fence.Unlock()
+		return nil
+	}
+	v.wmu.Lock()
+	err := v.syncAndClose()
+	v.wmu.Unlock()
+	for _, name := range v.order {
+		if err != nil {
+			break
+		}
+		if derr := v.peers[name].waitDrained(ctx); derr != nil {
+			err = fmt.Errorf("drain to %s: %w", name, derr)
+		}
+	}
+	if err == nil {
+		err = v.demoteLocked()
+	}
+	v.fence.Unlock()
+	if err != nil {
+		return err
+	}
+	v.stopNBD()
+	v.log.Info("handed over: every peer acknowledged every write")
+	return nil
+}
+
+// SetWriteDeadline bounds the writes a primary accepts to the lease it
+// holds: from t on, every write fails with ErrLeaseEnded (a primary without
+// a valid lease never accepts a write), until a renewal moves t. The zero
+// time removes the bound (a manual ticket has no lease). Demote clears it.
+func (v *Volume) SetWriteDeadline(t time.Time) {
+	if t.IsZero() {
+		v.deadline.Store(nil)
+		return
+	}
+	v.deadline.Store(&t)
+}
+
+// leaseEnded reports whether the write deadline has passed.
+func (v *Volume) leaseEnded() bool {
+	d := v.deadline.Load()
+	return d != nil && !time.Now().Before(*d)
 }
 
 // Drain flushes and waits until every peer acknowledged every epoch (a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -60,6 +61,96 @@ func TestSecondaryRefusesWritesAndPromotionNeedsGoodData(t *testing.T) {
 	if err := west.WriteAt(make([]byte, 4096), 0, false); !errors.Is(err, ErrNotPrimary) {
 		t.Fatalf("write after demote: %v", err)
 	}
+}
+
+func TestAPrimaryPastItsLeaseRefusesWrites(t *testing.T) {
+	p := newPair(t, 1<<20, nil)
+	east := p.open("east")
+	ctx := context.Background()
+	must(t, east.Promote(ctx, false))
+	east.SetWriteDeadline(time.Now().Add(time.Hour))
+	must(t, east.WriteAt(randomData(1, 4096), 0, false))
+	east.SetWriteDeadline(time.Now().Add(-time.Millisecond))
+	if err := east.WriteAt(randomData(2, 4096), 0, true); !errors.Is(err, ErrLeaseEnded) {
+		t.Fatalf("write past the lease: %v", err)
+	}
+	if err := east.WriteZeroes(4096, 4096, false); !errors.Is(err, ErrLeaseEnded) {
+		t.Fatalf("write zeroes past the lease: %v", err)
+	}
+	if n := testCounter(east.met.leaseRefusals); n != 2 {
+		t.Fatalf("refusals counted: %v", n)
+	}
+	got := make([]byte, 4096)
+	if _, err := east.ReadAt(got, 0); err != nil || string(got) != string(randomData(1, 4096)) {
+		t.Fatalf("the write before the lease ended is not what the volume holds (%v)", err)
+	}
+	east.SetWriteDeadline(time.Now().Add(time.Hour))
+	must(t, east.WriteAt(randomData(3, 4096), 0, false))
+	east.SetWriteDeadline(time.Now().Add(-time.Millisecond))
+	must(t, east.Demote(ctx))
+	must(t, east.Promote(ctx, false))
+	must(t, east.WriteAt(randomData(4, 4096), 0, false))
+}
+
+func TestHandoverDrainsEveryWriteThenDemotes(t *testing.T) {
+	p := newPair(t, 16<<20, nil)
+	east, west := p.open("east"), p.open("west")
+	p.waitState("east", InSync)
+	ctx := context.Background()
+	must(t, east.Promote(ctx, false))
+	// A writer keeps writing through the handover: every write that
+	// succeeded must be on west afterwards, and the first refused one must
+	// be refused as "not primary".
+	done := make(chan error, 1)
+	var written atomic.Int64
+	go func() {
+		for i := 0; i < 4000; i++ {
+			if err := east.WriteAt(randomData(int64(i), 4096), int64(i%4000)*BlockSize, false); err != nil {
+				done <- err
+				return
+			}
+			written.Store(int64(i + 1))
+		}
+		done <- nil
+	}()
+	eventually(t, 10*time.Second, func() error {
+		if written.Load() < 100 {
+			return errors.New("the writer has not written 100 blocks yet")
+		}
+		return nil
+	})
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	must(t, east.Handover(hctx))
+	if err := <-done; err != nil && !errors.Is(err, ErrNotPrimary) {
+		t.Fatalf("writer: %v", err)
+	}
+	if east.Role() != Secondary {
+		t.Fatalf("east is %s after the handover", east.Role())
+	}
+	p.assertEqual()
+	must(t, west.Promote(ctx, false))
+	if st := west.Status(); st.Disk != UpToDate {
+		t.Fatalf("west after the handover: %+v", st)
+	}
+	t.Logf("%d writes before the handover, all on west", written.Load())
+}
+
+func TestHandoverWithoutThePeerAbortsAndStaysPrimary(t *testing.T) {
+	p := newPair(t, 4<<20, nil)
+	east := p.open("east")
+	ctx := context.Background()
+	must(t, east.Promote(ctx, false))
+	must(t, east.WriteAt(randomData(1, 8192), 0, false))
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := east.Handover(hctx); !errors.Is(err, ErrPeerNotInSync) {
+		t.Fatalf("handover with the peer away: %v", err)
+	}
+	if east.Role() != Primary {
+		t.Fatalf("an aborted handover left east %s", east.Role())
+	}
+	must(t, east.WriteAt(randomData(2, 4096), 8192, true))
 }
 
 func TestReconnectResyncsOnlyDirtyBlocks(t *testing.T) {

@@ -65,6 +65,10 @@ func (v *Volume) modify(kind opKind, p []byte, off, n int64, fua bool) error {
 	if v.Role() != Primary {
 		return ErrNotPrimary
 	}
+	if v.leaseEnded() {
+		v.met.leaseRefusals.Inc()
+		return ErrLeaseEnded
+	}
 	v.wmu.Lock()
 	defer v.wmu.Unlock()
 	if err := v.beforeWrite(); err != nil {
@@ -147,6 +151,10 @@ func (v *Volume) Flush() error {
 	defer v.fence.RUnlock()
 	if v.Role() != Primary {
 		return ErrNotPrimary
+	}
+	if v.leaseEnded() {
+		v.met.leaseRefusals.Inc()
+		return ErrLeaseEnded
 	}
 	v.wmu.Lock()
 	defer v.wmu.Unlock()
