@@ -91,8 +91,8 @@ func (d *Driver) once(ctx context.Context, op string, f func(ctx context.Context
 	return err
 }
 
-// Grant grants the ticket in the CIB for this site (term, lease end).
-func (d *Driver) Grant(ctx context.Context, ticket string, term uint64, expires time.Time) error {
+// GrantTicket grants the ticket in the CIB for this site (term, lease end).
+func (d *Driver) GrantTicket(ctx context.Context, ticket string, term uint64, expires time.Time) error {
 	d.state.Lock()
 	if t := d.deadman[ticket]; t != nil {
 		t.Stop()
@@ -161,6 +161,20 @@ func (d *Driver) PrepareHandover(ctx context.Context, ticket, to string) error {
 	d.standbyFor[ticket] = true
 	d.state.Unlock()
 	return nil
+}
+
+// AbortHandover undoes PrepareHandover when the move cannot go on (the
+// data could not be drained): the ticket stays here and its resources are
+// activated again.
+func (d *Driver) AbortHandover(ctx context.Context, ticket string) error {
+	d.state.Lock()
+	was := d.standbyFor[ticket]
+	delete(d.standbyFor, ticket)
+	d.state.Unlock()
+	if !was {
+		return nil
+	}
+	return d.Activate(ctx, ticket)
 }
 
 // Standby puts the ticket in standby in the local CIB.

@@ -106,7 +106,7 @@ func TestGrantStartsAndRevokeStopsTheResource(t *testing.T) {
 		t.Fatalf("before the grant: %s", got)
 	}
 	exp := time.Now().Add(10 * time.Second).Truncate(time.Second)
-	if err := d.Grant(ctx, "web", 7, exp); err != nil {
+	if err := d.GrantTicket(ctx, "web", 7, exp); err != nil {
 		t.Fatal(err)
 	}
 	st, err := d.State(ctx, "web")
@@ -149,7 +149,7 @@ func TestGrantPromotesAndRevokeDemotesAPromotableClone(t *testing.T) {
 	if strings.Contains(s.roles(), `role="Promoted"`) {
 		t.Fatal("promoted without the ticket")
 	}
-	if err := d.Grant(ctx, "web", 1, time.Now().Add(time.Minute)); err != nil {
+	if err := d.GrantTicket(ctx, "web", 1, time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	s.settle()
@@ -170,7 +170,7 @@ func TestStandbyStopsAndActivateRestarts(t *testing.T) {
 	s := newSite(t, "stop.xml")
 	d, _ := newDriver(t, s, testConfig(), nil)
 	ctx := context.Background()
-	d.Grant(ctx, "web", 1, time.Now().Add(time.Minute))
+	d.GrantTicket(ctx, "web", 1, time.Now().Add(time.Minute))
 	if err := d.PrepareHandover(ctx, "web", "west"); err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestStandbyStopsAndActivateRestarts(t *testing.T) {
 		t.Fatalf("in standby: %s", got)
 	}
 	// The next grant here ends the standby of the move.
-	if err := d.Grant(ctx, "web", 2, time.Now().Add(time.Minute)); err != nil {
+	if err := d.GrantTicket(ctx, "web", 2, time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	s.settle()
@@ -191,6 +191,23 @@ func TestStandbyStopsAndActivateRestarts(t *testing.T) {
 	s.settle()
 	if st, _ := d.State(ctx, "web"); st.Standby || !st.Granted {
 		t.Fatalf("after activate: %+v", st)
+	}
+	// A move that cannot go on (the data did not drain) activates again.
+	if err := d.PrepareHandover(ctx, "web", "west"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := d.State(ctx, "web"); !st.Standby {
+		t.Fatalf("handover did not put the ticket in standby: %+v", st)
+	}
+	if err := d.AbortHandover(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	s.settle()
+	if st, _ := d.State(ctx, "web"); st.Standby || !st.Granted {
+		t.Fatalf("after an aborted move: %+v", st)
+	}
+	if got := s.locate("svc"); !strings.Contains(got, "is running") {
+		t.Fatalf("after an aborted move: %s", got)
 	}
 }
 
@@ -329,7 +346,7 @@ func TestMissingHangingOrFailingCrmTicket(t *testing.T) {
 func TestNoopDriverRefusesStandby(t *testing.T) {
 	d := NewDriver(Noop{}, Default(), "east", "x", slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), nil)
 	ctx := context.Background()
-	if err := d.Grant(ctx, "web", 1, time.Now()); err != nil {
+	if err := d.GrantTicket(ctx, "web", 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Revoke(ctx, "web"); err != nil {
@@ -380,7 +397,7 @@ func TestOldLeaseFromBeforeARestartIsRevokedAtItsEndUnlessReacquired(t *testing.
 	// Re-acquired in time: the grant stands.
 	grantUntil(time.Now().Add(time.Second))
 	d.Reconcile(ctx, "web", "")
-	if err := d.Grant(ctx, "web", 9, time.Now().Add(time.Minute)); err != nil {
+	if err := d.GrantTicket(ctx, "web", 9, time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond) // past the old lease end: nothing may revoke

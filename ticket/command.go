@@ -15,6 +15,13 @@ func (s *State) command(o *out, c Command, now time.Duration) {
 		s.move(o, c, now)
 	case OpAttrSet, OpAttrDelete:
 		s.setAttr(o, c, now)
+	case OpRelease:
+		if s.hold != owner {
+			reply(o, c.ID, ErrNotOwner, "not held here")
+			return
+		}
+		s.stopThen(o, afterRelease, 0, None, now, "released: "+c.Value)
+		reply(o, c.ID, nil, "releasing")
 	default:
 		o.effect(Reply{ID: c.ID, Err: ErrUnknownCommand})
 	}
@@ -172,7 +179,7 @@ func (s *State) grantManual(o *out, c Command, now time.Duration) {
 	s.heldTerm = t
 	s.viewOwner, s.viewTerm, s.viewExpires = s.self(), t, forever
 	s.event(o, EvForced, s.self(), now, "operator forced a grant; it is their responsibility that %s is down", s.cl.Name(holder))
-	o.effect(StartResources{Term: t})
+	o.effect(StartResources{Term: t, Forced: true})
 	s.startRound(o, &s.renew, MsgRenew, t, ReasonForce, FlagManual|FlagForce, s.self(), now)
 	s.nextRenew = now + s.cfg.RenewalFreq
 	reply(o, c.ID, nil, "granted (forced)")

@@ -209,6 +209,10 @@ type Config struct {
 	// BeforeAcquireHandler, when set, is run (by the runtime) before
 	// acquiring and before every renewal; a failure relinquishes.
 	BeforeAcquireHandler []string
+	// LocalChecks: the runtime has checks of its own to run before
+	// acquiring and renewing (a replica that must be in a good state), so
+	// RunHandler effects come even without a handler program.
+	LocalChecks bool
 	// AttrPrereqs must all hold before acquiring.
 	AttrPrereqs []AttrPrereq
 	// Weights, when set, has one entry per member (configuration order) and
@@ -266,6 +270,9 @@ func (c Config) WithDefaults() Config {
 	}
 	return c
 }
+
+// checks reports whether acquiring and renewing wait for RunHandler.
+func (c *Config) checks() bool { return len(c.BeforeAcquireHandler) > 0 || c.LocalChecks }
 
 // LeaseLength is how long, on its own clock, an owner may consider its lease
 // valid after the first transmission of an acknowledged request:

@@ -36,6 +36,9 @@ const (
 	OpMove
 	OpAttrSet
 	OpAttrDelete
+	// OpRelease: the owner gives the ticket up without revoking it (its
+	// site cannot run the service); another site may acquire it.
+	OpRelease
 )
 
 func (o Op) String() string {
@@ -50,6 +53,8 @@ func (o Op) String() string {
 		return "attr set"
 	case OpAttrDelete:
 		return "attr delete"
+	case OpRelease:
+		return "release"
 	}
 	return "op?"
 }
@@ -100,10 +105,12 @@ type Persist struct{ State Persistent }
 
 // StartResources grants the ticket locally (Pacemaker: crm_ticket -g).
 // LeaseEnd is the local monotonic instant the lease ends (0 for a manual
-// ticket, which has none).
+// ticket, which has none). Forced: acquired through an operator's forced
+// grant.
 type StartResources struct {
 	Term     uint64
 	LeaseEnd time.Duration
+	Forced   bool
 }
 
 // LeaseRenewed reports a renewed lease (Pacemaker: the expires attribute).
@@ -128,11 +135,14 @@ const (
 	HandlerRenew
 )
 
-// RunHandler runs the before-acquire handler; the runtime answers with
-// HandlerDone{Token}.
+// RunHandler runs the before-acquire handler (and the runtime's own
+// checks); the runtime answers with HandlerDone{Token}. Force marks an
+// operator's forced grant: checks that protect against bad data may be
+// skipped, as the operator took the responsibility.
 type RunHandler struct {
 	Token uint64
 	Kind  HandlerKind
+	Force bool
 }
 
 // PrepareHandover asks the runtime to get ready to hand the ticket to To

@@ -7,7 +7,7 @@ import "time"
 // reasserts the ticket in a new one. The before-acquire handler runs
 // alongside; if it fails the owner releases.
 func (s *State) startRenewal(o *out, now time.Duration, runHandler bool) {
-	if runHandler && len(s.cfg.BeforeAcquireHandler) > 0 && s.handlerToken == 0 {
+	if runHandler && s.cfg.checks() && s.handlerToken == 0 {
 		s.handlerToken, s.handlerKind = s.newToken(), HandlerRenew
 		o.effect(RunHandler{Token: s.handlerToken, Kind: HandlerRenew})
 	}

@@ -179,10 +179,10 @@ func (s *State) tryAcquire(o *out, now time.Duration) {
 		}
 		return
 	}
-	if len(s.cfg.BeforeAcquireHandler) > 0 {
+	if s.cfg.checks() {
 		s.handlerToken, s.handlerKind = s.newToken(), HandlerAcquire
 		s.acquireReason = reason
-		o.effect(RunHandler{Token: s.handlerToken, Kind: HandlerAcquire})
+		o.effect(RunHandler{Token: s.handlerToken, Kind: HandlerAcquire, Force: force})
 		return
 	}
 	s.startElection(o, reason, force, now)
@@ -319,7 +319,7 @@ func (s *State) won(o *out, now time.Duration) {
 	o.persist = true
 	s.viewOwner, s.viewTerm, s.viewExpires, s.viewHeard = s.self(), s.P.Term, end, now
 	s.acquireAt, s.acquireForce, s.restartOwner, s.lostOwner = 0, false, false, None
-	o.effect(StartResources{Term: s.P.Term, LeaseEnd: end})
+	o.effect(StartResources{Term: s.P.Term, LeaseEnd: end, Forced: r.Reason == ReasonForce})
 	s.event(o, EvAcquired, s.self(), now, "won term %d (%s)", s.P.Term, r.Reason)
 	// Announce at once, so every member (and DNS) learns the new owner.
 	s.nextRenew = now

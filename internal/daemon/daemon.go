@@ -53,6 +53,13 @@ type Parts struct {
 	ResourceTimeout time.Duration
 	// HandlerEnv is added to the before-acquire handler's environment.
 	HandlerEnv []string
+	// Check is the role's own check before acquiring and renewing the
+	// tickets listed in LocalChecks (a site's replicas must hold good data).
+	Check       node.Check
+	LocalChecks map[string]bool
+	// HandoverTimeout bounds a planned move's preparation (0: the node's
+	// default).
+	HandoverTimeout time.Duration
 }
 
 // Daemon is one running geoboothd.
@@ -115,7 +122,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	n, err := node.New(node.Options{Config: d.Config, Log: d.Log, Registry: d.Registry, Clock: d.Clock,
 		Resources: d.Parts.Resources, Handover: d.Parts.Handover, ResourceTimeout: d.Parts.ResourceTimeout,
-		HandlerEnv: d.Parts.HandlerEnv})
+		HandlerEnv: d.Parts.HandlerEnv, Check: d.Parts.Check, LocalChecks: d.Parts.LocalChecks,
+		HandoverTimeout: d.Parts.HandoverTimeout})
 	if err != nil {
 		return err
 	}

@@ -22,12 +22,11 @@ func (n *Node) effect(name string, r *rt, e ticket.Effect) {
 	case ticket.StartResources:
 		n.met.acquisitions.WithLabelValues(name).Inc()
 		if n.opt.Resources != nil {
-			exp := n.leaseWall(e.LeaseEnd)
-			term := e.Term
+			g := Grant{Term: e.Term, Expires: n.leaseWall(e.LeaseEnd), Forced: e.Forced}
 			n.work(r, func(ctx context.Context) {
-				if err := n.opt.Resources.Grant(ctx, name, term, exp); err != nil {
+				if err := n.opt.Resources.Grant(ctx, name, g); err != nil {
 					n.met.resourceErrors.WithLabelValues(name, "grant").Inc()
-					n.log.Error("granting the ticket locally failed", "ticket", name, "term", term, "err", err)
+					n.log.Error("granting the ticket locally failed", "ticket", name, "term", g.Term, "err", err)
 				}
 			})
 		}
@@ -110,6 +109,21 @@ func (n *Node) leaseWall(end time.Duration) time.Time {
 func (n *Node) runHandler(name string, r *rt, e ticket.RunHandler) {
 	argv := r.cfg.BeforeAcquireHandler
 	timeout := n.cfg.HandlerTimeouts[name]
+	if n.opt.Check != nil && r.cfg.LocalChecks {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := n.opt.Check(ctx, name, e.Kind, e.Force)
+		cancel()
+		if err != nil {
+			n.met.handlerRuns.WithLabelValues(name, "check_failed").Inc()
+			n.log.Warn("local check refuses the ticket", "ticket", name, "err", err)
+			n.send(name, ticket.HandlerDone{Token: e.Token, OK: false})
+			return
+		}
+	}
+	if len(argv) == 0 {
+		n.send(name, ticket.HandlerDone{Token: e.Token, OK: true})
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)

@@ -18,12 +18,27 @@ import (
 )
 
 // Resources starts and stops what a ticket guards at this site (Pacemaker:
-// crm_ticket grant and revoke). Calls for one ticket come one at a time.
+// crm_ticket grant and revoke; the replicated volumes). Calls for one
+// ticket come one at a time.
 type Resources interface {
-	Grant(ctx context.Context, t string, term uint64, expires time.Time) error
+	Grant(ctx context.Context, t string, g Grant) error
 	Renewed(ctx context.Context, t string, term uint64, expires time.Time) error
 	Revoke(ctx context.Context, t string) error
 }
+
+// Grant describes an acquisition.
+type Grant struct {
+	Term uint64
+	// Expires is when the lease ends (zero for a manual ticket).
+	Expires time.Time
+	// Forced: through an operator's forced grant.
+	Forced bool
+}
+
+// Check is the runtime's own check before acquiring (kind acquire) and at
+// every renewal (kind renew), run before the configured handler; an error
+// refuses (or relinquishes). force: an operator forced the grant.
+type Check func(ctx context.Context, t string, kind ticket.HandlerKind, force bool) error
 
 // Handover prepares a planned move of a ticket to another site: stop the
 // services (standby), drain replication. A nil error means ready.
@@ -50,6 +65,10 @@ type Options struct {
 	// HandlerEnv is added to the before-acquire handler's environment
 	// (CIB_file when the site's Pacemaker works on a file).
 	HandlerEnv []string
+	// Check runs before the handler; LocalChecks lists the tickets it
+	// concerns (their state machines then always ask for it).
+	Check       Check
+	LocalChecks map[string]bool
 }
 
 // Node runs the tickets of one member.
@@ -128,6 +147,7 @@ func New(opt Options) (*Node, error) {
 	cl := cfg.TicketCluster()
 	for _, tc := range cfg.Tickets {
 		tc := tc
+		tc.LocalChecks = opt.LocalChecks[tc.Name]
 		r := &rt{cfg: tc, cl: cl, work: make(chan func(), 64), owner: ticket.None}
 		r.st = ticket.NewState(&r.cfg, &r.cl)
 		n.tickets[tc.Name] = r
@@ -304,6 +324,18 @@ func (n *Node) Do(ctx context.Context, name string, cmd ticket.Command) (ticket.
 	case <-ctx.Done():
 		return ticket.Reply{}, ctx.Err()
 	}
+}
+
+// Release gives a held ticket up without revoking it (this site cannot run
+// what it guards); another site may acquire it.
+func (n *Node) Release(name, why string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := n.Do(ctx, name, ticket.Command{Op: ticket.OpRelease, Value: why}); err != nil {
+			n.log.Error("cannot release the ticket", "ticket", name, "err", err)
+		}
+	}()
 }
 
 // ErrUnknownTicket: no ticket of that name is configured.
