@@ -379,8 +379,10 @@ func (s *sim) command() {
 		c.Op, c.Site = OpGrant, site
 	case r < 10:
 		c.Op = OpRevoke
-	case r < 14:
+	case r < 13:
 		c.Op, c.Site = OpMove, site
+	case r < 14:
+		c.Op, c.Value = OpRelease, "simulated"
 	case r < 17:
 		c.Op, c.Attr, c.Value = OpAttrSet, "a"+strconv.Itoa(s.rnd.Intn(3)), strconv.Itoa(s.rnd.Intn(3))
 	default:

@@ -603,3 +603,55 @@ func TestMemberInItsWindowLearnsTheTicketIsGrantedAndFailoverWorks(t *testing.T)
 		t.Fatalf("owner = %d, want west", o)
 	}
 }
+
+// TestReleaseHandsTheTicketToASiteWhoseChecksPass: with runtime checks
+// (LocalChecks) the state machine asks before acquiring even without a
+// handler program; an owner that releases (its data cannot be served)
+// stops, and another site whose check passes acquires.
+func TestReleaseHandsTheTicketToASiteWhoseChecksPass(t *testing.T) {
+	cfg := testConfig(Auto)
+	cfg.LocalChecks = true
+	c := newTestCluster(t, cfg, threeMembers())
+	c.bootFresh()
+	c.command(east, Command{Op: OpGrant, Site: east})
+	h, ok := hasEffect[RunHandler](c.take(east))
+	if !ok || h.Kind != HandlerAcquire || h.Force {
+		t.Fatalf("no check before acquiring: %+v", h)
+	}
+	c.step(east, HandlerDone{Token: h.Token, OK: true})
+	c.deliverAll()
+	if c.owner() != east {
+		t.Fatal("east did not acquire")
+	}
+	if s, ok := hasEffect[StartResources](c.take(east)); !ok || s.Forced {
+		t.Fatalf("start: %+v %v", s, ok)
+	}
+	if r := c.command(west, Command{Op: OpRelease, Value: "no"}); !errors.Is(r.Err, ErrNotOwner) {
+		t.Fatalf("release at a non-owner: %v", r.Err)
+	}
+	if r := c.command(east, Command{Op: OpRelease, Value: "volume data cannot be promoted"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	stop, ok := hasEffect[StopResources](c.take(east))
+	if !ok {
+		t.Fatal("release did not stop the resources")
+	}
+	c.step(east, Stopped{Token: stop.Token})
+	c.deliverAll()
+	start := c.now
+	for c.now-start < 2*cfg.Expire {
+		for _, e := range c.take(west) {
+			if h, ok := e.(RunHandler); ok {
+				c.step(west, HandlerDone{Token: h.Token, OK: true})
+			}
+		}
+		if hs := c.holders(); len(hs) == 1 && hs[0] == west {
+			return
+		}
+		if len(c.holders()) > 1 {
+			t.Fatalf("two holders: %v", c.holders())
+		}
+		c.advance(100 * time.Millisecond)
+	}
+	t.Fatalf("west did not acquire after east released; holders %v", c.holders())
+}
