@@ -51,6 +51,23 @@ func fakes(t *testing.T) (dir, geoboothd, ticketctl string) {
 	return dir, geoboothd, ticketctl
 }
 
+// fakeVolumeCtl makes a ticketctl that answers repl for one volume from a
+// role file (primary or secondary) and a disk file, and changes the role
+// on promote and demote; promote fails when the file "notheld" exists.
+func fakeVolumeCtl(t *testing.T, dir string) string {
+	os.WriteFile(filepath.Join(dir, "role"), []byte("secondary"), 0o644)
+	os.WriteFile(filepath.Join(dir, "disk"), []byte("UpToDate"), 0o644)
+	return script(t, dir, "ticketctl-repl", `d=`+dir+`
+shift 2
+[ "$1" = repl ] || exit 2
+case "$2" in
+--json) printf '{\n  "volume": "data",\n  "role": "%s",\n  "disk": "%s",\n  "peers": [{"peer_role": "x", "peer_disk": "y"}]\n}\n' "$(cat $d/role)" "$(cat $d/disk)" ;;
+promote) [ -f $d/notheld ] && { echo "ticket web is not held here" >&2; exit 1; }; echo primary >$d/role ;;
+demote) echo secondary >$d/role ;;
+*) exit 2 ;;
+esac`)
+}
+
 func TestAgentsPassOcfTester(t *testing.T) {
 	tester := tc.RequireTool(t, "ocf-tester", "resource-agents")
 	tc.RequireTool(t, "xmllint", "libxml2-utils")
@@ -60,6 +77,7 @@ func TestAgentsPassOcfTester(t *testing.T) {
 	cases := map[string][]string{
 		"geobooth":     {"-o", "config=" + cfg, "-o", "geoboothd=" + geoboothd, "-o", "ticketctl=" + ticketctl, "-o", "rundir=" + dir},
 		"ticket-guard": {"-o", "ticket=web", "-o", "config=" + cfg, "-o", "ticketctl=" + ticketctl, "-o", "state=" + filepath.Join(dir, "guard.state")},
+		"volume":       {"-o", "volume=data", "-o", "config=" + cfg, "-o", "ticketctl=" + fakeVolumeCtl(t, dir), "-o", "state=" + filepath.Join(dir, "volume.state")},
 	}
 	for name, params := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -73,7 +91,7 @@ func TestAgentsPassOcfTester(t *testing.T) {
 }
 
 func TestAgentsAnswerMetaDataAndRefuseUnknownActions(t *testing.T) {
-	for _, name := range []string{"geobooth", "ticket-guard"} {
+	for _, name := range []string{"geobooth", "ticket-guard", "volume"} {
 		out, code := run(t, nil, agentPath(t, name), "meta-data")
 		if code != 0 || !strings.Contains(out, `<resource-agent name="`+name+`"`) || !strings.Contains(out, "ra-api-1.dtd") {
 			t.Errorf("%s meta-data: exit %d\n%s", name, code, out)
@@ -99,7 +117,7 @@ func installAgents(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	for _, name := range []string{"geobooth", "ticket-guard"} {
+	for _, name := range []string{"geobooth", "ticket-guard", "volume"} {
 		if err := os.Symlink(agentPath(t, name), filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
@@ -181,5 +199,54 @@ func TestServiceRunnableHandler(t *testing.T) {
 				t.Fatalf("exit %d, want %d\n%s", code, c.want, out)
 			}
 		})
+	}
+}
+
+// TestVolumeAgentFollowsTheDaemon drives the volume agent through
+// crm_resource against a stand-in ticketctl: roles come from the daemon,
+// and a promotion the daemon refuses (ticket not held) fails.
+func TestVolumeAgentFollowsTheDaemon(t *testing.T) {
+	tc.RequireTool(t, "crm_resource", "pacemaker-cli-utils")
+	provider := installAgents(t)
+	dir := t.TempDir()
+	opts := []string{"volume=data", "ticketctl=" + fakeVolumeCtl(t, dir), "state=" + filepath.Join(dir, "v.state")}
+	notHeld := filepath.Join(dir, "notheld")
+	steps := []struct {
+		name, action string
+		setup        func()
+		want         int
+	}{
+		{"stopped", "--force-check", nil, 7},
+		{"start", "--force-start", nil, 0},
+		{"secondary", "--force-check", nil, 0},
+		{"promote refused without the ticket", "--force-promote", func() { os.WriteFile(notHeld, nil, 0o644) }, 1},
+		{"still secondary", "--force-check", nil, 0},
+		{"promote", "--force-promote", func() { os.Remove(notHeld) }, 0},
+		{"primary", "--force-check", nil, 8},
+		{"demote", "--force-demote", nil, 0},
+		{"secondary again", "--force-check", nil, 0},
+		{"promote for stop", "--force-promote", nil, 0},
+		{"stop demotes", "--force-stop", nil, 0},
+		{"stopped again", "--force-check", nil, 7},
+	}
+	for _, s := range steps {
+		if s.setup != nil {
+			s.setup()
+		}
+		args := []string{s.action, "--class", "ocf", "--provider", provider, "--agent", "volume"}
+		for _, o := range opts {
+			args = append(args, "--option", o)
+		}
+		out, code := run(t, nil, "crm_resource", args...)
+		if code != s.want {
+			t.Fatalf("%s: crm_resource %s: exit %d, want %d\n%s", s.name, s.action, code, s.want, out)
+		}
+	}
+	if role, _ := os.ReadFile(filepath.Join(dir, "role")); strings.TrimSpace(string(role)) != "secondary" {
+		t.Fatalf("stop left the volume %s", role)
+	}
+	args := []string{"--validate", "--class", "ocf", "--provider", provider, "--agent", "volume", "--option", opts[1]}
+	if out, code := run(t, nil, "crm_resource", args...); code != 6 {
+		t.Fatalf("validate without a volume: exit %d, want 6\n%s", code, out)
 	}
 }

@@ -10,13 +10,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/internal/daemon"
 	"github.com/geobooth/geobooth/internal/httpapi"
+	"github.com/geobooth/geobooth/internal/node"
 	"github.com/geobooth/geobooth/pacemaker"
+	"github.com/geobooth/geobooth/replication"
 )
 
 // New prepares a site daemon: the common daemon plus the Pacemaker driver
@@ -36,8 +39,12 @@ func New(cfg *config.File, log *slog.Logger) (*daemon.Daemon, error) {
 	}
 	driver := pacemaker.NewDriver(cib, cfg.Pacemaker, cfg.Local, cfg.Cluster.Name, log.With("component", "pacemaker"), d.Registry,
 		func(err error) { d.Fail(fmt.Errorf("revoke in the local CIB failed: %w", err)) })
-	d.Parts.Resources = driver
-	d.Parts.Handover = driver
+	res, err := openVolumes(cfg, d, driver, log)
+	if err != nil {
+		return nil, err
+	}
+	d.Parts.Resources = res
+	d.Parts.Handover = res
 	d.Parts.ResourceTimeout = driver.CallBudget()
 	d.Parts.BeforeStart = append(d.Parts.BeforeStart, func(ctx context.Context) error {
 		for _, t := range cfg.Tickets {
@@ -52,6 +59,61 @@ func New(cfg *config.File, log *slog.Logger) (*daemon.Daemon, error) {
 		r.With(auth).Post("/api/v1/tickets/{name}/activate", cibAction(d, driver.Activate, "activate"))
 	})
 	return d, nil
+}
+
+// openVolumes opens the site's replicas. The tickets they follow get the
+// built-in data check, and the planned-move budget covers their drains.
+func openVolumes(cfg *config.File, d *daemon.Daemon, cib *pacemaker.Driver, log *slog.Logger) (*resources, error) {
+	res := &resources{cib: cib, volumes: map[string][]*replication.Volume{}, drain: map[string]time.Duration{},
+		node: func() *node.Node { return d.Node }, log: log.With("component", "resources"), lease: map[string]time.Time{}}
+	if len(cfg.Volumes) == 0 {
+		return res, nil
+	}
+	var all []*replication.Volume
+	budget := 2 * cib.CallBudget()
+	d.Parts.LocalChecks = map[string]bool{}
+	for _, vc := range cfg.Volumes {
+		v, err := replication.Open(replication.Options{Config: vc, Self: cfg.Local, Key: cfg.Key,
+			Log: log.With("component", "replication"), Registry: d.Registry})
+		if err != nil {
+			for _, o := range all {
+				o.Close()
+			}
+			return nil, fmt.Errorf("open volume %q: %w", vc.Name, err)
+		}
+		all = append(all, v)
+		res.volumes[vc.Ticket] = append(res.volumes[vc.Ticket], v)
+		res.drain[vc.Name] = time.Duration(vc.DrainTimeout)
+		budget += time.Duration(vc.DrainTimeout)
+		d.Parts.LocalChecks[vc.Ticket] = true
+		log.Info("volume opened", "volume", vc.Name, "ticket", vc.Ticket, "disk", v.Disk(), "size", v.Size(), "nbd", vc.NBDListen)
+	}
+	d.Parts.Check = res.check
+	d.Parts.HandoverTimeout = max(budget, time.Minute)
+	d.Parts.Services = append(d.Parts.Services, volumeService(all))
+	d.Parts.Sections = append(d.Parts.Sections, "/api/v1/replication")
+	d.Parts.Mount = append(d.Parts.Mount, func(r chi.Router, auth func(http.Handler) http.Handler) {
+		mountReplication(r, auth, d, res, all)
+	})
+	return res, nil
+}
+
+// volumeService runs the replication links while the daemon runs, and
+// closes the replicas cleanly when it stops.
+type volumeService []*replication.Volume
+
+func (vs volumeService) Run(ctx context.Context) error {
+	for _, v := range vs {
+		if err := v.Start(ctx); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	var errs []error
+	for _, v := range vs {
+		errs = append(errs, v.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // cibAction runs standby or activate on the local CIB.

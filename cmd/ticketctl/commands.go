@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/geobooth/geobooth/internal/httpapi"
 	"github.com/geobooth/geobooth/internal/node"
+	"github.com/geobooth/geobooth/replication"
 )
 
 func printJSON(w io.Writer, v any) error {
@@ -190,7 +192,17 @@ func cmdMove(c *client, args []string, w io.Writer) error {
 	if wait == 0 {
 		wait = defaultWait(before) + time.Minute
 	}
-	_, err = waitFor(c, name, wait, func(t httpapi.Ticket) (bool, error) { return t.Owner == target, nil })
+	_, err = waitFor(c, name, wait, func(t httpapi.Ticket) (bool, error) {
+		if t.Owner == target {
+			return true, nil
+		}
+		// The owner gives up when it cannot get ready (data not drained).
+		changed := t.LastChange != nil && (before.LastChange == nil || !t.LastChange.Equal(*before.LastChange))
+		if changed && strings.HasPrefix(t.Reason, "move aborted") {
+			return false, errors.New(t.Reason)
+		}
+		return false, nil
+	})
 	if err != nil {
 		return fail(1, "move of %s to %s did not complete: %v", name, target, err)
 	}
@@ -360,4 +372,86 @@ func cmdKeygen(_ *client, args []string, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "wrote %s\n", pos[0])
 	return nil
+}
+
+// cmdRepl shows the replicated volumes as the member asked sees them, or
+// changes a volume's role (for the OCF agent and planned work), or starts
+// an online verify against a peer.
+func cmdRepl(c *client, args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("repl", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	repair := fs.Bool("repair", false, "verify: resync the blocks found different")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	const use = "usage: repl [--json] | repl status VOLUME | repl promote|demote VOLUME | repl verify [--repair] VOLUME PEER"
+	switch {
+	case len(pos) == 0:
+		var vs []replication.Status
+		if err := c.call(http.MethodGet, "/api/v1/replication", nil, &vs); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(w, vs)
+		}
+		return printVolumes(w, vs)
+	case len(pos) == 2 && pos[0] == "status":
+		var v replication.Status
+		if err := c.call(http.MethodGet, "/api/v1/replication/"+pos[1], nil, &v); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(w, v)
+		}
+		return printVolumes(w, []replication.Status{v})
+	case len(pos) == 2 && (pos[0] == "promote" || pos[0] == "demote"):
+		var r httpapi.CommandResult
+		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/"+pos[0], nil, &r); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, r.Detail)
+		return nil
+	case len(pos) == 3 && pos[0] == "verify":
+		var rep replication.VerifyReport
+		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/verify", httpapi.VerifyRequest{Peer: pos[2], Repair: *repair}, &rep); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(w, rep)
+		}
+		fmt.Fprintf(w, "%s: %d blocks checked against %s, %d different", pos[1], rep.Checked, rep.Peer, len(rep.Differing))
+		if rep.Resynced {
+			fmt.Fprint(w, " (resynced)")
+		}
+		fmt.Fprintln(w)
+		if len(rep.Differing) > 0 && !rep.Resynced {
+			return fail(1, "%s differs from %s in %d blocks", pos[1], pos[2], len(rep.Differing))
+		}
+		return nil
+	}
+	return fail(2, "%s", use)
+}
+
+func printVolumes(w io.Writer, vs []replication.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VOLUME\tTICKET\tROLE\tDISK\tPEER\tLINK\tPEER DISK\tLAG\tRESYNC")
+	for _, v := range vs {
+		if len(v.Peers) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n", v.Volume, orDash(v.Ticket), v.Role, v.Disk)
+		}
+		for _, p := range v.Peers {
+			lag := fmt.Sprintf("%dB/%.2fs", p.LagBytes, p.LagSeconds)
+			resync := "-"
+			if p.ResyncTotal > 0 {
+				resync = fmt.Sprintf("%.0f%%", 100*float64(p.ResyncTotal-p.ResyncRemaining)/float64(p.ResyncTotal))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Volume, orDash(v.Ticket), v.Role, v.Disk,
+				p.Name, p.State, orDash(string(p.PeerDisk)), lag, resync)
+		}
+		if v.SplitBrains > 0 {
+			fmt.Fprintf(tw, "%s\tSPLIT BRAIN: %d detected, %d blocks discarded here\t\t\t\t\t\t\t\n", v.Volume, v.SplitBrains, v.Discarded)
+		}
+	}
+	return tw.Flush()
 }

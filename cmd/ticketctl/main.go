@@ -2,7 +2,8 @@
 //
 //	ticketctl [-config FILE | -addr HOST:PORT -token-file FILE] COMMAND [flags] [args]
 //
-// Commands: list, grant, revoke, move, peers, attr, keygen. Read commands
+// Commands: list, grant, revoke, move, peers, attr, standby, activate,
+// held, repl, keygen. Read commands
 // take --json. The exit status is 0 on success; otherwise a one-line
 // reason goes to stderr.
 package main
@@ -39,6 +40,9 @@ commands:
   peers [--json]                         members and their status
   attr list|get|set|delete TICKET [NAME [VALUE]] [--json]
   standby TICKET | activate TICKET       stop / restart the ticket's resources in this site's CIB (planned work)
+  repl [--json] [status VOLUME]          replicated volumes: role, disk state, peers, lag, resync
+  repl promote|demote VOLUME             change a volume's role (promote only where its ticket is held)
+  repl verify [--repair] VOLUME PEER     compare the volume with a peer's copy online
   held TICKET                            exit 0 when the member asked holds the ticket, 1 when not (for scripts and agents)
   keygen [-token] FILE                   write a new cluster key (or API token), mode 0600
 `
@@ -61,6 +65,7 @@ var commands = map[string]command{
 	"activate": {name: "activate", run: func(c *client, a []string, w io.Writer) error { return cmdCIB(c, a, w, "activate") }},
 	"keygen":   {name: "keygen", run: cmdKeygen, local: true},
 	"held":     {name: "held", run: cmdHeld},
+	"repl":     {name: "repl", run: cmdRepl},
 }
 
 func main() {

@@ -103,6 +103,15 @@ func TestDashboardAndMetricsFollowAFailover(t *testing.T) {
 		}
 		return nil
 	})
+	// Replication, as west sees it: west secondary, east primary, in sync.
+	volumeRow := `#volumes tr[data-volume="data"][data-peer="east"] td`
+	tc.Eventually(t, 10*time.Second, func() error {
+		cells := b.Texts(volumeRow)
+		if len(cells) != 9 || cells[2] != "secondary · UpToDate" || cells[4] != "InSync" || cells[5] != "primary · UpToDate" {
+			return fmt.Errorf("replication row = %q", cells)
+		}
+		return nil
+	})
 	b.Screenshot(filepath.Join(artifacts(t), "dashboard-1280x800.png"))
 
 	// Mark the page, fail east over, and see west appear in the same page.
@@ -111,6 +120,13 @@ func TestDashboardAndMetricsFollowAFailover(t *testing.T) {
 	tc.Eventually(t, 20*time.Second, func() error {
 		if got := b.Texts(owner); len(got) != 1 || got[0] != "west" {
 			return fmt.Errorf("owner cell = %q", got)
+		}
+		return nil
+	})
+	tc.Eventually(t, 10*time.Second, func() error {
+		cells := b.Texts(volumeRow)
+		if len(cells) != 9 || !strings.HasPrefix(cells[2], "primary · UpToDate") || cells[4] == "InSync" {
+			return fmt.Errorf("replication row after the failover = %q", cells)
 		}
 		return nil
 	})

@@ -25,6 +25,7 @@ import (
 	"github.com/geobooth/geobooth/internal/confkit"
 	"github.com/geobooth/geobooth/internal/membership"
 	"github.com/geobooth/geobooth/pacemaker"
+	"github.com/geobooth/geobooth/replication"
 	"github.com/geobooth/geobooth/ticket"
 )
 
@@ -50,6 +51,9 @@ type File struct {
 	Serf membership.Config `toml:"serf"`
 	// Pacemaker drives the local CIB (sites only).
 	Pacemaker pacemaker.Config `toml:"pacemaker"`
+	// Volumes are the replicated volumes this site holds a replica of
+	// (sites only), each bound to a ticket.
+	Volumes []replication.VolumeConfig `toml:"volumes"`
 
 	// Path is the file this was read from (absolute).
 	Path string `toml:"-"`
@@ -319,6 +323,7 @@ func (f *File) check(add addFunc, md toml.MetaData) {
 	for _, e := range f.Pacemaker.Validate() {
 		add("pacemaker."+e.Key, "%s", e.Msg)
 	}
+	f.checkVolumes(add)
 	switch f.Log.Format {
 	case "", "text", "json":
 	default:
@@ -328,6 +333,49 @@ func (f *File) check(add addFunc, md toml.MetaData) {
 	case "", "debug", "info", "warn", "error":
 	default:
 		add("log.level", "%q: want debug, info, warn or error", f.Log.Level)
+	}
+}
+
+// checkVolumes validates the [[volumes]] sections: each on a configured
+// ticket, replicated to other sites, at most one per ticket and backing
+// file, with the defaults filled in.
+func (f *File) checkVolumes(add addFunc) {
+	if len(f.Volumes) > 0 && f.Self >= 0 && f.Cluster.Members[f.Self].Role != "site" {
+		add("volumes", "only a site holds a replica: remove the volumes from an arbitrator")
+		return
+	}
+	role := map[string]string{}
+	for _, m := range f.Cluster.Members {
+		role[m.Name] = m.Role
+	}
+	names, paths := map[string]bool{}, map[string]bool{}
+	for i := range f.Volumes {
+		v := f.Volumes[i].WithDefaults()
+		v.Path = f.resolve(v.Path)
+		key := fmt.Sprintf("volumes.%d", i)
+		for _, e := range v.Validate() {
+			add(key+"."+e.Key, "%s", e.Msg)
+		}
+		if names[v.Name] {
+			add(key+".name", "%q: a second volume of that name", v.Name)
+		}
+		names[v.Name] = true
+		if v.Path != "" && paths[v.Path] {
+			add(key+".path", "%q: another volume uses that backing file", v.Path)
+		}
+		paths[v.Path] = true
+		if _, ok := f.Cluster.Tickets[v.Ticket]; !ok {
+			add(key+".ticket", "%q: not a ticket of the cluster (a volume follows a ticket)", v.Ticket)
+		}
+		for j, p := range v.Peers {
+			switch {
+			case p.Name == f.Local:
+				add(fmt.Sprintf("%s.peers.%d.name", key, j), "%q is this member: list the other sites", p.Name)
+			case role[p.Name] != "site":
+				add(fmt.Sprintf("%s.peers.%d.name", key, j), "%q is not a site of the cluster", p.Name)
+			}
+		}
+		f.Volumes[i] = v
 	}
 }
 

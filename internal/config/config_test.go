@@ -163,6 +163,48 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 	}
 }
 
+const goodVolume = `
+[[volumes]]
+name = "data"
+ticket = "web"
+size = "4MiB"
+path = "data.img"
+listen = "127.0.0.1:7901"
+split_brain = "manual"
+peers = [{ name = "west", address = "127.0.0.1:7902" }]
+`
+
+func TestVolumesAreResolvedAndChecked(t *testing.T) {
+	d := dir(t, map[string]string{"member.toml": goodMember + goodVolume})
+	f, err := Load(filepath.Join(d, "member.toml"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := f.Volumes[0]
+	if v.Path != filepath.Join(d, "data.img") || v.Export != "data" || v.SplitBrain != "disconnect" || time.Duration(v.DrainTimeout) != 30*time.Second {
+		t.Fatalf("volume not resolved: %+v", v)
+	}
+	cases := []struct {
+		name, from, to string
+		want           []string
+	}{
+		{"unknown ticket", `ticket = "web"`, `ticket = "db"`, []string{"member.toml:11: volumes.0.ticket: \"db\": not a ticket"}},
+		{"peer is self", `name = "west"`, `name = "east"`, []string{"volumes.0.peers.0.name: \"east\" is this member"}},
+		{"peer is arbitrator", `name = "west"`, `name = "arbitrator"`, []string{"\"arbitrator\" is not a site"}},
+		{"bad size", `size = "4MiB"`, `size = "4097"`, []string{"member.toml:12: volumes.0.size"}},
+		{"bad policy", `split_brain = "manual"`, `split_brain = "coin"`, []string{"volumes.0.split_brain: \"coin\""}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			loadErr(t, map[string]string{"member.toml": goodMember + strings.Replace(goodVolume, c.from, c.to, 1)}, c.want...)
+		})
+	}
+	t.Run("arbitrator", func(t *testing.T) {
+		m := strings.Replace(goodMember, `local = "east"`, `local = "arbitrator"`, 1)
+		loadErr(t, map[string]string{"member.toml": m + goodVolume}, "volumes: only a site holds a replica")
+	})
+}
+
 func TestSecretReadableByOthersIsRefused(t *testing.T) {
 	d := dir(t, nil)
 	if err := os.Chmod(filepath.Join(d, "auth.key"), 0o644); err != nil {

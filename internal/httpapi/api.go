@@ -235,6 +235,13 @@ type MoveRequest struct {
 	Site string `json:"site"`
 }
 
+// VerifyRequest is the body of POST /api/v1/replication/{volume}/verify
+// (served by sites with volumes).
+type VerifyRequest struct {
+	Peer   string `json:"peer"`
+	Repair bool   `json:"repair"`
+}
+
 // AttrRequest is the body of PUT .../attrs/{attr}.
 type AttrRequest struct {
 	Value string `json:"value"`

@@ -106,6 +106,73 @@
       el("small", {}, e.reason))));
   }
 
+  // Replication: per volume, the role and disk state at this site and at
+  // each peer, the lag in bytes and seconds with a sparkline of the last
+  // two minutes, and the resync progress.
+  const lagHistory = {}; // "volume/peer" -> recent lag_bytes samples
+  const SVGNS = "http://www.w3.org/2000/svg";
+
+  function sparkline(samples) {
+    const w = 120, h = 24;
+    const svg = document.createElementNS(SVGNS, "svg");
+    svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("role", "img");
+    const max = Math.max(1, ...samples);
+    svg.setAttribute("aria-label", "lag, last " + samples.length + " samples, peak " + fmtBytes(max));
+    const pts = samples.map((v, i) => `${(i * w / Math.max(1, samples.length - 1)).toFixed(1)},${(h - 1 - v * (h - 2) / max).toFixed(1)}`);
+    const line = document.createElementNS(SVGNS, "polyline");
+    line.setAttribute("points", pts.join(" "));
+    svg.append(line);
+    return svg;
+  }
+
+  function fmtBytes(n) {
+    if (n < 1024) return n + " B";
+    if (n < 1 << 20) return (n / 1024).toFixed(1) + " KiB";
+    if (n < 1 << 30) return (n / (1 << 20)).toFixed(1) + " MiB";
+    return (n / (1 << 30)).toFixed(2) + " GiB";
+  }
+
+  function renderReplication(vols) {
+    const table = el("table", { id: "volumes" },
+      el("thead", {}, el("tr", {}, ...["volume", "ticket", "here", "peer", "link", "peer data", "lag", "lag history", "resync"].map(h => el("th", {}, h)))));
+    const body = el("tbody");
+    for (const v of vols) {
+      const peers = v.peers.length ? v.peers : [null];
+      peers.forEach((p, i) => {
+        const here = el("td", { class: "disk disk-" + v.disk }, `${v.role} · ${v.disk}`);
+        if (v.split_brains > 0) here.append(el("br"), el("b", { class: "split" }, `split brain ×${v.split_brains}`));
+        if (!p) {
+          body.append(el("tr", { "data-volume": v.volume }, el("td", {}, v.volume), el("td", {}, v.ticket || "-"), here,
+            el("td", { colSpan: 6 }, "no peer")));
+          return;
+        }
+        const key = v.volume + "/" + p.name;
+        const hist = (lagHistory[key] = (lagHistory[key] || []).concat([p.lag_bytes]).slice(-120));
+        const resync = el("td", { class: "resync" });
+        if (p.resync_total_bytes > 0) {
+          const done = p.resync_total_bytes - p.resync_remaining_bytes;
+          resync.append(el("progress", { max: p.resync_total_bytes, value: done }),
+            " " + Math.floor(100 * done / p.resync_total_bytes) + "%");
+        } else resync.append("-");
+        body.append(el("tr", { "data-volume": v.volume, "data-peer": p.name },
+          el("td", { class: "name" }, i === 0 ? v.volume : ""),
+          el("td", {}, i === 0 ? (v.ticket || "-") : ""),
+          i === 0 ? here : el("td"),
+          el("td", {}, p.name),
+          el("td", { class: "link link-" + p.state }, p.state, p.last_error ? el("br") : null, p.last_error ? el("small", {}, p.last_error) : null),
+          el("td", { class: "disk disk-" + (p.peer_disk || "unknown") }, p.connected ? `${p.peer_role || "-"} · ${p.peer_disk || "-"}` : "-"),
+          el("td", { class: "lag" }, `${fmtBytes(p.lag_bytes)} · ${p.lag_seconds.toFixed(2)}s`),
+          el("td", {}, sparkline(hist)),
+          resync));
+      });
+    }
+    table.append(body);
+    return table;
+  }
+  window.geoboothRender = Object.assign(window.geoboothRender || {}, { replication: renderReplication });
+
   // Generic renderers for the optional sections: DNS and replication
   // status objects are shown as tables of their rows.
   function renderSection(name, data) {

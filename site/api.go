@@ -1,0 +1,99 @@
+package site
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/geobooth/geobooth/internal/daemon"
+	"github.com/geobooth/geobooth/internal/httpapi"
+	"github.com/geobooth/geobooth/replication"
+)
+
+// mountReplication serves the volumes' state, and the role changes the
+// OCF agent and the operator ask for. A promotion is only granted to the
+// site that holds the volume's ticket: the API can never make a second
+// primary.
+func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *daemon.Daemon, res *resources, vols []*replication.Volume) {
+	byName := map[string]*replication.Volume{}
+	for _, v := range vols {
+		byName[v.Name()] = v
+	}
+	volume := func(w http.ResponseWriter, r *http.Request) *replication.Volume {
+		v := byName[chi.URLParam(r, "volume")]
+		if v == nil {
+			httpapi.WriteJSON(w, http.StatusNotFound, httpapi.CommandResult{Error: "unknown volume " + chi.URLParam(r, "volume")})
+		}
+		return v
+	}
+	r.Get("/api/v1/replication", func(w http.ResponseWriter, r *http.Request) {
+		out := make([]replication.Status, 0, len(vols))
+		for _, v := range vols {
+			out = append(out, v.Status())
+		}
+		httpapi.WriteJSON(w, http.StatusOK, out)
+	})
+	r.Get("/api/v1/replication/{volume}", func(w http.ResponseWriter, r *http.Request) {
+		if v := volume(w, r); v != nil {
+			httpapi.WriteJSON(w, http.StatusOK, v.Status())
+		}
+	})
+	r.With(auth).Post("/api/v1/replication/{volume}/promote", func(w http.ResponseWriter, r *http.Request) {
+		v := volume(w, r)
+		if v == nil {
+			return
+		}
+		t := v.Status().Ticket
+		view := d.Node.View(t)
+		if !view.HeldLocally {
+			httpapi.WriteJSON(w, http.StatusConflict, httpapi.CommandResult{
+				Error: "ticket " + t + " is not held here (owner " + view.Owner + "): only its holder may be primary"})
+			return
+		}
+		var end time.Time
+		if view.Expires != nil {
+			end = *view.Expires
+		}
+		res.setLease(t, end)
+		if err := v.Promote(r.Context(), false); err != nil {
+			httpapi.WriteJSON(w, http.StatusConflict, httpapi.CommandResult{Error: err.Error()})
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: v.Name() + " is primary"})
+	})
+	r.With(auth).Post("/api/v1/replication/{volume}/demote", func(w http.ResponseWriter, r *http.Request) {
+		v := volume(w, r)
+		if v == nil {
+			return
+		}
+		if err := v.Demote(r.Context()); err != nil {
+			httpapi.WriteJSON(w, http.StatusInternalServerError, httpapi.CommandResult{Error: err.Error()})
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: v.Name() + " is secondary"})
+	})
+	r.With(auth).Post("/api/v1/replication/{volume}/verify", func(w http.ResponseWriter, r *http.Request) {
+		v := volume(w, r)
+		if v == nil {
+			return
+		}
+		var req httpapi.VerifyRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+			httpapi.WriteJSON(w, http.StatusBadRequest, httpapi.CommandResult{Error: "body: " + err.Error()})
+			return
+		}
+		rep, err := v.Verify(r.Context(), req.Peer, req.Repair)
+		if err != nil {
+			code := http.StatusConflict
+			if errors.Is(err, replication.ErrClosed) {
+				code = http.StatusServiceUnavailable
+			}
+			httpapi.WriteJSON(w, code, httpapi.CommandResult{Error: err.Error()})
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, rep)
+	})
+}
