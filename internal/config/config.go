@@ -22,6 +22,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/confkit"
 	"github.com/geobooth/geobooth/internal/membership"
 	"github.com/geobooth/geobooth/pacemaker"
@@ -51,6 +52,8 @@ type File struct {
 	Serf membership.Config `toml:"serf"`
 	// Pacemaker drives the local CIB (sites only).
 	Pacemaker pacemaker.Config `toml:"pacemaker"`
+	// DNS is the member's authoritative DNS server for the failover zones.
+	DNS dnsfail.Config `toml:"dns"`
 	// Volumes are the replicated volumes this site holds a replica of
 	// (sites only), each bound to a ticket.
 	Volumes []replication.VolumeConfig `toml:"volumes"`
@@ -324,6 +327,24 @@ func (f *File) check(add addFunc, md toml.MetaData) {
 		add("pacemaker."+e.Key, "%s", e.Msg)
 	}
 	f.checkVolumes(add)
+	if md.IsDefined("dns") {
+		var sites []string
+		for _, m := range f.Cluster.Members {
+			if m.Role == "site" {
+				sites = append(sites, m.Name)
+			}
+		}
+		for _, e := range f.DNS.Load(filepath.Dir(f.Path), sites) {
+			add("dns."+e.Key, "%s", e.Msg)
+		}
+		for _, z := range f.DNS.Zones {
+			for _, fo := range z.Failover {
+				if _, ok := f.Cluster.Tickets[fo.Ticket]; !ok && fo.Ticket != "" {
+					add("dns.zones_file", "%s: failover name %s follows %q: not a ticket of the cluster", f.DNS.ZonesFile, fo.Name, fo.Ticket)
+				}
+			}
+		}
+	}
 	switch f.Log.Format {
 	case "", "text", "json":
 	default:

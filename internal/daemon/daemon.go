@@ -115,6 +115,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.Parts.Membership = serfStatus{mb}
 		d.Parts.Services = append(d.Parts.Services, mb)
 	}
+	if err := d.setupDNS(mb); err != nil {
+		return err
+	}
 	for _, f := range d.Parts.BeforeStart {
 		if err := f(ctx); err != nil {
 			return err

@@ -1,0 +1,86 @@
+package dnsfail
+
+import (
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// FuzzAnswer feeds the query handler random messages: it must never
+// panic, and every reply must pack, echo the ID, and fit the client's UDP
+// size once truncated.
+func FuzzAnswer(f *testing.F) {
+	for _, q := range []struct {
+		name string
+		t    uint16
+	}{{"www.example.test.", dns.TypeA}, {"example.test.", dns.TypeANY}, {"app.example.test.", dns.TypeA},
+		{"big.example.test.", dns.TypeA}, {"x.sub.example.test.", dns.TypeA}, {"example.test.", dns.TypeAXFR}, {"example.org.", dns.TypeA}} {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.t)
+		b, _ := m.Pack()
+		f.Add(b, false)
+		m.SetEdns0(4096, true)
+		b, _ = m.Pack()
+		f.Add(b, true)
+	}
+	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1}, false)
+	o := &owners{}
+	o.set("east", time.Now().Add(time.Hour))
+	cfg := testConfig(f, bigZone(), nil, nil)
+	s, err := New(Options{Config: cfg, Self: "east", StateDir: filepath.Join(f.TempDir(), "dns"), Owners: o.get})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, tcp bool) {
+		req := new(dns.Msg)
+		if err := req.Unpack(data); err != nil {
+			return // the server answers FORMERR before the handler
+		}
+		if req.Response {
+			return // ignored by the accept function
+		}
+		m, xfr := s.answer(query{msg: req, tcp: tcp, remote: net.IPv4(127, 0, 0, 1)}, time.Now())
+		if xfr != nil {
+			if !tcp || len(req.Question) != 1 {
+				t.Fatalf("transfer over UDP or without a question")
+			}
+			return
+		}
+		if m.Id != req.Id || !m.Response {
+			t.Fatalf("reply does not match the query: %v", m)
+		}
+		if !tcp {
+			m.Truncate(udpSize(req))
+		}
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatalf("reply does not pack: %v\n%v", err, m)
+		}
+		if !tcp && len(b) > udpSize(req) {
+			t.Fatalf("UDP reply of %d bytes for a client taking %d", len(b), udpSize(req))
+		}
+	})
+}
+
+// FuzzHealthReport: a peer's report either decodes to known states or is
+// refused.
+func FuzzHealthReport(f *testing.F) {
+	for _, p := range encodeReports(map[string]hstate{"tcp://127.0.0.1:80": stateUp, "http://x/": stateDown}, 400) {
+		f.Add(p)
+	}
+	f.Add([]byte(`{"s":{"a":"sideways"}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		states, err := decodeReport(b)
+		if err != nil {
+			return
+		}
+		for k, v := range states {
+			if v != stateUp && v != stateDown && v != stateUnknown {
+				t.Fatalf("%q: state %q accepted", k, v)
+			}
+		}
+	})
+}

@@ -1,0 +1,43 @@
+package dnsfail
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are named geobooth_dns_*.
+type metrics struct {
+	queries   *prometheus.CounterVec
+	changes   *prometheus.CounterVec
+	checks    *prometheus.CounterVec
+	transfers *prometheus.CounterVec
+	notifies  *prometheus.CounterVec
+	updates   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
+	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	m := &metrics{
+		queries:   cv("geobooth_dns_queries_total", "DNS queries answered, by response code.", "rcode"),
+		changes:   cv("geobooth_dns_answer_changes_total", "Changes of a zone's failover answers (each bumps the serial).", "zone"),
+		checks:    cv("geobooth_dns_check_results_total", "Health check results of this member's probes.", "result"),
+		transfers: cv("geobooth_dns_transfers_total", "Zone transfers served (AXFR, and IXFR answered in full).", "result"),
+		notifies:  cv("geobooth_dns_notify_total", "NOTIFY messages sent to secondaries, by outcome.", "result"),
+		updates:   cv("geobooth_dns_updates_total", "RFC 2136 UPDATEs sent to an external primary, by outcome.", "result"),
+	}
+	serial := prometheus.NewDesc("geobooth_dns_serial", "The zone's current SOA serial.", []string{"zone"}, nil)
+	reg.MustRegister(m.queries, m.changes, m.checks, m.transfers, m.notifies, m.updates,
+		collectorFunc{desc: serial, collect: func(ch chan<- prometheus.Metric) {
+			for _, z := range s.zones {
+				ch <- prometheus.MustNewConstMetric(serial, prometheus.GaugeValue, float64(s.serial(z)), z.origin)
+			}
+		}})
+	return m
+}
+
+type collectorFunc struct {
+	desc    *prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }

@@ -1,0 +1,604 @@
+package dnsfail
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// HealthEvent is the serf user event carrying health reports.
+const HealthEvent = "dns-health"
+
+// Options wire a server.
+type Options struct {
+	Config Config
+	// Self is this member's name (its vantage point).
+	Self string
+	// StateDir keeps the zones' serials across restarts.
+	StateDir string
+	Owners   Owners
+	Log      *slog.Logger
+	Registry prometheus.Registerer
+	// Broadcast sends a health report to every member (serf); nil: this
+	// member's checks are its only vantage point.
+	Broadcast func(name string, payload []byte) error
+}
+
+// Server is a member's authoritative DNS server for the failover zones.
+type Server struct {
+	opt    Options
+	zones  []*zone
+	owners Owners
+	health *health
+	log    *slog.Logger
+	met    *metrics
+	keys   map[string]string // TSIG name → base64 secret
+	kick   chan struct{}
+
+	mu      sync.Mutex
+	serials map[string]uint32
+	// answers are the failover answers last published, per zone.
+	answers map[string]string
+	notify  map[string]*notifyState // "zone target"
+	update  map[string]*notifyState // per zone
+	changes []change
+
+	udp, tcp *dns.Server
+	addrs    []string
+}
+
+type notifyState struct {
+	Target  string    `json:"target"`
+	Serial  uint32    `json:"serial"`
+	Result  string    `json:"result"`
+	At      time.Time `json:"at"`
+	Retries int       `json:"retries"`
+}
+
+type change struct {
+	At     time.Time `json:"at"`
+	Zone   string    `json:"zone"`
+	Serial uint32    `json:"serial"`
+	What   string    `json:"what"`
+}
+
+// New loads the zones and the serials; Run serves.
+func New(o Options) (*Server, error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{opt: o, owners: o.Owners, log: o.Log, keys: map[string]string{}, kick: make(chan struct{}, 1),
+		serials: map[string]uint32{}, answers: map[string]string{}, notify: map[string]*notifyState{}, update: map[string]*notifyState{}}
+	s.met = newMetrics(o.Registry, s)
+	s.health = newHealth(o.Self, s.met, s.Changed)
+	for _, zc := range o.Config.Zones {
+		z, err := buildZone(zc)
+		if err != nil {
+			return nil, fmt.Errorf("zone %s: %w", zc.Origin, err)
+		}
+		s.zones = append(s.zones, z)
+		for name, k := range zc.keys {
+			s.keys[name] = k.Secret
+		}
+		for i := range z.cfg.Failover {
+			f := &z.cfg.Failover[i]
+			for _, site := range f.siteNames() {
+				st := f.Sites[site]
+				for _, t := range st.Targets {
+					if err := s.health.add(checkKey(st.Check, t), f.Health); err != nil {
+						return nil, fmt.Errorf("zone %s: %w", zc.Origin, err)
+					}
+				}
+			}
+		}
+	}
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("DNS state folder: %w", err)
+	}
+	now := time.Now()
+	for _, z := range s.zones {
+		stored, _ := s.loadSerial(z)
+		// Answers may differ from before a restart: start past both the
+		// stored serial and the zone file's.
+		serial := nextSerial(max(stored, z.soa.Serial), now)
+		if err := s.saveSerial(z, serial); err != nil {
+			return nil, err
+		}
+		s.serials[z.origin] = serial
+		s.answers[z.origin] = s.fingerprint(z, now)
+	}
+	return s, nil
+}
+
+// nextSerial is the serial after prev: the time in seconds when that is
+// larger (members that see a change together pick close serials), else
+// prev+1.
+func nextSerial(prev uint32, now time.Time) uint32 {
+	t := uint32(now.Unix())
+	if int32(t-prev) > 0 {
+		return t
+	}
+	return prev + 1
+}
+
+func (s *Server) serialPath(z *zone) string {
+	return filepath.Join(s.opt.StateDir, "serial-"+strings.TrimSuffix(z.origin, "."))
+}
+
+func (s *Server) loadSerial(z *zone) (uint32, error) {
+	b, err := os.ReadFile(s.serialPath(z))
+	if err != nil {
+		return 0, err
+	}
+	var v struct{ Serial uint32 }
+	if err := json.Unmarshal(b, &v); err != nil {
+		return 0, err
+	}
+	return v.Serial, nil
+}
+
+// saveSerial writes the serial durably (write, fsync, rename).
+func (s *Server) saveSerial(z *zone, serial uint32) error {
+	p := s.serialPath(z)
+	tmp := p + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("save serial of %s: %w", z.origin, err)
+	}
+	fmt.Fprintf(f, "{\"Serial\": %d}\n", serial)
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("save serial of %s: %w", z.origin, err)
+	}
+	f.Close()
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("save serial of %s: %w", z.origin, err)
+	}
+	return nil
+}
+
+func (s *Server) serial(z *zone) uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.serials[z.origin]
+}
+
+// Changed asks the server to look at its answers again (a ticket view or
+// a health state changed).
+func (s *Server) Changed() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Receive takes a health report from another member (serf).
+func (s *Server) Receive(from string, payload []byte) {
+	states, err := decodeReport(payload)
+	if err != nil {
+		s.log.Warn("bad health report refused", "from", from, "err", err)
+		return
+	}
+	s.health.receive(from, states, time.Now())
+}
+
+// Addrs returns the addresses served (UDP first), once Run has started.
+func (s *Server) Addrs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.addrs...)
+}
+
+// Run serves UDP and TCP, runs the checks and publishes changes until ctx
+// ends.
+func (s *Server) Run(ctx context.Context) error {
+	pc, err := net.ListenPacket("udp", s.opt.Config.Listen)
+	if err != nil {
+		return fmt.Errorf("DNS: listen udp %s: %w", s.opt.Config.Listen, err)
+	}
+	ln, err := net.Listen("tcp", s.opt.Config.Listen)
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("DNS: listen tcp %s: %w", s.opt.Config.Listen, err)
+	}
+	accept := func(dh dns.Header) dns.MsgAcceptAction {
+		// Our own NOTIFY answers and UPDATE are not for us; the rest the
+		// handler answers (with NOTIMP where it must).
+		if dh.Bits&(1<<15) != 0 {
+			return dns.MsgIgnore
+		}
+		if dh.Qdcount != 1 {
+			return dns.MsgReject
+		}
+		return dns.MsgAccept
+	}
+	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serveUDP), TsigSecret: s.keys, MsgAcceptFunc: accept}
+	s.tcp = &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serveTCP), TsigSecret: s.keys, MsgAcceptFunc: accept,
+		ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: -1}
+	s.mu.Lock()
+	s.addrs = []string{pc.LocalAddr().String(), ln.Addr().String()}
+	s.mu.Unlock()
+	errc := make(chan error, 2)
+	go func() { errc <- s.udp.ActivateAndServe() }()
+	go func() { errc <- s.tcp.ActivateAndServe() }()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.health.run(ctx) }()
+	go func() { defer wg.Done(); s.publishLoop(ctx) }()
+	s.log.Info("DNS server started", "listen", s.opt.Config.Listen, "zones", len(s.zones))
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.udp.Shutdown()
+	s.tcp.Shutdown()
+	wg.Wait()
+	if runErr != nil {
+		return fmt.Errorf("DNS: %w", runErr)
+	}
+	return nil
+}
+
+func (s *Server) serveUDP(w dns.ResponseWriter, r *dns.Msg) { s.serve(w, r, false) }
+func (s *Server) serveTCP(w dns.ResponseWriter, r *dns.Msg) { s.serve(w, r, true) }
+
+func (s *Server) serve(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
+	q := query{msg: r, tcp: tcp}
+	if a, ok := w.RemoteAddr().(*net.UDPAddr); ok {
+		q.remote = a.IP
+	} else if a, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		q.remote = a.IP
+	}
+	if t := r.IsTsig(); t != nil {
+		q.tsigKey = t.Hdr.Name
+		q.tsigOK = w.TsigStatus() == nil
+	}
+	m, xfr := s.answer(q, time.Now())
+	if xfr != nil {
+		s.transfer(w, r, xfr)
+		return
+	}
+	if t := r.IsTsig(); t != nil && q.tsigOK {
+		m.SetTsig(t.Hdr.Name, t.Algorithm, t.Fudge, time.Now().Unix())
+	}
+	if !tcp {
+		m.Truncate(udpSize(r))
+	}
+	s.met.queries.WithLabelValues(dns.RcodeToString[m.Rcode]).Inc()
+	if err := w.WriteMsg(m); err != nil {
+		s.log.Debug("DNS reply not sent", "err", err)
+	}
+}
+
+// transfer streams the zone (AXFR, also the answer to IXFR): SOA, the
+// records in messages of at most 100, SOA.
+func (s *Server) transfer(w dns.ResponseWriter, r *dns.Msg, z *zone) {
+	now := time.Now()
+	serial := s.serial(z)
+	rrs := []dns.RR{z.apexSOA(serial)}
+	rrs = append(rrs, z.order...)
+	for i := range z.cfg.Failover {
+		f := &z.cfg.Failover[i]
+		d := s.decide(f, now)
+		rrs = append(rrs, failoverRRs(f, d.Targets, uint32(time.Duration(f.TTL)/time.Second))...)
+	}
+	rrs = append(rrs, z.apexSOA(serial))
+	ch := make(chan *dns.Envelope)
+	tr := new(dns.Transfer)
+	errc := make(chan error, 1)
+	go func() { errc <- tr.Out(w, r, ch) }()
+	for len(rrs) > 0 {
+		n := min(100, len(rrs))
+		ch <- &dns.Envelope{RR: rrs[:n]}
+		rrs = rrs[n:]
+	}
+	close(ch)
+	if err := <-errc; err != nil {
+		s.met.transfers.WithLabelValues("error").Inc()
+		s.log.Warn("zone transfer failed", "zone", z.origin, "to", w.RemoteAddr().String(), "err", err)
+		return
+	}
+	s.met.transfers.WithLabelValues("ok").Inc()
+	s.log.Info("zone transferred", "zone", z.origin, "serial", serial, "to", w.RemoteAddr().String())
+}
+
+// fingerprint is the failover answers of a zone, without TTLs: a change of
+// it bumps the serial.
+func (s *Server) fingerprint(z *zone, now time.Time) string {
+	var b strings.Builder
+	for i := range z.cfg.Failover {
+		f := &z.cfg.Failover[i]
+		fmt.Fprintf(&b, "%s=%s;", f.Name, strings.Join(s.decide(f, now).Targets, ","))
+	}
+	return b.String()
+}
+
+// publishLoop watches the answers (on a kick, and every 250 ms for leases
+// that end) and on a change bumps the serial, NOTIFYs the secondaries and
+// pushes the update; it broadcasts this member's health states on change
+// and every 10 s.
+func (s *Server) publishLoop(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	lastSent, lastOwn := time.Time{}, ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-s.kick:
+		}
+		now := time.Now()
+		for _, z := range s.zones {
+			fp := s.fingerprint(z, now)
+			s.mu.Lock()
+			old := s.answers[z.origin]
+			if fp == old {
+				s.mu.Unlock()
+				continue
+			}
+			serial := nextSerial(s.serials[z.origin], now)
+			s.serials[z.origin] = serial
+			s.answers[z.origin] = fp
+			s.changes = append(s.changes, change{At: now, Zone: z.origin, Serial: serial, What: fp})
+			if len(s.changes) > 50 {
+				s.changes = s.changes[1:]
+			}
+			s.mu.Unlock()
+			if err := s.saveSerial(z, serial); err != nil {
+				s.log.Error("cannot save the zone serial", "zone", z.origin, "err", err)
+			}
+			s.met.changes.WithLabelValues(z.origin).Inc()
+			s.log.Info("DNS answer changed", "zone", z.origin, "serial", serial, "answers", fp)
+			for _, t := range z.cfg.Notify {
+				go s.sendNotify(ctx, z, t, serial)
+			}
+			if z.cfg.Update != nil {
+				go s.pushUpdate(ctx, z, serial)
+			}
+		}
+		if s.opt.Broadcast != nil {
+			own := s.health.own()
+			b, _ := json.Marshal(own)
+			if string(b) != lastOwn || now.Sub(lastSent) > 10*time.Second {
+				for _, p := range encodeReports(own, 400) {
+					if err := s.opt.Broadcast(HealthEvent, p); err != nil {
+						s.log.Debug("health report not broadcast", "err", err)
+					}
+				}
+				lastOwn, lastSent = string(b), now
+			}
+		}
+	}
+}
+
+// retry runs f with backoff (1 s doubling to 30 s) until it succeeds, a
+// newer serial supersedes it, or ctx ends.
+func (s *Server) retry(ctx context.Context, z *zone, serial uint32, st *notifyState, f func() error) {
+	wait := time.Second
+	for attempt := 0; ; attempt++ {
+		if s.serial(z) != serial {
+			return
+		}
+		err := f()
+		s.mu.Lock()
+		st.Serial, st.At, st.Retries = serial, time.Now(), attempt
+		st.Result = "ok"
+		if err != nil {
+			st.Result = err.Error()
+		}
+		s.mu.Unlock()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// sendNotify tells a secondary the zone changed, until it answers.
+func (s *Server) sendNotify(ctx context.Context, z *zone, target string, serial uint32) {
+	s.mu.Lock()
+	st := s.notify[z.origin+" "+target]
+	if st == nil {
+		st = &notifyState{Target: target}
+		s.notify[z.origin+" "+target] = st
+	}
+	s.mu.Unlock()
+	s.retry(ctx, z, serial, st, func() error {
+		m := new(dns.Msg)
+		m.SetNotify(z.origin)
+		m.Answer = []dns.RR{z.apexSOA(serial)}
+		c := &dns.Client{Timeout: 2 * time.Second}
+		if k := z.cfg.TransferKey; k != "" {
+			m.SetTsig(k, dns.HmacSHA256, 300, time.Now().Unix())
+			c.TsigSecret = s.keys
+		}
+		r, _, err := c.ExchangeContext(ctx, m, target)
+		result := "ok"
+		switch {
+		case err != nil:
+			result = "error"
+		case r.Rcode != dns.RcodeSuccess:
+			result = "refused"
+			err = fmt.Errorf("NOTIFY answered %s", dns.RcodeToString[r.Rcode])
+		}
+		s.met.notifies.WithLabelValues(result).Inc()
+		if err != nil {
+			s.log.Warn("NOTIFY not acknowledged; retrying", "zone", z.origin, "to", target, "serial", serial, "err", err)
+		} else {
+			s.log.Info("NOTIFY acknowledged", "zone", z.origin, "to", target, "serial", serial)
+		}
+		return err
+	})
+}
+
+// pushUpdate replaces the failover RRsets at the external primary with a
+// TSIG-signed RFC 2136 UPDATE, until it is acknowledged.
+func (s *Server) pushUpdate(ctx context.Context, z *zone, serial uint32) {
+	u := z.cfg.Update
+	s.mu.Lock()
+	st := s.update[z.origin]
+	if st == nil {
+		st = &notifyState{Target: u.Server}
+		s.update[z.origin] = st
+	}
+	s.mu.Unlock()
+	s.retry(ctx, z, serial, st, func() error {
+		m := new(dns.Msg)
+		m.SetUpdate(u.Zone)
+		now := time.Now()
+		for i := range z.cfg.Failover {
+			f := &z.cfg.Failover[i]
+			m.RemoveRRset([]dns.RR{&dns.ANY{Hdr: dns.RR_Header{Name: f.Name, Rrtype: typeOf(f.Type), Class: dns.ClassANY}}})
+			if rrs := failoverRRs(f, s.decide(f, now).Targets, uint32(time.Duration(f.TTL)/time.Second)); len(rrs) > 0 {
+				m.Insert(rrs)
+			}
+		}
+		m.SetTsig(u.Key, dns.HmacSHA256, 300, now.Unix())
+		c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: s.keys}
+		r, _, err := c.ExchangeContext(ctx, m, u.Server)
+		result := "ok"
+		switch {
+		case err != nil:
+			result = "error"
+		case r.Rcode != dns.RcodeSuccess:
+			result = "refused"
+			err = fmt.Errorf("UPDATE answered %s", dns.RcodeToString[r.Rcode])
+		}
+		s.met.updates.WithLabelValues(result).Inc()
+		if err != nil {
+			s.log.Warn("RFC 2136 update not acknowledged; retrying", "zone", u.Zone, "server", u.Server, "err", err)
+		} else {
+			s.log.Info("RFC 2136 update acknowledged", "zone", u.Zone, "server", u.Server)
+		}
+		return err
+	})
+}
+
+// Status is what GET /api/v1/dns shows.
+type Status struct {
+	Listen string       `json:"listen"`
+	Zones  []ZoneStatus `json:"zones"`
+}
+
+// ZoneStatus is one zone's state.
+type ZoneStatus struct {
+	Origin   string         `json:"origin"`
+	Serial   uint32         `json:"serial"`
+	Names    []NameStatus   `json:"names"`
+	Notify   []notifyState  `json:"notify"`
+	Update   *notifyState   `json:"update,omitempty"`
+	Changes  []change       `json:"changes"`
+	Checks   []CheckStatus  `json:"checks"`
+	Vantages map[string]int `json:"vantage_ages_s"`
+}
+
+// NameStatus is a failover name: what is served now and why.
+type NameStatus struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Ticket string `json:"ticket"`
+	Decision
+}
+
+// CheckStatus is one check with every vantage point's view.
+type CheckStatus struct {
+	Check    string            `json:"check"`
+	Site     string            `json:"site"`
+	Target   string            `json:"target"`
+	State    hstate            `json:"state"`
+	Vantages map[string]hstate `json:"vantages"`
+	Local    string            `json:"local_result,omitempty"`
+	Progress string            `json:"progress,omitempty"`
+}
+
+// Status returns the server's state.
+func (s *Server) Status() Status {
+	now := time.Now()
+	st := Status{Listen: s.opt.Config.Listen}
+	for _, z := range s.zones {
+		zs := ZoneStatus{Origin: z.origin, Serial: s.serial(z), Vantages: map[string]int{}}
+		for i := range z.cfg.Failover {
+			f := &z.cfg.Failover[i]
+			zs.Names = append(zs.Names, NameStatus{Name: f.Name, Type: f.Type, Ticket: f.Ticket, Decision: s.decide(f, now)})
+			for _, site := range f.siteNames() {
+				t := f.Sites[site]
+				for _, target := range t.Targets {
+					key := checkKey(t.Check, target)
+					cs := CheckStatus{Check: key, Site: site, Target: target, State: s.health.state(key)}
+					if key != "" {
+						s.health.mu.Lock()
+						cs.Vantages = s.health.votes(key, now)
+						if c := s.health.local[key]; c != nil {
+							cs.Local = c.last
+							if c.ok > 0 && c.state != stateUp {
+								cs.Progress = fmt.Sprintf("rise %d/%d", c.ok, c.hc.Rise)
+							} else if c.failed > 0 && c.state != stateDown {
+								cs.Progress = fmt.Sprintf("fall %d/%d", c.failed, c.hc.Fall)
+							}
+						}
+						s.health.mu.Unlock()
+					}
+					zs.Checks = append(zs.Checks, cs)
+				}
+			}
+		}
+		s.health.mu.Lock()
+		for v, r := range s.health.reports {
+			zs.Vantages[v] = int(now.Sub(r.At).Seconds())
+		}
+		s.health.mu.Unlock()
+		s.mu.Lock()
+		for k, n := range s.notify {
+			if strings.HasPrefix(k, z.origin+" ") {
+				zs.Notify = append(zs.Notify, *n)
+			}
+		}
+		if u := s.update[z.origin]; u != nil {
+			c := *u
+			zs.Update = &c
+		}
+		for _, c := range s.changes {
+			if c.Zone == z.origin {
+				zs.Changes = append(zs.Changes, c)
+			}
+		}
+		s.mu.Unlock()
+		sort.Slice(zs.Notify, func(i, j int) bool { return zs.Notify[i].Target < zs.Notify[j].Target })
+		st.Zones = append(st.Zones, zs)
+	}
+	return st
+}
+
+func decodeSecret(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 16 {
+		return nil, errors.New("shorter than 16 bytes")
+	}
+	return b, nil
+}

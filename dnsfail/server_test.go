@@ -1,0 +1,360 @@
+package dnsfail
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/geobooth/geobooth/internal/testenv"
+)
+
+func flags(out string) string {
+	m := regexp.MustCompile(`;; flags: ([a-z ]*);`).FindStringSubmatch(out)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+func status(out string) string {
+	m := regexp.MustCompile(`status: ([A-Z]+)`).FindStringSubmatch(out)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// TestAuthoritativeRulesWithDig checks every rule of an authoritative
+// server with dig and kdig, the clients operators use.
+func TestAuthoritativeRulesWithDig(t *testing.T) {
+	o := &owners{}
+	o.set("east", time.Now().Add(time.Hour))
+	s := startServer(t, testConfig(t, bigZone(), nil, nil), o, "east", nil)
+	addr := s.Addrs()[0]
+	type want struct {
+		status string
+		aa     bool
+		has    []string // regexps the output must match
+		hasNot []string
+	}
+	soaNeg := `(?m)^example\.test\.\s+20\s+IN\s+SOA\s` // min(300, MINIMUM 20)
+	cases := []struct {
+		name string
+		args []string
+		want want
+	}{
+		{"answer has AA", []string{"www.example.test"}, want{"NOERROR", true, []string{`(?m)^www\.example\.test\.\s+30\s+IN\s+A\s+127\.0\.0\.11$`}, nil}},
+		{"query spelling echoed", []string{"WwW.ExAmple.TEST"}, want{"NOERROR", true, []string{`(?m)^WwW\.ExAmple\.TEST\.\s+30\s+IN\s+A\s+127\.0\.0\.11$`}, nil}},
+		{"outside our zones: REFUSED without AA", []string{"www.example.org"}, want{"REFUSED", false, nil, []string{`ANSWER SECTION`}}},
+		{"NXDOMAIN with SOA at the negative TTL", []string{"nope.example.test"}, want{"NXDOMAIN", true, []string{soaNeg}, nil}},
+		{"NODATA with SOA", []string{"www.example.test", "AAAA"}, want{"NOERROR", true, []string{soaNeg, `ANSWER: 0`}, nil}},
+		{"empty non-terminal is NODATA", []string{"internal.example.test"}, want{"NOERROR", true, []string{soaNeg, `ANSWER: 0`}, nil}},
+		{"below an empty non-terminal", []string{"db.internal.example.test"}, want{"NOERROR", true, []string{`127\.0\.0\.30`}, nil}},
+		{"CNAME chased in zone", []string{"app.example.test"}, want{"NOERROR", true, []string{`(?m)^app\.example\.test\.\s+300\s+IN\s+CNAME\s+www\.example\.test\.$`, `(?m)^www\.example\.test\.\s+30\s+IN\s+A\s+127\.0\.0\.11$`}, nil}},
+		{"CNAME asked for itself", []string{"app.example.test", "CNAME"}, want{"NOERROR", true, []string{`CNAME\s+www\.example\.test\.`}, []string{`127\.0\.0\.11`}}},
+		{"CNAME out of zone is not chased", []string{"outside.example.test"}, want{"NOERROR", true, []string{`CNAME\s+www\.example\.org\.`, `ANSWER: 1`}, nil}},
+		{"CNAME to a missing name: NXDOMAIN", []string{"dangling.example.test"}, want{"NXDOMAIN", true, []string{`CNAME\s+nothing\.example\.test\.`, soaNeg}, nil}},
+		{"CNAME loop ends", []string{"loop1.example.test"}, want{"NOERROR", true, []string{`loop1\.example\.test\.\s+300\s+IN\s+CNAME`, `loop2\.example\.test\.\s+300\s+IN\s+CNAME`}, nil}},
+		{"referral below a delegation", []string{"host.sub.example.test"}, want{"NOERROR", false, []string{`(?m)^sub\.example\.test\.\s+300\s+IN\s+NS\s+ns\.sub\.example\.test\.$`, `(?m)^ns\.sub\.example\.test\.\s+300\s+IN\s+A\s+127\.0\.0\.53$`}, nil}},
+		{"EDNS echoed with 1232", []string{"www.example.test", "+edns=0"}, want{"NOERROR", true, []string{`udp: 1232`}, nil}},
+		{"unknown EDNS version: BADVERS", []string{"www.example.test", "+edns=1", "+noednsneg"}, want{"BADVERS", false, []string{`EDNS: version: 0`}, []string{`127\.0\.0\.11`}}},
+		{"ANY: one RRset (RFC 8482)", []string{"example.test", "ANY"}, want{"NOERROR", true, []string{`ANSWER: 1`, `SOA`}, nil}},
+		{"SOA at the apex", []string{"example.test", "SOA"}, want{"NOERROR", true, []string{`IN\s+SOA\s+ns1\.example\.test\.`}, nil}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := dig(t, addr, append([]string{"+norecurse"}, c.args...)...)
+			if got := status(out); got != c.want.status {
+				t.Fatalf("status %s, want %s\n%s", got, c.want.status, out)
+			}
+			if aa := strings.Contains(" "+flags(out)+" ", " aa "); aa != c.want.aa {
+				t.Fatalf("AA %v, want %v\n%s", aa, c.want.aa, out)
+			}
+			for _, re := range c.want.has {
+				if !regexp.MustCompile(re).MatchString(out) {
+					t.Fatalf("output does not match %s\n%s", re, out)
+				}
+			}
+			for _, re := range c.want.hasNot {
+				if regexp.MustCompile(re).MatchString(out) {
+					t.Fatalf("output matches %s\n%s", re, out)
+				}
+			}
+		})
+	}
+	// AXFR over UDP (dig always uses TCP for it).
+	q := new(dns.Msg)
+	q.SetQuestion("example.test.", dns.TypeAXFR)
+	r, _, err := (&dns.Client{Net: "udp"}).Exchange(q, addr)
+	if err != nil || r.Rcode != dns.RcodeRefused || r.Authoritative {
+		t.Fatalf("AXFR over UDP: %v %v", r, err)
+	}
+	// kdig agrees on the answer, the negative answer and the SOA TTL.
+	out := kdig(t, addr, "nope.example.test")
+	if !strings.Contains(out, "status: NXDOMAIN") || !regexp.MustCompile(`example\.test\.\s+20\s+IN\s+SOA`).MatchString(out) || !strings.Contains(out, " aa") {
+		t.Fatalf("kdig NXDOMAIN:\n%s", out)
+	}
+}
+
+// TestTruncationThenTCP: a large answer without EDNS comes back truncated
+// over UDP, in full over TCP, and one TCP connection serves several
+// queries.
+func TestTruncationThenTCP(t *testing.T) {
+	o := &owners{}
+	s := startServer(t, testConfig(t, bigZone(), nil, nil), o, "east", nil)
+	addr := s.Addrs()[0]
+	out := dig(t, addr, "+noedns", "+ignore", "big.example.test")
+	if !strings.Contains(" "+flags(out)+" ", " tc ") {
+		t.Fatalf("no TC on a 100-address answer without EDNS:\n%s", out)
+	}
+	if n := strings.Count(out, "IN\tA\t10.0.0."); n >= 100 {
+		t.Fatalf("truncated answer holds %d records", n)
+	}
+	out = dig(t, addr, "+noedns", "big.example.test")
+	if n := strings.Count(out, "IN\tA\t10.0.0."); n != 100 || !strings.Contains(out, "(TCP)") {
+		t.Fatalf("dig retried over TCP and got %d records:\n%s", n, out)
+	}
+	out = kdig(t, addr, "+bufsize=1232", "+notcp", "+ignore", "big.example.test")
+	if !strings.Contains(out, " tc") {
+		t.Fatalf("kdig with a 1232-byte buffer: no TC:\n%s", out)
+	}
+
+	// Two queries over one TCP connection, read back in order.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	conn := &dns.Conn{Conn: c}
+	for i, name := range []string{"www.example.test.", "mail.example.test.", "big.example.test."} {
+		q := new(dns.Msg)
+		q.SetQuestion(name, dns.TypeA)
+		if err := conn.WriteMsg(q); err != nil {
+			t.Fatalf("query %d: %v", i, err)
+		}
+		r, err := conn.ReadMsg()
+		if err != nil {
+			t.Fatalf("answer %d on the same connection: %v", i, err)
+		}
+		if r.Id != q.Id || r.Truncated {
+			t.Fatalf("answer %d: %v", i, r)
+		}
+	}
+	// dig's own keep-open mode agrees.
+	out = dig(t, addr, "+tcp", "+keepopen", "mail.example.test", "example.test", "SOA")
+	if strings.Count(out, "status: NOERROR") != 2 {
+		t.Fatalf("dig +keepopen:\n%s", out)
+	}
+}
+
+// TestFailoverAnswerFollowsTheLease: the owner's target, with a TTL that
+// never outlives the lease; a new owner changes the answer and the serial;
+// an ended lease answers nothing (or the named fallback).
+func TestFailoverAnswerFollowsTheLease(t *testing.T) {
+	o := &owners{}
+	now := time.Now()
+	o.set("east", now.Add(3500*time.Millisecond))
+	cfg := testConfig(t, testZone, nil, func(z *ZoneConfig) {
+		z.Failover = append(z.Failover, FailoverConfig{Name: "api", Type: "A", TTL: z.Failover[0].TTL, Ticket: "web",
+			Sites:       map[string]SiteTargets{"east": {Targets: []string{"127.0.0.21", "127.0.0.22"}}, "west": {Targets: []string{"127.0.0.23"}}},
+			WhenNoOwner: "fallback", Fallback: []string{"127.0.0.99"}})
+	})
+	s := startServer(t, cfg, o, "east", nil)
+	addr := s.Addrs()[0]
+	out := dig(t, addr, "www.example.test")
+	m := regexp.MustCompile(`(?m)^www\.example\.test\.\s+(\d+)\s+IN\s+A\s+127\.0\.0\.11$`).FindStringSubmatch(out)
+	if m == nil || m[1] > "3" {
+		t.Fatalf("owner east, lease 3.5 s left: want 127.0.0.11 with TTL at most 3\n%s", out)
+	}
+	if out := dig(t, addr, "api.example.test", "+short"); out != "127.0.0.21\n127.0.0.22\n" {
+		t.Fatalf("every target of the owner: %q", out)
+	}
+	serial := s.Status().Zones[0].Serial
+
+	o.set("west", time.Now().Add(time.Minute))
+	s.Changed()
+	testenv.Eventually(t, 2*time.Second, func() error {
+		if out := dig(t, addr, "www.example.test", "+short"); out != "127.0.0.12\n" {
+			return fmt.Errorf("after the move: %q", out)
+		}
+		if st := s.Status().Zones[0]; st.Serial == serial {
+			return fmt.Errorf("serial still %d", serial)
+		}
+		return nil
+	})
+	o.set("west", time.Now().Add(-time.Millisecond))
+	out = dig(t, addr, "www.example.test")
+	if status(out) != "NOERROR" || !strings.Contains(out, "ANSWER: 0") {
+		t.Fatalf("lease ended: want NODATA\n%s", out)
+	}
+	if out := dig(t, addr, "api.example.test", "+short"); out != "127.0.0.99\n" {
+		t.Fatalf("lease ended, fallback policy: %q", out)
+	}
+	st := s.Status().Zones[0]
+	if !strings.Contains(st.Names[0].Why, "no site holds a valid lease") {
+		t.Fatalf("status does not say why: %+v", st.Names[0])
+	}
+}
+
+// TestSerialSurvivesARestart: the serial never goes back.
+func TestSerialSurvivesARestart(t *testing.T) {
+	cfg := testConfig(t, testZone, nil, nil)
+	dir := t.TempDir()
+	o := &owners{}
+	s1, err := New(Options{Config: cfg, Self: "east", StateDir: dir, Owners: o.get})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := s1.serial(s1.zones[0])
+	s2, err := New(Options{Config: cfg, Self: "east", StateDir: dir, Owners: o.get})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second := s2.serial(s2.zones[0]); int32(second-first) <= 0 {
+		t.Fatalf("serial %d after a restart, was %d", second, first)
+	}
+}
+
+// TestHealthRiseFallAndVantageQuorum: a target whose port closes goes
+// down after fall failures and up after rise successes; a target failing
+// from one vantage point of three stays up.
+func TestHealthRiseFallAndVantageQuorum(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	go acceptAll(ln)
+	check := fmt.Sprintf("tcp://127.0.0.1:%d", port)
+	o := &owners{}
+	o.set("east", time.Now().Add(time.Hour))
+	s := startServer(t, testConfig(t, testZone, map[string]string{"east": check}, func(z *ZoneConfig) {
+		z.Failover[0].WhenUnhealthy = "nodata"
+	}), o, "east", nil)
+	addr := s.Addrs()[0]
+	// Unknown at first: served.
+	if out := dig(t, addr, "www.example.test", "+short"); out != "127.0.0.11\n" {
+		t.Fatalf("unknown health: %q", out)
+	}
+	testenv.Eventually(t, 3*time.Second, func() error {
+		if st := s.health.state(check); st != stateUp {
+			return fmt.Errorf("state %s", st)
+		}
+		return nil
+	})
+	ln.Close()
+	start := time.Now()
+	testenv.Eventually(t, 3*time.Second, func() error {
+		if st := s.health.state(check); st != stateDown {
+			return fmt.Errorf("state %s after the port closed", st)
+		}
+		return nil
+	})
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Fatalf("down after %v: sooner than fall (3) probes at 100 ms", el)
+	}
+	if out := dig(t, addr, "www.example.test", "+short"); out != "" {
+		t.Fatalf("owner down, when_unhealthy = nodata: %q", out)
+	}
+	ln2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln2.Close()
+	go acceptAll(ln2)
+	testenv.Eventually(t, 3*time.Second, func() error {
+		if out := dig(t, addr, "www.example.test", "+short"); out != "127.0.0.11\n" {
+			return fmt.Errorf("after the port reopened: %q", out)
+		}
+		return nil
+	})
+
+	// Vantage quorum: two other members say up while this one says down.
+	if combine(map[string]hstate{"east": stateDown, "west": stateUp, "arbitrator": stateUp}, 0) != stateUp {
+		t.Fatal("one vantage point of three marked the target down")
+	}
+	if combine(map[string]hstate{"east": stateDown, "west": stateDown, "arbitrator": stateUp}, 0) != stateDown {
+		t.Fatal("two of three did not mark the target down")
+	}
+	if combine(map[string]hstate{"east": stateUnknown}, 0) != stateUnknown {
+		t.Fatal("no vantage point knows, yet the target is judged")
+	}
+	if combine(map[string]hstate{"east": stateDown, "west": stateUp, "arbitrator": stateUp}, 1) != stateDown {
+		t.Fatal("quorum 1 ignored")
+	}
+	ln2.Close()
+	testenv.Eventually(t, 3*time.Second, func() error {
+		if st := s.health.state(check); st != stateDown {
+			return fmt.Errorf("state %s", st)
+		}
+		return nil
+	})
+	// Reports from two other members that see the target up outvote this
+	// member's failing probe.
+	payloads := encodeReports(map[string]hstate{check: stateUp}, 400)
+	s.Receive("west", payloads[0])
+	s.Receive("arbitrator", payloads[0])
+	if st := s.health.state(check); st != stateUp {
+		t.Fatalf("one failing vantage point of three: %s", st)
+	}
+	s.Receive("west", []byte(`{"s":{"x":"sideways"}}`))
+	s.Receive("west", []byte(`garbage`))
+	if st := s.health.state(check); st != stateUp {
+		t.Fatalf("a malformed report changed the state: %s", st)
+	}
+}
+
+func acceptAll(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+// TestProbes: HTTP status and body match, SMTP banner and EHLO, ICMP echo
+// to loopback.
+func TestProbes(t *testing.T) {
+	web := httpServer(t)
+	ctx := context.Background()
+	hc := HealthCheck{Timeout: 1e9, Status: "200-299", Match: "ready"}.withDefaults()
+	h := newHealth("east", newMetrics(nilRegistry(), &Server{}), nil)
+	for _, c := range []struct {
+		check string
+		ok    bool
+	}{
+		{web + "/ok", true},
+		{web + "/notready", false},
+		{web + "/fail", false},
+		{"tcp://127.0.0.1:1", false},
+	} {
+		if err := h.add(c.check, hc); err != nil {
+			t.Fatal(err)
+		}
+		err := h.local[c.check].probe.probe(ctx)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: %v, want ok=%v", c.check, err, c.ok)
+		}
+	}
+	smtp := smtpServer(t, "220 mail ESMTP\r\n", "250-mail\r\n250 OK\r\n")
+	if err := (smtpProbe{addr: smtp}).probe(ctx); err != nil {
+		t.Errorf("smtp: %v", err)
+	}
+	bad := smtpServer(t, "554 go away\r\n", "")
+	if err := (smtpProbe{addr: bad}).probe(ctx); err == nil {
+		t.Error("smtp 554 banner accepted")
+	}
+	ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := (icmpProbe{ip: net.ParseIP("127.0.0.1")}).probe(ictx); err != nil {
+		t.Errorf("icmp echo to loopback: %v", err)
+	}
+}
