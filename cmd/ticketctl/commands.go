@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/httpapi"
 	"github.com/geobooth/geobooth/internal/node"
 	"github.com/geobooth/geobooth/replication"
@@ -451,6 +452,62 @@ func printVolumes(w io.Writer, vs []replication.Status) error {
 		}
 		if v.SplitBrains > 0 {
 			fmt.Fprintf(tw, "%s\tSPLIT BRAIN: %d detected, %d blocks discarded here\t\t\t\t\t\t\t\n", v.Volume, v.SplitBrains, v.Discarded)
+		}
+	}
+	return tw.Flush()
+}
+
+// cmdDNS shows the member's DNS: each failover name, what it answers now
+// and why, the health of the targets from every vantage point, the zone
+// serial and the NOTIFY results.
+func cmdDNS(c *client, args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("dns", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fail(2, "usage: dns [--json]")
+	}
+	var st dnsfail.Status
+	if err := c.call(http.MethodGet, "/api/v1/dns", nil, &st); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(w, st)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, z := range st.Zones {
+		fmt.Fprintf(tw, "zone %s serial %d (served on %s)\n", z.Origin, z.Serial, st.Listen)
+		fmt.Fprintln(tw, "NAME\tTYPE\tTICKET\tOWNER\tANSWER\tTTL\tWHY")
+		for _, n := range z.Names {
+			answer := strings.Join(n.Targets, ",")
+			if answer == "" {
+				answer = "(no data)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.Name, n.Type, n.Ticket, orDash(n.Owner), answer, n.TTL, n.Why)
+		}
+		if len(z.Checks) > 0 {
+			fmt.Fprintln(tw, "\nSITE\tTARGET\tCHECK\tSTATE\tVANTAGE POINTS\tHERE")
+			for _, ck := range z.Checks {
+				var vs []string
+				for v, s := range ck.Vantages {
+					vs = append(vs, v+"="+string(s))
+				}
+				sort.Strings(vs)
+				here := ck.Local
+				if ck.Progress != "" {
+					here += " (" + ck.Progress + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ck.Site, ck.Target, orDash(ck.Check), ck.State, orDash(strings.Join(vs, " ")), orDash(here))
+			}
+		}
+		for _, n := range z.Notify {
+			fmt.Fprintf(tw, "NOTIFY %s: serial %d, %s (%d retries)\n", n.Target, n.Serial, n.Result, n.Retries)
+		}
+		if z.Update != nil {
+			fmt.Fprintf(tw, "UPDATE %s: serial %d, %s (%d retries)\n", z.Update.Target, z.Update.Serial, z.Update.Result, z.Update.Retries)
 		}
 	}
 	return tw.Flush()

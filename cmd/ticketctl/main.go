@@ -3,7 +3,7 @@
 //	ticketctl [-config FILE | -addr HOST:PORT -token-file FILE] COMMAND [flags] [args]
 //
 // Commands: list, grant, revoke, move, peers, attr, standby, activate,
-// held, repl, keygen. Read commands
+// held, repl, dns, keygen. Read commands
 // take --json. The exit status is 0 on success; otherwise a one-line
 // reason goes to stderr.
 package main
@@ -43,6 +43,7 @@ commands:
   repl [--json] [status VOLUME]          replicated volumes: role, disk state, peers, lag, resync
   repl promote|demote VOLUME             change a volume's role (promote only where its ticket is held)
   repl verify [--repair] VOLUME PEER     compare the volume with a peer's copy online
+  dns [--json]                           failover names: the answer now and why, target health per vantage point, serial, NOTIFY
   held TICKET                            exit 0 when the member asked holds the ticket, 1 when not (for scripts and agents)
   keygen [-token] FILE                   write a new cluster key (or API token), mode 0600
 `
@@ -66,6 +67,7 @@ var commands = map[string]command{
 	"keygen":   {name: "keygen", run: cmdKeygen, local: true},
 	"held":     {name: "held", run: cmdHeld},
 	"repl":     {name: "repl", run: cmdRepl},
+	"dns":      {name: "dns", run: cmdDNS},
 }
 
 func main() {

@@ -5,6 +5,7 @@ package local
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 )
@@ -137,6 +140,15 @@ func TestDashboardAndMetricsFollowAFailover(t *testing.T) {
 	if !marked.Value {
 		t.Fatal("the page was reloaded")
 	}
+	tc.Eventually(t, 10*time.Second, func() error {
+		if got := b.Texts(`#dns-names tr[data-name="www.example.test."] td.answer`); len(got) != 1 || got[0] != "127.0.0.12" {
+			return fmt.Errorf("DNS answer cell = %q", got)
+		}
+		if got := b.Texts(`#dns-health tr[data-target="127.0.0.11"] td`); len(got) < 3 || got[2] != "down" {
+			return fmt.Errorf("east's health row = %q", got)
+		}
+		return nil
+	})
 	b.Screenshot(filepath.Join(artifacts(t), "dashboard-after-failover.png"))
 	if f := metric(t, arb, failovers); f <= f0 {
 		t.Fatalf("failover counter %v, was %v", f, f0)
@@ -169,4 +181,104 @@ func TestDashboardAndMetricsFollowAFailover(t *testing.T) {
 		t.Error("the page is wider than a phone screen")
 	}
 	phone.Screenshot(filepath.Join(artifacts(t), "dashboard-phone.png"))
+}
+
+// dnsAnswer asks a member's DNS server for www.example.test A.
+func dnsAnswer(addr string) (ip string, ttl uint32, err error) {
+	q := new(dns.Msg)
+	q.SetQuestion("www.example.test.", dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 500 * time.Millisecond}).Exchange(q, addr)
+	if err != nil {
+		return "", 0, err
+	}
+	if !r.Authoritative || r.Rcode != dns.RcodeSuccess {
+		return "", 0, fmt.Errorf("answer not authoritative or %s", dns.RcodeToString[r.Rcode])
+	}
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			return a.A.String(), a.Hdr.Ttl, nil
+		}
+	}
+	return "", 0, nil
+}
+
+// TestDNSFollowsTheTicketOnEveryMember: every member answers east's
+// address while east holds web; after east is killed no member answers it
+// once east's lease can have ended, nor with a TTL reaching past it, and
+// every member answers west's once west holds web.
+func TestDNSFollowsTheTicketOnEveryMember(t *testing.T) {
+	tc.RequireTool(t, "dig", "bind9-dnsutils")
+	c := startExample(t)
+	east, west, arb := c.Member("east"), c.Member("west"), c.Member("arbitrator")
+	dnsAddr := map[string]string{"east": "127.0.0.1:5301", "west": "127.0.0.1:5302", "arbitrator": "127.0.0.1:5303"}
+	if _, errOut, code := arb.Ctl("grant", "-s", "east", "web"); code != 0 {
+		t.Fatalf("grant: %s", errOut)
+	}
+	for name, addr := range dnsAddr {
+		tc.Eventually(t, 5*time.Second, func() error {
+			ip, ttl, err := dnsAnswer(addr)
+			if err != nil || ip != "127.0.0.11" || ttl > 5 {
+				return fmt.Errorf("%s answers %q TTL %d (%v)", name, ip, ttl, err)
+			}
+			return nil
+		})
+	}
+	out, _, _ := runDig("127.0.0.1", "5302", "www.example.test", "+short")
+	if out != "127.0.0.11\n" {
+		t.Fatalf("dig @west: %q", out)
+	}
+	// East's lease lasts at most expire·(1−d)/(1+d) = 9.8 s from its last
+	// renewal, which came before the kill.
+	east.Kill()
+	killed := time.Now()
+	leaseEnd := killed.Add(9800 * time.Millisecond)
+	deadline := time.Now().Add(25 * time.Second)
+	westEverywhere := false
+	for time.Now().Before(deadline) && !westEverywhere {
+		westEverywhere = true
+		for _, m := range []*tc.Member{west, arb} {
+			asked := time.Now()
+			ip, ttl, err := dnsAnswer(dnsAddr[m.Name])
+			if err != nil {
+				t.Fatalf("%s: %v", m.Name, err)
+			}
+			if ip == "127.0.0.11" {
+				if asked.After(leaseEnd) {
+					t.Fatalf("%s answered east's address %v after the kill, past east's lease", m.Name, asked.Sub(killed))
+				}
+				if asked.Add(time.Duration(ttl) * time.Second).After(leaseEnd.Add(100 * time.Millisecond)) {
+					t.Fatalf("%s answered east's address with TTL %d at %v: cached past east's lease", m.Name, ttl, asked.Sub(killed))
+				}
+			}
+			if ip != "127.0.0.12" {
+				westEverywhere = false
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !westEverywhere {
+		t.Fatal("west's address not answered by every member within 25 s of the kill")
+	}
+	tk, _ := west.Ticket("web")
+	if tk.Owner != "west" {
+		t.Fatalf("DNS answers west but web is %+v", tk)
+	}
+	t.Logf("every member answers west %v after east was killed", time.Since(killed).Round(100*time.Millisecond))
+	body, err := west.Get("/api/v1/dns")
+	if err != nil || !strings.Contains(body, `"owner": "west"`) || !strings.Contains(body, `"127.0.0.12"`) {
+		t.Fatalf("/api/v1/dns: %v\n%s", err, body)
+	}
+	out, errOut, code := west.Ctl("dns")
+	if code != 0 || !strings.Contains(out, "www.example.test.") || !strings.Contains(out, "127.0.0.12") {
+		t.Fatalf("ticketctl dns: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("ticketctl dns at west:\n%s", out)
+}
+
+func runDig(host, port string, args ...string) (string, string, error) {
+	cmd := exec.Command("dig", append([]string{"@" + host, "-p", port}, args...)...)
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	return o.String(), e.String(), err
 }

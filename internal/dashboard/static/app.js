@@ -171,7 +171,39 @@
     table.append(body);
     return table;
   }
-  window.geoboothRender = Object.assign(window.geoboothRender || {}, { replication: renderReplication });
+
+  // DNS: per zone the serial and NOTIFY state; per failover name the
+  // answer served now and why; the health matrix (target × vantage point)
+  // with rise/fall progress.
+  function renderDNS(st) {
+    const box = el("div");
+    for (const z of st.zones) {
+      box.append(el("p", { class: "zone" }, el("b", {}, z.origin), ` serial ${z.serial} · served on ${st.listen}`,
+        ...(z.notify || []).map(n => el("span", { class: n.result === "ok" ? "ok" : "bad" }, ` · NOTIFY ${n.target}: ${n.result}`)),
+        z.update ? el("span", { class: z.update.result === "ok" ? "ok" : "bad" }, ` · UPDATE ${z.update.target}: ${z.update.result}`) : null));
+      box.append(el("table", { id: "dns-names" },
+        el("thead", {}, el("tr", {}, ...["name", "ticket", "answer now", "TTL", "why"].map(h => el("th", {}, h)))),
+        el("tbody", {}, ...z.names.map(n => el("tr", { "data-name": n.name },
+          el("td", { class: "name" }, n.name + " " + n.type),
+          el("td", {}, n.ticket),
+          el("td", { class: "answer" }, (n.targets || []).length ? n.targets.join(", ") : "(no data)"),
+          el("td", {}, n.ttl),
+          el("td", {}, el("small", {}, n.why)))))));
+      const vantages = [...new Set((z.checks || []).flatMap(c => Object.keys(c.vantages || {})))].sort();
+      if ((z.checks || []).length) {
+        box.append(el("table", { class: "matrix", id: "dns-health" },
+          el("thead", {}, el("tr", {}, el("th", {}, "site"), el("th", {}, "target"), el("th", {}, "state"),
+            ...vantages.map(v => el("th", {}, "from " + v)), el("th", {}, "here"))),
+          el("tbody", {}, ...z.checks.map(c => el("tr", { "data-target": c.target },
+            el("td", {}, c.site), el("td", {}, c.target, el("br"), el("small", {}, c.check || "not checked")),
+            el("td", { class: c.state }, c.state),
+            ...vantages.map(v => el("td", { class: (c.vantages || {})[v] || "unknown" }, (c.vantages || {})[v] || "-")),
+            el("td", {}, el("small", {}, (c.progress ? c.progress + " · " : "") + (c.local_result || "-"))))))));
+      }
+    }
+    return box;
+  }
+  window.geoboothRender = Object.assign(window.geoboothRender || {}, { replication: renderReplication, dns: renderDNS });
 
   // Generic renderers for the optional sections: DNS and replication
   // status objects are shown as tables of their rows.
