@@ -3,7 +3,7 @@
 //	ticketctl [-config FILE | -addr HOST:PORT -token-file FILE] COMMAND [flags] [args]
 //
 // Commands: list, grant, revoke, move, peers, attr, standby, activate,
-// held, repl, dns, keygen. Read commands
+// held, repl, dns, watch, keygen. Read commands
 // take --json. The exit status is 0 on success; otherwise a one-line
 // reason goes to stderr.
 package main
@@ -44,6 +44,7 @@ commands:
   repl promote|demote VOLUME             change a volume's role (promote only where its ticket is held)
   repl verify [--repair] VOLUME PEER     compare the volume with a peer's copy online
   dns [--json]                           failover names: the answer now and why, target health per vantage point, serial, NOTIFY
+  watch [--interval D] [--count N]       a live terminal summary: tickets, members, replication, DNS
   held TICKET                            exit 0 when the member asked holds the ticket, 1 when not (for scripts and agents)
   keygen [-token] FILE                   write a new cluster key (or API token), mode 0600
 `
@@ -68,6 +69,7 @@ var commands = map[string]command{
 	"held":     {name: "held", run: cmdHeld},
 	"repl":     {name: "repl", run: cmdRepl},
 	"dns":      {name: "dns", run: cmdDNS},
+	"watch":    {name: "watch", run: cmdWatch},
 }
 
 func main() {

@@ -153,6 +153,21 @@ func TestDashboardAndMetricsFollowAFailover(t *testing.T) {
 	if f := metric(t, arb, failovers); f <= f0 {
 		t.Fatalf("failover counter %v, was %v", f, f0)
 	}
+	if m := metric(t, arb, "geobooth_ticket_config_mismatch_members"); m != 0 {
+		t.Fatalf("config mismatches %v", m)
+	}
+	if h := metric(t, arb, `geobooth_ticket_peer_last_heard_seconds{member="west"}`); h < 0 || h > 5 {
+		t.Fatalf("west last heard %v s ago by the arbitrator", h)
+	}
+	if h := metric(t, arb, `geobooth_ticket_peer_last_heard_seconds{member="east"}`); h < 5 {
+		t.Fatalf("killed east last heard %v s ago by the arbitrator", h)
+	}
+
+	// ticketctl watch prints the same summary, refreshed.
+	out, errOut, code := west.Ctl("watch", "--interval", "200ms", "--count", "2")
+	if code != 0 || strings.Count(out, "geobooth at ") != 2 || !strings.Contains(out, "www.example.test.") || !strings.Contains(out, "VOLUME") {
+		t.Fatalf("ticketctl watch: exit %d\n%s%s", code, out, errOut)
+	}
 
 	// Without JavaScript the server-rendered page says the same.
 	nojs := tc.NewBrowser(t, 1280, 800, false)

@@ -52,3 +52,36 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.acquisitions, m.losses, m.failovers, m.events, m.handlerRuns, m.persistSeconds, m.resourceErrors)
 	return m
 }
+
+// peerCollector exports what this member knows of the others from their
+// datagrams: how long since each was last heard, and how many carry
+// another cluster configuration.
+type peerCollector struct {
+	n         *Node
+	lastHeard *prometheus.Desc
+	mismatch  *prometheus.Desc
+}
+
+func newPeerCollector(n *Node) peerCollector {
+	return peerCollector{n: n,
+		lastHeard: prometheus.NewDesc("geobooth_ticket_peer_last_heard_seconds",
+			"Seconds since the last authenticated datagram from a member (absent until one is heard).", []string{"member"}, nil),
+		mismatch: prometheus.NewDesc("geobooth_ticket_config_mismatch_members",
+			"Members whose datagrams carry another cluster configuration (they are refused).", nil, nil)}
+}
+
+func (c peerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.lastHeard; ch <- c.mismatch }
+
+func (c peerCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.n.clock.Wall()
+	mismatches := 0
+	for _, p := range c.n.Peers() {
+		if p.ConfigMismatch {
+			mismatches++
+		}
+		if p.LastHeard != nil {
+			ch <- prometheus.MustNewConstMetric(c.lastHeard, prometheus.GaugeValue, now.Sub(*p.LastHeard).Seconds(), p.Name)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.mismatch, prometheus.GaugeValue, float64(mismatches))
+}

@@ -144,6 +144,9 @@ func New(opt Options) (*Node, error) {
 		return nil, err
 	}
 	n.store = st
+	if err := opt.Registry.Register(newPeerCollector(n)); err != nil {
+		return nil, fmt.Errorf("register peer metrics: %w", err)
+	}
 	cl := cfg.TicketCluster()
 	for _, tc := range cfg.Tickets {
 		tc := tc
