@@ -30,9 +30,26 @@ type query struct {
 	tsigKey string
 }
 
+// answerMeta collects what a reply depends on besides the zone data.
+type answerMeta struct {
+	// until: the reply holds a failover answer, valid until then (its TTL
+	// and the lease move with time).
+	until time.Time
+}
+
+func (a *answerMeta) validUntil(t time.Time) {
+	if a != nil && (a.until.IsZero() || t.Before(a.until)) {
+		a.until = t
+	}
+}
+
 // answer returns the reply to q and, for AXFR/IXFR over TCP, the zone to
 // transfer (the caller streams it).
 func (s *Server) answer(q query, now time.Time) (*dns.Msg, *zone) {
+	return s.answerMeta(q, now, nil)
+}
+
+func (s *Server) answerMeta(q query, now time.Time, meta *answerMeta) (*dns.Msg, *zone) {
 	r := q.msg
 	m := new(dns.Msg)
 	m.SetReply(r)
@@ -105,13 +122,13 @@ func (s *Server) answer(q query, now time.Time) (*dns.Msg, *zone) {
 		return m, nil
 	}
 	m.Authoritative = true
-	s.resolve(m, z, qs.Name, qs.Qtype, serial, now, 0)
+	s.resolve(m, z, qs.Name, qs.Qtype, serial, now, 0, meta)
 	return m, nil
 }
 
 // resolve adds the answer for owner (as spelled by the client) and qtype,
 // following in-zone CNAMEs.
-func (s *Server) resolve(m *dns.Msg, z *zone, owner string, qtype uint16, serial uint32, now time.Time, depth int) {
+func (s *Server) resolve(m *dns.Msg, z *zone, owner string, qtype uint16, serial uint32, now time.Time, depth int, meta *answerMeta) {
 	name := strings.ToLower(owner)
 	if !z.exists(name) {
 		if z.ents[name] || name == z.origin {
@@ -122,7 +139,7 @@ func (s *Server) resolve(m *dns.Msg, z *zone, owner string, qtype uint16, serial
 		m.Ns = append(m.Ns, z.negativeSOA(serial))
 		return
 	}
-	sets := s.rrsets(z, name, serial, now)
+	sets := s.rrsets(z, name, serial, now, meta)
 	if qtype == dns.TypeANY {
 		// RFC 8482: one RRset, not all of them.
 		for _, t := range anyOrder {
@@ -154,7 +171,7 @@ func (s *Server) resolve(m *dns.Msg, z *zone, owner string, qtype uint16, serial
 				return // a loop
 			}
 		}
-		s.resolve(m, z, target, qtype, serial, now, depth+1)
+		s.resolve(m, z, target, qtype, serial, now, depth+1, meta)
 		return
 	}
 	m.Ns = append(m.Ns, z.negativeSOA(serial))
@@ -164,9 +181,13 @@ var anyOrder = []uint16{dns.TypeSOA, dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns
 
 // rrsets returns name's RRsets: the static ones, or the failover answer as
 // decided now.
-func (s *Server) rrsets(z *zone, name string, serial uint32, now time.Time) map[uint16][]dns.RR {
+func (s *Server) rrsets(z *zone, name string, serial uint32, now time.Time, meta *answerMeta) map[uint16][]dns.RR {
 	if f := z.failover[name]; f != nil {
 		d := s.decide(f, now)
+		meta.validUntil(now.Add(250 * time.Millisecond))
+		if !d.leaseEnd.IsZero() {
+			meta.validUntil(d.leaseEnd)
+		}
 		if len(d.Targets) == 0 {
 			return map[uint16][]dns.RR{}
 		}

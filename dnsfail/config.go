@@ -414,3 +414,26 @@ func checkURL(s string) (*url.URL, error) {
 	}
 	return u, nil
 }
+
+// Prepare checks zones given in code (benchmarks, tools) as Load checks a
+// zones file, and returns the configuration to serve them on listen.
+func Prepare(listen string, zones []ZoneConfig, sites []string) (Config, error) {
+	isSite := map[string]bool{}
+	for _, s := range sites {
+		isSite[s] = true
+	}
+	var msgs []string
+	for i := range zones {
+		z := &zones[i]
+		if z.keys == nil {
+			z.keys = map[string]KeyConfig{}
+		}
+		for _, e := range z.check(isSite) {
+			msgs = append(msgs, fmt.Sprintf("zones.%d.%s: %s", i, e.Key, e.Msg))
+		}
+	}
+	if len(msgs) > 0 {
+		return Config{}, fmt.Errorf("DNS zones: %s", strings.Join(msgs, "; "))
+	}
+	return Config{Listen: listen, Zones: zones}, nil
+}

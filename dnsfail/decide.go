@@ -16,6 +16,8 @@ type Decision struct {
 	TTL     uint32   `json:"ttl"`
 	Owner   string   `json:"owner,omitempty"`
 	Why     string   `json:"why"`
+	// leaseEnd is the end of the lease the answer relies on (zero: none).
+	leaseEnd time.Time
 }
 
 // decide applies the rules: the owner's healthy targets while it holds a
@@ -64,16 +66,16 @@ func (s *Server) decide(f *FailoverConfig, now time.Time) Decision {
 		if len(serve) < len(site.Targets) {
 			why += fmt.Sprintf("; %d of %d targets down", len(site.Targets)-len(serve), len(site.Targets))
 		}
-		return Decision{Targets: keepOrder(site.Targets, serve), TTL: ttl, Owner: owner, Why: why}
+		return Decision{Targets: keepOrder(site.Targets, serve), TTL: ttl, Owner: owner, Why: why, leaseEnd: end}
 	}
 	why := fmt.Sprintf("%s holds %s but every target is down", owner, f.Ticket)
 	switch f.WhenUnhealthy {
 	case "fallback":
-		return Decision{Targets: f.Fallback, TTL: uint32(time.Duration(f.TTL) / time.Second), Owner: owner, Why: why + ": fallback"}
+		return Decision{Targets: f.Fallback, TTL: uint32(time.Duration(f.TTL) / time.Second), Owner: owner, Why: why + ": fallback", leaseEnd: end}
 	case "nodata":
-		return Decision{Owner: owner, Why: why + ": no data"}
+		return Decision{Owner: owner, Why: why + ": no data", leaseEnd: end}
 	}
-	return Decision{Targets: site.Targets, TTL: ttl, Owner: owner, Why: why + ": serving them anyway (when_unhealthy = owner)"}
+	return Decision{Targets: site.Targets, TTL: ttl, Owner: owner, Why: why + ": serving them anyway (when_unhealthy = owner)", leaseEnd: end}
 }
 
 // keepOrder returns the members of some in the order of all.

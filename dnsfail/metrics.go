@@ -10,6 +10,7 @@ type metrics struct {
 	transfers *prometheus.CounterVec
 	notifies  *prometheus.CounterVec
 	updates   *prometheus.CounterVec
+	fastHits  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -23,9 +24,11 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		transfers: cv("geobooth_dns_transfers_total", "Zone transfers served (AXFR, and IXFR answered in full).", "result"),
 		notifies:  cv("geobooth_dns_notify_total", "NOTIFY messages sent to secondaries, by outcome.", "result"),
 		updates:   cv("geobooth_dns_updates_total", "RFC 2136 UPDATEs sent to an external primary, by outcome.", "result"),
+		fastHits: prometheus.NewCounter(prometheus.CounterOpts{Name: "geobooth_dns_cached_answers_total",
+			Help: "UDP answers sent from the wire-format cache (the rest are built per query)."}),
 	}
 	serial := prometheus.NewDesc("geobooth_dns_serial", "The zone's current SOA serial.", []string{"zone"}, nil)
-	reg.MustRegister(m.queries, m.changes, m.checks, m.transfers, m.notifies, m.updates,
+	reg.MustRegister(m.queries, m.changes, m.checks, m.transfers, m.notifies, m.updates, m.fastHits,
 		collectorFunc{desc: serial, collect: func(ch chan<- prometheus.Metric) {
 			for _, z := range s.zones {
 				ch <- prometheus.MustNewConstMetric(serial, prometheus.GaugeValue, float64(s.serial(z)), z.origin)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ type Server struct {
 	met    *metrics
 	keys   map[string]string // TSIG name → base64 secret
 	kick   chan struct{}
+	cache  wireCache
 
 	mu      sync.Mutex
 	serials map[string]uint32
@@ -56,8 +58,8 @@ type Server struct {
 	update  map[string]*notifyState // per zone
 	changes []change
 
-	udp, tcp *dns.Server
-	addrs    []string
+	tcp   *dns.Server
+	addrs []string
 }
 
 type notifyState struct {
@@ -83,7 +85,7 @@ func New(o Options) (*Server, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opt: o, owners: o.Owners, log: o.Log, keys: map[string]string{}, kick: make(chan struct{}, 1),
+	s := &Server{opt: o, owners: o.Owners, log: o.Log, keys: map[string]string{}, kick: make(chan struct{}, 1), cache: wireCache{m: map[string]*wireEntry{}},
 		serials: map[string]uint32{}, answers: map[string]string{}, notify: map[string]*notifyState{}, update: map[string]*notifyState{}}
 	s.met = newMetrics(o.Registry, s)
 	s.health = newHealth(o.Self, s.met, s.Changed)
@@ -182,6 +184,7 @@ func (s *Server) serial(z *zone) uint32 {
 // Changed asks the server to look at its answers again (a ticket view or
 // a health state changed).
 func (s *Server) Changed() {
+	s.cache.invalidate()
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -208,17 +211,22 @@ func (s *Server) Addrs() []string {
 // Run serves UDP and TCP, runs the checks and publishes changes until ctx
 // ends.
 func (s *Server) Run(ctx context.Context) error {
-	pc, err := net.ListenPacket("udp", s.opt.Config.Listen)
+	pcs, err := listenUDP(ctx, s.opt.Config.Listen, max(1, runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return fmt.Errorf("DNS: listen udp %s: %w", s.opt.Config.Listen, err)
 	}
-	ln, err := net.Listen("tcp", s.opt.Config.Listen)
+	closeUDP := func() {
+		for _, pc := range pcs {
+			pc.Close()
+		}
+	}
+	ln, err := net.Listen("tcp", pcs[0].LocalAddr().String())
 	if err != nil {
-		pc.Close()
+		closeUDP()
 		return fmt.Errorf("DNS: listen tcp %s: %w", s.opt.Config.Listen, err)
 	}
 	accept := func(dh dns.Header) dns.MsgAcceptAction {
-		// Our own NOTIFY answers and UPDATE are not for us; the rest the
+		// Answers to our own NOTIFYs are not for this server; the rest the
 		// handler answers (with NOTIMP where it must).
 		if dh.Bits&(1<<15) != 0 {
 			return dns.MsgIgnore
@@ -228,26 +236,31 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return dns.MsgAccept
 	}
-	s.udp = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serveUDP), TsigSecret: s.keys, MsgAcceptFunc: accept}
 	s.tcp = &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serveTCP), TsigSecret: s.keys, MsgAcceptFunc: accept,
 		ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: -1}
 	s.mu.Lock()
-	s.addrs = []string{pc.LocalAddr().String(), ln.Addr().String()}
+	s.addrs = []string{pcs[0].LocalAddr().String(), ln.Addr().String()}
 	s.mu.Unlock()
-	errc := make(chan error, 2)
-	go func() { errc <- s.udp.ActivateAndServe() }()
+	errc := make(chan error, 1)
 	go func() { errc <- s.tcp.ActivateAndServe() }()
 	var wg sync.WaitGroup
+	for _, pc := range pcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.udpLoop(pc, pc.LocalAddr().(*net.UDPAddr).IP.To4() == nil)
+		}()
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); s.health.run(ctx) }()
 	go func() { defer wg.Done(); s.publishLoop(ctx) }()
-	s.log.Info("DNS server started", "listen", s.opt.Config.Listen, "zones", len(s.zones))
+	s.log.Info("DNS server started", "listen", s.opt.Config.Listen, "zones", len(s.zones), "udp_sockets", len(pcs))
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
-	s.udp.Shutdown()
+	closeUDP()
 	s.tcp.Shutdown()
 	wg.Wait()
 	if runErr != nil {
@@ -256,7 +269,6 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) serveUDP(w dns.ResponseWriter, r *dns.Msg) { s.serve(w, r, false) }
 func (s *Server) serveTCP(w dns.ResponseWriter, r *dns.Msg) { s.serve(w, r, true) }
 
 func (s *Server) serve(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
@@ -365,6 +377,7 @@ func (s *Server) publishLoop(ctx context.Context) {
 			if err := s.saveSerial(z, serial); err != nil {
 				s.log.Error("cannot save the zone serial", "zone", z.origin, "err", err)
 			}
+			s.cache.invalidate()
 			s.met.changes.WithLabelValues(z.origin).Inc()
 			s.log.Info("DNS answer changed", "zone", z.origin, "serial", serial, "answers", fp)
 			for _, t := range z.cfg.Notify {

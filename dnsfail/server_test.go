@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/geobooth/geobooth/internal/testenv"
 )
@@ -189,6 +190,7 @@ func TestFailoverAnswerFollowsTheLease(t *testing.T) {
 		return nil
 	})
 	o.set("west", time.Now().Add(-time.Millisecond))
+	s.Changed() // the daemon calls it on every change of a ticket view
 	out = dig(t, addr, "www.example.test")
 	if status(out) != "NOERROR" || !strings.Contains(out, "ANSWER: 0") {
 		t.Fatalf("lease ended: want NODATA\n%s", out)
@@ -356,5 +358,56 @@ func TestProbes(t *testing.T) {
 	defer cancel()
 	if err := (icmpProbe{ip: net.ParseIP("127.0.0.1")}).probe(ictx); err != nil {
 		t.Errorf("icmp echo to loopback: %v", err)
+	}
+}
+
+// TestCachedAnswersNeverOutliveTheLease: answers come from the wire cache
+// (case patched in), yet when the lease ends with no one telling the
+// server, the very next answer is empty, and no answer's TTL reaches past
+// the lease end.
+func TestCachedAnswersNeverOutliveTheLease(t *testing.T) {
+	o := &owners{}
+	end := time.Now().Add(1500 * time.Millisecond)
+	o.set("east", end)
+	s := startServer(t, testConfig(t, testZone, nil, nil), o, "east", nil)
+	c := &dns.Client{Timeout: time.Second}
+	sawEast, sawEmpty := 0, false
+	for time.Now().Before(end.Add(500 * time.Millisecond)) {
+		q := new(dns.Msg)
+		q.SetQuestion(dns.Fqdn("wWw.Example.TEST"), dns.TypeA)
+		sent := time.Now()
+		r, _, err := c.Exchange(q, s.Addrs()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Id != q.Id || !r.Authoritative {
+			t.Fatalf("reply %v", r)
+		}
+		if len(r.Answer) > 0 {
+			a := r.Answer[0]
+			if a.Header().Name != "wWw.Example.TEST." {
+				t.Fatalf("spelling not echoed: %s", a.Header().Name)
+			}
+			if !sent.Before(end) {
+				t.Fatalf("answered the owner %v after its lease ended", sent.Sub(end))
+			}
+			if sent.Add(time.Duration(a.Header().Ttl) * time.Second).After(end) {
+				t.Fatalf("TTL %d at %v before the end reaches past the lease", a.Header().Ttl, end.Sub(sent))
+			}
+			sawEast++
+		} else {
+			sawEmpty = true
+			if sent.Before(end.Add(-300 * time.Millisecond)) {
+				t.Fatalf("no answer %v before the lease ended", end.Sub(sent))
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sawEast < 10 || !sawEmpty {
+		t.Fatalf("saw the owner %d times, empty %v", sawEast, sawEmpty)
+	}
+	body := testutil.ToFloat64(s.met.fastHits)
+	if body < 5 {
+		t.Fatalf("only %v answers from the cache", body)
 	}
 }
