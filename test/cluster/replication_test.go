@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,6 +163,7 @@ func firstDifference(a, b []byte) string {
 // writes at west, a move back. After each move the new primary serves
 // every write with nothing left to replicate, and the replicas are equal.
 func TestPlannedMoveCarriesEveryWriteBothWays(t *testing.T) {
+	t.Parallel()
 	c := newDataCluster(t, "")
 	east, west := c.Member("east"), c.Member("west")
 	if _, errOut, code := east.Ctl("grant", "-s", "east", "web"); code != 0 {
@@ -219,6 +221,7 @@ func TestPlannedMoveCarriesEveryWriteBothWays(t *testing.T) {
 // cannot drain; east keeps the ticket and stays primary, and its export
 // keeps working.
 func TestMoveAbortsWhenTheDataCannotDrain(t *testing.T) {
+	slow(t)
 	c := newDataCluster(t, "")
 	east, west := c.Member("east"), c.Member("west")
 	if _, errOut, code := east.Ctl("grant", "-s", "east", "web"); code != 0 {
@@ -288,6 +291,7 @@ func prefix(img []byte, n int) (int, bool) {
 // keeps the data, and east, the old primary, ends as a secondary equal to
 // west with its unreplicated writes discarded and counted.
 func TestUnplannedFailoverAndTheOldPrimaryResyncs(t *testing.T) {
+	slow(t)
 	c := newDataCluster(t, `split_brain = "discard-secondary"
 resync_rate = "2MiB"`)
 	east, west := c.Member("east"), c.Member("west")
@@ -382,6 +386,7 @@ resync_rate = "2MiB"`)
 // "manual", the old primary that comes back after west took over and
 // wrote stays disconnected and reports the split brain.
 func TestManualSplitBrainPolicyWaitsForTheOperator(t *testing.T) {
+	slow(t)
 	c := newDataCluster(t, `split_brain = "manual"`)
 	east := c.Member("east")
 	if _, errOut, code := east.Ctl("grant", "-s", "east", "web"); code != 0 {
@@ -438,6 +443,7 @@ func TestManualSplitBrainPolicyWaitsForTheOperator(t *testing.T) {
 // refused: a primary without a valid lease never accepts a write, and
 // west's data stays as west wrote it.
 func TestFrozenOwnerPastItsLeaseWritesNothing(t *testing.T) {
+	slow(t)
 	c := newDataCluster(t, "")
 	east, west := c.Member("east"), c.Member("west")
 	if _, errOut, code := east.Ctl("grant", "-s", "east", "web"); code != 0 {
@@ -446,7 +452,7 @@ func TestFrozenOwnerPastItsLeaseWritesNothing(t *testing.T) {
 	c.waitVolume(t, "east", 10*time.Second, "primary in sync", primaryInSync)
 	cmd := exec.Command("qemu-io", "-f", "raw", c.nbd["east"])
 	stdin, _ := cmd.StdinPipe()
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -499,4 +505,32 @@ func waitOwnerOn(t *testing.T, m *tc.Member, name, owner string, timeout time.Du
 		}
 		return nil
 	})
+}
+
+// syncBuffer is a buffer a process writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// slow marks a multi-process test that waits out leases: it runs in
+// parallel with the others, and not at all under -short (the race run of
+// CI, which keeps the planned-move test for the daemon's races).
+func slow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out leases: skipped with -short")
+	}
+	t.Parallel()
 }
