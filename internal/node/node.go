@@ -82,6 +82,7 @@ type Node struct {
 	met     *metrics
 	tickets map[string]*rt
 	names   []string
+	timers  timerHeap
 
 	inputs   chan taggedInput
 	commands chan commandReq
@@ -102,8 +103,9 @@ type rt struct {
 	cfg   ticket.Config
 	cl    ticket.Cluster
 	st    ticket.State
-	work  chan func() // the ticket's resource calls, one at a time
-	owner int         // last owner seen, for failover counting
+	work  chan func()   // the ticket's resource calls, one at a time
+	owner int           // last owner seen, for failover counting
+	next  time.Duration // when it next needs a tick (0: nothing scheduled)
 }
 
 type taggedInput struct {
@@ -230,13 +232,17 @@ func (n *Node) Run(ctx context.Context) error {
 			if !ok {
 				return errors.New("peer transport closed")
 			}
-			if _, known := n.tickets[m.Ticket]; !known {
-				n.met.packetsReceived.WithLabelValues("unknown_ticket").Inc()
-				continue
+			batch := n.gather(m, nil)
+			if err := n.drain(&batch); err != nil {
+				return err
 			}
-			n.step(m.Ticket, ticket.Receive{Msg: m})
+			n.stepBatch(batch)
 		case in := <-n.inputs:
-			n.step(in.ticket, in.in)
+			batch := []taggedInput{in}
+			if err := n.drain(&batch); err != nil {
+				return err
+			}
+			n.stepBatch(batch)
 		case c := <-n.commands:
 			n.mu.Lock()
 			n.nextCmdID++
@@ -245,60 +251,104 @@ func (n *Node) Run(ctx context.Context) error {
 			n.mu.Unlock()
 			n.step(c.ticket, c.cmd)
 		case <-timer.C:
-			for _, name := range n.names {
-				n.step(name, ticket.Tick{})
+			var batch []taggedInput
+			for _, name := range n.due() {
+				batch = append(batch, taggedInput{ticket: name, in: ticket.Tick{}})
+			}
+			for len(batch) > 0 {
+				k := min(len(batch), maxBatch)
+				n.stepBatch(batch[:k])
+				batch = batch[k:]
 			}
 		}
 	}
 }
 
-func (n *Node) resetTimer(t *time.Timer) {
-	now := n.clock.Mono()
-	next := now + time.Second
-	for _, name := range n.names {
-		if at, ok := n.tickets[name].st.NextTimer(now); ok && at < next {
-			next = at
-		}
-	}
-	if !t.Stop() {
-		select {
-		case <-t.C:
-		default:
-		}
-	}
-	t.Reset(next - now)
-}
-
-// step feeds one input to a ticket and carries out the outputs: persist
-// first (fsync), then the effects, then the messages.
+// step feeds one input to a ticket (see stepBatch).
 func (n *Node) step(name string, in ticket.Input) {
-	r := n.tickets[name]
-	now := n.clock.Mono()
-	var msgs []ticket.Message
-	var effs []ticket.Effect
-	r.st, msgs, effs = ticket.Step(r.st, in, now)
-	persisted := true
-	for _, e := range effs {
-		if p, ok := e.(ticket.Persist); ok {
-			start := time.Now()
-			if err := n.store.save(name, p.State); err != nil {
-				// Without durable state a vote could be cast twice after a
-				// crash: send nothing that depends on it.
-				n.log.Error("cannot persist ticket state: not sending", "ticket", name, "err", err)
-				persisted = false
+	n.stepBatch([]taggedInput{{ticket: name, in: in}})
+}
+
+// maxBatch bounds the inputs stepped before one group commit.
+const maxBatch = 2048
+
+// stepBatch feeds inputs to their tickets in order and carries out the
+// outputs: the states to persist first, all in one group commit (one
+// flush for the batch instead of one per state), then the effects, then
+// the messages. A ticket whose state could not be made durable sends
+// nothing that depends on it.
+func (n *Node) stepBatch(items []taggedInput) {
+	type output struct {
+		name string
+		r    *rt
+		now  time.Duration
+		msgs []ticket.Message
+		effs []ticket.Effect
+	}
+	outs := make([]output, 0, len(items))
+	var save []namedState
+	for _, it := range items {
+		r := n.tickets[it.ticket]
+		o := output{name: it.ticket, r: r, now: n.clock.Mono()}
+		r.st, o.msgs, o.effs = ticket.Step(r.st, it.in, o.now)
+		for _, e := range o.effs {
+			if p, ok := e.(ticket.Persist); ok {
+				save = append(save, namedState{name: it.ticket, state: p.State})
 			}
-			n.met.persistSeconds.Observe(time.Since(start).Seconds())
+		}
+		outs = append(outs, o)
+	}
+	var failed map[string]error
+	if len(save) > 0 {
+		start := time.Now()
+		failed = n.store.saveAll(save)
+		n.met.persistSeconds.Observe(time.Since(start).Seconds())
+		for name, err := range failed {
+			// Without durable state a vote could be cast twice after a
+			// crash: send nothing that depends on it.
+			n.log.Error("cannot persist ticket state: not sending", "ticket", name, "err", err)
 		}
 	}
-	for _, e := range effs {
-		n.effect(name, r, e)
+	for _, o := range outs {
+		for _, e := range o.effs {
+			n.effect(o.name, o.r, e)
+		}
+		if failed[o.name] == nil {
+			for _, m := range o.msgs {
+				n.tr.Send(m)
+			}
+		}
+		n.publish(o.name, o.r, o.now)
+		n.schedule(o.name, o.r, o.now)
 	}
-	if persisted {
-		for _, m := range msgs {
-			n.tr.Send(m)
+}
+
+// gather adds a received message to a batch, unless its ticket is unknown.
+func (n *Node) gather(m ticket.Message, batch []taggedInput) []taggedInput {
+	if _, known := n.tickets[m.Ticket]; !known {
+		n.met.packetsReceived.WithLabelValues("unknown_ticket").Inc()
+		return batch
+	}
+	return append(batch, taggedInput{ticket: m.Ticket, in: ticket.Receive{Msg: m}})
+}
+
+// drain adds what is already waiting (messages, worker results) to the
+// batch, up to maxBatch, without blocking.
+func (n *Node) drain(batch *[]taggedInput) error {
+	for len(*batch) < maxBatch {
+		select {
+		case m, ok := <-n.tr.Recv():
+			if !ok {
+				return errors.New("peer transport closed")
+			}
+			*batch = n.gather(m, *batch)
+		case in := <-n.inputs:
+			*batch = append(*batch, in)
+		default:
+			return nil
 		}
 	}
-	n.publish(name, r, now)
+	return nil
 }
 
 // send queues an input from a worker back to the loop.

@@ -8,19 +8,25 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/geobooth/geobooth/ticket"
 )
 
 // store keeps each ticket's durable state in its own file, replaced
-// atomically (write, fsync, rename, fsync the folder).
-type store struct{ dir string }
+// atomically (write, fsync, rename, fsync the folder). A state equal to the
+// one already on disk is not written again. Only the node's loop uses it.
+type store struct {
+	dir  string
+	last map[string]string // what is on disk, by ticket
+}
 
 func newStore(dir string) (*store, error) {
 	d := filepath.Join(dir, "tickets")
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
-	return &store{dir: d}, nil
+	return &store{dir: d, last: map[string]string{}}, nil
 }
 
 type stored struct {
@@ -50,37 +56,81 @@ func (s *store) load(name string) (*ticket.Persistent, error) {
 	return &st.State, nil
 }
 
-func (s *store) save(name string, p ticket.Persistent) error {
-	b, err := json.Marshal(stored{Version: 1, State: p})
-	if err != nil {
-		return fmt.Errorf("encode state of ticket %q: %w", name, err)
+// namedState is one ticket's state to persist.
+type namedState struct {
+	name  string
+	state ticket.Persistent
+}
+
+// saveAll makes the states durable in one group commit: every changed
+// file is written next to its place, the file system is flushed once, the
+// files are renamed into place, and the folder is flushed. A state equal to
+// the one on disk is skipped; for a ticket saved twice the last state
+// counts. It returns the tickets that could not be saved.
+func (s *store) saveAll(states []namedState) map[string]error {
+	latest := map[string]ticket.Persistent{}
+	var order []string
+	for _, st := range states {
+		if _, ok := latest[st.name]; !ok {
+			order = append(order, st.name)
+		}
+		latest[st.name] = st.state
 	}
-	tmp := s.path(name) + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("persist ticket %q: %w", name, err)
+	failed := map[string]error{}
+	type write struct {
+		name string
+		data []byte
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("persist ticket %q: %w", name, err)
+	var writes []write
+	for _, name := range order {
+		b, err := json.Marshal(stored{Version: 1, State: latest[name]})
+		if err != nil {
+			failed[name] = fmt.Errorf("encode state of ticket %q: %w", name, err)
+			continue
+		}
+		if s.last[name] == string(b) {
+			continue
+		}
+		delete(s.last, name)
+		if err := os.WriteFile(s.path(name)+".tmp", b, 0o600); err != nil {
+			failed[name] = fmt.Errorf("persist ticket %q: %w", name, err)
+			continue
+		}
+		writes = append(writes, write{name, b})
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("persist ticket %q: fsync: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("persist ticket %q: %w", name, err)
-	}
-	if err := os.Rename(tmp, s.path(name)); err != nil {
-		return fmt.Errorf("persist ticket %q: %w", name, err)
+	if len(writes) == 0 {
+		return failed
 	}
 	d, err := os.Open(s.dir)
 	if err != nil {
-		return fmt.Errorf("persist ticket %q: %w", name, err)
+		for _, w := range writes {
+			failed[w.name] = fmt.Errorf("persist ticket %q: %w", w.name, err)
+		}
+		return failed
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("persist ticket %q: fsync dir: %w", name, err)
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		for _, w := range writes {
+			failed[w.name] = fmt.Errorf("persist ticket %q: flush: %w", w.name, err)
+		}
+		return failed
 	}
-	return nil
+	var renamed []write
+	for _, w := range writes {
+		if err := os.Rename(s.path(w.name)+".tmp", s.path(w.name)); err != nil {
+			failed[w.name] = fmt.Errorf("persist ticket %q: %w", w.name, err)
+			continue
+		}
+		renamed = append(renamed, w)
+	}
+	if err := d.Sync(); err != nil {
+		for _, w := range renamed {
+			failed[w.name] = fmt.Errorf("persist ticket %q: fsync dir: %w", w.name, err)
+		}
+		return failed
+	}
+	for _, w := range renamed {
+		s.last[w.name] = string(w.data)
+	}
+	return failed
 }

@@ -64,7 +64,7 @@ type udpTransport struct {
 // accepted (the second during a key rotation).
 func listenUDP(addrs []string, self int, keys [][]byte, digest uint64, skew time.Duration, clock Clock, log *slog.Logger, met *metrics) (*udpTransport, error) {
 	t := &udpTransport{keys: keys, digest: digest, clock: clock, skew: skew, log: log, met: met,
-		out: make(chan ticket.Message, 1024), self: self, peers: map[int]PeerInfo{}, warned: map[int]time.Time{},
+		out: make(chan ticket.Message, 8192), self: self, peers: map[int]PeerInfo{}, warned: map[int]time.Time{},
 		done: make(chan struct{})}
 	for _, a := range addrs {
 		ua, err := net.ResolveUDPAddr("udp", a)
@@ -78,6 +78,9 @@ func listenUDP(addrs []string, self int, keys [][]byte, digest uint64, skew time
 		return nil, fmt.Errorf("listen on %s: %w", addrs[self], err)
 	}
 	t.conn = conn
+	// Renewals of many tickets come in bursts: let the kernel hold them
+	// while the loop works (the system may cap the size; that is fine).
+	conn.SetReadBuffer(4 << 20)
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		conn.Close()
