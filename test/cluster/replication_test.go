@@ -306,11 +306,16 @@ resync_rate = "2MiB"`)
 		k, _ := writeSequence(c.nbd["east"], n)
 		done <- k
 	}()
+	// The lag reported just before the kill, and how far east's own copy
+	// had got when it was read.
 	var lastLag int64
+	var writtenAtSample int
 	tc.Eventually(t, 20*time.Second, func() error {
+		img := c.image(t, "east")
 		st := c.status(t, "east")
 		lastLag = st.Peers[0].LagBytes
-		if len(c.image(t, "east")) > 0 && c.image(t, "east")[300*4096] == byte(300%250+1) {
+		writtenAtSample, _ = prefix(img, n)
+		if writtenAtSample >= 300 {
 			return nil
 		}
 		return fmt.Errorf("east has not written 300 blocks yet")
@@ -334,8 +339,13 @@ resync_rate = "2MiB"`)
 	if k > m || acked > m {
 		t.Fatalf("west has %d blocks, east %d, the client saw %d complete", k, m, acked)
 	}
-	t.Logf("east wrote %d blocks (client saw %d), west has %d: lost %d blocks (%d bytes); last lag sample %d bytes",
-		m, acked, k, m-k, (m-k)*4096, lastLag)
+	t.Logf("east wrote %d blocks (client saw %d), west has %d: lost %d blocks (%d bytes); last lag sample %d bytes, %d blocks written after it",
+		m, acked, k, m-k, (m-k)*4096, lastLag, m-writtenAtSample)
+	// At most the lag reported before the kill is lost, plus what east
+	// wrote after that report (the lag it had at the kill).
+	if lost, bound := int64(m-k)*4096, lastLag+int64(m-writtenAtSample+1)*4096; lost > bound {
+		t.Fatalf("lost %d bytes, more than the lag reported before the kill plus the writes after it (%d)", lost, bound)
+	}
 
 	// West writes on: 8 MiB east will have to resync (at 2 MiB/s).
 	if out, err := qemuIO(t, c.nbd["west"], false, "write -P 0x77 16M 8M"); err != nil {
