@@ -1,0 +1,21 @@
+# make install: the programs, the OCF agents and the handler where
+# Pacemaker finds them, the systemd unit. PREFIX and DESTDIR as usual.
+PREFIX ?= /usr/local
+OCFDIR ?= /usr/lib/ocf/resource.d/geobooth
+UNITDIR ?= /etc/systemd/system
+
+.PHONY: all install test
+
+all:
+	go build -o bin/ ./cmd/...
+
+test:
+	go test ./...
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(OCFDIR) $(DESTDIR)$(PREFIX)/share/geobooth/handlers $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc/geobooth
+	install -m 0755 bin/geoboothd bin/ticketctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 pacemaker/agents/geobooth pacemaker/agents/ticket-guard pacemaker/agents/volume $(DESTDIR)$(OCFDIR)/
+	install -m 0755 pacemaker/handlers/service-runnable $(DESTDIR)$(PREFIX)/share/geobooth/handlers/
+	sed 's|/usr/local/bin|$(PREFIX)/bin|g' examples/systemd/geoboothd@.service > $(DESTDIR)$(UNITDIR)/geoboothd@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/geoboothd@.service
