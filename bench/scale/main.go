@@ -33,7 +33,7 @@ var (
 
 type member struct {
 	name, role, peer, api string
-	cmd                         *exec.Cmd
+	cmd                   *exec.Cmd
 }
 
 func main() {
