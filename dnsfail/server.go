@@ -448,22 +448,7 @@ func (s *Server) sendNotify(ctx context.Context, z *zone, target string, serial 
 			m.SetTsig(k, dns.HmacSHA256, 300, time.Now().Unix())
 			c.TsigSecret = s.keys
 		}
-		r, _, err := c.ExchangeContext(ctx, m, target)
-		result := "ok"
-		switch {
-		case err != nil:
-			result = "error"
-		case r.Rcode != dns.RcodeSuccess:
-			result = "refused"
-			err = fmt.Errorf("NOTIFY answered %s", dns.RcodeToString[r.Rcode])
-		}
-		s.met.notifies.WithLabelValues(result).Inc()
-		if err != nil {
-			s.log.Warn("NOTIFY not acknowledged; retrying", "zone", z.origin, "to", target, "serial", serial, "err", err)
-		} else {
-			s.log.Info("NOTIFY acknowledged", "zone", z.origin, "to", target, "serial", serial)
-		}
-		return err
+		return s.exchange(ctx, c, m, target, "NOTIFY", s.met.notifies, "zone", z.origin, "serial", serial)
 	})
 }
 
@@ -491,23 +476,30 @@ func (s *Server) pushUpdate(ctx context.Context, z *zone, serial uint32) {
 		}
 		m.SetTsig(u.Key, dns.HmacSHA256, 300, now.Unix())
 		c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: s.keys}
-		r, _, err := c.ExchangeContext(ctx, m, u.Server)
-		result := "ok"
-		switch {
-		case err != nil:
-			result = "error"
-		case r.Rcode != dns.RcodeSuccess:
-			result = "refused"
-			err = fmt.Errorf("UPDATE answered %s", dns.RcodeToString[r.Rcode])
-		}
-		s.met.updates.WithLabelValues(result).Inc()
-		if err != nil {
-			s.log.Warn("RFC 2136 update not acknowledged; retrying", "zone", u.Zone, "server", u.Server, "err", err)
-		} else {
-			s.log.Info("RFC 2136 update acknowledged", "zone", u.Zone, "server", u.Server)
-		}
-		return err
+		return s.exchange(ctx, c, m, u.Server, "UPDATE", s.met.updates, "zone", u.Zone, "serial", serial)
 	})
+}
+
+// exchange sends a NOTIFY or an UPDATE and says whether the server
+// acknowledged it, in the metric and the log.
+func (s *Server) exchange(ctx context.Context, c *dns.Client, m *dns.Msg, server, what string, counter *prometheus.CounterVec, attrs ...any) error {
+	r, _, err := c.ExchangeContext(ctx, m, server)
+	result := "ok"
+	switch {
+	case err != nil:
+		result = "error"
+	case r.Rcode != dns.RcodeSuccess:
+		result = "refused"
+		err = fmt.Errorf("%s answered %s", what, dns.RcodeToString[r.Rcode])
+	}
+	counter.WithLabelValues(result).Inc()
+	attrs = append(attrs, "to", server)
+	if err != nil {
+		s.log.Warn(what+" not acknowledged; retrying", append(attrs, "err", err)...)
+	} else {
+		s.log.Info(what+" acknowledged", attrs...)
+	}
+	return err
 }
 
 // Status is what GET /api/v1/dns shows.

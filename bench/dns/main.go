@@ -27,6 +27,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	bk "github.com/geobooth/geobooth/bench/internal/benchkit"
 	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/confkit"
 )
@@ -39,6 +40,7 @@ func main() {
 	serve := flag.String("serve", "", "internal: serve the zone in DIR on -listen (geobooth's DNS server)")
 	listen := flag.String("listen", "", "internal: address for -serve")
 	flag.Parse()
+	bk.Name = "bench/dns"
 	if *serve != "" {
 		serveGeobooth(*serve, *listen)
 		return
@@ -73,7 +75,7 @@ func main() {
 		}
 		for r := 0; r < *rounds; r++ {
 			for _, srv := range servers {
-				port := freePort()
+				port := bk.FreePort()
 				addr := fmt.Sprintf("127.0.0.1:%d", port)
 				var cmd *exec.Cmd
 				switch srv {
@@ -127,11 +129,6 @@ func main() {
 	tw.Flush()
 }
 
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "bench/dns:", err)
-	os.Exit(1)
-}
-
 func writeZone(dir string) {
 	var z strings.Builder
 	z.WriteString("$ORIGIN example.test.\n$TTL 300\n@ SOA ns1 hostmaster 1 60 30 86400 5\n@ NS ns1\nns1 A 127.0.0.1\n")
@@ -148,12 +145,6 @@ func writeZone(dir string) {
 	must(os.WriteFile(filepath.Join(dir, "example.test.zone"), []byte(static), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "geobooth.zone"), []byte(z.String()), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "queries.txt"), []byte(q.String()), 0o644))
-}
-
-func must(err error) {
-	if err != nil {
-		fail(err)
-	}
 }
 
 func nsd(dir string, port, workers int) *exec.Cmd {
@@ -251,19 +242,6 @@ func waitAnswer(addr string, timeout time.Duration) error {
 	}
 }
 
-func freePort() int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		must(err)
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-			u.Close()
-			return p
-		}
-	}
-}
-
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
@@ -302,3 +280,8 @@ func serveGeobooth(dir, listen string) {
 		fail(err)
 	}
 }
+
+var (
+	must = bk.Must
+	fail = bk.Fail
+)

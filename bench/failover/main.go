@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"math/rand"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +29,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	bk "github.com/geobooth/geobooth/bench/internal/benchkit"
 )
 
 var (
@@ -45,6 +46,7 @@ const (
 
 func main() {
 	flag.Parse()
+	bk.Name = "bench/failover"
 	if os.Geteuid() != 0 {
 		fail(fmt.Errorf("run as root (network namespaces for Booth)"))
 	}
@@ -77,17 +79,6 @@ func main() {
 	row("geobooth, until DNS answers the other site", dnsTimes)
 	tw.Flush()
 	fmt.Printf("ratio geobooth / Booth (median): %.2f (target <= 1.00)\n", median(gbTimes).Seconds()/median(boothTimes).Seconds())
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "bench/failover:", err)
-	os.Exit(1)
-}
-
-func sh(name string, args ...string) {
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		fail(fmt.Errorf("%s %v: %v\n%s", name, args, err, out))
-	}
 }
 
 // Booth.
@@ -212,37 +203,22 @@ ticket = "web"
 
 // geobooth.
 
+// member is a geoboothd with its serf and DNS addresses.
 type member struct {
-	name, role             string
-	peer, serf, api, dnsLn string
-	cmd                    *exec.Cmd
-}
-
-func freePort() int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		must(err)
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-			u.Close()
-			return p
-		}
-	}
+	bk.Member
+	serf, dnsLn string
 }
 
 func measureGeobooth(dir string) ([]time.Duration, []time.Duration) {
 	must(os.MkdirAll(dir, 0o700))
 	ctl := filepath.Join(*bin, "ticketctl")
-	for _, a := range [][]string{{"keygen", filepath.Join(dir, "auth.key")}, {"keygen", "-token", filepath.Join(dir, "api.token")}, {"keygen", "-serf", filepath.Join(dir, "serf.keyring")}} {
-		sh(ctl, a...)
-	}
-	ms := []*member{{name: "east", role: "site"}, {name: "west", role: "site"}, {name: "arbitrator", role: "arbitrator"}}
+	bk.Keys(ctl, dir, true)
+	ms := []*member{{Member: bk.Member{Name: "east", Role: "site"}}, {Member: bk.Member{Name: "west", Role: "site"}}, {Member: bk.Member{Name: "arbitrator", Role: "arbitrator"}}}
 	var cl strings.Builder
 	cl.WriteString("name = \"bench\"\n")
 	for _, m := range ms {
-		m.peer, m.serf, m.api, m.dnsLn = addr(), addr(), addr(), addr()
-		fmt.Fprintf(&cl, "\n[[members]]\nname = %q\nrole = %q\naddress = %q\nserf = %q\napi = %q\n", m.name, m.role, m.peer, m.serf, m.api)
+		m.Peer, m.serf, m.API, m.dnsLn = bk.FreeAddr(), bk.FreeAddr(), bk.FreeAddr(), bk.FreeAddr()
+		fmt.Fprintf(&cl, "\n[[members]]\nname = %q\nrole = %q\naddress = %q\nserf = %q\napi = %q\n", m.Name, m.Role, m.Peer, m.serf, m.API)
 	}
 	fmt.Fprintf(&cl, "\n[defaults]\ntimeout = \"1s\"\nretries = 3\n\n[tickets.web]\nexpire = %q\nrenewal_freq = \"5s\"\nacquire_after = %q\n", expire.String(), acquireAfter.String())
 	must(os.WriteFile(filepath.Join(dir, "cluster.toml"), []byte(cl.String()), 0o600))
@@ -261,33 +237,16 @@ targets = ["127.0.0.11"]
 targets = ["127.0.0.12"]
 `), 0o600))
 	for _, m := range ms {
-		cfg := fmt.Sprintf("local = %q\ncluster_file = \"cluster.toml\"\nauth_key_file = \"auth.key\"\nstate_dir = \"state/%s\"\n[api]\nlisten = %q\ntoken_file = \"api.token\"\n[serf]\nkeyring_file = \"serf.keyring\"\nprofile = \"local\"\n[dns]\nlisten = %q\nzones_file = \"dns.toml\"\n",
-			m.name, m.name, m.api, m.dnsLn)
-		if m.role == "site" {
-			cfg += "[pacemaker]\ndriver = \"none\"\n"
-		}
-		must(os.WriteFile(filepath.Join(dir, m.name+".toml"), []byte(cfg), 0o600))
-	}
-	start := func(m *member) {
-		cmd := exec.Command(filepath.Join(*bin, "geoboothd"), "-config", filepath.Join(dir, m.name+".toml"))
-		log, _ := os.OpenFile(filepath.Join(dir, m.name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		cmd.Stdout, cmd.Stderr = log, log
-		must(cmd.Start())
-		m.cmd = cmd
-	}
-	for _, m := range ms {
-		start(m)
+		m.WriteConfig(dir, fmt.Sprintf("[serf]\nkeyring_file = \"serf.keyring\"\nprofile = \"local\"\n[dns]\nlisten = %q\nzones_file = \"dns.toml\"\n", m.dnsLn))
+		m.Start(*bin, dir)
 	}
 	defer func() {
 		for _, m := range ms {
-			if m.cmd != nil {
-				m.cmd.Process.Signal(syscall.SIGKILL)
-				m.cmd.Wait()
-			}
+			m.Kill()
 		}
 	}()
 	owner := func(m *member) string {
-		resp, err := http.Get("http://" + m.api + "/api/v1/tickets/web")
+		resp, err := http.Get("http://" + m.API + "/api/v1/tickets/web")
 		if err != nil {
 			return ""
 		}
@@ -308,7 +267,7 @@ targets = ["127.0.0.12"]
 		return r.Answer[0].(*dns.A).A.String()
 	}
 	for _, m := range ms {
-		waitUntil(func() bool { _, err := http.Get("http://" + m.api + "/healthz"); return err == nil }, 10*time.Second, m.name+" up")
+		bk.WaitUntil(func() bool { _, err := http.Get("http://" + m.API + "/healthz"); return err == nil }, 10*time.Second, m.Name+" up")
 	}
 	sh(ctl, "-config", filepath.Join(dir, "east.toml"), "grant", "-s", "east", "web")
 	owned := 0
@@ -319,14 +278,13 @@ targets = ["127.0.0.12"]
 		time.Sleep(time.Until(acquired.Add(offset[r])))
 		other := 1 - owned
 		killed := time.Now()
-		ms[owned].cmd.Process.Signal(syscall.SIGKILL)
-		ms[owned].cmd.Wait()
+		ms[owned].Kill()
 		var got, gotDNS time.Duration
 		for got == 0 || gotDNS == 0 {
 			if time.Since(killed) > time.Minute {
-				fail(fmt.Errorf("geobooth: %s not owner a minute after the kill", ms[other].name))
+				fail(fmt.Errorf("geobooth: %s not owner a minute after the kill", ms[other].Name))
 			}
-			if got == 0 && owner(ms[other]) == ms[other].name {
+			if got == 0 && owner(ms[other]) == ms[other].Name {
 				got = time.Since(killed)
 				acquired = time.Now()
 			}
@@ -337,30 +295,12 @@ targets = ["127.0.0.12"]
 		}
 		times, dnsTimes = append(times, got), append(dnsTimes, gotDNS)
 		fmt.Fprintf(os.Stderr, "geobooth run %d: %v (DNS %v)\n", r+1, got.Round(10*time.Millisecond), gotDNS.Round(10*time.Millisecond))
-		start(ms[owned])
+		ms[owned].Start(*bin, dir)
 		m := ms[owned]
-		waitUntil(func() bool { return owner(m) == ms[other].name }, 20*time.Second, m.name+" follows")
+		bk.WaitUntil(func() bool { return owner(m) == ms[other].Name }, 20*time.Second, m.Name+" follows")
 		owned = other
 	}
 	return times, dnsTimes
-}
-
-func addr() string { return fmt.Sprintf("127.0.0.1:%d", freePort()) }
-
-func waitUntil(f func() bool, limit time.Duration, what string) {
-	t0 := time.Now()
-	for !f() {
-		if time.Since(t0) > limit {
-			fail(fmt.Errorf("timed out waiting for %s", what))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func must(err error) {
-	if err != nil {
-		fail(err)
-	}
 }
 
 func median(xs []time.Duration) time.Duration {
@@ -392,3 +332,9 @@ func round(xs []time.Duration) []string {
 	}
 	return out
 }
+
+var (
+	must = bk.Must
+	fail = bk.Fail
+	sh   = bk.Run
+)

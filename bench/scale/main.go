@@ -13,16 +13,15 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
+
+	bk "github.com/geobooth/geobooth/bench/internal/benchkit"
 )
 
 var (
@@ -31,74 +30,53 @@ var (
 	measure = flag.Duration("measure", 30*time.Second, "how long CPU, memory and renewals are measured")
 )
 
-type member struct {
-	name, role, peer, api string
-	cmd                   *exec.Cmd
-}
-
 func main() {
 	flag.Parse()
+	bk.Name, bk.Every = "bench/scale", 200*time.Millisecond
 	dir, err := os.MkdirTemp("", "geobooth-bench-scale-")
-	must(err)
+	bk.Must(err)
 	defer os.RemoveAll(dir)
-	ctl := filepath.Join(*bin, "ticketctl")
-	for _, a := range [][]string{{"keygen", filepath.Join(dir, "auth.key")}, {"keygen", "-token", filepath.Join(dir, "api.token")}} {
-		sh(ctl, a...)
-	}
+	bk.Keys(filepath.Join(*bin, "ticketctl"), dir, false)
 	tok, _ := os.ReadFile(filepath.Join(dir, "api.token"))
 	token := strings.TrimSpace(string(tok))
-	ms := []*member{{name: "site1", role: "site"}, {name: "site2", role: "site"}, {name: "site3", role: "site"}, {name: "arb1", role: "arbitrator"}, {name: "arb2", role: "arbitrator"}}
+	ms := []*bk.Member{{Name: "site1", Role: "site"}, {Name: "site2", Role: "site"}, {Name: "site3", Role: "site"}, {Name: "arb1", Role: "arbitrator"}, {Name: "arb2", Role: "arbitrator"}}
 	var cl strings.Builder
 	cl.WriteString("name = \"scale\"\n")
 	for _, m := range ms {
-		m.peer, m.api = addr(), addr()
-		fmt.Fprintf(&cl, "\n[[members]]\nname = %q\nrole = %q\naddress = %q\napi = %q\n", m.name, m.role, m.peer, m.api)
+		m.Peer, m.API = bk.FreeAddr(), bk.FreeAddr()
+		fmt.Fprintf(&cl, "\n[[members]]\nname = %q\nrole = %q\naddress = %q\napi = %q\n", m.Name, m.Role, m.Peer, m.API)
 	}
 	cl.WriteString("\n[defaults]\nexpire = \"8s\"\nrenewal_freq = \"2s\"\ntimeout = \"300ms\"\nretries = 3\nacquire_after = \"1s\"\n")
 	for i := 0; i < *tickets; i++ {
 		fmt.Fprintf(&cl, "\n[tickets.t%d]\n", i)
 	}
-	must(os.WriteFile(filepath.Join(dir, "cluster.toml"), []byte(cl.String()), 0o600))
+	bk.Must(os.WriteFile(filepath.Join(dir, "cluster.toml"), []byte(cl.String()), 0o600))
 	for _, m := range ms {
-		cfg := fmt.Sprintf("local = %q\ncluster_file = \"cluster.toml\"\nauth_key_file = \"auth.key\"\nstate_dir = \"state/%s\"\n[api]\nlisten = %q\ntoken_file = \"api.token\"\n[log]\nlevel = \"warn\"\n", m.name, m.name, m.api)
-		if m.role == "site" {
-			cfg += "[pacemaker]\ndriver = \"none\"\n"
-		}
-		must(os.WriteFile(filepath.Join(dir, m.name+".toml"), []byte(cfg), 0o600))
-	}
-	start := func(m *member) {
-		cmd := exec.Command(filepath.Join(*bin, "geoboothd"), "-config", filepath.Join(dir, m.name+".toml"))
-		log, _ := os.OpenFile(filepath.Join(dir, m.name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		cmd.Stdout, cmd.Stderr = log, log
-		must(cmd.Start())
-		m.cmd = cmd
-	}
-	for _, m := range ms {
-		start(m)
+		m.WriteConfig(dir, "[log]\nlevel = \"warn\"\n")
+		m.Start(*bin, dir)
 	}
 	defer func() {
 		for _, m := range ms {
-			m.cmd.Process.Signal(syscall.SIGKILL)
-			m.cmd.Wait()
+			m.Kill()
 		}
 	}()
 	for _, m := range ms {
-		waitUntil(func() bool { _, err := http.Get("http://" + m.api + "/healthz"); return err == nil }, 60*time.Second, m.name+" up")
+		bk.WaitUntil(func() bool { _, err := http.Get("http://" + m.API + "/healthz"); return err == nil }, 60*time.Second, m.Name+" up")
 	}
 	// Grant ticket i to site i%3, through that site's API, without waiting.
 	t0 := time.Now()
 	for i := 0; i < *tickets; i++ {
 		site := ms[i%3]
-		body := strings.NewReader(fmt.Sprintf(`{"site":%q}`, site.name))
-		req, _ := http.NewRequest(http.MethodPost, "http://"+site.api+"/api/v1/tickets/t"+strconv.Itoa(i)+"/grant", body)
+		body := strings.NewReader(fmt.Sprintf(`{"site":%q}`, site.Name))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+site.API+"/api/v1/tickets/t"+strconv.Itoa(i)+"/grant", body)
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
-		must(err)
+		bk.Must(err)
 		resp.Body.Close()
 	}
-	held := func(m *member) map[string]string {
-		resp, err := http.Get("http://" + m.api + "/api/v1/tickets")
+	held := func(m *bk.Member) map[string]string {
+		resp, err := http.Get("http://" + m.API + "/api/v1/tickets")
 		if err != nil {
 			return nil
 		}
@@ -114,7 +92,7 @@ func main() {
 		}
 		return out
 	}
-	waitUntil(func() bool {
+	bk.WaitUntil(func() bool {
 		n := 0
 		for _, o := range held(ms[3]) {
 			if o != "" {
@@ -128,7 +106,7 @@ func main() {
 	// Steady state: CPU, memory, renewals.
 	cpu0 := map[string]float64{}
 	for _, m := range ms {
-		cpu0[m.name] = cpuSeconds(m.cmd.Process.Pid)
+		cpu0[m.Name] = cpuSeconds(m.Cmd.Process.Pid)
 	}
 	ren0 := renewals(ms[:3])
 	time.Sleep(*measure)
@@ -138,9 +116,9 @@ func main() {
 	fmt.Fprintln(tw, "member\tCPU (share of one core)\tresident memory")
 	worst := 0.0
 	for _, m := range ms {
-		c := (cpuSeconds(m.cmd.Process.Pid) - cpu0[m.name]) / measure.Seconds()
+		c := (cpuSeconds(m.Cmd.Process.Pid) - cpu0[m.Name]) / measure.Seconds()
 		worst = max(worst, c)
-		fmt.Fprintf(tw, "%s\t%.1f%%\t%.0f MiB\n", m.name, 100*c, rssMiB(m.cmd.Process.Pid))
+		fmt.Fprintf(tw, "%s\t%.1f%%\t%.0f MiB\n", m.Name, 100*c, rssMiB(m.Cmd.Process.Pid))
 	}
 	tw.Flush()
 	expected := float64(*tickets) * measure.Seconds() / 2
@@ -156,10 +134,9 @@ func main() {
 		}
 	}
 	killed := time.Now()
-	ms[0].cmd.Process.Signal(syscall.SIGKILL)
-	ms[0].cmd.Wait()
+	ms[0].Kill()
 	var firstAll time.Duration
-	waitUntil(func() bool {
+	bk.WaitUntil(func() bool {
 		now := held(ms[3])
 		for _, t := range its {
 			if o := now[t]; o == "" || o == "site1" {
@@ -179,13 +156,12 @@ func main() {
 		return fmt.Sprintf("%d of %d still without a live owner", left, len(its))
 	})
 	fmt.Printf("site1 killed holding %d tickets: all held by another site after %.1fs (expire 8 s + acquire_after 1 s)\n", len(its), firstAll.Seconds())
-	start(ms[0])
 }
 
-func renewals(ms []*member) float64 {
+func renewals(ms []*bk.Member) float64 {
 	total := 0.0
 	for _, m := range ms {
-		resp, err := http.Get("http://" + m.api + "/metrics")
+		resp, err := http.Get("http://" + m.API + "/metrics")
 		if err != nil {
 			continue
 		}
@@ -225,48 +201,4 @@ func rssMiB(pid int) float64 {
 		}
 	}
 	return 0
-}
-
-func addr() string {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		must(err)
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-			u.Close()
-			return fmt.Sprintf("127.0.0.1:%d", p)
-		}
-	}
-}
-
-func waitUntil(f func() bool, limit time.Duration, what string, detail ...func() string) {
-	t0 := time.Now()
-	for !f() {
-		if time.Since(t0) > limit {
-			msg := ""
-			for _, d := range detail {
-				msg += ": " + d()
-			}
-			fail(fmt.Errorf("timed out waiting for %s%s", what, msg))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func sh(name string, args ...string) {
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		fail(fmt.Errorf("%s %v: %v\n%s", name, args, err, out))
-	}
-}
-
-func must(err error) {
-	if err != nil {
-		fail(err)
-	}
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "bench/scale:", err)
-	os.Exit(1)
 }
