@@ -262,7 +262,7 @@ func TestPromotableCloneFollowsTheTicketWithLossPolicyDemote(t *testing.T) {
 	if _, errOut, code := arb.Ctl("grant", "-s", "east", "web"); code != 0 {
 		t.Fatalf("grant: %s", errOut)
 	}
-	tc.Eventually(t, 5*time.Second, func() error {
+	tc.Eventually(t, 15*time.Second, func() error {
 		if !promoted(sites["east"]) || promoted(sites["west"]) {
 			return fmt.Errorf("east promoted %v, west promoted %v", promoted(sites["east"]), promoted(sites["west"]))
 		}
@@ -271,7 +271,7 @@ func TestPromotableCloneFollowsTheTicketWithLossPolicyDemote(t *testing.T) {
 	if _, errOut, code := arb.Ctl("move", "web", "west"); code != 0 {
 		t.Fatalf("move: %s", errOut)
 	}
-	tc.Eventually(t, 10*time.Second, func() error {
+	tc.Eventually(t, 20*time.Second, func() error {
 		if promoted(sites["east"]) || !promoted(sites["west"]) {
 			return fmt.Errorf("east promoted %v, west promoted %v", promoted(sites["east"]), promoted(sites["west"]))
 		}
