@@ -459,6 +459,7 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 		p.setState(SplitBrain)
 		v.log.Error("split brain: both replicas were written since they parted; waiting for the operator (split_brain policy disconnect)",
 			"peer", p.name, "local_changes", my.dirty, "peer_changes", remote.dirty)
+		v.event("split brain", "volume %s and %s were both written apart: waiting for the operator", v.cfg.Name, p.name)
 		return errors.New("split brain")
 	case actNone:
 		if remote.role == Primary {
@@ -469,6 +470,7 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 		if dc.split {
 			v.met.splitBrains.Inc()
 			v.log.Warn("split brain resolved by policy: the peer's changes are discarded", "peer", p.name, "policy", v.cfg.SplitBrain, "peer_changes", remote.dirty)
+			v.event("split brain", "volume %s: %s's %d changed blocks discarded (%s)", v.cfg.Name, p.name, remote.dirty, v.cfg.SplitBrain)
 		}
 		if dc.full {
 			p.bm.setRange(0, v.blocks-1)
@@ -486,6 +488,7 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 			v.met.discarded.Add(float64(my.dirty))
 			v.log.Warn("this replica's writes since the split are discarded by policy", "peer", p.name,
 				"policy", v.cfg.SplitBrain, "discarded_blocks", my.dirty)
+			v.event("split brain", "volume %s: %d blocks written here discarded, %s wins (%s)", v.cfg.Name, my.dirty, p.name, v.cfg.SplitBrain)
 		} else if my.crashed && my.dirty > 0 {
 			v.mu.Lock()
 			v.discarded += my.dirty
@@ -493,6 +496,7 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 			v.met.discarded.Add(float64(my.dirty))
 			v.log.Warn("this replica crashed as primary and the peer went on: its unreplicated writes are discarded",
 				"peer", p.name, "discarded_blocks_at_most", my.dirty)
+			v.event("writes discarded", "volume %s: at most %d blocks this old primary had not replicated are discarded; resyncing from %s", v.cfg.Name, my.dirty, p.name)
 		}
 		v.setDisk(Inconsistent)
 		p.setState(SyncTarget)

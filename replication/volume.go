@@ -37,6 +37,9 @@ type Options struct {
 	Registry prometheus.Registerer
 	// Backend replaces the backing file (tests inject faults with it).
 	Backend Backend
+	// Events, when set, is told of what an operator must see in the
+	// timeline: split brains and discarded writes.
+	Events func(kind, detail string)
 }
 
 // Volume is one replica of a replicated volume.
@@ -58,6 +61,7 @@ type Volume struct {
 	wg      sync.WaitGroup
 	nbd     nbdExport
 	created bool
+	events  func(kind, detail string)
 
 	// fence: writes hold it for reading; Demote takes it to fence them.
 	fence sync.RWMutex
@@ -98,7 +102,7 @@ func Open(o Options) (*Volume, error) {
 	}
 	v := &Volume{cfg: cfg, self: o.Self, key: o.Key, log: o.Log.With("volume", cfg.Name), be: o.Backend,
 		store: metaStore{path: cfg.Path + ".meta"}, blocks: int64(cfg.Size) / BlockSize, peers: map[string]*peer{},
-		role: Secondary}
+		role: Secondary, events: o.Events}
 	if v.be == nil {
 		fb, created, err := openFile(cfg.Path, int64(cfg.Size))
 		if err != nil {
@@ -413,6 +417,13 @@ func (v *Volume) Handover(ctx context.Context) error {
 	v.stopNBD()
 	v.log.Info("handed over: every peer acknowledged every write")
 	return nil
+}
+
+// event tells the Events hook, when there is one.
+func (v *Volume) event(kind, format string, args ...any) {
+	if v.events != nil {
+		v.events(kind, fmt.Sprintf(format, args...))
+	}
 }
 
 // SetWriteDeadline bounds the writes a primary accepts to the lease it

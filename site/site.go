@@ -73,8 +73,10 @@ func openVolumes(cfg *config.File, d *daemon.Daemon, cib *pacemaker.Driver, log 
 	budget := 2 * cib.CallBudget()
 	d.Parts.LocalChecks = map[string]bool{}
 	for _, vc := range cfg.Volumes {
+		ticketName := vc.Ticket
 		v, err := replication.Open(replication.Options{Config: vc, Self: cfg.Local, Key: cfg.Key,
-			Log: log.With("component", "replication"), Registry: d.Registry})
+			Log: log.With("component", "replication"), Registry: d.Registry,
+			Events: func(kind, detail string) { res.note(ticketName, kind, detail) }})
 		if err != nil {
 			for _, o := range all {
 				o.Close()
@@ -132,6 +134,7 @@ func cibAction(d *daemon.Daemon, f func(context.Context, string) error, what str
 			httpapi.WriteJSON(w, code, httpapi.CommandResult{Error: err.Error()})
 			return
 		}
+		d.Node.Note(name, what, "in the local CIB, by the operator")
 		httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: name + " " + what + " in the local CIB"})
 	}
 }

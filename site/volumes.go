@@ -38,6 +38,13 @@ func (r *resources) setLease(t string, end time.Time) {
 	}
 }
 
+// note puts an event in the node's timeline (once the node runs).
+func (r *resources) note(t, kind, detail string) {
+	if n := r.node(); n != nil {
+		n.Note(t, kind, detail)
+	}
+}
+
 func (r *resources) leaseEnd(t string) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -102,6 +109,7 @@ func (r *resources) PrepareHandover(ctx context.Context, t, to string) error {
 	if err := r.cib.PrepareHandover(ctx, t, to); err != nil {
 		return err
 	}
+	r.note(t, "standby", "planned move to "+to+": services stopping, data draining")
 	for i, v := range r.volumes[t] {
 		dctx, cancel := context.WithTimeout(ctx, r.drain[v.Name()])
 		err := v.Handover(dctx)

@@ -127,6 +127,15 @@ type Event struct {
 	Reason string    `json:"reason"`
 }
 
+// Note records an event the ticket engine does not see (a split brain of
+// the ticket's data, a standby in the local CIB) in the timeline, the
+// events metric and the log.
+func (n *Node) Note(ticketName, kind, reason string) {
+	n.met.events.WithLabelValues(ticketName, kind).Inc()
+	n.events.add(Event{Time: n.clock.Wall(), Ticket: ticketName, Kind: kind, Reason: reason})
+	n.log.Warn("ticket "+kind, "ticket", ticketName, "reason", reason)
+}
+
 // eventRing keeps the most recent events.
 type eventRing struct {
 	mu   sync.Mutex

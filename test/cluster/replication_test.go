@@ -383,6 +383,9 @@ resync_rate = "2MiB"`)
 	if m > k && es.Discarded == 0 {
 		t.Fatalf("east had %d unreplicated blocks but reports none discarded: %+v", m-k, es)
 	}
+	if events, err := east.Get("/api/v1/events"); es.Discarded > 0 && (err != nil || !strings.Contains(events, `"kind": "writes discarded"`)) {
+		t.Fatalf("the discarded writes are not in east's timeline: %v\n%s", err, events)
+	}
 	t.Logf("east discarded %d blocks of its own", es.Discarded)
 	if d := firstDifference(c.exported(t, "west"), c.image(t, "east")); d != "" {
 		t.Fatalf("after the resync east differs from west: %s", d)
@@ -430,6 +433,10 @@ func TestManualSplitBrainPolicyWaitsForTheOperator(t *testing.T) {
 	})
 	if es.Role != replication.Secondary || es.Discarded != 0 {
 		t.Fatalf("east under the manual policy: %+v", es)
+	}
+	events, err := east.Get("/api/v1/events")
+	if err != nil || !strings.Contains(events, `"kind": "split brain"`) {
+		t.Fatalf("the split brain is not in east's timeline: %v\n%s", err, events)
 	}
 	out, _, _ := east.Ctl("repl")
 	if !strings.Contains(out, "SPLIT BRAIN") {
