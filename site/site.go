@@ -134,6 +134,7 @@ func cibAction(d *daemon.Daemon, f func(context.Context, string) error, what str
 			httpapi.WriteJSON(w, code, httpapi.CommandResult{Error: err.Error()})
 			return
 		}
+		d.Node.SetStandby(name, what == "standby")
 		d.Node.Note(name, what, "in the local CIB, by the operator")
 		httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: name + " " + what + " in the local CIB"})
 	}

@@ -45,6 +45,13 @@ func (r *resources) note(t, kind, detail string) {
 	}
 }
 
+// standby shows the ticket's CIB standby in the node's view.
+func (r *resources) standby(t string, on bool) {
+	if n := r.node(); n != nil {
+		n.SetStandby(t, on)
+	}
+}
+
 func (r *resources) leaseEnd(t string) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -73,6 +80,7 @@ func (r *resources) Grant(ctx context.Context, t string, g node.Grant) error {
 			return err
 		}
 	}
+	r.standby(t, false) // a grant activates the ticket again
 	return r.cib.GrantTicket(ctx, t, g.Term, g.Expires)
 }
 
@@ -85,6 +93,7 @@ func (r *resources) Renewed(ctx context.Context, t string, term uint64, expires 
 // Revoke fences the volumes' writes and stops their exports, then revokes
 // the ticket in the CIB (which escalates if it cannot).
 func (r *resources) Revoke(ctx context.Context, t string) error {
+	r.standby(t, false)
 	err := r.demote(ctx, t)
 	return errors.Join(err, r.cib.Revoke(ctx, t))
 }
@@ -109,6 +118,7 @@ func (r *resources) PrepareHandover(ctx context.Context, t, to string) error {
 	if err := r.cib.PrepareHandover(ctx, t, to); err != nil {
 		return err
 	}
+	r.standby(t, true)
 	r.note(t, "standby", "planned move to "+to+": services stopping, data draining")
 	for i, v := range r.volumes[t] {
 		dctx, cancel := context.WithTimeout(ctx, r.drain[v.Name()])
@@ -125,6 +135,7 @@ func (r *resources) PrepareHandover(ctx context.Context, t, to string) error {
 				r.log.Error("cannot promote a drained volume again after an aborted move", "volume", done.Name(), "err", perr)
 			}
 		}
+		r.standby(t, false)
 		return errors.Join(err, r.cib.AbortHandover(ctx, t))
 	}
 	return nil

@@ -91,6 +91,7 @@ type Node struct {
 	views      map[string]View
 	events     *eventRing
 	observers  []Observer
+	standby    map[string]bool // guarded by mu
 	started    time.Time
 	pending    map[uint64]chan ticket.Reply
 	nextCmdID  uint64

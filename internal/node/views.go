@@ -28,6 +28,8 @@ type View struct {
 	Reason     string            `json:"reason,omitempty"`
 	Attrs      map[string]string `json:"attrs"`
 	Expire     float64           `json:"expire_s"`
+	// Standby: the ticket's resources are in standby in this site's CIB.
+	Standby bool `json:"standby,omitempty"`
 }
 
 // LeaseRemaining is how long the lease still runs at now (0 when there is
@@ -103,7 +105,30 @@ func sameExpiry(a, b *time.Time) bool {
 func (n *Node) View(name string) View {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.views[name]
+	return n.local(n.views[name])
+}
+
+// SetStandby records that the ticket's resources are in standby in this
+// site's CIB (a planned move, or the operator's standby): a ticket held
+// here then shows the state "standby".
+func (n *Node) SetStandby(name string, on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.standby == nil {
+		n.standby = map[string]bool{}
+	}
+	n.standby[name] = on
+}
+
+// local adds what only this site knows to a view (n.mu held).
+func (n *Node) local(v View) View {
+	if n.standby[v.Name] {
+		v.Standby = true
+		if v.HeldLocally {
+			v.State = "standby"
+		}
+	}
+	return v
 }
 
 // Views returns every ticket's view, in name order.
@@ -112,7 +137,7 @@ func (n *Node) Views() []View {
 	defer n.mu.Unlock()
 	out := make([]View, 0, len(n.names))
 	for _, name := range n.names {
-		out = append(out, n.views[name])
+		out = append(out, n.local(n.views[name]))
 	}
 	return out
 }

@@ -156,12 +156,18 @@ func TestSiteDrivesItsCIBThroughGrantLossAndRestart(t *testing.T) {
 	if where := sites["east"].settle(); !strings.Contains(where, "NOT running") {
 		t.Fatalf("east in standby: %s", where)
 	}
+	if tk, err := east.Ticket("web"); err != nil || tk.State != "standby" || !tk.HeldLocally {
+		t.Fatalf("east's view in standby: %+v %v", tk, err)
+	}
 	if _, errOut, code := arb.Ctl("standby", "web"); code == 0 || !strings.Contains(errOut, "no CIB") {
 		t.Fatalf("standby at the arbitrator: %d %q", code, errOut)
 	}
 	east.Ctl("activate", "web")
 	if where := sites["east"].settle(); !strings.Contains(where, "is running on") {
 		t.Fatalf("east activated: %s", where)
+	}
+	if tk, err := east.Ticket("web"); err != nil || tk.State != "granted" {
+		t.Fatalf("east's view after activate: %+v %v", tk, err)
 	}
 }
 
