@@ -317,13 +317,21 @@ func (p *peer) waitDrained(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
-		if p.state != InSync {
+		switch p.state {
+		case InSync:
+			if len(p.unacked) == 0 && len(p.queue) == 0 {
+				return nil
+			}
+		case Ahead, SyncSource, Disconnected, Connecting:
+			// Catching up (pulled ahead, resyncing) or reconnecting: wait
+			// for it to be in sync, as long as ctx lets us.
+		default:
 			return fmt.Errorf("%w (%s: %s)", ErrPeerNotInSync, p.name, p.state)
 		}
-		if len(p.unacked) == 0 && len(p.queue) == 0 {
-			return nil
-		}
 		if ctx.Err() != nil {
+			if p.state != InSync {
+				return fmt.Errorf("%w (%s: %s): %v", ErrPeerNotInSync, p.name, p.state, ctx.Err())
+			}
 			return fmt.Errorf("%w: %d bytes not acknowledged", ctx.Err(), p.unackedBytes+p.queued)
 		}
 		p.cond.Wait()

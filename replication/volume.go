@@ -387,9 +387,9 @@ func (v *Volume) demoteLocked() error {
 // Handover ends this primary's role for a planned move without losing a
 // write: new writes wait, everything written is flushed and acknowledged
 // by every peer, then the replica becomes secondary (the waiting writes
-// fail with ErrNotPrimary and the export stops). If a peer is not in sync
-// or the drain does not finish before ctx ends, the replica stays primary
-// and the waiting writes go on: the move aborts and nothing is lost.
+// fail with ErrNotPrimary and the export stops). If a peer does not get in
+// sync and drained before ctx ends, the replica stays primary and the
+// waiting writes go on: the move aborts and nothing is lost.
 func (v *Volume) Handover(ctx context.Context) error {
 	v.fence.Lock()
 	if v.Role() != Primary {
@@ -445,7 +445,8 @@ func (v *Volume) leaseEnded() bool {
 }
 
 // Drain flushes and waits until every peer acknowledged every epoch (a
-// planned move). It fails if a peer is not connected and in sync.
+// planned move), through a peer's catch-up or reconnection, until ctx
+// ends; a refused or split-brain peer fails it at once.
 func (v *Volume) Drain(ctx context.Context) error {
 	if err := v.Flush(); err != nil {
 		return err

@@ -192,3 +192,24 @@ func TestReconnectResyncsOnlyDirtyBlocks(t *testing.T) {
 func resyncBytes(v *Volume) int64 {
 	return int64(testCounter(v.met.resynced.WithLabelValues("west")))
 }
+
+// TestDrainWaitsThroughAPullAhead: a peer that fell behind (pulled ahead,
+// then resynced) is caught up, not refused, by a drain.
+func TestDrainWaitsThroughAPullAhead(t *testing.T) {
+	p := newPair(t, 32<<20, func(c *VolumeConfig) { c.SendBuffer = 1 << 20 })
+	east := p.open("east")
+	p.open("west")
+	p.waitState("east", InSync)
+	ctx := context.Background()
+	must(t, east.Promote(ctx, false))
+	for i := 0; i < 24; i++ {
+		must(t, east.WriteAt(randomData(int64(i), 1<<20), int64(i)<<20, false))
+	}
+	if n := testCounter(east.met.pullAheads); n == 0 {
+		t.Skip("the peer kept up with 24 MiB through a 1 MiB buffer: no pull-ahead to drain through")
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	must(t, east.Drain(dctx))
+	p.assertEqual()
+}
