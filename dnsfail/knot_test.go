@@ -16,9 +16,10 @@ import (
 	"github.com/geobooth/geobooth/internal/testenv"
 )
 
-// knot runs knotd with conf (its %s are filled by the caller) until the
-// test ends, and returns its DNS address.
-func knot(t *testing.T, conf func(dir, listen string) string, files map[string]string) string {
+// knot runs knotd on listen (a free port when empty) with the server,
+// database and log sections filled in and body (given knotd's folder) for
+// the rest, until the test ends, and returns its DNS address.
+func knot(t *testing.T, listen string, body func(dir string) string, files map[string]string) string {
 	bin := testenv.RequireTool(t, "knotd", "knot")
 	dir := t.TempDir()
 	for _, d := range []string{"run", "db", "zones"} {
@@ -29,9 +30,13 @@ func knot(t *testing.T, conf func(dir, listen string) string, files map[string]s
 			t.Fatal(err)
 		}
 	}
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	if listen == "" {
+		listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	}
+	conf := fmt.Sprintf("server:\n    listen: %s\n    rundir: %s/run\n    user: root:root\ndatabase:\n    storage: %s/db\nlog:\n  - target: stderr\n    any: info\n",
+		strings.Replace(listen, ":", "@", 1), dir, dir) + body(dir)
 	cfg := filepath.Join(dir, "knot.conf")
-	if err := os.WriteFile(cfg, []byte(conf(dir, strings.Replace(listen, ":", "@", 1))), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-c", cfg)
@@ -91,17 +96,8 @@ func TestKnotSecondaryFollowsTheTicketThroughNotify(t *testing.T) {
 	})
 	s := startServer(t, cfg, o, "east", nil)
 	primary := strings.Replace(s.Addrs()[1], ":", "@", 1)
-	knot(t, func(dir, _ string) string {
-		return fmt.Sprintf(`server:
-    listen: %s
-    rundir: %s/run
-    user: root:root
-database:
-    storage: %s/db
-log:
-  - target: stderr
-    any: info
-key:
+	knot(t, knotAddr, func(dir string) string {
+		return fmt.Sprintf(`key:
   - id: xfr
     algorithm: hmac-sha256
     secret: %s
@@ -121,7 +117,7 @@ zone:
   - domain: example.test
     master: primary
     acl: notify_from_primary
-`, strings.Replace(knotAddr, ":", "@", 1), dir, dir, secret, primary, dir)
+`, secret, primary, dir)
 	}, nil)
 	testenv.Eventually(t, 15*time.Second, func() error {
 		a, err := ask(knotAddr, "www.example.test.")
@@ -177,17 +173,8 @@ zone:
 // update is refused by Knot.
 func TestRFC2136UpdateReachesKnot(t *testing.T) {
 	secret := newSecret(t)
-	knotAddr := knot(t, func(dir, listen string) string {
-		return fmt.Sprintf(`server:
-    listen: %s
-    rundir: %s/run
-    user: root:root
-database:
-    storage: %s/db
-log:
-  - target: stderr
-    any: info
-key:
+	knotAddr := knot(t, "", func(dir string) string {
+		return fmt.Sprintf(`key:
   - id: upd
     algorithm: hmac-sha256
     secret: %s
@@ -203,7 +190,7 @@ zone:
   - domain: example.test
     file: example.test.zone
     acl: update
-`, listen, dir, dir, secret, dir)
+`, secret, dir)
 	}, map[string]string{"example.test.zone": "$ORIGIN example.test.\n@ 300 SOA ns1 hostmaster 1 60 30 86400 20\n@ 300 NS ns1\nns1 300 A 127.0.0.1\nwww 30 A 192.0.2.1\n"})
 	testenv.Eventually(t, 10*time.Second, func() error {
 		a, err := ask(knotAddr, "www.example.test.")

@@ -101,6 +101,16 @@ func (c *dataCluster) waitVolume(t *testing.T, member string, timeout time.Durat
 	return st
 }
 
+// grantEast grants web to east and waits until its volume is primary and
+// in sync with west.
+func (c *dataCluster) grantEast(t *testing.T) {
+	t.Helper()
+	if _, errOut, code := c.Member("east").Ctl("grant", "-s", "east", "web"); code != 0 {
+		t.Fatalf("grant: %s", errOut)
+	}
+	c.waitVolume(t, "east", 10*time.Second, "primary in sync", primaryInSync)
+}
+
 func primaryInSync(st replication.Status) bool {
 	return st.Role == replication.Primary && len(st.Peers) == 1 && st.Peers[0].State == replication.InSync
 }
@@ -166,10 +176,7 @@ func TestPlannedMoveCarriesEveryWriteBothWays(t *testing.T) {
 	t.Parallel()
 	c := newDataCluster(t, "")
 	east, west := c.Member("east"), c.Member("west")
-	if _, errOut, code := east.Ctl("grant", "-s", "east", "web"); code != 0 {
-		t.Fatalf("grant: %s", errOut)
-	}
-	c.waitVolume(t, "east", 10*time.Second, "primary in sync", primaryInSync)
+	c.grantEast(t)
 	if out, err := qemuIO(t, c.nbd["east"], false, "write -P 0x11 0 4M", "write -P 0x12 8M 1M", "write -z 9M 64k", "write -P 0x13 31M 1M"); err != nil {
 		t.Fatalf("writes at east: %v\n%s", err, out)
 	}
@@ -224,10 +231,7 @@ func TestMoveAbortsWhenTheDataCannotDrain(t *testing.T) {
 	slow(t)
 	c := newDataCluster(t, "")
 	east, west := c.Member("east"), c.Member("west")
-	if _, errOut, code := east.Ctl("grant", "-s", "east", "web"); code != 0 {
-		t.Fatalf("grant: %s", errOut)
-	}
-	c.waitVolume(t, "east", 10*time.Second, "primary in sync", primaryInSync)
+	c.grantEast(t)
 	west.Pause(true)
 	defer west.Pause(false)
 	if out, err := qemuIO(t, c.nbd["east"], false, "write -P 0x41 0 1M"); err != nil {
@@ -295,10 +299,7 @@ func TestUnplannedFailoverAndTheOldPrimaryResyncs(t *testing.T) {
 	c := newDataCluster(t, `split_brain = "discard-secondary"
 resync_rate = "2MiB"`)
 	east, west := c.Member("east"), c.Member("west")
-	if _, errOut, code := east.Ctl("grant", "-s", "east", "web"); code != 0 {
-		t.Fatalf("grant: %s", errOut)
-	}
-	c.waitVolume(t, "east", 10*time.Second, "primary in sync", primaryInSync)
+	c.grantEast(t)
 
 	const n = 2000
 	done := make(chan int, 1)
@@ -402,10 +403,7 @@ func TestManualSplitBrainPolicyWaitsForTheOperator(t *testing.T) {
 	slow(t)
 	c := newDataCluster(t, `split_brain = "manual"`)
 	east := c.Member("east")
-	if _, errOut, code := east.Ctl("grant", "-s", "east", "web"); code != 0 {
-		t.Fatalf("grant: %s", errOut)
-	}
-	c.waitVolume(t, "east", 10*time.Second, "primary in sync", primaryInSync)
+	c.grantEast(t)
 	// East writes while west is away, so both sides will have changes.
 	// (Writes east makes before it notices west is gone count as lag, lost
 	// in a crash like any unreplicated write; the split brain is about the
@@ -463,10 +461,7 @@ func TestFrozenOwnerPastItsLeaseWritesNothing(t *testing.T) {
 	slow(t)
 	c := newDataCluster(t, "")
 	east, west := c.Member("east"), c.Member("west")
-	if _, errOut, code := east.Ctl("grant", "-s", "east", "web"); code != 0 {
-		t.Fatalf("grant: %s", errOut)
-	}
-	c.waitVolume(t, "east", 10*time.Second, "primary in sync", primaryInSync)
+	c.grantEast(t)
 	cmd := exec.Command("qemu-io", "-f", "raw", c.nbd["east"])
 	stdin, _ := cmd.StdinPipe()
 	var out syncBuffer
