@@ -109,16 +109,24 @@ func waitOwner(t *testing.T, c *tc.Cluster, name, owner string, timeout time.Dur
 			if !m.Running() {
 				continue
 			}
-			tk, err := m.Ticket(name)
-			if err != nil {
+			if err := reportsOwner(m, name, owner); err != nil {
 				return err
-			}
-			if tk.Owner != owner {
-				return fmt.Errorf("%s reports owner %q of %s, want %q", m.Name, tk.Owner, name, owner)
 			}
 		}
 		return nil
 	})
+}
+
+// reportsOwner checks one member's view of the ticket's owner.
+func reportsOwner(m *tc.Member, name, owner string) error {
+	tk, err := m.Ticket(name)
+	if err != nil {
+		return err
+	}
+	if tk.Owner != owner {
+		return fmt.Errorf("%s reports owner %q of %s, want %q", m.Name, tk.Owner, name, owner)
+	}
+	return nil
 }
 
 func TestFailoverRestartManualTicketAndRevoke(t *testing.T) {

@@ -507,16 +507,7 @@ func TestFrozenOwnerPastItsLeaseWritesNothing(t *testing.T) {
 // waitOwnerOn waits until one member reports owner for the ticket.
 func waitOwnerOn(t *testing.T, m *tc.Member, name, owner string, timeout time.Duration) {
 	t.Helper()
-	tc.Eventually(t, timeout, func() error {
-		tk, err := m.Ticket(name)
-		if err != nil {
-			return err
-		}
-		if tk.Owner != owner {
-			return fmt.Errorf("%s reports owner %q of %s, want %q", m.Name, tk.Owner, name, owner)
-		}
-		return nil
-	})
+	tc.Eventually(t, timeout, func() error { return reportsOwner(m, name, owner) })
 }
 
 // syncBuffer is a buffer a process writes to while the test reads it.
