@@ -8,7 +8,8 @@
 // its TTL is at most the configured one and never reaches past the lease.
 // A member that does not hold the ticket stops answering with the owner
 // when the owner's own lease can have ended (the view's end less the
-// drift margin), so no answer, cached for its TTL, outlives the lease.
+// drift margin and a ticket timeout for the renewal's time in transit and
+// in queues), so no answer, cached for its TTL, outlives the lease.
 // Without a valid owner the name answers no data, or the fallback the
 // operator named; when every target of the owner is down it answers them
 // anyway (fail-open inside the ticket, the default), the fallback, or no

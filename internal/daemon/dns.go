@@ -23,14 +23,16 @@ func (d *Daemon) setupDNS(mb *membership.Membership) error {
 		return nil
 	}
 	// A member that does not hold the ticket honours the owner's lease
-	// for expire from when it heard the renewal; the owner itself counts
-	// only expire·(1−d)/(1+d) from before it sent it. DNS stops answering
-	// with the owner at the earlier of the two, so no answer outlives the
-	// owner's own lease.
+	// for expire from when it processed the renewal; the owner itself
+	// counts only expire·(1−d)/(1+d) from before it sent it, and the
+	// renewal may have waited in queues in between. DNS at such a member
+	// stops answering with the owner that much earlier, and a ticket
+	// timeout more for the wait, so no answer outlives the owner's own
+	// lease.
 	margin := map[string]time.Duration{}
 	for i := range d.Config.Tickets {
 		tc := &d.Config.Tickets[i]
-		margin[tc.Name] = tc.Expire - tc.LeaseLength()
+		margin[tc.Name] = tc.Expire - tc.LeaseLength() + tc.Timeout
 	}
 	owners := func(t string) (string, time.Time) {
 		if d.Node == nil {
