@@ -116,6 +116,28 @@ type Member struct {
 	exited     chan struct{}
 	cluster    *Cluster
 	ExtraPorts map[string]int
+	// Prefix runs the daemon through another command (e.g. ip netns exec
+	// NS); Env is added to its environment.
+	Prefix, Env []string
+}
+
+// Adopt makes a cluster of members whose configuration files are written
+// already (Name, Role, Config, API and LogPath set); it does not start
+// them. They are stopped when the test ends.
+func Adopt(t testing.TB, dir string, members ...*Member) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, Dir: dir, Bin: Binaries(t), Members: members}
+	for _, m := range members {
+		m.cluster = c
+		if m.ExtraPorts == nil {
+			m.ExtraPorts = map[string]int{}
+		}
+	}
+	t.Cleanup(func() {
+		c.StopAll()
+		c.checkRaces()
+	})
+	return c
 }
 
 // New writes a cluster's configuration (not started).
@@ -239,7 +261,9 @@ func (m *Member) Start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(filepath.Join(m.cluster.Bin, "geoboothd"), "-config", m.Config)
+	args := append(append([]string(nil), m.Prefix...), filepath.Join(m.cluster.Bin, "geoboothd"), "-config", m.Config)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), m.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
