@@ -533,16 +533,25 @@ func (g *geo) serviceIntervals(now time.Duration) []interval {
 	return out
 }
 
-// checkOneService fails the test if the service may have run at both
-// sites at any instant.
-func (g *geo) checkOneService() {
-	g.t.Helper()
+// overlaps lists the instants the service may have run at both sites.
+func (g *geo) overlaps() []string {
+	var out []string
 	ivs := g.serviceIntervals(mono())
 	for i, a := range ivs {
 		for _, b := range ivs[i+1:] {
 			if a.site != b.site && a.start < b.end && b.start < a.end {
-				g.t.Errorf("the service ran at %s [%v, %v] and at %s [%v, %v] at once", a.site, a.start, a.end, b.site, b.start, b.end)
+				out = append(out, fmt.Sprintf("the service ran at %s [%v, %v] and at %s [%v, %v] at once", a.site, a.start, a.end, b.site, b.start, b.end))
 			}
 		}
+	}
+	return out
+}
+
+// checkOneService fails the test if the service may have run at both
+// sites at any instant.
+func (g *geo) checkOneService() {
+	g.t.Helper()
+	for _, o := range g.overlaps() {
+		g.t.Error(o)
 	}
 }
