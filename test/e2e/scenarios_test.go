@@ -184,7 +184,13 @@ func scenarioPartition(t *testing.T, n *network, report func(string, ...any)) {
 	cutAt := time.Now()
 	stop := g.waitService("east", "stopped", 2*expire)
 	took := g.waitHolder("west", cutAt, 2*failoverBound())
-	acquired := mon.firstHeld("west", cut)
+	var acquired time.Duration
+	tc.Eventually(t, 5*time.Second, func() error {
+		if acquired = mon.firstHeld("west", cut); acquired == 0 {
+			return fmt.Errorf("the owner monitor has not seen west hold web yet")
+		}
+		return nil
+	})
 	demotedAt, ok := <-demoted
 	if !ok {
 		t.Fatalf("east's volume was never seen secondary")
