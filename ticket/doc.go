@@ -54,7 +54,11 @@
 // vote binds until the owner releases, and a forced grant takes the ticket
 // at once in a higher term (the old holder yields when it hears of it).
 // revoke and move end a lease only through the owner: it stops its
-// resources, then releases; for a move the target acquires at once.
+// resources, then releases; for a move the target acquires at once. An
+// election that fails is retried after (1 + rank)·timeout plus a random
+// delay whose window doubles with each failure in a row, up to 16
+// timeouts, so that thousands of tickets failing over together do not
+// retry into the same storm of datagrams.
 //
 // # Failover time
 //

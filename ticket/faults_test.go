@@ -38,6 +38,6 @@ func TestSimulatorCatchesMissingRestartAbstention(t *testing.T) {
 func TestSimulatorCatchesLastSendTiming(t *testing.T) {
 	catchWithin(t, 20000, func(p *simParams) {
 		p.cfg.faults.lastSendTiming = true
-		p.lossP, p.extremeRate = 0.3, 1
+		p.lossP, p.extremeRate = 0.4, 1
 	})
 }

@@ -89,6 +89,7 @@ func (s *State) setView(o *out, owner int, term uint64, expires, now time.Durati
 	if owner == s.self() {
 		return
 	}
+	s.failed = 0
 	if s.viewOwner != owner {
 		s.event(o, EvOwnerChanged, owner, now, "%s holds the ticket (term %d)", s.cl.Name(owner), term)
 		s.viewSince = now

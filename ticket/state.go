@@ -118,6 +118,9 @@ type State struct {
 	attrs      round
 	highTerm   uint64
 	retryAfter time.Duration
+	// failed counts elections lost in a row since an owner was last
+	// seen: each one doubles the window the next retry is spread over.
+	failed int
 
 	// acquireAt: when this site will next try to acquire (0: not planned).
 	acquireAt     time.Duration

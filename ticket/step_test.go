@@ -655,3 +655,43 @@ func TestReleaseHandsTheTicketToASiteWhoseChecksPass(t *testing.T) {
 	}
 	t.Fatalf("west did not acquire after east released; holders %v", c.holders())
 }
+
+// A site whose elections keep failing (no majority to be had) spreads its
+// retries over a window that doubles each time, so that many tickets
+// failing over at once do not retry into the same storm; once it can
+// win again it does, and the count starts over.
+func TestFailedElectionsBackOff(t *testing.T) {
+	cfg := testConfig(Auto)
+	c := grantedCluster(t, cfg)
+	c.crash(east)
+	c.isolate(arb)
+	var starts []time.Duration
+	active := false
+	for end := c.now + 3*time.Minute; c.now < end; {
+		c.advance(100 * time.Millisecond)
+		if a := c.st[west].elect.Active; a && !active {
+			starts = append(starts, c.now)
+		}
+		active = c.st[west].elect.Active
+	}
+	if len(starts) < 6 {
+		t.Fatalf("west tried %d elections in 3 minutes", len(starts))
+	}
+	gap := func(i int) time.Duration { return starts[i+1] - starts[i] }
+	first := (gap(0) + gap(1)) / 2
+	last := (gap(len(starts)-2) + gap(len(starts)-3) + gap(len(starts)-4)) / 3
+	t.Logf("%d elections; first gaps %v %v, last %v", len(starts), gap(0), gap(1), last)
+	if last < 2*first || last < 4*cfg.Timeout {
+		t.Errorf("retries do not back off: first gaps average %v, last %v", first, last)
+	}
+	if last > 20*cfg.Timeout {
+		t.Errorf("retries back off without bound: last gaps average %v", last)
+	}
+	c.heal()
+	if _, took := c.waitOwner(20 * cfg.Timeout); c.owner() != west {
+		t.Fatalf("west does not win once the arbitrator is back (%v)", took)
+	}
+	if c.st[west].failed != 0 {
+		t.Errorf("failed elections not reset after winning: %d", c.st[west].failed)
+	}
+}

@@ -319,6 +319,7 @@ func (s *State) won(o *out, now time.Duration) {
 	o.persist = true
 	s.viewOwner, s.viewTerm, s.viewExpires, s.viewHeard = s.self(), s.P.Term, end, now
 	s.acquireAt, s.acquireForce, s.restartOwner, s.lostOwner = 0, false, false, None
+	s.failed = 0
 	o.effect(StartResources{Term: s.P.Term, LeaseEnd: end, Forced: r.Reason == ReasonForce})
 	s.event(o, EvAcquired, s.self(), now, "won term %d (%s)", s.P.Term, r.Reason)
 	// Announce at once, so every member (and DNS) learns the new owner.
@@ -355,7 +356,11 @@ func (s *State) electionFailed(o *out, now time.Duration, why string) {
 	s.consumeForce()
 	reason := s.acquireReason
 	// Candidates that split the votes must not retry in step: the site
-	// ranked first retries first.
+	// ranked first retries first. Elections that keep failing (voters
+	// overloaded by many tickets failing over at once) spread their
+	// retries over a window that doubles each time, up to 16 timeouts.
+	s.failed++
+	spread := s.cfg.Timeout << min(s.failed-1, 4)
 	retry := now + s.cfg.Timeout + time.Duration(s.rank())*s.cfg.Timeout
 	if s.retryAfter > retry {
 		retry = s.retryAfter
@@ -366,7 +371,7 @@ func (s *State) electionFailed(o *out, now time.Duration, why string) {
 	case reason == ReasonRestart:
 		// The ticket moved on while we were down; acquire like anyone else.
 	default:
-		s.acquireAt, s.acquireReason = retry+s.jitter(s.cfg.Timeout)+1, reason
+		s.acquireAt, s.acquireReason = retry+s.jitter(spread)+1, reason
 	}
 }
 
