@@ -249,9 +249,13 @@ before_acquire_handler = "%s svc"
 	if _, errOut, code := east.Ctl("grant", "-s", "west", "web"); code != 0 {
 		t.Fatalf("grant to west: %s", errOut)
 	}
-	if where := sites["west"].settle(); !strings.Contains(where, "is running on") {
-		t.Fatalf("west: %s", where)
-	}
+	// West holds the ticket; its CIB grant follows the acquisition.
+	tc.Eventually(t, 10*time.Second, func() error {
+		if where := sites["west"].settle(); !strings.Contains(where, "is running on") {
+			return fmt.Errorf("west: %s", where)
+		}
+		return nil
+	})
 }
 
 // With loss-policy demote, the promotable clone (the replicated volume's

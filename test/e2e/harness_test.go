@@ -155,6 +155,9 @@ func teardown() {
 			}
 		}
 		exec.Command("ip", "netns", "del", ns(h)).Run()
+		// A namespace is destroyed only once nothing holds it; deleting
+		// our end of its veth frees the name at once.
+		exec.Command("ip", "link", "del", "gbe-"+h).Run()
 	}
 	exec.Command("ip", "link", "del", bridge).Run()
 }
