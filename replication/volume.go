@@ -225,7 +225,9 @@ func (v *Volume) Close() error {
 	v.mu.Unlock()
 	v.stopNBD()
 	v.fence.Lock()
+	v.mu.Lock()
 	v.role = Secondary
+	v.mu.Unlock()
 	v.fence.Unlock()
 	if v.cancel != nil {
 		v.cancel()
