@@ -282,6 +282,17 @@ func (s *State) NextTimer(now time.Duration) (t time.Duration, ok bool) {
 	return t, t != forever
 }
 
+// Electing reports whether an election of this member's own is under way
+// (not an owner's reassertion).
+func (s *State) Electing() bool { return s.hold == candidate && s.elect.Active }
+
+// AcquireDue reports whether a tick at now would start an election here.
+// The runtime may hold such a tick back while many elections of its own
+// are under way: the ticket then simply tries a little later.
+func (s *State) AcquireDue(now time.Duration) bool {
+	return s.hold == follower && s.acquireAt > 0 && now >= s.acquireAt && !s.elect.Active && s.handlerToken == 0
+}
+
 // rand returns the next pseudo-random number (splitmix64), from the seed
 // given at Boot.
 func (s *State) rand() uint64 {

@@ -36,6 +36,10 @@ type File struct {
 	Local string `toml:"local"`
 	// StateDir holds the durable ticket state (default run/<local>).
 	StateDir string `toml:"state_dir"`
+	// MaxElections bounds the elections of this member's own under way at
+	// once (default 256); when thousands of tickets fail over together,
+	// the others wait their turn.
+	MaxElections int `toml:"max_elections"`
 	// AuthKeyFile holds the cluster key (8 to 64 bytes), as Booth's authfile.
 	AuthKeyFile string `toml:"auth_key_file"`
 	// NextAuthKeyFile, during a key rotation, holds the key that is also
@@ -281,6 +285,12 @@ func (f *File) check(add addFunc, md toml.MetaData) {
 	}
 	if f.StateDir == "" && f.Local != "" {
 		f.StateDir = filepath.Join("run", f.Local)
+	}
+	switch {
+	case f.MaxElections < 0:
+		add("max_elections", "must not be negative")
+	case f.MaxElections == 0:
+		f.MaxElections = 256
 	}
 	f.StateDir = f.resolve(f.StateDir)
 	f.Key = readSecret(add, "auth_key_file", f.resolve(f.AuthKeyFile), true)

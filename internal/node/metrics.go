@@ -4,19 +4,21 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // metrics of the ticket runtime, named geobooth_ticket_*.
 type metrics struct {
-	packetsReceived *prometheus.CounterVec
-	packetsSent     *prometheus.CounterVec
-	held            *prometheus.GaugeVec
-	term            *prometheus.GaugeVec
-	leaseRemaining  *prometheus.GaugeVec
-	renewals        *prometheus.CounterVec
-	acquisitions    *prometheus.CounterVec
-	losses          *prometheus.CounterVec
-	failovers       *prometheus.CounterVec
-	events          *prometheus.CounterVec
-	handlerRuns     *prometheus.CounterVec
-	persistSeconds  prometheus.Histogram
-	resourceErrors  *prometheus.CounterVec
+	packetsReceived   *prometheus.CounterVec
+	packetsSent       *prometheus.CounterVec
+	held              *prometheus.GaugeVec
+	term              *prometheus.GaugeVec
+	leaseRemaining    *prometheus.GaugeVec
+	renewals          *prometheus.CounterVec
+	acquisitions      *prometheus.CounterVec
+	losses            *prometheus.CounterVec
+	failovers         *prometheus.CounterVec
+	events            *prometheus.CounterVec
+	handlerRuns       *prometheus.CounterVec
+	persistSeconds    prometheus.Histogram
+	resourceErrors    *prometheus.CounterVec
+	electionsQueued   prometheus.Gauge
+	electionsDeferred prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -47,9 +49,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time to write and fsync a ticket's durable state.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 12)}),
 		resourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_resource_errors_total",
 			Help: "Failed calls to start or stop the local resources, by operation."}, []string{"ticket", "op"}),
+		electionsQueued: prometheus.NewGauge(prometheus.GaugeOpts{Name: "geobooth_ticket_elections_queued",
+			Help: "Tickets waiting to start an election here while max_elections of ours are under way (mass failover)."}),
+		electionsDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "geobooth_ticket_elections_deferred_total",
+			Help: "Elections held back because max_elections of ours were under way."}),
 	}
 	reg.MustRegister(m.packetsReceived, m.packetsSent, m.held, m.term, m.leaseRemaining, m.renewals,
-		m.acquisitions, m.losses, m.failovers, m.events, m.handlerRuns, m.persistSeconds, m.resourceErrors)
+		m.acquisitions, m.losses, m.failovers, m.events, m.handlerRuns, m.persistSeconds, m.resourceErrors, m.electionsQueued, m.electionsDeferred)
 	return m
 }
 

@@ -83,6 +83,10 @@ type Node struct {
 	tickets map[string]*rt
 	names   []string
 	timers  timerHeap
+	// electing counts the tickets with an election of ours under way;
+	// queued holds those whose election waits for a free slot.
+	electing int
+	queued   []string
 
 	inputs   chan taggedInput
 	commands chan commandReq
@@ -107,6 +111,9 @@ type rt struct {
 	work  chan func()   // the ticket's resource calls, one at a time
 	owner int           // last owner seen, for failover counting
 	next  time.Duration // when it next needs a tick (0: nothing scheduled)
+	// electing: an election of ours is under way; queued: it waits in
+	// Node.queued to start one.
+	electing, queued bool
 }
 
 type taggedInput struct {
@@ -253,16 +260,66 @@ func (n *Node) Run(ctx context.Context) error {
 			n.step(c.ticket, c.cmd)
 		case <-timer.C:
 			var batch []taggedInput
+			now, starting := n.clock.Mono(), 0
 			for _, name := range n.due() {
+				r := n.tickets[name]
+				// At most max_elections of our own at once: when
+				// thousands of tickets fail over together, the others
+				// wait their turn (oldest first) instead of flooding the
+				// voters, whose receive queues would overflow and fail
+				// every election.
+				if r.st.AcquireDue(now) {
+					if n.electing+starting >= n.cfg.MaxElections {
+						n.enqueue(name, r)
+						continue
+					}
+					starting++
+				}
 				batch = append(batch, taggedInput{ticket: name, in: ticket.Tick{}})
 			}
-			for len(batch) > 0 {
-				k := min(len(batch), maxBatch)
-				n.stepBatch(batch[:k])
-				batch = batch[k:]
-			}
+			n.tickAll(batch)
+		}
+		n.admit()
+	}
+}
+
+func (n *Node) tickAll(batch []taggedInput) {
+	for len(batch) > 0 {
+		k := min(len(batch), maxBatch)
+		n.stepBatch(batch[:k])
+		batch = batch[k:]
+	}
+}
+
+// enqueue holds back a ticket whose election is due.
+func (n *Node) enqueue(name string, r *rt) {
+	if !r.queued {
+		r.queued = true
+		n.queued = append(n.queued, name)
+		n.met.electionsQueued.Set(float64(len(n.queued)))
+		n.met.electionsDeferred.Inc()
+	}
+}
+
+// admit starts queued elections while slots are free. A queued ticket
+// that no longer needs one (it heard of a new owner) leaves the queue.
+func (n *Node) admit() {
+	if len(n.queued) == 0 {
+		return
+	}
+	now := n.clock.Mono()
+	var batch []taggedInput
+	for len(n.queued) > 0 && n.electing+len(batch) < n.cfg.MaxElections {
+		name := n.queued[0]
+		n.queued = n.queued[1:]
+		r := n.tickets[name]
+		r.queued = false
+		if r.st.AcquireDue(now) {
+			batch = append(batch, taggedInput{ticket: name, in: ticket.Tick{}})
 		}
 	}
+	n.met.electionsQueued.Set(float64(len(n.queued)))
+	n.tickAll(batch)
 }
 
 // step feeds one input to a ticket (see stepBatch).
@@ -317,6 +374,14 @@ func (n *Node) stepBatch(items []taggedInput) {
 		if failed[o.name] == nil {
 			for _, m := range o.msgs {
 				n.tr.Send(m)
+			}
+		}
+		if e := o.r.st.Electing(); e != o.r.electing {
+			o.r.electing = e
+			if e {
+				n.electing++
+			} else {
+				n.electing--
 			}
 		}
 		n.publish(o.name, o.r, o.now)

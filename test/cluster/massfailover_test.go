@@ -1,0 +1,101 @@
+package cluster
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	tc "github.com/geobooth/geobooth/internal/testcluster"
+)
+
+// TestManyTicketsFailOverTogether: east holds 600 automatic tickets and
+// is killed. West runs at most max_elections (here 16) elections of its
+// own at once: the rest queue, and every ticket still reaches west soon
+// after the leases end. (bench/scale/run shows the point at 10,000
+// tickets: without the limit the election storm fails them all.)
+func TestManyTicketsFailOverTogether(t *testing.T) {
+	slow(t)
+	const n = 600
+	var tickets strings.Builder
+	tickets.WriteString("[defaults]\nexpire = \"8s\"\nrenewal_freq = \"2s\"\ntimeout = \"300ms\"\nretries = 3\nacquire_after = \"1s\"\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&tickets, "\n[tickets.t%d]\n", i)
+	}
+	c := tc.New(t, tc.Spec{
+		Members: []tc.MemberSpec{{Name: "east", Role: "site"}, {Name: "west", Role: "site"}, {Name: "arbitrator", Role: "arbitrator"}},
+		Tickets: tickets.String(),
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.DumpLogs()
+		}
+	})
+	for _, m := range c.Members {
+		b, err := os.ReadFile(m.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(m.Config, append([]byte("max_elections = 16\n"), b...), 0o600)
+	}
+	c.StartAll()
+	east, west := c.Member("east"), c.Member("west")
+	for i := 0; i < n; i++ {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+east.API+"/api/v1/tickets/t"+strconv.Itoa(i)+"/grant", strings.NewReader(`{"site":"east"}`))
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	heldBy := func(m *tc.Member, owner string) int {
+		ts, err := m.Tickets()
+		if err != nil {
+			return -1
+		}
+		k := 0
+		for _, tk := range ts {
+			if tk.Owner == owner {
+				k++
+			}
+		}
+		return k
+	}
+	tc.Eventually(t, 60*time.Second, func() error {
+		if k := heldBy(west, "east"); k != n {
+			return fmt.Errorf("west sees %d of %d tickets held by east", k, n)
+		}
+		return nil
+	})
+	east.Kill()
+	killed := time.Now()
+	deferred := regexp.MustCompile(`(?m)^geobooth_ticket_elections_deferred_total (\d+)`)
+	queued := regexp.MustCompile(`(?m)^geobooth_ticket_elections_queued (\d+)`)
+	maxQueued, nDeferred := 0, 0
+	tc.Eventually(t, 45*time.Second, func() error {
+		if m, err := west.Get("/metrics"); err == nil {
+			if g := queued.FindStringSubmatch(m); g != nil {
+				q, _ := strconv.Atoi(g[1])
+				maxQueued = max(maxQueued, q)
+			}
+			if g := deferred.FindStringSubmatch(m); g != nil {
+				nDeferred, _ = strconv.Atoi(g[1])
+			}
+		}
+		if k := heldBy(west, "west"); k != n {
+			return fmt.Errorf("west holds %d of %d tickets", k, n)
+		}
+		return nil
+	})
+	t.Logf("all %d tickets at west %v after east was killed; %d elections deferred, at most %d seen queued at once",
+		n, time.Since(killed).Round(100*time.Millisecond), nDeferred, maxQueued)
+	if nDeferred == 0 {
+		t.Errorf("west never deferred an election: the limit was not exercised")
+	}
+}
