@@ -265,35 +265,16 @@ func TestMoveAbortsWhenTheDataCannotDrain(t *testing.T) {
 	}
 }
 
-// writeSequence writes 4 KiB blocks 0..n-1 in order, block i filled with
-// the byte i%250+1, each followed by a flush, through one qemu-io process;
-// it returns how many qemu-io reported done before it exited.
+// writeSequence writes tc.SequenceScript(n) through one qemu-io process;
+// it returns how many writes qemu-io reported done before it exited.
 func writeSequence(url string, n int) (int, string) {
-	var cmds []string
-	for i := 0; i < n; i++ {
-		cmds = append(cmds, fmt.Sprintf("write -P %d %d 4k", i%250+1, i*4096), "flush")
-	}
 	cmd := exec.Command("qemu-io", "-f", "raw", url)
-	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\nquit\n")
+	cmd.Stdin = strings.NewReader(tc.SequenceScript(n))
 	out, _ := cmd.CombinedOutput()
 	return strings.Count(string(out), "wrote 4096/4096"), string(out)
 }
 
-// prefix returns k such that blocks 0..k-1 of img hold the sequence and
-// every later block of the first n is zero; ok is false when img is not
-// such a prefix.
-func prefix(img []byte, n int) (int, bool) {
-	k := 0
-	for k < n && img[k*4096] == byte(k%250+1) && bytes.Count(img[k*4096:(k+1)*4096], []byte{byte(k%250 + 1)}) == 4096 {
-		k++
-	}
-	for i := k; i < n; i++ {
-		if bytes.Count(img[i*4096:(i+1)*4096], []byte{0}) != 4096 {
-			return k, false
-		}
-	}
-	return k, true
-}
+var prefix = tc.SequencePrefix
 
 // TestUnplannedFailoverAndTheOldPrimaryResyncs: east is killed in the
 // middle of a stream of writes. West takes the ticket and promotes what it

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,9 +9,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	tc "github.com/geobooth/geobooth/internal/testcluster"
 )
 
-const block = 4096
+const block = tc.BlockSize
 
 func nbdURL(site string) string { return fmt.Sprintf("nbd://%s:10809/data", addr[site]) }
 
@@ -57,8 +58,7 @@ func (g *geo) replica(site string) []byte {
 	return b
 }
 
-// writes is a stream of writes from the client: 4 KiB blocks 0..n-1 in
-// order, block i filled with the byte i%250+1, each followed by a flush,
+// writes is a stream of writes from the client: tc.SequenceScript
 // through one qemu-io process.
 type writes struct {
 	mu    sync.Mutex
@@ -68,12 +68,8 @@ type writes struct {
 
 func startWrites(t *testing.T, site string, n int) *writes {
 	t.Helper()
-	var cmds []string
-	for i := 0; i < n; i++ {
-		cmds = append(cmds, fmt.Sprintf("write -P %d %d 4k", i%250+1, i*block), "flush")
-	}
 	cmd := exec.Command("ip", "netns", "exec", ns("client"), "qemu-io", "-f", "raw", nbdURL(site))
-	cmd.Stdin = strings.NewReader(strings.Join(cmds, "\n") + "\nquit\n")
+	cmd.Stdin = strings.NewReader(tc.SequenceScript(n))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -109,18 +105,4 @@ func (w *writes) Acked() int {
 	return w.acked
 }
 
-// prefix returns k such that blocks 0..k-1 of img hold the sequence and
-// every later block of the first n is zero; ok is false when img is not
-// such a prefix (not crash-consistent).
-func prefix(img []byte, n int) (int, bool) {
-	k := 0
-	for k < n && bytes.Count(img[k*block:(k+1)*block], []byte{byte(k%250 + 1)}) == block {
-		k++
-	}
-	for i := k; i < n; i++ {
-		if bytes.Count(img[i*block:(i+1)*block], []byte{0}) != block {
-			return k, false
-		}
-	}
-	return k, true
-}
+var prefix = tc.SequencePrefix
