@@ -114,6 +114,8 @@ type rt struct {
 	// electing: an election of ours is under way; queued: it waits in
 	// Node.queued to start one.
 	electing, queued bool
+	// The ticket's gauges, looked up once.
+	held, term, leaseRemaining prometheus.Gauge
 }
 
 type taggedInput struct {
@@ -161,7 +163,9 @@ func New(opt Options) (*Node, error) {
 	for _, tc := range cfg.Tickets {
 		tc := tc
 		tc.LocalChecks = opt.LocalChecks[tc.Name]
-		r := &rt{cfg: tc, cl: cl, work: make(chan func(), 64), owner: ticket.None}
+		r := &rt{cfg: tc, cl: cl, work: make(chan func(), 64), owner: ticket.None,
+			held: n.met.held.WithLabelValues(tc.Name), term: n.met.term.WithLabelValues(tc.Name),
+			leaseRemaining: n.met.leaseRemaining.WithLabelValues(tc.Name)}
 		r.st = ticket.NewState(&r.cfg, &r.cl)
 		n.tickets[tc.Name] = r
 		n.names = append(n.names, tc.Name)
@@ -367,14 +371,13 @@ func (n *Node) stepBatch(items []taggedInput) {
 			n.log.Error("cannot persist ticket state: not sending", "ticket", name, "err", err)
 		}
 	}
+	var sends []ticket.Message
 	for _, o := range outs {
 		for _, e := range o.effs {
 			n.effect(o.name, o.r, e)
 		}
 		if failed[o.name] == nil {
-			for _, m := range o.msgs {
-				n.tr.Send(m)
-			}
+			sends = append(sends, o.msgs...)
 		}
 		if e := o.r.st.Electing(); e != o.r.electing {
 			o.r.electing = e
@@ -387,6 +390,8 @@ func (n *Node) stepBatch(items []taggedInput) {
 		n.publish(o.name, o.r, o.now)
 		n.schedule(o.name, o.r, o.now)
 	}
+	// The batch's messages leave together: one sendmmsg per 64.
+	n.tr.Send(sends)
 }
 
 // gather adds a received message to a batch, unless its ticket is unknown.

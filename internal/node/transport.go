@@ -11,15 +11,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
 	"github.com/geobooth/geobooth/ticket"
 )
 
 // Transport carries peer messages. The real one is UDP; tests may use
 // their own.
 type Transport interface {
-	// Send encodes and sends m to member m.To; errors are counted, not
-	// returned: the protocol retransmits.
-	Send(m ticket.Message)
+	// Send encodes and sends each message to member m.To, in order;
+	// errors are counted, not returned: the protocol retransmits.
+	Send(ms []ticket.Message)
 	// Recv delivers authenticated, fresh, non-replayed messages.
 	Recv() <-chan ticket.Message
 	// Peer reports what the transport learned about member i.
@@ -52,6 +56,17 @@ type udpTransport struct {
 	out    chan ticket.Message
 	self   int
 
+	// batch moves several datagrams per system call (sendmmsg,
+	// recvmmsg); sendMu guards outMsgs.
+	batch interface {
+		ReadBatch([]ipv4.Message, int) (int, error)
+		WriteBatch([]ipv4.Message, int) (int, error)
+	}
+	sendMu           sync.Mutex
+	outMsgs          []ipv4.Message
+	sentOK, sentErr  prometheus.Counter
+	recvOK, overflow prometheus.Counter
+
 	mu    sync.Mutex
 	peers map[int]PeerInfo
 	// warned limits the "config differs" log line to one per member and
@@ -78,6 +93,17 @@ func listenUDP(addrs []string, self int, keys [][]byte, digest uint64, skew time
 		return nil, fmt.Errorf("listen on %s: %w", addrs[self], err)
 	}
 	t.conn = conn
+	if t.addrs[self].IP.To4() == nil {
+		t.batch = ipv6.NewPacketConn(conn)
+	} else {
+		t.batch = ipv4.NewPacketConn(conn)
+	}
+	t.outMsgs = make([]ipv4.Message, batchSize)
+	for i := range t.outMsgs {
+		t.outMsgs[i].Buffers = make([][]byte, 1)
+	}
+	t.sentOK, t.sentErr = met.packetsSent.WithLabelValues("ok"), met.packetsSent.WithLabelValues("error")
+	t.recvOK, t.overflow = met.packetsReceived.WithLabelValues("ok"), met.packetsReceived.WithLabelValues("overflow")
 	// Renewals of many tickets come in bursts: let the kernel hold them
 	// while the loop works (the system may cap the size; that is fine).
 	conn.SetReadBuffer(4 << 20)
@@ -93,23 +119,50 @@ func listenUDP(addrs []string, self int, keys [][]byte, digest uint64, skew time
 	return t, nil
 }
 
-func (t *udpTransport) Send(m ticket.Message) {
-	if m.To < 0 || m.To >= len(t.addrs) || m.To == t.self {
-		return
+// batchSize is how many datagrams one sendmmsg or recvmmsg moves.
+const batchSize = 64
+
+func (t *udpTransport) Send(ms []ticket.Message) {
+	t.sendMu.Lock()
+	defer t.sendMu.Unlock()
+	k, ok, bad := 0, 0, 0
+	flush := func() {
+		for sent := 0; sent < k; {
+			n, err := t.batch.WriteBatch(t.outMsgs[sent:k], 0)
+			if err != nil {
+				// The first message failed (say, a firewall refuses its
+				// destination): count it and send on the others.
+				t.log.Debug("send peer message", "peer", t.outMsgs[sent].Addr, "err", err)
+				bad, ok, sent = bad+1, ok-1, sent+1
+				continue
+			}
+			sent += n
+		}
+		k = 0
 	}
-	env := ticket.Envelope{Msg: m, Time: t.clock.Wall().UnixNano(), Epoch: t.epoch, Seq: t.seq.Add(1), Digest: t.digest}
-	b, err := ticket.Encode(env, t.keys[0])
-	if err != nil {
-		t.met.packetsSent.WithLabelValues("error").Inc()
-		t.log.Error("encode peer message", "peer", m.To, "type", m.Type, "err", err)
-		return
+	for _, m := range ms {
+		if m.To < 0 || m.To >= len(t.addrs) || m.To == t.self {
+			continue
+		}
+		env := ticket.Envelope{Msg: m, Time: t.clock.Wall().UnixNano(), Epoch: t.epoch, Seq: t.seq.Add(1), Digest: t.digest}
+		b, err := ticket.Encode(env, t.keys[0])
+		if err != nil {
+			bad++
+			t.log.Error("encode peer message", "peer", m.To, "type", m.Type, "err", err)
+			continue
+		}
+		t.outMsgs[k].Buffers[0], t.outMsgs[k].Addr = b, t.addrs[m.To]
+		k++
+		ok++
+		if k == batchSize {
+			flush()
+		}
 	}
-	if _, err := t.conn.WriteToUDP(b, t.addrs[m.To]); err != nil {
-		t.met.packetsSent.WithLabelValues("error").Inc()
-		t.log.Debug("send peer message", "peer", m.To, "err", err)
-		return
+	flush()
+	t.sentOK.Add(float64(ok))
+	if bad > 0 {
+		t.sentErr.Add(float64(bad))
 	}
-	t.met.packetsSent.WithLabelValues("ok").Inc()
 }
 
 func (t *udpTransport) Recv() <-chan ticket.Message { return t.out }
@@ -124,24 +177,35 @@ func (t *udpTransport) readLoop() {
 	defer close(t.done)
 	defer close(t.out)
 	replay := ticket.ReplayFilter{MaxSkew: t.skew}
-	buf := make([]byte, ticket.MaxDatagram+1)
+	in := make([]ipv4.Message, batchSize)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, ticket.MaxDatagram+1)}
+	}
 	for {
-		n, from, err := t.conn.ReadFromUDP(buf)
+		n, err := t.batch.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			t.log.Warn("read peer datagram", "err", err)
+			t.log.Warn("read peer datagrams", "err", err)
 			continue
 		}
-		m, ok := t.accept(buf[:n], from, &replay)
-		if !ok {
-			continue
-		}
-		select {
-		case t.out <- m:
-		default:
-			t.met.packetsReceived.WithLabelValues("overflow").Inc()
+		for i := 0; i < n; i++ {
+			from, _ := in[i].Addr.(*net.UDPAddr)
+			if from == nil {
+				continue
+			}
+			m, ok := t.accept(in[i].Buffers[0][:in[i].N], from, &replay)
+			if !ok {
+				continue
+			}
+			// A bounded queue: under overload, old answers are worse
+			// than none (the protocol retransmits).
+			select {
+			case t.out <- m:
+			default:
+				t.overflow.Inc()
+			}
 		}
 	}
 }
@@ -196,7 +260,7 @@ func (t *udpTransport) accept(b []byte, from *net.UDPAddr, replay *ticket.Replay
 	t.mu.Lock()
 	t.peers[m.From] = PeerInfo{LastHeard: now, Offset: time.Duration(env.Time - now.UnixNano())}
 	t.mu.Unlock()
-	t.met.packetsReceived.WithLabelValues("ok").Inc()
+	t.recvOK.Inc()
 	return m, true
 }
 

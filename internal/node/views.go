@@ -77,11 +77,12 @@ func (n *Node) publish(name string, r *rt, now time.Duration) {
 	if tv.HeldLocally {
 		held = 1
 	}
-	n.met.held.WithLabelValues(name).Set(held)
-	n.met.term.WithLabelValues(name).Set(float64(tv.Term))
-	n.met.leaseRemaining.WithLabelValues(name).Set(tv.LeaseRemaining.Seconds())
+	r.held.Set(held)
+	r.term.Set(float64(tv.Term))
 	if tv.Mode == ticket.Manual && tv.Owner != ticket.None {
-		n.met.leaseRemaining.WithLabelValues(name).Set(0)
+		r.leaseRemaining.Set(0)
+	} else {
+		r.leaseRemaining.Set(tv.LeaseRemaining.Seconds())
 	}
 	n.mu.Lock()
 	old, had := n.views[name]
