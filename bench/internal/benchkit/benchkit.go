@@ -22,8 +22,15 @@ var Every = 50 * time.Millisecond
 // Fail prints err and exits non-zero.
 func Fail(err error) {
 	fmt.Fprintf(os.Stderr, "%s: %v\n", Name, err)
+	for _, m := range started {
+		m.Kill()
+	}
 	os.Exit(1)
 }
+
+// started are the members this run started, killed when it fails (a
+// failed bench must not leave daemons loading the machine).
+var started []*Member
 
 // Must fails on a non-nil error.
 func Must(err error) {
@@ -109,6 +116,7 @@ func (m *Member) Start(bin, dir string) {
 	cmd.Stdout, cmd.Stderr = log, log
 	Must(cmd.Start())
 	m.Cmd = cmd
+	started = append(started, m)
 }
 
 // Kill kills the member's daemon (SIGKILL) and waits for it.
