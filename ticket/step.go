@@ -196,7 +196,7 @@ func (s *State) tick(o *out, now time.Duration) {
 		s.broadcast(o, MsgSyncReq)
 	}
 	s.planAcquire(now)
-	if s.acquireAt > 0 && now >= s.acquireAt && s.hold == follower && !s.elect.Active && s.handlerToken == 0 {
+	if s.AcquireDue(now) {
 		s.tryAcquire(o, now)
 	}
 }
