@@ -64,6 +64,12 @@ func (s *State) grant(o *out, c Command, now time.Duration) {
 		reply(o, c.ID, nil, "already held here")
 		return
 	}
+	if s.stopToken != 0 && s.afterStop == afterRelease {
+		// Our release (a move, a revoke) waits for the resources to
+		// stop; winning now would have it release the new term too.
+		reply(o, c.ID, ErrBusy, "a move or release is under way here; grant again once it is done")
+		return
+	}
 	if !s.prereqsMet(false) {
 		reply(o, c.ID, ErrPrereq, "attr_prereq for manual grants not met")
 		return

@@ -378,6 +378,11 @@ func TestMoveHandsOverOnlyWhenReady(t *testing.T) {
 	if h := c.holders(); len(h) != 0 {
 		t.Fatalf("held by %v while east's resources are stopping", h)
 	}
+	// A grant back to east while it hands over would win a term that the
+	// pending release then gives away too: refused until the move is done.
+	if r := c.command(east, Command{Op: OpGrant, Site: east}); !errors.Is(r.Err, ErrBusy) {
+		t.Fatalf("grant during the handover: %v %q, want ErrBusy", r.Err, r.Detail)
+	}
 	c.step(east, Stopped{Token: stop.Token})
 	c.deliverAll()
 	if o := c.owner(); o != west {
