@@ -206,6 +206,10 @@ type Config struct {
 	// StopTimeout is how long the site's resources may take to stop; the
 	// owner starts stopping them that much before its lease ends.
 	StopTimeout time.Duration
+	// TimerSlack is how late after NextTimer's instant the runtime may
+	// tick: it wakes once for the timers of many tickets. The owner begins
+	// stopping that much earlier, so a late tick still stops in time.
+	TimerSlack time.Duration
 	// BeforeAcquireHandler, when set, is run (by the runtime) before
 	// acquiring and before every renewal; a failure relinquishes.
 	BeforeAcquireHandler []string
@@ -235,6 +239,9 @@ type faults struct {
 	lastSendTiming bool
 	// ignorePromises: a member acknowledges any site whatever it promised.
 	ignorePromises bool
+	// noSlackMargin: the owner's stop is not brought forward by the timer
+	// slack.
+	noSlackMargin bool
 }
 
 // Booth's defaults.
@@ -247,7 +254,17 @@ const (
 	MaxNameLen           = 63
 	// MaxDrift bounds max_clock_drift: beyond 10 % the margin eats the lease.
 	MaxDrift = 0.1
+	// MaxTimerSlack is the timer slack a runtime takes at most (see
+	// SlackFor).
+	MaxTimerSlack = 5 * time.Millisecond
 )
+
+// SlackFor returns the timer slack for a ticket with this timeout:
+// MaxTimerSlack, or a twentieth of the timeout when that is shorter, so
+// that retransmissions stay close to their schedule.
+func SlackFor(timeout time.Duration) time.Duration {
+	return min(MaxTimerSlack, timeout/20)
+}
 
 // WithDefaults returns the config with Booth's defaults filled in where a
 // value was left zero. MaxClockDrift is left as given (zero is a legal, if
@@ -285,6 +302,15 @@ func (c *Config) LeaseLength() time.Duration {
 	}
 	d := c.MaxClockDrift
 	return time.Duration(float64(c.Expire) * (1 - d) / (1 + d))
+}
+
+// stopLead is how long before its lease ends the owner begins stopping:
+// the time its resources may take, plus how late its tick may come.
+func (c *Config) stopLead() time.Duration {
+	if c.faults.noSlackMargin {
+		return c.StopTimeout
+	}
+	return c.StopTimeout + c.TimerSlack
 }
 
 // stretched returns x lengthened by the drift bound, x·(1+d): a wait that
@@ -325,6 +351,9 @@ func (c *Config) Validate(members int) []confkit.FieldError {
 	if c.StopTimeout < 0 {
 		bad("stop_timeout", "must not be negative")
 	}
+	if c.TimerSlack < 0 || (c.Timeout > 0 && c.TimerSlack >= c.Timeout) {
+		bad("timer_slack", "%v: must be at least 0 and shorter than timeout (%v)", c.TimerSlack, c.Timeout)
+	}
 	if c.RenewalFreq <= 0 || c.RenewalFreq >= c.Expire {
 		bad("renewal_freq", "%v: must be positive and shorter than expire (%v)", c.RenewalFreq, c.Expire)
 	}
@@ -332,9 +361,9 @@ func (c *Config) Validate(members int) []confkit.FieldError {
 		bad("timeout", "timeout*(retries+1) = %v*%d = %v: must be shorter than renewal_freq (%v)", c.Timeout, c.Retries+1, total, c.RenewalFreq)
 	}
 	if c.Expire > 0 && c.MaxClockDrift >= 0 && c.MaxClockDrift <= MaxDrift {
-		budget := c.RenewalFreq + c.Timeout + c.StopTimeout
+		budget := c.RenewalFreq + c.Timeout + c.StopTimeout + c.TimerSlack
 		if budget >= c.LeaseLength() {
-			bad("stop_timeout", "renewal_freq + timeout + stop_timeout = %v: must be shorter than the owner's lease expire·(1−d)/(1+d) = %v, or the owner stops before it can renew", budget, c.LeaseLength())
+			bad("stop_timeout", "renewal_freq + timeout + stop_timeout + timer slack = %v: must be shorter than the owner's lease expire·(1−d)/(1+d) = %v, or the owner stops before it can renew", budget, c.LeaseLength())
 		}
 	}
 	if c.Weights != nil && len(c.Weights) != members {

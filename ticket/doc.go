@@ -27,9 +27,10 @@
 // The owner counts its lease from the first transmission of the last
 // acknowledged request, s, and must have stopped its resources by
 //
-//	s + expire·(1−d)/(1+d) − stop_timeout      (its own clock)
+//	s + expire·(1−d)/(1+d) − stop_timeout − slack      (its own clock)
 //
-// where d is max_clock_drift. Every acknowledging member received the
+// where d is max_clock_drift and slack is how late the runtime may tick
+// (Config.TimerSlack: it wakes once for the timers of many tickets). Every acknowledging member received the
 // request after s and honours it for expire on a clock that runs at most
 // 1+d times too fast, that is for at least expire/(1+d) real seconds after
 // s; the owner's bound, read on a clock at most 1−d too slow, ends before.

@@ -41,3 +41,35 @@ func TestSimulatorCatchesLastSendTiming(t *testing.T) {
 		p.lossP, p.extremeRate = 0.4, 1
 	})
 }
+
+// lateTicks makes every tick come a timer slack of 0.9 timeout late, with
+// the narrowest margins otherwise: little drift, no acquire_after, short
+// delays.
+func lateTicks(p *simParams) {
+	p.cfg.TimerSlack = p.cfg.Timeout * 9 / 10
+	p.cfg.MaxClockDrift, p.cfg.AcquireAfter, p.maxDelay = 0.01, 0, p.cfg.Timeout/10
+	for len(p.cfg.Validate(len(p.members))) > 0 {
+		p.cfg.Expire += p.cfg.Timeout
+	}
+	p.lateMaxP, p.extremeRate = 1, 1
+}
+
+func TestSimulatorCatchesMissingSlackMargin(t *testing.T) {
+	catchWithin(t, 20000, func(p *simParams) {
+		lateTicks(p)
+		p.cfg.faults.noSlackMargin = true
+	})
+}
+
+// The control: with the margin, the same late ticks are safe.
+func TestLateTicksAreSafeWithTheSlackMargin(t *testing.T) {
+	n := 2000
+	if testing.Short() {
+		n = 200
+	}
+	for seed := int64(1); seed <= int64(n); seed++ {
+		if v, _ := runSeed(t, seed, lateTicks, false); v != "" && v[:9] != "liveness:" {
+			t.Fatalf("seed %d: %s", seed, v)
+		}
+	}
+}

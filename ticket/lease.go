@@ -181,7 +181,7 @@ func (s *State) checkRenewal(o *out, now time.Duration) {
 	}
 	end := sent + s.cfg.LeaseLength()
 	if end > s.leaseEnd {
-		s.leaseEnd, s.stopAt = end, end-s.cfg.StopTimeout
+		s.leaseEnd, s.stopAt = end, end-s.cfg.stopLead()
 		s.viewExpires = end
 		o.effect(LeaseRenewed{Term: s.P.Term, LeaseEnd: end})
 	}

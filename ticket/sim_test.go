@@ -97,6 +97,9 @@ type simMember struct {
 	clock    simClock
 	disk     *Persistent
 	timerGen uint64
+	// tickAt: the local instant of the next tick, when tickSet.
+	tickAt  time.Duration
+	tickSet bool
 	// resources (sites): running, or stopping until stopUntil.
 	running   bool
 	stopUntil int64
@@ -116,6 +119,9 @@ type simParams struct {
 	handlerFailP  float64
 	handoverFailP float64
 	checkLiveness bool
+	// lateMaxP: how often a tick comes the whole cfg.TimerSlack late
+	// (otherwise anywhere from on time to that).
+	lateMaxP float64
 }
 
 type sim struct {
@@ -222,12 +228,33 @@ func (s *sim) step(i int, in Input) {
 	s.schedTimer(i)
 }
 
+// schedTimer sets member i's tick after a step: at NextTimer, or up to
+// the timer slack later, as the runtime may tick.
 func (s *sim) schedTimer(i int) {
 	m := s.ms[i]
-	m.timerGen++
 	now := m.clock.local(s.now)
-	if t, ok := m.st.NextTimer(now); ok {
-		r := m.clock.realFor(t)
+	t, ok := m.st.NextTimer(now)
+	if ok {
+		if slack := s.cfg.TimerSlack; slack > 0 {
+			if s.rnd.Float64() < s.p.lateMaxP {
+				t += slack
+			} else {
+				t += time.Duration(s.randDur(slack + 1))
+			}
+		}
+	}
+	m.tickAt, m.tickSet = t, ok
+	s.armTimer(i)
+}
+
+// armTimer puts member i's tick on the event queue, at the real instant
+// its clock shows tickAt (again after a rate change; at once if that has
+// passed meanwhile).
+func (s *sim) armTimer(i int) {
+	m := s.ms[i]
+	m.timerGen++
+	if m.tickSet {
+		r := max(m.clock.realFor(m.tickAt), s.now)
 		s.at(r-s.now, &simEvent{kind: evTimer, m: i, inc: m.inc, gen: m.timerGen})
 	}
 }
@@ -511,7 +538,7 @@ func (s *sim) chaos() {
 		m := s.ms[i]
 		m.clock = simClock{rt0: s.now, lt0: float64(m.clock.local(s.now)), rate: s.pickRate()}
 		if m.up {
-			s.schedTimer(i)
+			s.armTimer(i)
 		}
 	}
 }
@@ -702,13 +729,24 @@ func randomParams(rnd *rand.Rand, n int, manual bool) simParams {
 	if n == 2 {
 		members = members[:2]
 	}
-	return simParams{
+	p := simParams{
 		lossP: []float64{0, 0.05, 0.2}[rnd.Intn(3)], dupP: 0.05 * float64(rnd.Intn(3)),
 		crashP: 0.06, wipeP: []float64{0, 0.3, 0.6}[rnd.Intn(3)], partitionP: 0.25, commandP: 0.2,
 		extremeRate: 0.7, manual: manual, members: members, cfg: cfg,
 		chaos: 12 * expire, stable: 6*expire + cfg.AcquireAfter + 10*timeout,
 		maxDelay: timeout, handlerFailP: 0.1, handoverFailP: 0.2, checkLiveness: !manual,
+		lateMaxP: 0.5,
 	}
+	// Drawn last, so that the draws above stay those of earlier versions.
+	// Half the runs tick late, by up to a quarter of the timeout: far more
+	// than a runtime's slack, so that a margin that forgot it shows.
+	if rnd.Intn(2) == 0 {
+		p.cfg.TimerSlack = time.Duration(rnd.Int63n(int64(timeout / 4)))
+		for len(p.cfg.Validate(n)) > 0 {
+			p.cfg.Expire += timeout
+		}
+	}
+	return p
 }
 
 func runSeed(t *testing.T, seed int64, mutate func(*simParams), keep bool) (string, *sim) {

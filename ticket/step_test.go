@@ -139,6 +139,7 @@ func TestArbitratorCannotHoldAndIsNotVotedFor(t *testing.T) {
 func TestOwnerStopsBeforeLeaseEndsUnderMaxDrift(t *testing.T) {
 	cfg := testConfig(Auto)
 	cfg.StopTimeout = 500 * time.Millisecond
+	cfg.TimerSlack = 5 * time.Millisecond
 	c := grantedCluster(t, cfg)
 	// Cut the owner off: no renewal is acknowledged any more.
 	c.isolate(east)
@@ -149,11 +150,12 @@ func TestOwnerStopsBeforeLeaseEndsUnderMaxDrift(t *testing.T) {
 	}
 	wantStop := s.stopAt
 	// The last successful round was first sent at FirstSent: the owner must
-	// stop by FirstSent + expire·(1−d)/(1+d) − stop_timeout.
+	// stop by FirstSent + expire·(1−d)/(1+d) − stop_timeout, even when its
+	// tick comes the timer slack late.
 	d := cfg.MaxClockDrift
-	limit := lastRound.FirstSent + time.Duration(float64(cfg.Expire)*(1-d)/(1+d)) - cfg.StopTimeout
+	limit := lastRound.FirstSent + time.Duration(float64(cfg.Expire)*(1-d)/(1+d)) - cfg.StopTimeout - cfg.TimerSlack
 	if wantStop > limit {
-		t.Fatalf("owner plans to stop at %v, later than first send + expire(1-d)/(1+d) - stop = %v", wantStop, limit)
+		t.Fatalf("owner plans to stop at %v, later than first send + expire(1-d)/(1+d) - stop - slack = %v", wantStop, limit)
 	}
 	for c.now < wantStop {
 		c.advance(100 * time.Millisecond)
@@ -537,11 +539,17 @@ func TestConfigValidation(t *testing.T) {
 		"renewal not below expire": func(c *Config) {
 			c.RenewalFreq = c.Expire
 		},
-		"drift over 10%":        func(c *Config) { c.MaxClockDrift = 0.2 },
-		"stop eats the lease":   func(c *Config) { c.StopTimeout = 300 * time.Second },
-		"weights per member":    func(c *Config) { c.Weights = []int{1} },
-		"name with space":       func(c *Config) { c.Name = "a b" },
-		"empty attr_prereq key": func(c *Config) { c.AttrPrereqs = []AttrPrereq{{Auto: true}} },
+		"drift over 10%":      func(c *Config) { c.MaxClockDrift = 0.2 },
+		"stop eats the lease": func(c *Config) { c.StopTimeout = 300 * time.Second },
+		"slack eats the lease": func(c *Config) {
+			c.StopTimeout = 283 * time.Second
+			c.TimerSlack = 4 * time.Second
+		},
+		"slack not below timeout": func(c *Config) { c.TimerSlack = c.Timeout },
+		"negative slack":          func(c *Config) { c.TimerSlack = -1 },
+		"weights per member":      func(c *Config) { c.Weights = []int{1} },
+		"name with space":         func(c *Config) { c.Name = "a b" },
+		"empty attr_prereq key":   func(c *Config) { c.AttrPrereqs = []AttrPrereq{{Auto: true}} },
 	}
 	for name, mutate := range cases {
 		c := base
@@ -549,6 +557,18 @@ func TestConfigValidation(t *testing.T) {
 		if errs := c.Validate(3); len(errs) == 0 {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// The stop just fits without the slack: the budget counts it.
+	c := base
+	c.StopTimeout = 283 * time.Second
+	if errs := c.Validate(3); len(errs) > 0 {
+		t.Fatalf("stop that fits refused: %v", errs)
+	}
+	if s := SlackFor(5 * time.Second); s != MaxTimerSlack {
+		t.Errorf("slack for 5s = %v", s)
+	}
+	if s := SlackFor(40 * time.Millisecond); s != 2*time.Millisecond {
+		t.Errorf("slack for 40ms = %v, want a twentieth", s)
 	}
 }
 

@@ -296,7 +296,7 @@ func (s *State) won(o *out, now time.Duration) {
 		if s.cfg.faults.lastSendTiming {
 			end = r.NextSend - s.cfg.Timeout + s.cfg.LeaseLength()
 		}
-		stop = end - s.cfg.StopTimeout
+		stop = end - s.cfg.stopLead()
 	}
 	if s.hold == owner {
 		// A reassertion in a higher term: the lease goes on.

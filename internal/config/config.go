@@ -618,6 +618,7 @@ func resolveTicket(name string, def, t TicketSettings, members int) (ticket.Conf
 		c.Retries = ticket.MinRetries
 	}
 	c = c.WithDefaults()
+	c.TimerSlack = ticket.SlackFor(c.Timeout)
 	errs = append(errs, c.Validate(members)...)
 	hto := pickD(t.HandlerTimeout, def.HandlerTimeout)
 	if hto == 0 {

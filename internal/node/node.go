@@ -83,6 +83,9 @@ type Node struct {
 	tickets map[string]*rt
 	names   []string
 	timers  timerHeap
+	// slack: the loop wakes for timers only at multiples of it (the
+	// smallest TimerSlack of the tickets), once for all that fall due.
+	slack time.Duration
 	// electing counts the tickets with an election of ours under way;
 	// queued holds those whose election waits for a free slot.
 	electing int
@@ -167,6 +170,9 @@ func New(opt Options) (*Node, error) {
 			held: n.met.held.WithLabelValues(tc.Name), term: n.met.term.WithLabelValues(tc.Name),
 			leaseRemaining: n.met.leaseRemaining.WithLabelValues(tc.Name)}
 		r.st = ticket.NewState(&r.cfg, &r.cl)
+		if n.slack == 0 || tc.TimerSlack < n.slack {
+			n.slack = tc.TimerSlack
+		}
 		n.tickets[tc.Name] = r
 		n.names = append(n.names, tc.Name)
 	}

@@ -48,13 +48,20 @@ func (n *Node) dropStale() {
 	}
 }
 
-// resetTimer arms t for the earliest due ticket (at most an hour away).
+// resetTimer arms t for the earliest due ticket (at most an hour away),
+// rounded up to a multiple of the slack: with thousands of tickets each
+// due at its own instant, the loop then wakes a few hundred times a second
+// for all of them instead of once for every one. The tickets have brought
+// their owner's stop forward by the slack, so a late tick is still in time.
 func (n *Node) resetTimer(t *time.Timer) {
 	now := n.clock.Mono()
 	n.dropStale()
 	next := now + time.Hour
 	if n.timers.Len() > 0 {
 		next = n.timers[0].at
+		if n.slack > 0 {
+			next = (next + n.slack - 1) / n.slack * n.slack
+		}
 	}
 	if !t.Stop() {
 		select {
