@@ -1,7 +1,7 @@
 package dnsfail
 
 import (
-	"net"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,7 +20,7 @@ func BenchmarkUDPAnswer(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353}
+	from := netip.MustParseAddrPort("127.0.0.1:5353")
 	for _, c := range []struct {
 		name string
 		q    string

@@ -4,14 +4,14 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,6 +39,8 @@ type wireEntry struct {
 	// patchable: the answer refers to the question name only by
 	// compression pointers, so patching the question echoes the case.
 	patchable bool
+	// queries counts the answers of its response code.
+	queries prometheus.Counter
 }
 
 // invalidate drops every entry (the data changed).
@@ -186,25 +188,15 @@ func canonical(req []byte, q fastQuery) []byte {
 }
 
 // udpLoop serves one SO_REUSEPORT socket until it is closed.
-func (s *Server) udpLoop(pc net.PacketConn, v6 bool) {
-	var rd interface {
-		ReadBatch([]ipv4.Message, int) (int, error)
-		WriteBatch([]ipv4.Message, int) (int, error)
-	}
-	if v6 {
-		rd = ipv6.NewPacketConn(pc)
-	} else {
-		rd = ipv4.NewPacketConn(pc)
-	}
-	in := make([]ipv4.Message, batch)
-	out := make([]ipv4.Message, batch)
-	for i := range in {
-		in[i].Buffers = [][]byte{make([]byte, dns.MaxMsgSize)}
-		out[i].Buffers = [][]byte{make([]byte, 0, dns.MaxMsgSize)}
+func (s *Server) udpLoop(pc net.PacketConn) {
+	b, err := newUDPBatch(pc)
+	if err != nil {
+		s.log.Error("DNS over UDP not served", "err", err)
+		return
 	}
 	key := make([]byte, 0, 300)
 	for {
-		n, err := rd.ReadBatch(in, 0)
+		n, err := b.read()
 		if err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				continue
@@ -214,33 +206,26 @@ func (s *Server) udpLoop(pc net.PacketConn, v6 bool) {
 		now := time.Now()
 		k := 0
 		for i := 0; i < n; i++ {
-			req := in[i].Buffers[0][:in[i].N]
-			resp := s.handleUDP(out[k].Buffers[0][:0], req, in[i].Addr, key, now)
-			if resp == nil {
+			resp := s.handleUDP(b.buffer(k), b.request(i), b.from(i), key, now)
+			if len(resp) == 0 {
 				continue
 			}
-			out[k].Buffers[0] = resp
-			out[k].Addr = in[i].Addr
+			b.reply(k, i, resp)
 			k++
 		}
-		for sent := 0; sent < k; {
-			m, err := rd.WriteBatch(out[sent:k], 0)
-			if err != nil {
-				s.log.Debug("DNS replies not sent", "err", err)
-				break
-			}
-			sent += m
+		if skipped, err := b.write(k); err != nil || skipped > 0 {
+			s.log.Debug("DNS replies not sent", "skipped", skipped, "err", err)
 		}
 	}
 }
 
 // handleUDP answers one datagram into buf; nil: no reply.
-func (s *Server) handleUDP(buf, req []byte, from net.Addr, key []byte, now time.Time) []byte {
+func (s *Server) handleUDP(buf, req []byte, from netip.AddrPort, key []byte, now time.Time) []byte {
 	q, fast := parseFast(req, key)
 	if fast {
 		if e := s.cache.get(q.cacheKey, now); e != nil && (e.patchable || sameName(req, e.msg, q.nameEnd)) {
 			s.met.fastHits.Inc()
-			s.met.queries.WithLabelValues(dns.RcodeToString[int(e.msg[3]&0x0f)]).Inc()
+			e.queries.Inc()
 			return patch(buf, e, q, req)
 		}
 	}
@@ -261,8 +246,8 @@ func (s *Server) handleUDP(buf, req []byte, from net.Addr, key []byte, now time.
 		return b
 	}
 	qq := query{msg: r}
-	if a, ok := from.(*net.UDPAddr); ok {
-		qq.remote = a.IP
+	if from.IsValid() {
+		qq.remote = net.IP(from.Addr().AsSlice())
 	}
 	var reqMAC, secret string
 	if t := r.IsTsig(); t != nil {
@@ -315,7 +300,7 @@ func (s *Server) remember(q fastQuery, req []byte, now time.Time, meta *answerMe
 	if err != nil {
 		return
 	}
-	e := &wireEntry{gen: gen, msg: b, until: cm.until}
+	e := &wireEntry{gen: gen, msg: b, until: cm.until, queries: s.met.queries.WithLabelValues(dns.RcodeToString[m.Rcode])}
 	// The question name must not appear again uncompressed.
 	e.patchable = !containsAt(b[q.nameEnd:], b[12:q.nameEnd])
 	s.cache.put(append([]byte(nil), q.cacheKey...), e)

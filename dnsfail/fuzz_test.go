@@ -2,6 +2,7 @@ package dnsfail
 
 import (
 	"net"
+	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -105,7 +106,7 @@ func FuzzUDP(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353}
+	from := netip.MustParseAddrPort("127.0.0.1:5353")
 	f.Fuzz(func(t *testing.T, req []byte) {
 		for i := 0; i < 2; i++ { // the second time from the cache
 			out := s.handleUDP(make([]byte, 0, 512), req, from, make([]byte, 0, 300), time.Now())

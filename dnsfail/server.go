@@ -248,7 +248,7 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.udpLoop(pc, pc.LocalAddr().(*net.UDPAddr).IP.To4() == nil)
+			s.udpLoop(pc)
 		}()
 	}
 	wg.Add(2)
