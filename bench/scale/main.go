@@ -106,7 +106,7 @@ func main() {
 	// Steady state: CPU, memory, renewals.
 	cpu0 := map[string]float64{}
 	for _, m := range ms {
-		cpu0[m.Name] = cpuSeconds(m.Cmd.Process.Pid)
+		cpu0[m.Name] = bk.CPUSeconds(m.Cmd.Process.Pid)
 	}
 	ren0 := renewals(ms[:3])
 	time.Sleep(*measure)
@@ -116,7 +116,7 @@ func main() {
 	fmt.Fprintln(tw, "member\tCPU (share of one core)\tresident memory")
 	worst := 0.0
 	for _, m := range ms {
-		c := (cpuSeconds(m.Cmd.Process.Pid) - cpu0[m.Name]) / measure.Seconds()
+		c := (bk.CPUSeconds(m.Cmd.Process.Pid) - cpu0[m.Name]) / measure.Seconds()
 		worst = max(worst, c)
 		fmt.Fprintf(tw, "%s\t%.1f%%\t%.0f MiB\n", m.Name, 100*c, rssMiB(m.Cmd.Process.Pid))
 	}
@@ -178,18 +178,6 @@ func renewals(ms []*bk.Member) float64 {
 		resp.Body.Close()
 	}
 	return total
-}
-
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndex(s, ")")+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // clock ticks (USER_HZ 100)
 }
 
 func rssMiB(pid int) float64 {
