@@ -13,6 +13,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+
+	"github.com/geobooth/geobooth/internal/sockopt"
 )
 
 // The UDP fast path: several sockets on the same port (SO_REUSEPORT, one
@@ -335,8 +337,16 @@ func formErr(buf, req []byte) []byte {
 	return buf
 }
 
-// listenUDP opens n sockets sharing addr (SO_REUSEPORT).
-func listenUDP(ctx context.Context, addr string, n int) ([]net.PacketConn, error) {
+// rcvbuf is the receive buffer asked for each UDP socket: with the
+// default (208 KiB), a burst of a few hundred queries overflows it while
+// the loop answers the batch before, and each query dropped so costs its
+// client a timeout.
+const rcvbuf = 4 << 20
+
+// listenUDP opens n sockets sharing addr (SO_REUSEPORT), each with a
+// receive buffer of rcvbuf bytes or what the system allows; granted is
+// what it allowed.
+func listenUDP(ctx context.Context, addr string, n int) (pcs []net.PacketConn, granted int, err error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
@@ -347,20 +357,25 @@ func listenUDP(ctx context.Context, addr string, n int) ([]net.PacketConn, error
 		}
 		return serr
 	}}
-	var pcs []net.PacketConn
 	for i := 0; i < n; i++ {
 		a := addr
 		if i > 0 {
 			a = pcs[0].LocalAddr().String()
 		}
 		pc, err := lc.ListenPacket(ctx, "udp", a)
+		if err == nil {
+			granted, err = sockopt.ReadBuffer(pc.(*net.UDPConn), rcvbuf)
+			if err != nil {
+				pc.Close()
+			}
+		}
 		if err != nil {
 			for _, p := range pcs {
 				p.Close()
 			}
-			return nil, err
+			return nil, 0, err
 		}
 		pcs = append(pcs, pc)
 	}
-	return pcs, nil
+	return pcs, granted, nil
 }

@@ -211,7 +211,7 @@ func (s *Server) Addrs() []string {
 // Run serves UDP and TCP, runs the checks and publishes changes until ctx
 // ends.
 func (s *Server) Run(ctx context.Context) error {
-	pcs, err := listenUDP(ctx, s.opt.Config.Listen, max(1, runtime.GOMAXPROCS(0)))
+	pcs, granted, err := listenUDP(ctx, s.opt.Config.Listen, max(1, runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return fmt.Errorf("DNS: listen udp %s: %w", s.opt.Config.Listen, err)
 	}
@@ -254,7 +254,10 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); s.health.run(ctx) }()
 	go func() { defer wg.Done(); s.publishLoop(ctx) }()
-	s.log.Info("DNS server started", "listen", s.opt.Config.Listen, "zones", len(s.zones), "udp_sockets", len(pcs))
+	s.log.Info("DNS server started", "listen", s.opt.Config.Listen, "zones", len(s.zones), "udp_sockets", len(pcs), "udp_receive_buffer", granted)
+	if granted < rcvbuf {
+		s.log.Warn("DNS receive buffer smaller than asked: bursts of queries may be dropped; run as root or raise net.core.rmem_max", "granted", granted, "asked", rcvbuf)
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
+	"github.com/geobooth/geobooth/internal/sockopt"
 	"github.com/geobooth/geobooth/ticket"
 )
 
@@ -105,8 +106,10 @@ func listenUDP(addrs []string, self int, keys [][]byte, digest uint64, skew time
 	t.sentOK, t.sentErr = met.packetsSent.WithLabelValues("ok"), met.packetsSent.WithLabelValues("error")
 	t.recvOK, t.overflow = met.packetsReceived.WithLabelValues("ok"), met.packetsReceived.WithLabelValues("overflow")
 	// Renewals of many tickets come in bursts: let the kernel hold them
-	// while the loop works (the system may cap the size; that is fine).
-	conn.SetReadBuffer(4 << 20)
+	// while the loop works.
+	if got, err := sockopt.ReadBuffer(conn, 4<<20); err != nil || got < 4<<20 {
+		log.Warn("peer receive buffer smaller than asked: bursts of datagrams may be dropped; run as root or raise net.core.rmem_max", "granted", got, "asked", 4<<20, "err", err)
+	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		conn.Close()
