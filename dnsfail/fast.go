@@ -3,6 +3,7 @@ package dnsfail
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -200,10 +201,13 @@ func (s *Server) udpLoop(pc net.PacketConn) {
 	for {
 		n, err := b.read()
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if errno := syscall.Errno(0); errors.As(err, &errno) {
+				// A failed recvmmsg (ENOMEM, say) loses that batch,
+				// not the socket.
+				s.log.Debug("DNS queries not read", "err", err)
 				continue
 			}
-			return
+			return // closed
 		}
 		now := time.Now()
 		k := 0

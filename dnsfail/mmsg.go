@@ -138,7 +138,7 @@ func (b *udpBatch) write(k int) (skipped int, err error) {
 		if err := b.rc.Write(b.send); err != nil {
 			return skipped, err
 		}
-		if b.errno != 0 {
+		if b.errno != 0 || b.n <= 0 {
 			b.n = 1 // the first of the rest failed: skip it
 			skipped++
 		}

@@ -170,7 +170,7 @@ func New(opt Options) (*Node, error) {
 			held: n.met.held.WithLabelValues(tc.Name), term: n.met.term.WithLabelValues(tc.Name),
 			leaseRemaining: n.met.leaseRemaining.WithLabelValues(tc.Name)}
 		r.st = ticket.NewState(&r.cfg, &r.cl)
-		if n.slack == 0 || tc.TimerSlack < n.slack {
+		if len(n.names) == 0 || tc.TimerSlack < n.slack {
 			n.slack = tc.TimerSlack
 		}
 		n.tickets[tc.Name] = r
