@@ -129,9 +129,9 @@ func (s *State) onSyncResp(o *out, m Message, now time.Duration) {
 	if s.mergeAttrs(m.Attrs) {
 		o.persist = true
 	}
-	if s.hold == follower && m.Site != None && m.Site != s.self() && m.Term >= s.P.Term && s.cl.IsSite(m.Site) {
-		exp := now + s.cfg.Expire
-		if s.manual() {
+	if s.hold == follower && m.Site != None && m.Site != s.self() && m.Term >= s.P.Term && s.cl.IsSite(m.Site) && m.Remaining > 0 {
+		exp := now + m.Remaining
+		if m.Remaining == forever {
 			exp = forever
 		}
 		if s.viewOwner == None || s.viewOwner == m.Site {

@@ -56,7 +56,7 @@ func (c *testCluster) bootFresh() {
 		c.boot(i, nil)
 	}
 	c.deliverAll()
-	c.advance(c.cfg.stretched(c.cfg.Expire) + time.Millisecond)
+	c.advance(c.cfg.stretched(c.cfg.binding()) + time.Millisecond)
 }
 
 func (c *testCluster) boot(i int, p *Persistent) {

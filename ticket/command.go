@@ -64,7 +64,7 @@ func (s *State) grant(o *out, c Command, now time.Duration) {
 		reply(o, c.ID, nil, "already held here")
 		return
 	}
-	if s.stopToken != 0 && s.afterStop == afterRelease {
+	if s.stopToken != 0 && s.afterStop == afterRelease && !s.cfg.Mutations.GrantWhileReleasing {
 		// Our release (a move, a revoke) waits for the resources to
 		// stop; winning now would have it release the new term too.
 		reply(o, c.ID, ErrBusy, "a move or release is under way here; grant again once it is done")
@@ -202,10 +202,11 @@ func (s *State) revoke(o *out, c Command, now time.Duration) {
 		s.stopThen(o, afterRelease, FlagRevoke, None, now, "revoked by the operator")
 		reply(o, c.ID, nil, "revoking")
 	case c.Force:
+		// The ticket stops being managed here; a lock this member holds
+		// for a manual ticket's owner stays (its durable Acked), so that
+		// not even a restart frees it: only the owner's release or an
+		// operator's forced grant does.
 		s.P.Managed, s.P.Owner = false, None
-		if s.manual() {
-			s.P.Acked = None
-		}
 		o.persist = true
 		s.viewOwner, s.acquireAt = None, 0
 		s.elect.Active = false
@@ -293,9 +294,8 @@ func (s *State) stopThen(o *out, next afterStop, flags Flags, site int, now time
 	s.hold = follower
 	s.renew.Active, s.elect.Active = false, false
 	s.viewOwner = None
-	s.stopToken, s.afterStop, s.relFlags, s.relSite = s.newToken(), next, flags, site
-	s.running = false
-	o.effect(StopResources{Token: s.stopToken, Reason: why})
+	s.relFlags, s.relSite = flags, site
+	s.stopResources(o, next, s.leaseEnd, now, why)
 }
 
 func (s *State) stopped(o *out, in Stopped, now time.Duration) {
@@ -325,7 +325,7 @@ func (s *State) stopped(o *out, in Stopped, now time.Duration) {
 	if s.relSite != None {
 		// The target takes over now; do not contend with it unless it has
 		// not done so within a lease.
-		s.viewOwner, s.viewTerm, s.viewExpires = s.relSite, s.heldTerm, s.lockFor(now)
+		s.handedTo, s.handedUntil = s.relSite, s.lockFor(now)
 	}
 	switch {
 	case flags&FlagRevoke != 0:

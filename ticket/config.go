@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/ticket/internal/mutation"
 )
 
 // Mode says who moves a ticket: the protocol (Auto) or only the operator
@@ -223,25 +224,9 @@ type Config struct {
 	// overrides the members' own weights for this ticket.
 	Weights []int
 
-	faults faults
-}
-
-// faults are test-only switches, each removing one safety mechanism, so the
-// simulator can show that it catches the fault. Only tests in this package
-// can set them.
-type faults struct {
-	// noDriftMargin: the owner uses the whole expire as its lease.
-	noDriftMargin bool
-	// noRestartAbstention: a restarted member votes and acquires at once.
-	noRestartAbstention bool
-	// lastSendTiming: the owner times its lease from the last transmission
-	// of a request instead of the first.
-	lastSendTiming bool
-	// ignorePromises: a member acknowledges any site whatever it promised.
-	ignorePromises bool
-	// noSlackMargin: the owner's stop is not brought forward by the timer
-	// slack.
-	noSlackMargin bool
+	// Mutations remove safety mechanisms for the simulator's mutation
+	// tests (see package mutation); never set outside them.
+	Mutations mutation.Set `json:"-"`
 }
 
 // Booth's defaults.
@@ -297,7 +282,7 @@ func (c *Config) checks() bool { return len(c.BeforeAcquireHandler) > 0 || c.Loc
 // expire on its clock from when it received the request, which is later in
 // real time and, with clock rates within 1±d, never shorter.
 func (c *Config) LeaseLength() time.Duration {
-	if c.faults.noDriftMargin {
+	if c.Mutations.NoDriftMargin {
 		return c.Expire
 	}
 	d := c.MaxClockDrift
@@ -307,11 +292,28 @@ func (c *Config) LeaseLength() time.Duration {
 // stopLead is how long before its lease ends the owner begins stopping:
 // the time its resources may take, plus how late its tick may come.
 func (c *Config) stopLead() time.Duration {
-	if c.faults.noSlackMargin {
-		return c.StopTimeout
+	lead := c.StopTimeout + c.TimerSlack
+	if c.Mutations.NoSlackMargin {
+		lead -= c.TimerSlack
 	}
-	return c.StopTimeout + c.TimerSlack
+	if c.Mutations.NoStopTimeoutMargin {
+		lead -= c.StopTimeout
+	}
+	return lead
 }
+
+// CrashMargin is how long, in real time, the resources of an owner whose
+// daemon died may go on running after its lease without meeting a new
+// owner's: every member refuses another site for acquire_after after a
+// holder's lease (on a clock up to 1+d fast). A site's guard (the
+// ticket-guard agent's monitor interval plus its stop) must fit in it.
+func (c *Config) CrashMargin() time.Duration {
+	return time.Duration(float64(c.AcquireAfter) / (1 + c.MaxClockDrift))
+}
+
+// binding is how long a promise binds the member that gave it: expire,
+// plus acquire_after for a promise to a holder.
+func (c *Config) binding() time.Duration { return c.Expire + c.AcquireAfter }
 
 // stretched returns x lengthened by the drift bound, x·(1+d): a wait that
 // must cover at least x of another member's clock.

@@ -1,6 +1,8 @@
 package ticket
 
 import (
+	"github.com/geobooth/geobooth/ticket/internal/mutation"
+
 	"crypto/sha256"
 	"fmt"
 	"os"
@@ -235,9 +237,9 @@ func (x *explorer) explore(w *xWorld) {
 	}
 }
 
-func exploreScope(t *testing.T, rates [3]float64, depth, drops int, f faults) (int, string) {
+func exploreScope(t *testing.T, rates [3]float64, depth, drops int, f mutation.Set) (int, string) {
 	cfg := &Config{Name: "web", Expire: 4 * time.Second, RenewalFreq: 1500 * time.Millisecond,
-		Timeout: 250 * time.Millisecond, Retries: 3, MaxClockDrift: 0.1, StopTimeout: 100 * time.Millisecond, faults: f}
+		Timeout: 250 * time.Millisecond, Retries: 3, MaxClockDrift: 0.1, StopTimeout: 100 * time.Millisecond, Mutations: f}
 	if errs := cfg.Validate(3); len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -266,7 +268,7 @@ func exploreScope(t *testing.T, rates [3]float64, depth, drops int, f faults) (i
 			slowest = r
 		}
 	}
-	w.now += time.Duration(float64(cfg.stretched(cfg.Expire))/slowest) + time.Millisecond
+	w.now += time.Duration(float64(cfg.stretched(cfg.binding()))/slowest) + time.Millisecond
 	for i := range w.st {
 		x.step(w, i, Tick{})
 	}
@@ -290,7 +292,7 @@ func TestExhaustiveExplorationOfThreeMembers(t *testing.T) {
 	}
 	total := 0
 	for _, rates := range [][3]float64{{1, 1, 1}, {0.9, 1.1, 1.1}, {1.1, 0.9, 0.9}} {
-		n, v := exploreScope(t, rates, depth, drops, faults{})
+		n, v := exploreScope(t, rates, depth, drops, mutation.Set{})
 		total += n
 		if v != "" {
 			t.Fatalf("clock rates %v: %s", rates, v)
@@ -304,7 +306,7 @@ func TestExhaustiveExplorationOfThreeMembers(t *testing.T) {
 // two owners within a shallow depth.
 func TestExplorerCatchesVotersIgnoringPromises(t *testing.T) {
 	for depth := 4; depth <= 12; depth++ {
-		if n, v := exploreScope(t, [3]float64{1, 1, 1}, depth, 1, faults{ignorePromises: true}); v != "" {
+		if n, v := exploreScope(t, [3]float64{1, 1, 1}, depth, 1, mutation.Set{IgnorePromises: true}); v != "" {
 			t.Logf("caught at depth %d after %d states: %s", depth, n, v)
 			return
 		}

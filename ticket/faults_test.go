@@ -22,7 +22,7 @@ func catchWithin(t *testing.T, seeds int, mutate func(*simParams)) {
 
 func TestSimulatorCatchesMissingDriftMargin(t *testing.T) {
 	catchWithin(t, 20000, func(p *simParams) {
-		p.cfg.faults.noDriftMargin = true
+		p.cfg.Mutations.NoDriftMargin = true
 		p.cfg.MaxClockDrift = 0.1
 		p.extremeRate = 1
 	})
@@ -30,14 +30,14 @@ func TestSimulatorCatchesMissingDriftMargin(t *testing.T) {
 
 func TestSimulatorCatchesMissingRestartAbstention(t *testing.T) {
 	catchWithin(t, 20000, func(p *simParams) {
-		p.cfg.faults.noRestartAbstention = true
+		p.cfg.Mutations.NoRestartAbstention = true
 		p.wipeP = 1
 	})
 }
 
 func TestSimulatorCatchesLastSendTiming(t *testing.T) {
 	catchWithin(t, 20000, func(p *simParams) {
-		p.cfg.faults.lastSendTiming = true
+		p.cfg.Mutations.LastSendTiming = true
 		p.lossP, p.extremeRate = 0.4, 1
 	})
 }
@@ -57,7 +57,7 @@ func lateTicks(p *simParams) {
 func TestSimulatorCatchesMissingSlackMargin(t *testing.T) {
 	catchWithin(t, 20000, func(p *simParams) {
 		lateTicks(p)
-		p.cfg.faults.noSlackMargin = true
+		p.cfg.Mutations.NoSlackMargin = true
 	})
 }
 

@@ -15,9 +15,17 @@ type Input interface{ isInput() }
 // Boot starts (or restarts) the member. Persisted is the durable state read
 // back from disk, or nil on a first boot or a wiped disk. Seed seeds the
 // member's pseudo-random source (election jitter, round identifiers).
+//
+// Running says the site's resources were found running (the ticket
+// granted in the local CIB) at start, as after a restart of the daemon
+// alone; LeaseEnd is the local instant the lease they run under ends, as
+// recorded there (0: none recorded). The state machine keeps them only
+// while that lease of its own may last, and stops them otherwise.
 type Boot struct {
 	Persisted *Persistent
 	Seed      uint64
+	Running   bool
+	LeaseEnd  time.Duration
 }
 
 // Receive delivers an authenticated peer message.
@@ -120,10 +128,14 @@ type LeaseRenewed struct {
 }
 
 // StopResources revokes the ticket locally. The runtime answers with
-// Stopped{Token} once the resources are down.
+// Stopped{Token} once the resources are down. Deadline is the local
+// instant by which they must be: the lease they ran under ends then (or,
+// without one, stop_timeout has passed). A stop that is not done by then
+// must be escalated (on_revoke_failure), so the local cluster stops them.
 type StopResources struct {
-	Token  uint64
-	Reason string
+	Token    uint64
+	Reason   string
+	Deadline time.Duration
 }
 
 // HandlerKind says when the before-acquire handler runs.

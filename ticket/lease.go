@@ -34,7 +34,8 @@ func (s *State) startRenewal(o *out, now time.Duration, runHandler bool) {
 
 func (s *State) onRenew(o *out, m Message, now time.Duration) {
 	r := s.msg(MsgRenewAck, m.From)
-	r.Round, r.Acked, r.Site = m.Round, s.P.Acked, s.knownOwner(now)
+	r.Round, r.Acked = m.Round, s.P.Acked
+	r.Site, _ = s.provenOwner(now)
 	r.AttrDigest = attrDigest(s.P.Attrs)
 	if m.Term < s.P.Term {
 		r.Reason = RefuseStaleTerm
@@ -51,7 +52,11 @@ func (s *State) onRenew(o *out, m Message, now time.Duration) {
 	if force && s.hold != follower {
 		s.yield(o, now, "ticket granted to "+s.cl.Name(m.From)+" in a higher term")
 	}
-	s.setView(o, m.From, m.Term, s.lockFor(now), now, true)
+	if m.Reason != ReasonRestart {
+		// Only a holder renews (a restarted manual owner asking to be
+		// confirmed does not hold yet): this proves its lease.
+		s.setView(o, m.From, m.Term, s.lockFor(now), now, true)
+	}
 	if !s.P.Managed {
 		// An owner renews: the ticket is granted, whether or not we may
 		// acknowledge it yet (a restart window).
@@ -83,15 +88,16 @@ func (s *State) onRenew(o *out, m Message, now time.Duration) {
 	o.msgs = append(o.msgs, r)
 }
 
-// setView records what we know of the owner. direct: the owner itself told
-// us (a renewal), rather than a third member.
+// setView records what we know of the owner, from a message that proves
+// its lease: its own renewal (direct), or a member that holds the ticket
+// or heard the owner renew in the term it is in.
 func (s *State) setView(o *out, owner int, term uint64, expires, now time.Duration, direct bool) {
 	if owner == s.self() {
 		return
 	}
 	s.failed = 0
 	if s.viewOwner != owner {
-		s.event(o, EvOwnerChanged, owner, now, "%s holds the ticket (term %d)", s.cl.Name(owner), term)
+		s.eventIn(o, EvOwnerChanged, term, owner, now, "%s holds the ticket (term %d)", s.cl.Name(owner), term)
 		s.viewSince = now
 	}
 	s.viewOwner, s.viewTerm = owner, term
@@ -100,6 +106,11 @@ func (s *State) setView(o *out, owner int, term uint64, expires, now time.Durati
 	}
 	if expires > s.viewExpires || s.viewExpires == 0 || s.viewTerm != term {
 		s.viewExpires = expires
+	}
+	if s.running && s.hold == follower {
+		// Resources found running at boot under an old lease of ours:
+		// another site holds the ticket, so that lease is over.
+		s.stopRunning(o, s.restartLease, now, s.cl.Name(owner)+" holds the ticket")
 	}
 }
 
@@ -175,16 +186,25 @@ func (s *State) checkRenewal(o *out, now time.Duration) {
 	if s.hold != owner || s.manual() {
 		return
 	}
-	sent := r.FirstSent
-	if s.cfg.faults.lastSendTiming {
-		sent = r.NextSend - s.cfg.Timeout
-	}
+	sent := s.leaseStart(r, now)
 	end := sent + s.cfg.LeaseLength()
 	if end > s.leaseEnd {
 		s.leaseEnd, s.stopAt = end, end-s.cfg.stopLead()
 		s.viewExpires = end
 		o.effect(LeaseRenewed{Term: s.P.Term, LeaseEnd: end})
 	}
+}
+
+// leaseStart is when a lease won or renewed by round r counts from: the
+// round's first transmission, before any member received it.
+func (s *State) leaseStart(r *round, now time.Duration) time.Duration {
+	switch {
+	case s.cfg.Mutations.LastSendTiming:
+		return r.NextSend - s.cfg.Timeout
+	case s.cfg.Mutations.AckTiming:
+		return now
+	}
+	return r.FirstSent
 }
 
 // loseLease: the lease is about to end and was not renewed. Stop the
@@ -197,10 +217,7 @@ func (s *State) loseLease(o *out, now time.Duration) {
 	s.lostOwner = s.self()
 	s.viewOwner, s.viewExpires = None, now
 	if s.running {
-		s.running = false
-		s.stopToken = s.newToken()
-		s.afterStop = afterNothing
-		o.effect(StopResources{Token: s.stopToken, Reason: "lease not renewed"})
+		s.stopRunning(o, s.leaseEnd, now, "lease not renewed")
 	}
 	s.event(o, EvLost, s.self(), now, "lease not renewed by a majority")
 }
@@ -208,6 +225,7 @@ func (s *State) loseLease(o *out, now time.Duration) {
 // yield gives the ticket up at once because another site was granted it
 // (a forced grant, or a manual ticket in a higher term).
 func (s *State) yield(o *out, now time.Duration, why string) {
+	wasOwner := s.hold == owner
 	s.hold = follower
 	s.elect.Active, s.renew.Active = false, false
 	s.restartOwner = false
@@ -215,10 +233,32 @@ func (s *State) yield(o *out, now time.Duration, why string) {
 		s.promiseTo = None
 	}
 	if s.running {
-		s.running = false
-		s.stopToken = s.newToken()
-		s.afterStop = afterNothing
-		o.effect(StopResources{Token: s.stopToken, Reason: why})
+		end := time.Duration(0)
+		if wasOwner {
+			end = s.leaseEnd
+		}
+		s.stopRunning(o, end, now, why)
 	}
 	s.event(o, EvYielded, None, now, "%s", why)
+}
+
+// stopRunning asks for the resources to stop, with nothing to do once they
+// are down.
+func (s *State) stopRunning(o *out, leaseEnd, now time.Duration, why string) {
+	s.stopResources(o, afterNothing, leaseEnd, now, why)
+}
+
+// stopResources asks for the resources to stop and says what to do once
+// they are down. Their deadline is the end of the lease they ran under
+// (leaseEnd; 0 or forever: none), or stop_timeout from now if that comes
+// first.
+func (s *State) stopResources(o *out, next afterStop, leaseEnd, now time.Duration, why string) {
+	s.running = false
+	s.restartStop, s.restartLease = 0, 0
+	s.stopToken, s.afterStop = s.newToken(), next
+	deadline := now + s.cfg.StopTimeout
+	if leaseEnd > 0 && leaseEnd != forever && leaseEnd < deadline {
+		deadline = leaseEnd
+	}
+	o.effect(StopResources{Token: s.stopToken, Reason: why, Deadline: deadline})
 }

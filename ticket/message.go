@@ -86,6 +86,9 @@ const (
 	RefuseNotGranted
 	RefuseNotSite
 	RefuseOwned
+	// RefuseStopping: a holder's lease just ended, and its resources may
+	// still be stopping for acquire_after.
+	RefuseStopping
 )
 
 var reasonNames = map[Reason]string{
@@ -94,7 +97,7 @@ var reasonNames = map[Reason]string{
 	RefuseStaleTerm: "stale term", RefuseVoted: "already voted in this term",
 	RefusePromised: "lease promised to another site", RefuseRestarting: "restarting",
 	RefuseNotGranted: "ticket not granted", RefuseNotSite: "not a site",
-	RefuseOwned: "held by another site",
+	RefuseOwned: "held by another site", RefuseStopping: "the last holder may still be stopping",
 }
 
 func (r Reason) String() string {

@@ -147,6 +147,7 @@ type sim struct {
 	cmdID        uint64
 	moves        int
 	deadForGood  int
+	held         map[[2]uint64]bool
 }
 
 func (s *sim) logf(format string, args ...any) {
@@ -335,6 +336,23 @@ func (s *sim) check() {
 	}
 	if len(holders) > 1 {
 		s.fail("two members hold the ticket: %v", holders)
+	}
+	if s.held == nil {
+		s.held = map[[2]uint64]bool{}
+	}
+	for i, m := range s.ms {
+		if m.up && m.st.hold == owner {
+			s.held[[2]uint64{uint64(i), m.st.P.Term}] = true
+		}
+	}
+	for i, m := range s.ms {
+		if !m.up {
+			continue
+		}
+		v := m.st.View(m.clock.local(s.now))
+		if v.Owner != None && v.Owner != i && !s.held[[2]uint64{uint64(v.Owner), v.Term}] {
+			s.fail("%s reports %s as owner in term %d, which it never held", s.name(i), s.name(v.Owner), v.Term)
+		}
 	}
 	if len(running) > 1 {
 		s.fail("resources run at two sites: %v", running)
@@ -660,7 +678,7 @@ func (s *sim) run() string {
 			}
 			s.at(int64(s.cfg.Expire/2), &simEvent{kind: evFunc, fn: grant})
 		}
-		s.at(chaosEnd+int64(s.cfg.stretched(s.cfg.Expire)), &simEvent{kind: evFunc, fn: grant})
+		s.at(chaosEnd+int64(s.cfg.stretched(s.cfg.binding())), &simEvent{kind: evFunc, fn: grant})
 	}
 	for s.q.Len() > 0 && s.violation == "" {
 		e := heap.Pop(&s.q).(*simEvent)

@@ -24,6 +24,13 @@ type Persistent struct {
 	Attrs []Attr
 	// AttrClock is the highest attribute version seen (a Lamport clock).
 	AttrClock uint64
+	// Binding is how long, on this member's clock, a promise it gave may
+	// still bind it: expire plus acquire_after under the configuration it
+	// ran with, or a longer one from before a configuration change while
+	// its restart window lasts. A restart abstains for at least this long
+	// (stretched by the drift bound), so shortening expire in a rolling
+	// change never cuts short a promise given under the old one.
+	Binding time.Duration
 }
 
 func (p Persistent) clone() Persistent {
@@ -91,8 +98,12 @@ type State struct {
 	promiseUntil time.Duration
 	promiseHeard time.Duration
 	// promiseHeld: the promise is to a holder (we acknowledged a renewal),
-	// not only to a candidate (a vote).
+	// not only to a candidate (a vote). A promise to a holder goes on
+	// binding us for acquire_after once it ends: the holder's resources
+	// may still be stopping (a dead daemon's guard).
 	promiseHeld bool
+	// binding: what Persistent.Binding is while the restart window lasts.
+	binding time.Duration
 
 	// view: what we know of the current owner, for display and for
 	// deciding when a lost lease may be taken.
@@ -128,6 +139,15 @@ type State struct {
 	acquireForce  bool
 	// lostOwner is the site whose lease we last saw run out (it tries last).
 	lostOwner int
+	// handedTo: we released the ticket to this site (a move); we do not
+	// contend with it before handedUntil, so it can take over. Not a view:
+	// nothing shows it as the owner before it says so itself.
+	handedTo    int
+	handedUntil time.Duration
+	// restartStop: resources found running at boot under a lease of ours
+	// are stopped here unless we hold the ticket again by then (0: none).
+	restartStop  time.Duration
+	restartLease time.Duration
 
 	handlerToken uint64
 	handlerKind  HandlerKind
@@ -158,7 +178,7 @@ const (
 // a Boot input first.
 func NewState(cfg *Config, cl *Cluster) State {
 	return State{cfg: cfg, cl: cl, P: Persistent{Acked: None, Owner: None},
-		promiseTo: None, viewOwner: None, moveTo: None, relSite: None, lostOwner: None}
+		promiseTo: None, viewOwner: None, moveTo: None, relSite: None, lostOwner: None, handedTo: None}
 }
 
 // Config returns the ticket's settings.
@@ -245,8 +265,24 @@ func remaining(end, now time.Duration) time.Duration {
 func (s *State) Holds(now time.Duration) bool { return s.hold == owner && now < s.stopAt }
 
 // ResourcesRunning reports whether this member has started its resources
-// and not yet asked for them to stop.
+// (or found them running at boot) and not yet asked for them to stop.
 func (s *State) ResourcesRunning() bool { return s.running }
+
+// MayAcknowledge reports whether this member would acknowledge site c at
+// now, as far as its promises, its restart window, a manual ticket's lock
+// and its own holding go (term rules aside). The simulator checks with it
+// that while a site holds the ticket or runs its resources, no other site
+// could gather a majority.
+func (s *State) MayAcknowledge(c int, now time.Duration) bool {
+	if !s.booted {
+		return false
+	}
+	if c != s.self() && (s.hold != follower || s.running) {
+		return false
+	}
+	why, _ := s.refusal(c, false, now)
+	return why == 0
+}
 
 // NextTimer returns the earliest local instant after now at which a Tick
 // may change the state; the runtime should tick then (ticking earlier is
@@ -275,6 +311,13 @@ func (s *State) NextTimer(now time.Duration) (t time.Duration, ok bool) {
 	}
 	if s.promiseTo != None {
 		set(s.promiseUntil)
+		set(s.promiseTail())
+	}
+	if s.running && s.hold == follower {
+		set(s.restartStop)
+	}
+	if s.handedTo != None {
+		set(s.handedUntil)
 	}
 	if s.viewOwner != None {
 		set(s.viewExpires)

@@ -51,6 +51,13 @@ func Step(s State, in Input, now time.Duration) (State, []Message, []Effect) {
 	}
 	effs := o.effs
 	if o.persist {
+		// How long a promise of ours may bind us, for the next restart:
+		// a longer binding from before a configuration change counts
+		// until our restart window has outlasted it.
+		s.P.Binding = s.cfg.binding()
+		if now < s.windowUntil {
+			s.P.Binding = max(s.P.Binding, s.binding)
+		}
 		effs = append([]Effect{Persist{State: s.P.clone()}}, effs...)
 	}
 	return s, o.msgs, effs
@@ -70,9 +77,14 @@ func (s *State) lockFor(now time.Duration) time.Duration {
 }
 
 func (s *State) event(o *out, k EventKind, owner int, now time.Duration, format string, args ...any) {
+	s.eventIn(o, k, s.P.Term, owner, now, format, args...)
+}
+
+// eventIn is an event about a term other than our own (an owner we see).
+func (s *State) eventIn(o *out, k EventKind, term uint64, owner int, now time.Duration, format string, args ...any) {
 	reason := fmt.Sprintf(format, args...)
 	s.lastChange, s.lastReason = now, k.String()+": "+reason
-	o.effect(Event{Kind: k, Term: s.P.Term, Owner: owner, Reason: reason})
+	o.effect(Event{Kind: k, Term: term, Owner: owner, Reason: reason})
 }
 
 func (s *State) newRoundID() uint64 {
@@ -138,25 +150,28 @@ func (s *State) boot(o *out, b Boot, now time.Duration) {
 	fresh.tokens = fresh.rand() << 16
 	*s = fresh
 	s.booted = true
-	s.windowUntil = now + s.cfg.stretched(s.cfg.Expire)
+	s.binding = s.cfg.binding()
 	if b.Persisted != nil {
 		s.P = b.Persisted.clone()
 		s.synced = true
+		// A promise given under an earlier configuration (a longer expire)
+		// may bind us longer than the current one says.
+		s.binding = max(s.binding, s.P.Binding)
 	} else {
 		s.wiped = true
 	}
-	if s.P.Managed && s.P.Owner != None && s.P.Owner != s.self() {
-		// Whoever held it may still; show it until we hear otherwise.
-		s.viewOwner, s.viewTerm, s.viewExpires = s.P.Owner, s.P.Term, s.windowUntil
-		if s.manual() {
-			s.viewExpires = forever
-		}
-	}
+	s.windowUntil = now + s.cfg.stretched(s.binding)
+	// Nothing is shown as the owner until a message proves it: what the
+	// disk says is who held the ticket once, not who holds it now.
 	// Ask the others what they know; the answers fill in the view and the
 	// attributes, and let a member without state vote on manual tickets.
 	s.broadcast(o, MsgSyncReq)
 	s.nextSync = now + s.cfg.RenewalFreq
-	if s.P.Managed && s.P.Owner == s.self() {
+	ours := s.P.Managed && s.P.Owner == s.self()
+	if b.Running {
+		s.bootRunning(o, ours, b.LeaseEnd, now)
+	}
+	if ours {
 		s.restartOwner = true
 		if s.manual() {
 			// A manual owner resumes once a majority confirms nobody took
@@ -169,9 +184,39 @@ func (s *State) boot(o *out, b Boot, now time.Duration) {
 	}
 }
 
+// bootRunning takes over resources found running at boot: they go on
+// running only under a lease of our own that is still long enough to stop
+// them in time (for a manual ticket: while we are its owner), and are
+// stopped at once otherwise.
+func (s *State) bootRunning(o *out, ours bool, leaseEnd, now time.Duration) {
+	why := ""
+	switch {
+	case !ours:
+		why = "granted in the local CIB at start, but not held here"
+	case s.manual():
+	case leaseEnd == 0:
+		why = "granted in the local CIB at start without a lease end"
+	case leaseEnd-s.cfg.stopLead() <= now:
+		why = "granted in the local CIB at start under a lease that ends too soon"
+	default:
+		// The restart deadman: stop where the owner would have, unless we
+		// hold the ticket again by then.
+		s.restartStop, s.restartLease = leaseEnd-s.cfg.stopLead(), leaseEnd
+	}
+	if why != "" {
+		s.stopToken, s.afterStop = s.newToken(), afterNothing
+		o.effect(StopResources{Token: s.stopToken, Reason: why, Deadline: now + s.cfg.StopTimeout})
+		return
+	}
+	s.running = true
+}
+
 func (s *State) tick(o *out, now time.Duration) {
 	if s.hold == owner && now >= s.stopAt {
 		s.loseLease(o, now)
+	}
+	if s.running && s.hold == follower && s.restartStop > 0 && now >= s.restartStop {
+		s.stopRunning(o, s.restartLease, now, "the lease held before the restart ends and was not renewed")
 	}
 	s.tickRound(o, &s.elect, MsgVoteReq, now)
 	s.tickRound(o, &s.renew, MsgRenew, now)
@@ -266,12 +311,12 @@ func (s *State) receive(o *out, m Message, now time.Duration) {
 		}
 	case MsgSyncReq:
 		r := s.msg(MsgSyncResp, m.From)
-		r.Acked, r.Site = s.P.Acked, s.P.Owner
+		r.Acked = s.P.Acked
+		// The owner, only with a proof of its lease and what is left of
+		// it: a restarted member shows nothing it cannot trust.
+		r.Site, r.Remaining = s.provenOwner(now)
 		if s.P.Managed {
 			r.Flags |= FlagManaged
-		}
-		if s.hold == owner {
-			r.Site = s.self()
 		}
 		r.Attrs = append([]Attr(nil), s.P.Attrs...)
 		o.msgs = append(o.msgs, r)

@@ -53,7 +53,7 @@ func TestFirstBootAbstainsForStretchedExpire(t *testing.T) {
 	if h := c.holders(); len(h) != 0 {
 		t.Fatalf("held during the restart window: %v", h)
 	}
-	window := c.cfg.stretched(c.cfg.Expire)
+	window := c.cfg.stretched(c.cfg.binding())
 	c.advance(window - 200*time.Millisecond)
 	if h := c.holders(); len(h) != 0 {
 		t.Fatalf("held before the window of %v ended: %v", window, h)
@@ -615,7 +615,7 @@ func TestMemberInItsWindowLearnsTheTicketIsGrantedAndFailoverWorks(t *testing.T)
 	c.advance(5 * time.Second)
 	c.boot(arb, nil) // its window ends 5 s after the sites'
 	c.deliverAll()
-	c.advance(cfg.stretched(cfg.Expire) - 5*time.Second + 100*time.Millisecond)
+	c.advance(cfg.stretched(cfg.binding()) - 5*time.Second + 100*time.Millisecond)
 	c.grant(east, east)
 	if o := c.owner(); o != east {
 		t.Fatalf("owner = %d", o)

@@ -21,7 +21,7 @@ func (s *State) refusal(c int, force bool, now time.Duration) (Reason, time.Dura
 		}
 		return 0, 0
 	}
-	if now < s.windowUntil && !s.manual() && (s.wiped || c != s.P.Acked) && !s.cfg.faults.noRestartAbstention {
+	if now < s.windowUntil && !s.manual() && (s.wiped || c != s.P.Acked) && !s.cfg.Mutations.NoRestartAbstention {
 		// After a restart we may have forgotten a promise: a member that
 		// kept its state knows it could only have been to P.Acked; one
 		// that lost it must wait out any promise it could have given.
@@ -30,25 +30,44 @@ func (s *State) refusal(c int, force bool, now time.Duration) (Reason, time.Dura
 	if s.manual() && s.wiped && !s.synced {
 		return RefuseRestarting, 0
 	}
-	if s.promiseTo != None && s.promiseTo != c && now < s.promiseUntil && !s.cfg.faults.ignorePromises {
-		if !s.promiseHeld {
+	if s.promiseTo != None && s.promiseTo != c && !s.cfg.Mutations.IgnorePromises {
+		switch {
+		case now < s.promiseUntil && !s.promiseHeld:
 			// Promised to a candidate: it wins soon (and renews) or gives
 			// up and releases us; do not make the asker wait a whole lease.
 			return RefusePromised, 0
+		case now < s.promiseUntil:
+			return RefusePromised, remaining(s.promiseUntil, now)
+		case now < s.promiseTail():
+			// The holder's lease is over, but its resources may still be
+			// stopping (a dead daemon's guard): acquire_after more.
+			return RefuseStopping, s.promiseTail() - now
 		}
-		return RefusePromised, remaining(s.promiseUntil, now)
 	}
-	if s.manual() && s.P.Managed && s.P.Acked != None && s.P.Acked != c {
+	if s.manual() && s.P.Acked != None && s.P.Acked != c {
+		// The lock of a manual ticket holds until its owner releases it,
+		// whether or not the ticket is still managed here (a local forced
+		// revoke does not free it).
 		return RefuseOwned, forever
 	}
 	return 0, 0
+}
+
+// promiseTail is when our promise stops binding us: acquire_after after it
+// ends for a promise to a holder, at its end for one to a candidate.
+func (s *State) promiseTail() time.Duration {
+	if !s.promiseHeld || s.promiseUntil == forever {
+		return s.promiseUntil
+	}
+	return s.promiseUntil + s.cfg.AcquireAfter
 }
 
 // ack records that this member acknowledges site c in term t (a vote or a
 // renewal): from now on it will not acknowledge another site until the
 // promise runs out (auto) or c releases it (manual).
 func (s *State) ack(o *out, c int, t uint64, now time.Duration, held bool) {
-	if s.P.Term != t || s.P.Acked != c || !s.P.Managed {
+	volatile := !held && c != s.self() && s.cfg.Mutations.VotesNotPersisted
+	if !volatile && (s.P.Term != t || s.P.Acked != c || !s.P.Managed) {
 		s.P.Term, s.P.Acked, s.P.Managed = t, c, true
 		o.persist = true
 	}
@@ -57,7 +76,8 @@ func (s *State) ack(o *out, c int, t uint64, now time.Duration, held bool) {
 
 func (s *State) onVoteReq(o *out, m Message, now time.Duration) {
 	r := s.msg(MsgVoteResp, m.From)
-	r.Round, r.Acked, r.Site = m.Round, s.P.Acked, s.knownOwner(now)
+	r.Round, r.Acked = m.Round, s.P.Acked
+	r.Site, _ = s.provenOwner(now)
 	force := m.Reason == ReasonForce
 	why, rem := s.refusal(m.From, force, now)
 	switch {
@@ -88,7 +108,8 @@ func (s *State) onVoteReq(o *out, m Message, now time.Duration) {
 	o.msgs = append(o.msgs, r)
 }
 
-// knownOwner is the owner this member would name in a refusal.
+// knownOwner is the owner this member knows of: itself while it holds, or
+// the owner its view shows.
 func (s *State) knownOwner(now time.Duration) int {
 	if s.hold == owner {
 		return s.self()
@@ -99,6 +120,22 @@ func (s *State) knownOwner(now time.Duration) int {
 	return None
 }
 
+// provenOwner is the owner this member may name to another, with how long
+// its lease still runs as seen here: itself while it holds, or an owner it
+// has a proof of in the term the message will carry (its own). A member
+// that moved on to a later term (it voted in an election nobody won) names
+// nobody, so that no term is ever attached to an owner that did not hold
+// the ticket in it.
+func (s *State) provenOwner(now time.Duration) (int, time.Duration) {
+	if s.hold == owner && now < s.stopAt {
+		return s.self(), remaining(s.leaseEnd, now)
+	}
+	if s.viewOwner != None && now < s.viewExpires && s.viewTerm == s.P.Term {
+		return s.viewOwner, remaining(s.viewExpires, now)
+	}
+	return None, 0
+}
+
 // planAcquire decides when an auto ticket whose owner is gone will be
 // acquired here: after the lease as this member saw it, plus acquire_after,
 // plus a delay by rank so the preferred site tries first.
@@ -107,15 +144,14 @@ func (s *State) planAcquire(now time.Duration) {
 		s.acquireAt > 0 || s.handlerToken != 0 || now < s.windowUntil || s.afterStop == afterRelease {
 		return
 	}
-	if s.viewOwner != None && now < s.viewExpires {
+	if s.viewOwner != None && now < s.viewExpires || s.handedTo != None && now < s.handedUntil {
 		return
 	}
-	at := s.viewExpires + s.cfg.AcquireAfter
-	if at < now {
-		at = now
-	}
-	if s.promiseTo != None && s.promiseTo != s.self() && s.promiseUntil > at {
-		at = s.promiseUntil
+	// acquire_after after every lease we know of: the owner's as we saw it,
+	// and the one we promised.
+	at := max(now, s.viewExpires+s.cfg.AcquireAfter)
+	if s.promiseTo != None && s.promiseTo != s.self() && s.promiseUntil != forever {
+		at = max(at, s.promiseUntil+s.cfg.AcquireAfter)
 	}
 	s.acquireAt = at + time.Duration(s.rank())*s.cfg.Timeout + s.jitter(s.cfg.Timeout/2) + 1
 	s.acquireReason, s.acquireForce = ReasonAuto, false
@@ -193,7 +229,7 @@ func (s *State) tryAcquire(o *out, now time.Duration) {
 // for when the obstacle ends.
 func (s *State) postponed(now time.Duration) bool {
 	force := s.acquireForce
-	if !force && now < s.windowUntil && (s.wiped || s.P.Acked != s.self()) && !s.manual() && !s.cfg.faults.noRestartAbstention {
+	if !force && now < s.windowUntil && (s.wiped || s.P.Acked != s.self()) && !s.manual() && !s.cfg.Mutations.NoRestartAbstention {
 		s.acquireAt = s.windowUntil
 		return true
 	}
@@ -245,10 +281,17 @@ func (s *State) onVoteResp(o *out, m Message, now time.Duration) {
 		if m.Reason == RefuseNotGranted {
 			r.NotGranted |= 1 << uint(m.From)
 		}
-		if m.Remaining > 0 && m.Remaining != forever && now+m.Remaining > s.retryAfter {
-			s.retryAfter = now + m.Remaining
+		if m.Remaining > 0 && m.Remaining != forever {
+			wait := m.Remaining
+			if m.Reason == RefusePromised {
+				// A holder's lease: its resources may stop until
+				// acquire_after past it.
+				wait += s.cfg.AcquireAfter
+			}
+			s.retryAfter = max(s.retryAfter, now+wait)
 		}
-		if m.Site != None && m.Site != s.self() && m.Remaining > 0 && s.hold != owner {
+		if m.Reason == RefusePromised && m.Site != None && m.Site == m.Acked && m.Site != s.self() && m.Remaining > 0 && s.hold != owner {
+			// The voter acknowledged that owner's renewal in its term.
 			s.setView(o, m.Site, m.Term, now+m.Remaining, now, false)
 		}
 		if m.Reason == RefusePromised && m.Remaining == 0 && s.hold == candidate && s.outranks(m.Acked, s.self()) {
@@ -292,10 +335,7 @@ func (s *State) won(o *out, now time.Duration) {
 	r := s.elect
 	end, stop := forever, forever
 	if !s.manual() {
-		end = r.FirstSent + s.cfg.LeaseLength()
-		if s.cfg.faults.lastSendTiming {
-			end = r.NextSend - s.cfg.Timeout + s.cfg.LeaseLength()
-		}
+		end = s.leaseStart(&r, now) + s.cfg.LeaseLength()
 		stop = end - s.cfg.stopLead()
 	}
 	if s.hold == owner {
@@ -314,6 +354,7 @@ func (s *State) won(o *out, now time.Duration) {
 		return
 	}
 	s.hold, s.leaseEnd, s.stopAt, s.running = owner, end, stop, true
+	s.restartStop, s.restartLease, s.handedTo = 0, 0, None
 	s.heldTerm = s.P.Term
 	s.P.Owner, s.P.Managed = s.self(), true
 	o.persist = true
@@ -339,7 +380,10 @@ func (s *State) electionFailed(o *out, now time.Duration, why string) {
 		return
 	}
 	s.hold = follower
-	if s.promiseTo == s.self() {
+	if s.promiseTo == s.self() && s.stopToken == 0 {
+		// Nothing of ours runs: the voters may be freed. (A reassertion
+		// that fails after the lease was lost keeps the promise to
+		// ourselves while the resources stop.)
 		s.promiseTo = None
 	}
 	if s.manual() && s.P.Acked == s.self() && s.P.Owner != s.self() {
