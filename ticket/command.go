@@ -226,6 +226,11 @@ func (s *State) revoke(o *out, c Command, now time.Duration) {
 				return
 			}
 			s.P.Managed = false
+			if s.manual() {
+				// Nobody holds it: a vote given for a grant that never
+				// completed locks nothing any more.
+				s.P.Acked = None
+			}
 			o.persist = true
 			s.acquireAt = 0
 			s.event(o, EvRevoked, None, now, "revoked by the operator while nobody held it")
@@ -341,8 +346,10 @@ func (s *State) stopped(o *out, in Stopped, now time.Duration) {
 
 func (s *State) onRelease(o *out, m Message, now time.Duration) {
 	if m.Reason == ReasonAbort {
-		// The candidate gave up; it never held the ticket.
-		if s.promiseTo == m.From && m.Term >= s.P.Term {
+		// The candidate gave up. A promise to a site that held a lease
+		// through us stays: an owner whose reassertion failed may still
+		// be stopping what that lease guards.
+		if s.promiseTo == m.From && m.Term >= s.P.Term && !s.promiseHeld {
 			s.promiseTo = None
 			if s.manual() && s.P.Acked == m.From {
 				s.P.Acked = None

@@ -289,15 +289,19 @@ func (c *Config) LeaseLength() time.Duration {
 	return time.Duration(float64(c.Expire) * (1 - d) / (1 + d))
 }
 
+// stopBudget is how long, on the member's own clock, its resources may
+// take to stop: stop_timeout of real time, on a clock up to 1+d fast.
+func (c *Config) stopBudget() time.Duration { return c.stretched(c.StopTimeout) }
+
 // stopLead is how long before its lease ends the owner begins stopping:
 // the time its resources may take, plus how late its tick may come.
 func (c *Config) stopLead() time.Duration {
-	lead := c.StopTimeout + c.TimerSlack
+	lead := c.stopBudget() + c.TimerSlack
 	if c.Mutations.NoSlackMargin {
 		lead -= c.TimerSlack
 	}
 	if c.Mutations.NoStopTimeoutMargin {
-		lead -= c.StopTimeout
+		lead -= c.stopBudget()
 	}
 	return lead
 }
@@ -363,9 +367,9 @@ func (c *Config) Validate(members int) []confkit.FieldError {
 		bad("timeout", "timeout*(retries+1) = %v*%d = %v: must be shorter than renewal_freq (%v)", c.Timeout, c.Retries+1, total, c.RenewalFreq)
 	}
 	if c.Expire > 0 && c.MaxClockDrift >= 0 && c.MaxClockDrift <= MaxDrift {
-		budget := c.RenewalFreq + c.Timeout + c.StopTimeout + c.TimerSlack
+		budget := c.RenewalFreq + c.Timeout + c.stopBudget() + c.TimerSlack
 		if budget >= c.LeaseLength() {
-			bad("stop_timeout", "renewal_freq + timeout + stop_timeout + timer slack = %v: must be shorter than the owner's lease expire·(1−d)/(1+d) = %v, or the owner stops before it can renew", budget, c.LeaseLength())
+			bad("stop_timeout", "renewal_freq + timeout + stop_timeout·(1+d) + timer slack = %v: must be shorter than the owner's lease expire·(1−d)/(1+d) = %v, or the owner stops before it can renew", budget, c.LeaseLength())
 		}
 	}
 	if c.Weights != nil && len(c.Weights) != members {

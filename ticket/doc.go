@@ -27,7 +27,7 @@
 // The owner counts its lease from the first transmission of the last
 // acknowledged request, s, and must have stopped its resources by
 //
-//	s + expire·(1−d)/(1+d) − stop_timeout − slack      (its own clock)
+//	s + expire·(1−d)/(1+d) − stop_timeout·(1+d) − slack      (its own clock)
 //
 // where d is max_clock_drift and slack is how late the runtime may tick
 // (Config.TimerSlack: it wakes once for the timers of many tickets). Every acknowledging member received the

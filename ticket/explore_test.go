@@ -12,9 +12,11 @@ import (
 )
 
 // The exhaustive explorer: for a small scope (3 members, 1 ticket, a grant
-// to east, then bounded steps, message losses and one crash) it visits every
-// interleaving of message deliveries, drops, timer firings, crashes and
-// restarts, deduplicating states it has seen, and checks safety in each.
+// to east, then bounded steps, message losses, one crash and one cut
+// link) it visits every interleaving of message deliveries, drops, timer
+// firings, crashes, restarts and cuts, deduplicating states it has seen,
+// and checks safety in each. A cut isolates a live member for good, so a
+// live owner's lease runs out while it still runs.
 // Time advances only to the next timer of some member, and never past the
 // delivery deadline (send + timeout) of a message in flight. Messages on one
 // link arrive in order; across links every interleaving is tried.
@@ -34,7 +36,9 @@ type xWorld struct {
 	msgs    []xMsg
 	drops   int
 	crashes int
-	depth   int
+	// cut: the member isolated for good (None: none).
+	cut   int
+	depth int
 }
 
 type explorer struct {
@@ -45,8 +49,11 @@ type explorer struct {
 	maxDrops int
 	seen     map[[32]byte]int // state -> shallowest depth it was explored at
 	states   int
-	violated string
-	path     []string
+	// liveTakeovers counts states in which a site other than the cut one
+	// holds the ticket while the cut one (east, the first owner) is up.
+	liveTakeovers int
+	violated      string
+	path          []string
 }
 
 func (x *explorer) local(i int, w *xWorld) time.Duration {
@@ -88,6 +95,9 @@ func (x *explorer) step(w *xWorld, i int, in Input) {
 		}
 	}
 	for _, m := range msgs {
+		if m.From == w.cut || m.To == w.cut {
+			continue
+		}
 		w.msgs = append(w.msgs, xMsg{m: m, deadline: w.now + x.cfg.Timeout})
 	}
 }
@@ -108,12 +118,33 @@ func (x *explorer) check(w *xWorld) string {
 	if running > 1 {
 		return "resources run at two sites"
 	}
+	// While a site holds or runs the ticket, no other could gather a
+	// majority.
+	for i := range w.st {
+		if !(w.up[i] && w.st[i].Holds(x.local(i, w)) || w.running[i] || w.stopAt[i] > w.now) {
+			continue
+		}
+		for y := range w.st {
+			if y == i || !x.cl[y].IsSite(y) {
+				continue
+			}
+			would := 0
+			for m := range w.st {
+				if w.up[m] && w.st[m].MayAcknowledge(y, x.local(m, w)) {
+					would++
+				}
+			}
+			if would >= x.cl[0].Quorum() {
+				return fmt.Sprintf("member %d holds or runs the ticket while a majority would acknowledge %d", i, y)
+			}
+		}
+	}
 	return ""
 }
 
 func (x *explorer) key(w *xWorld) [32]byte {
 	h := sha256.New()
-	fmt.Fprintf(h, "%d|%v|%v|%v|%d|%d|", w.now, w.up, w.running, w.stopAt, w.drops, w.crashes)
+	fmt.Fprintf(h, "%d|%v|%v|%v|%d|%d|%d|", w.now, w.up, w.running, w.stopAt, w.drops, w.crashes, w.cut)
 	for i := range w.st {
 		fmt.Fprintf(h, "%+v|", w.st[i])
 	}
@@ -153,6 +184,9 @@ func (x *explorer) explore(w *xWorld) {
 		return
 	}
 	x.states++
+	if w.cut == east && w.up[east] && w.st[west].Holds(x.local(west, w)) {
+		x.liveTakeovers++
+	}
 	if v := x.check(w); v != "" {
 		x.violated = v + " after " + fmt.Sprint(x.path)
 		return
@@ -211,6 +245,21 @@ func (x *explorer) explore(w *xWorld) {
 			})
 		}
 	}
+	if w.cut == None {
+		for i := range w.st {
+			i := i
+			try(fmt.Sprintf("cut %d", i), func(c *xWorld) {
+				c.cut = i
+				kept := c.msgs[:0]
+				for _, m := range c.msgs {
+					if m.m.From != i && m.m.To != i {
+						kept = append(kept, m)
+					}
+				}
+				c.msgs = kept
+			})
+		}
+	}
 	for i := range w.st {
 		i := i
 		switch {
@@ -237,14 +286,14 @@ func (x *explorer) explore(w *xWorld) {
 	}
 }
 
-func exploreScope(t *testing.T, rates [3]float64, depth, drops int, f mutation.Set) (int, string) {
+func exploreScope(t *testing.T, rates [3]float64, depth, drops int, f mutation.Set) *explorer {
 	cfg := &Config{Name: "web", Expire: 4 * time.Second, RenewalFreq: 1500 * time.Millisecond,
 		Timeout: 250 * time.Millisecond, Retries: 3, MaxClockDrift: 0.1, StopTimeout: 100 * time.Millisecond, Mutations: f}
 	if errs := cfg.Validate(3); len(errs) > 0 {
 		t.Fatal(errs)
 	}
 	x := &explorer{cfg: cfg, rate: rates, maxDepth: depth, maxDrops: drops, seen: map[[32]byte]int{}}
-	w := &xWorld{}
+	w := &xWorld{cut: None}
 	for i := range x.cl {
 		x.cl[i] = &Cluster{Members: threeMembers(), Self: i}
 		w.st[i] = NewState(cfg, x.cl[i])
@@ -279,7 +328,7 @@ func exploreScope(t *testing.T, rates [3]float64, depth, drops int, f mutation.S
 		t.Fatal("setup: east does not hold the ticket")
 	}
 	x.explore(w)
-	return x.states, x.violated
+	return x
 }
 
 func TestExhaustiveExplorationOfThreeMembers(t *testing.T) {
@@ -290,24 +339,29 @@ func TestExhaustiveExplorationOfThreeMembers(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("GEOBOOTH_EXPLORE_DEPTH")); err == nil && v > 0 {
 		depth, drops = v, 2
 	}
-	total := 0
+	total, takeovers := 0, 0
 	for _, rates := range [][3]float64{{1, 1, 1}, {0.9, 1.1, 1.1}, {1.1, 0.9, 0.9}} {
-		n, v := exploreScope(t, rates, depth, drops, mutation.Set{})
-		total += n
-		if v != "" {
-			t.Fatalf("clock rates %v: %s", rates, v)
+		x := exploreScope(t, rates, depth, drops, mutation.Set{})
+		total += x.states
+		takeovers += x.liveTakeovers
+		if x.violated != "" {
+			t.Fatalf("clock rates %v: %s", rates, x.violated)
 		}
-		t.Logf("clock rates %v: %d states checked (depth %d, %d drop)", rates, n, depth, drops)
+		t.Logf("clock rates %v: %d states checked (depth %d, %d drop), %d with west holding while east, cut off, is up",
+			rates, x.states, depth, drops, x.liveTakeovers)
 	}
 	t.Logf("%d states checked in all", total)
+	if takeovers == 0 && !testing.Short() {
+		t.Error("the exploration never reached a live, cut-off owner's lease running out: deepen it")
+	}
 }
 
 // The explorer can fail: with voters that ignore their promises it finds
 // two owners within a shallow depth.
 func TestExplorerCatchesVotersIgnoringPromises(t *testing.T) {
 	for depth := 4; depth <= 12; depth++ {
-		if n, v := exploreScope(t, [3]float64{1, 1, 1}, depth, 1, mutation.Set{IgnorePromises: true}); v != "" {
-			t.Logf("caught at depth %d after %d states: %s", depth, n, v)
+		if x := exploreScope(t, [3]float64{1, 1, 1}, depth, 1, mutation.Set{IgnorePromises: true}); x.violated != "" {
+			t.Logf("caught at depth %d after %d states: %s", depth, x.states, x.violated)
 			return
 		}
 	}

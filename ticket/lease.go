@@ -91,26 +91,26 @@ func (s *State) onRenew(o *out, m Message, now time.Duration) {
 // setView records what we know of the owner, from a message that proves
 // its lease: its own renewal (direct), or a member that holds the ticket
 // or heard the owner renew in the term it is in.
-func (s *State) setView(o *out, owner int, term uint64, expires, now time.Duration, direct bool) {
-	if owner == s.self() {
+func (s *State) setView(o *out, site int, term uint64, expires, now time.Duration, direct bool) {
+	if site == s.self() {
 		return
 	}
 	s.failed = 0
-	if s.viewOwner != owner {
-		s.eventIn(o, EvOwnerChanged, term, owner, now, "%s holds the ticket (term %d)", s.cl.Name(owner), term)
+	if s.viewOwner != site {
+		s.eventIn(o, EvOwnerChanged, term, site, now, "%s holds the ticket (term %d)", s.cl.Name(site), term)
 		s.viewSince = now
 	}
-	s.viewOwner, s.viewTerm = owner, term
+	s.viewOwner, s.viewTerm = site, term
 	if direct {
 		s.viewHeard = now
 	}
 	if expires > s.viewExpires || s.viewExpires == 0 || s.viewTerm != term {
 		s.viewExpires = expires
 	}
-	if s.running && s.hold == follower {
+	if s.running && s.hold != owner {
 		// Resources found running at boot under an old lease of ours:
 		// another site holds the ticket, so that lease is over.
-		s.stopRunning(o, s.restartLease, now, s.cl.Name(owner)+" holds the ticket")
+		s.stopRunning(o, s.restartLease, now, s.cl.Name(site)+" holds the ticket")
 	}
 }
 
@@ -256,7 +256,7 @@ func (s *State) stopResources(o *out, next afterStop, leaseEnd, now time.Duratio
 	s.running = false
 	s.restartStop, s.restartLease = 0, 0
 	s.stopToken, s.afterStop = s.newToken(), next
-	deadline := now + s.cfg.StopTimeout
+	deadline := now + s.cfg.stopBudget()
 	if leaseEnd > 0 && leaseEnd != forever && leaseEnd < deadline {
 		deadline = leaseEnd
 	}

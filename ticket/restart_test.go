@@ -170,7 +170,7 @@ func TestResourcesRunningAtBootWithoutOurLeaseStopAtOnce(t *testing.T) {
 	if !ok || c.st[west].ResourcesRunning() {
 		t.Fatal("resources granted locally but not held here were kept")
 	}
-	if stop.Deadline != c.now+c.cfg.StopTimeout {
+	if stop.Deadline != c.now+c.cfg.stopBudget() {
 		t.Fatalf("deadline %v, want stop_timeout from now", stop.Deadline-c.now)
 	}
 }

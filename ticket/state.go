@@ -151,6 +151,9 @@ type State struct {
 
 	handlerToken uint64
 	handlerKind  HandlerKind
+	// paced: the runtime holds this ticket's elections back for now
+	// (too many of its own under way); AcquireDue stays true meanwhile.
+	paced bool
 
 	moveTo       int
 	moveToken    uint64
@@ -222,7 +225,7 @@ func (s *State) View(now time.Duration) View {
 		v.Owner, v.HeldLocally, v.Term = s.cl.Self, true, s.P.Term
 		v.Expires = s.leaseEnd
 		v.LeaseRemaining = remaining(s.leaseEnd, now)
-	case s.viewOwner != None && now < s.viewExpires:
+	case s.viewOwner != None && s.viewOwner != s.self() && now < s.viewExpires:
 		v.Owner, v.Term, v.Expires = s.viewOwner, s.viewTerm, s.viewExpires
 		v.LeaseRemaining = remaining(s.viewExpires, now)
 	}
@@ -313,7 +316,7 @@ func (s *State) NextTimer(now time.Duration) (t time.Duration, ok bool) {
 		set(s.promiseUntil)
 		set(s.promiseTail())
 	}
-	if s.running && s.hold == follower {
+	if s.running && s.hold != owner {
 		set(s.restartStop)
 	}
 	if s.handedTo != None {
@@ -328,6 +331,17 @@ func (s *State) NextTimer(now time.Duration) (t time.Duration, ok bool) {
 // Electing reports whether an election of this member's own is under way
 // (not an owner's reassertion).
 func (s *State) Electing() bool { return s.hold == candidate && s.elect.Active }
+
+// Pace holds the ticket's automatic elections back (hold) or lets them go:
+// the runtime paces how many of its own run at once. An operator's grant
+// is not held back.
+func (s *State) Pace(hold bool) { s.paced = hold }
+
+// Acquiring reports whether an acquisition of this member's own is under
+// way: its before-acquire checks, then its election.
+func (s *State) Acquiring() bool {
+	return s.Electing() || s.handlerToken != 0 && s.handlerKind == HandlerAcquire
+}
 
 // AcquireDue reports whether a tick at now would start an election here.
 // The runtime may hold such a tick back while many elections of its own

@@ -29,6 +29,11 @@ func Step(s State, in Input, now time.Duration) (State, []Message, []Effect) {
 			o.effect(Reply{ID: c.ID, Err: ErrNotStarted})
 		}
 	} else {
+		// Timers due at now fire before the input is handled, so that an
+		// input never acts on a lease whose stop point has passed.
+		if _, isTick := in.(Tick); !isTick {
+			s.tick(&o, now)
+		}
 		switch in := in.(type) {
 		case Receive:
 			s.receive(&o, in.Msg, now)
@@ -205,7 +210,7 @@ func (s *State) bootRunning(o *out, ours bool, leaseEnd, now time.Duration) {
 	}
 	if why != "" {
 		s.stopToken, s.afterStop = s.newToken(), afterNothing
-		o.effect(StopResources{Token: s.stopToken, Reason: why, Deadline: now + s.cfg.StopTimeout})
+		o.effect(StopResources{Token: s.stopToken, Reason: why, Deadline: now + s.cfg.stopBudget()})
 		return
 	}
 	s.running = true
@@ -215,7 +220,7 @@ func (s *State) tick(o *out, now time.Duration) {
 	if s.hold == owner && now >= s.stopAt {
 		s.loseLease(o, now)
 	}
-	if s.running && s.hold == follower && s.restartStop > 0 && now >= s.restartStop {
+	if s.running && s.hold != owner && s.restartStop > 0 && now >= s.restartStop {
 		s.stopRunning(o, s.restartLease, now, "the lease held before the restart ends and was not renewed")
 	}
 	s.tickRound(o, &s.elect, MsgVoteReq, now)
@@ -241,7 +246,7 @@ func (s *State) tick(o *out, now time.Duration) {
 		s.broadcast(o, MsgSyncReq)
 	}
 	s.planAcquire(now)
-	if s.AcquireDue(now) {
+	if s.AcquireDue(now) && !s.paced {
 		s.tryAcquire(o, now)
 	}
 }

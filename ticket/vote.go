@@ -71,7 +71,13 @@ func (s *State) ack(o *out, c int, t uint64, now time.Duration, held bool) {
 		s.P.Term, s.P.Acked, s.P.Managed = t, c, true
 		o.persist = true
 	}
-	s.promiseTo, s.promiseUntil, s.promiseHeard, s.promiseHeld = c, s.lockFor(now), now, held
+	until := s.lockFor(now)
+	if s.promiseTo == c && s.promiseHeld && now < s.promiseTail() {
+		// A vote for a site that holds a lease through us (an owner's
+		// reassertion) does not weaken the promise that backs that lease.
+		held, until = true, max(until, s.promiseUntil)
+	}
+	s.promiseTo, s.promiseUntil, s.promiseHeard, s.promiseHeld = c, until, now, held
 }
 
 func (s *State) onVoteReq(o *out, m Message, now time.Duration) {
@@ -346,7 +352,11 @@ func (s *State) won(o *out, now time.Duration) {
 		s.reassert = false
 		s.heldTerm = s.P.Term
 		s.nextRenew = r.FirstSent + s.cfg.RenewalFreq
-		o.effect(LeaseRenewed{Term: s.P.Term, LeaseEnd: s.leaseEnd})
+		if !s.manual() {
+			// (A manual ticket, confirmed while it also asked for votes,
+			// has no lease to renew.)
+			o.effect(LeaseRenewed{Term: s.P.Term, LeaseEnd: s.leaseEnd})
+		}
 		return
 	}
 	if stop <= now {
@@ -361,7 +371,11 @@ func (s *State) won(o *out, now time.Duration) {
 	s.viewOwner, s.viewTerm, s.viewExpires, s.viewHeard = s.self(), s.P.Term, end, now
 	s.acquireAt, s.acquireForce, s.restartOwner, s.lostOwner = 0, false, false, None
 	s.failed = 0
-	o.effect(StartResources{Term: s.P.Term, LeaseEnd: end, Forced: r.Reason == ReasonForce})
+	start := StartResources{Term: s.P.Term, LeaseEnd: end, Forced: r.Reason == ReasonForce}
+	if end == forever {
+		start.LeaseEnd = 0 // a manual ticket has no lease end
+	}
+	o.effect(start)
 	s.event(o, EvAcquired, s.self(), now, "won term %d (%s)", s.P.Term, r.Reason)
 	// Announce at once, so every member (and DNS) learns the new owner.
 	s.nextRenew = now
