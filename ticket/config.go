@@ -306,6 +306,18 @@ func (c *Config) stopLead() time.Duration {
 	return lead
 }
 
+// DefaultStopTimeout is stop_timeout when it is not set: half of what the
+// lease leaves after a renewal and its retransmissions, so that an owner
+// whose renewals fail still stops well before its lease ends, and a stop
+// under way is escalated only when it takes far longer than that.
+func (c *Config) DefaultStopTimeout() time.Duration {
+	room := c.LeaseLength() - c.RenewalFreq - c.Timeout - c.TimerSlack
+	if room <= 0 {
+		return 0
+	}
+	return time.Duration(float64(room) / (1 + c.MaxClockDrift) / 2).Round(time.Millisecond)
+}
+
 // CrashMargin is how long, in real time, the resources of an owner whose
 // daemon died may go on running after its lease without meeting a new
 // owner's: every member refuses another site for acquire_after after a

@@ -130,8 +130,9 @@ type LeaseRenewed struct {
 // StopResources revokes the ticket locally. The runtime answers with
 // Stopped{Token} once the resources are down. Deadline is the local
 // instant by which they must be: the lease they ran under ends then (or,
-// without one, stop_timeout has passed). A stop that is not done by then
-// must be escalated (on_revoke_failure), so the local cluster stops them.
+// without one, stop_timeout has passed; 0: no deadline, stop_timeout is
+// not set). A stop that is not done by then must be escalated
+// (on_revoke_failure), so the local cluster stops them.
 type StopResources struct {
 	Token    uint64
 	Reason   string

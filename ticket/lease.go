@@ -250,15 +250,25 @@ func (s *State) stopRunning(o *out, leaseEnd, now time.Duration, why string) {
 
 // stopResources asks for the resources to stop and says what to do once
 // they are down. Their deadline is the end of the lease they ran under
-// (leaseEnd; 0 or forever: none), or stop_timeout from now if that comes
-// first.
+// (leaseEnd; 0 or forever: none); without one, stop_timeout from now, or
+// no deadline when stop_timeout is not set.
 func (s *State) stopResources(o *out, next afterStop, leaseEnd, now time.Duration, why string) {
 	s.running = false
 	s.restartStop, s.restartLease = 0, 0
 	s.stopToken, s.afterStop = s.newToken(), next
-	deadline := now + s.cfg.stopBudget()
-	if leaseEnd > 0 && leaseEnd != forever && leaseEnd < deadline {
-		deadline = leaseEnd
+	o.effect(StopResources{Token: s.stopToken, Reason: why, Deadline: s.stopDeadline(leaseEnd, now)})
+}
+
+func (s *State) stopDeadline(leaseEnd, now time.Duration) time.Duration {
+	if leaseEnd > now && leaseEnd != forever {
+		return leaseEnd
 	}
-	o.effect(StopResources{Token: s.stopToken, Reason: why, Deadline: deadline})
+	// No lease; or one that ended before the stop could even be asked
+	// for, because the runtime was held up far past its timer slack (a
+	// frozen process, a paused machine): the site's guard is what stopped
+	// the resources meanwhile. Stop now, within stop_timeout if set.
+	if s.cfg.StopTimeout > 0 {
+		return now + s.cfg.stopBudget()
+	}
+	return 0
 }

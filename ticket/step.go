@@ -210,7 +210,7 @@ func (s *State) bootRunning(o *out, ours bool, leaseEnd, now time.Duration) {
 	}
 	if why != "" {
 		s.stopToken, s.afterStop = s.newToken(), afterNothing
-		o.effect(StopResources{Token: s.stopToken, Reason: why, Deadline: now + s.cfg.stopBudget()})
+		o.effect(StopResources{Token: s.stopToken, Reason: why, Deadline: s.stopDeadline(0, now)})
 		return
 	}
 	s.running = true

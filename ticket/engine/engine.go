@@ -61,7 +61,8 @@ type tk struct {
 	failures int
 	// held: outputs that wait for their state to be durable.
 	held []held
-	// stops: the deadline of every stop asked for and not yet done.
+	// stops: the deadline of every stop asked for and not yet done (0:
+	// none).
 	stops map[uint64]time.Duration
 	// delayed: stops the StopLatency mutation holds back (tests only).
 	delayed []delayedStop
@@ -116,7 +117,8 @@ type Save struct {
 }
 
 // Stop asks for a ticket's resources to stop by Deadline (local
-// monotonic); the shell answers Stopped (or StopFailed) with Token.
+// monotonic; 0: none); the shell answers Stopped (or StopFailed) with
+// Token.
 type Stop struct {
 	Ticket   string
 	Token    uint64

@@ -160,18 +160,14 @@ func TestStopIsNotHeldBehindAWriteAndCancelsTheStartItWaitsFor(t *testing.T) {
 	if pending == nil {
 		t.Fatal("the win's write should be in flight")
 	}
-	// The disk hangs until the lease ends: the stop still leaves at once.
-	e.Tick(leaseEnd)
-	rd := e.Ready(leaseEnd)
-	if len(rd.Stops) != 1 {
-		t.Fatalf("no stop at the lease end while a write was in flight: %+v", rd)
-	}
-	if rd.Stops[0].Deadline > leaseEnd {
-		t.Fatalf("stop deadline %v past the lease end", rd.Stops[0].Deadline-leaseEnd)
+	// The disk hangs until the lease ends: the stop still leaves in time.
+	stop, at := untilStop(t, e, leaseEnd)
+	if stop.Deadline > leaseEnd {
+		t.Fatalf("stop deadline %v past the lease end", stop.Deadline-leaseEnd)
 	}
 	// The write completes: the start it held back never comes.
-	e.Saved(leaseEnd, pending.ID, nil)
-	rd = e.Ready(leaseEnd)
+	e.Saved(at, pending.ID, nil)
+	rd := e.Ready(at)
 	for _, ef := range rd.Effects {
 		if _, ok := ef.Effect.(ticket.StartResources); ok {
 			t.Fatal("the start was released after the stop that superseded it")

@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"time"
-
 	"github.com/geobooth/geobooth/ticket"
 )
 
@@ -136,9 +134,4 @@ func (s *sim) names(is []int) []string {
 		out[k] = s.name(i)
 	}
 	return out
-}
-
-// stretch is d lengthened by the drift bound (as the core's window).
-func stretch(d time.Duration, drift float64) time.Duration {
-	return time.Duration(float64(d) * (1 + drift))
 }

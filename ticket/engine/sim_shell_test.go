@@ -115,7 +115,7 @@ func (s *sim) stopRes(m *simMember, st Stop) {
 	done := max(s.now+d, r.stopUntil) - s.now
 	r.running, r.granting = false, false
 	r.gen++
-	if deadline := m.clock.realFor(st.Deadline); !slow && s.now+d > deadline {
+	if deadline := m.clock.realFor(st.Deadline); st.Deadline > 0 && !slow && s.now+d > deadline {
 		// Checked when it would have ended, so that what happens
 		// meanwhile is in the trace.
 		s.at(d, func() {

@@ -54,7 +54,9 @@ func (t *tk) due(now time.Duration) (time.Duration, bool) {
 		set(t.retryAt)
 	}
 	for _, d := range t.stops {
-		set(d)
+		if d > 0 {
+			set(d)
+		}
 	}
 	for _, d := range t.delayed {
 		set(d.at)
@@ -125,7 +127,7 @@ func (e *Engine) Tick(now time.Duration) {
 func (e *Engine) expireStops(t *tk, now time.Duration) {
 	var late []uint64
 	for tok, d := range t.stops {
-		if now >= d {
+		if d > 0 && now >= d {
 			late = append(late, tok)
 		}
 	}
