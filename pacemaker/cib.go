@@ -48,6 +48,8 @@ type CIB interface {
 	Standby(ctx context.Context, ticket string) error
 	Activate(ctx context.Context, ticket string) error
 	State(ctx context.Context, ticket string) (TicketState, error)
+	// Running lists the resources the ticket guards that still run.
+	Running(ctx context.Context, ticket string) ([]string, error)
 	SetAttr(ctx context.Context, ticket, name, value string) error
 	DeleteAttr(ctx context.Context, ticket, name string) error
 }

@@ -14,6 +14,9 @@ type Config struct {
 	Driver string `toml:"driver"`
 	// CrmTicket is the crm_ticket program.
 	CrmTicket string `toml:"crm_ticket"`
+	// CrmMon is the crm_mon program, asked whether a revoked ticket's
+	// resources are stopped.
+	CrmMon string `toml:"crm_mon"`
 	// CIBFile, when set, is passed as CIB_file: crm_ticket then works on
 	// that file instead of the live CIB (tests, offline sites).
 	CIBFile string `toml:"cib_file"`
@@ -24,11 +27,17 @@ type Config struct {
 	// OnRevokeFailure: exit (the daemon exits, so the local cluster
 	// recovers or fences this node) or log.
 	OnRevokeFailure string `toml:"on_revoke_failure"`
+	// GuardTime is how long this site's resources may outlive a geoboothd
+	// that died: the ticket-guard agent's promoted monitor interval plus
+	// the time the cluster takes to stop (or fence) what it guards. It
+	// must fit in every ticket's acquire_after (see ticket.Config's
+	// CrashMargin), which a lost owner's successor waits out.
+	GuardTime confkit.Duration `toml:"guard_time"`
 }
 
 // Default returns the section's defaults.
 func Default() Config {
-	return Config{Driver: "auto", CrmTicket: "crm_ticket", Timeout: confkit.Duration(10 * time.Second),
+	return Config{Driver: "auto", CrmTicket: "crm_ticket", CrmMon: "crm_mon", Timeout: confkit.Duration(10 * time.Second),
 		Retries: 3, OnRevokeFailure: "exit"}
 }
 
@@ -41,6 +50,9 @@ func (c *Config) Validate() []confkit.FieldError {
 		if _, err := exec.LookPath(c.CrmTicket); err != nil {
 			errs = append(errs, confkit.Errorf("crm_ticket", "%q not found (install pacemaker-cli-utils, or use driver = \"none\")", c.CrmTicket))
 		}
+		if _, err := exec.LookPath(c.CrmMon); err != nil {
+			errs = append(errs, confkit.Errorf("crm_mon", "%q not found (install pacemaker-cli-utils, or use driver = \"none\")", c.CrmMon))
+		}
 	default:
 		errs = append(errs, confkit.Errorf("driver", "%q: want auto, crm_ticket or none", c.Driver))
 	}
@@ -49,6 +61,9 @@ func (c *Config) Validate() []confkit.FieldError {
 	}
 	if c.Retries < 0 {
 		errs = append(errs, confkit.Errorf("retries", "must not be negative"))
+	}
+	if c.GuardTime < 0 {
+		errs = append(errs, confkit.Errorf("guard_time", "must not be negative"))
 	}
 	switch c.OnRevokeFailure {
 	case "exit", "log":

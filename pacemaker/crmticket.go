@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,19 +20,22 @@ import (
 type CrmTicket struct {
 	// Path of crm_ticket.
 	Path string
+	// CrmMon is the path of crm_mon, which tells whether resources run.
+	CrmMon string
 	// CIBFile, when set, is passed as CIB_file.
 	CIBFile string
 }
 
-// ExitError is a crm_ticket that ran and failed.
+// ExitError is a Pacemaker tool that ran and failed.
 type ExitError struct {
+	Tool   string
 	Args   []string
 	Code   int
 	Stderr string
 }
 
 func (e *ExitError) Error() string {
-	return fmt.Sprintf("crm_ticket %s: exit %d: %s", strings.Join(e.Args, " "), e.Code, strings.TrimSpace(e.Stderr))
+	return fmt.Sprintf("%s %s: exit %d: %s", e.Tool, strings.Join(e.Args, " "), e.Code, strings.TrimSpace(e.Stderr))
 }
 
 // exitNoSuchObject is Pacemaker's CRM_EX_NOSUCH: no such ticket or
@@ -39,7 +43,12 @@ func (e *ExitError) Error() string {
 const exitNoSuchObject = 105
 
 func (c *CrmTicket) run(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, c.Path, args...)
+	return c.tool(ctx, c.Path, args...)
+}
+
+// tool runs one of Pacemaker's tools on the site's CIB.
+func (c *CrmTicket) tool(ctx context.Context, path string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = os.Environ()
 	if c.CIBFile != "" {
 		cmd.Env = append(cmd.Env, "CIB_file="+c.CIBFile)
@@ -52,14 +61,14 @@ func (c *CrmTicket) run(ctx context.Context, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		return "", fmt.Errorf("crm_ticket %s: %w", strings.Join(args, " "), ctx.Err())
+		return "", fmt.Errorf("%s %s: %w", filepath.Base(path), strings.Join(args, " "), ctx.Err())
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return out.String(), &ExitError{Args: args, Code: ee.ExitCode(), Stderr: errb.String()}
+		return out.String(), &ExitError{Tool: filepath.Base(path), Args: args, Code: ee.ExitCode(), Stderr: errb.String()}
 	}
 	if err != nil {
-		return "", fmt.Errorf("run %s: %w", c.Path, err)
+		return "", fmt.Errorf("run %s: %w", path, err)
 	}
 	return out.String(), nil
 }
@@ -142,6 +151,31 @@ func (c *CrmTicket) DeleteAttr(ctx context.Context, t, name string) error {
 	return err
 }
 
+// Running lists the resources the ticket guards that still run as the
+// cluster sees them: those its rsc_ticket constraints name (directly or in
+// resource sets), active anywhere, or only promoted where the constraint
+// is about that role. A constraint with loss-policy freeze keeps its
+// resources running on purpose and is left out.
+func (c *CrmTicket) Running(ctx context.Context, t string) ([]string, error) {
+	out, err := c.run(ctx, "-t", t, "-c")
+	var ee *ExitError
+	if errors.As(err, &ee) && ee.Code == exitNoSuchObject {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	guarded, err := parseConstraints(out)
+	if err != nil || len(guarded) == 0 {
+		return nil, err
+	}
+	mon, err := c.tool(ctx, c.CrmMon, "-1", "--output-as=xml")
+	if err != nil {
+		return nil, err
+	}
+	return runningOf(mon, guarded)
+}
+
 // Noop is the driver of a site without Pacemaker: grants and revokes do
 // nothing, standby and attributes are refused.
 type Noop struct{}
@@ -157,6 +191,9 @@ func (Noop) Standby(context.Context, string) error { return ErrNoPacemaker }
 
 // Activate is refused.
 func (Noop) Activate(context.Context, string) error { return ErrNoPacemaker }
+
+// Running reports nothing running.
+func (Noop) Running(context.Context, string) ([]string, error) { return nil, nil }
 
 // State reports nothing known.
 func (Noop) State(context.Context, string) (TicketState, error) {

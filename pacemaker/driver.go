@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,23 +22,78 @@ type Driver struct {
 	cfgName string
 	log     *slog.Logger
 	met     *metrics
-	// escalate is called when a revoke failed after every retry and the
-	// configured action is exit.
+	// escalate is called when a stop is escalated and the configured
+	// action is exit.
 	escalate func(error)
 
-	// mu serialises every CIB operation: a CIB file has no locking.
-	mu sync.Mutex
+	// lock serialises the operations on a CIB file (it has no locking;
+	// the live CIB serialises updates itself), revokes first.
+	lock cibLock
 
 	state      sync.Mutex
-	deadman    map[string]*time.Timer
 	standbyFor map[string]bool
 }
 
-// NewDriver wraps a CIB. escalate is called (from a driver goroutine) when
-// a revoke cannot be done and on_revoke_failure is exit.
+// NewDriver wraps a CIB. escalate is called when a stop is escalated and
+// on_revoke_failure is exit.
 func NewDriver(cib CIB, cfg Config, local, cfgName string, log *slog.Logger, reg prometheus.Registerer, escalate func(error)) *Driver {
-	return &Driver{cib: cib, cfg: cfg, local: local, cfgName: cfgName, log: log, met: newMetrics(reg),
-		escalate: escalate, deadman: map[string]*time.Timer{}, standbyFor: map[string]bool{}}
+	d := &Driver{cib: cib, cfg: cfg, local: local, cfgName: cfgName, log: log, met: newMetrics(reg),
+		escalate: escalate, standbyFor: map[string]bool{}}
+	d.lock.cond = sync.NewCond(&d.lock.mu)
+	d.lock.serial = cfg.CIBFile != ""
+	d.lock.gauge = d.met.waiting
+	return d
+}
+
+// cibLock lets one CIB operation run at a time when serial, an urgent one
+// (a revoke) before any other that waits.
+type cibLock struct {
+	serial bool
+	mu     sync.Mutex
+	cond   *sync.Cond
+	busy   bool
+	// urgent and waiting count the operations waiting (urgent: revokes).
+	urgent, waiting int
+	gauge           prometheus.Gauge
+}
+
+func (l *cibLock) acquire(urgent bool) {
+	if !l.serial {
+		return
+	}
+	l.mu.Lock()
+	if urgent {
+		l.urgent++
+	}
+	l.waiting++
+	l.gauge.Set(float64(l.waiting))
+	for l.busy || !urgent && l.urgent > 0 {
+		l.cond.Wait()
+	}
+	if urgent {
+		l.urgent--
+	}
+	l.waiting--
+	l.gauge.Set(float64(l.waiting))
+	l.busy = true
+	l.mu.Unlock()
+}
+
+// queued returns how many operations wait, and whether one runs.
+func (l *cibLock) queued() (int, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waiting, l.busy
+}
+
+func (l *cibLock) release() {
+	if !l.serial {
+		return
+	}
+	l.mu.Lock()
+	l.busy = false
+	l.cond.Broadcast()
+	l.mu.Unlock()
 }
 
 // CallBudget is how long one operation may take with all its retries.
@@ -49,8 +105,12 @@ const retryPause = 200 * time.Millisecond
 
 // do runs op under the lock with the per-call timeout, retrying.
 func (d *Driver) do(ctx context.Context, op, ticket string, f func(ctx context.Context) error) error {
+	return d.attempts(ctx, op, ticket, d.cfg.Retries, f)
+}
+
+func (d *Driver) attempts(ctx context.Context, op, ticket string, retries int, f func(ctx context.Context) error) error {
 	var err error
-	for attempt := 0; attempt <= d.cfg.Retries; attempt++ {
+	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
 			select {
 			case <-ctx.Done():
@@ -65,14 +125,17 @@ func (d *Driver) do(ctx context.Context, op, ticket string, f func(ctx context.C
 		if errors.Is(err, ErrNoPacemaker) {
 			return err
 		}
-		d.log.Warn("CIB operation failed", "op", op, "ticket", ticket, "attempt", attempt+1, "of", d.cfg.Retries+1, "err", err)
+		d.log.Warn("CIB operation failed", "op", op, "ticket", ticket, "attempt", attempt+1, "of", retries+1, "err", err)
 	}
 	return fmt.Errorf("%s %s: %w", op, ticket, err)
 }
 
 func (d *Driver) once(ctx context.Context, op string, f func(ctx context.Context) error) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.lock.acquire(op == "revoke")
+	defer d.lock.release()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout.D())
 	defer cancel()
 	start := time.Now()
@@ -94,15 +157,8 @@ func (d *Driver) once(ctx context.Context, op string, f func(ctx context.Context
 // GrantTicket grants the ticket in the CIB for this site (term, lease end).
 func (d *Driver) GrantTicket(ctx context.Context, ticket string, term uint64, expires time.Time) error {
 	d.state.Lock()
-	if t := d.deadman[ticket]; t != nil {
-		t.Stop()
-		delete(d.deadman, ticket)
-	}
 	activate := d.standbyFor[ticket]
 	d.state.Unlock()
-	// A deadman revoke that fired before the Stop above holds the state
-	// lock while it runs; it saw its entry gone and did nothing, or it
-	// finished before we got the lock. Either way the grant comes last.
 	err := d.do(ctx, "grant", ticket, func(ctx context.Context) error {
 		return d.cib.Grant(ctx, ticket, Grant{Owner: d.local, Term: term, Expires: expires, CfgName: d.cfgName, Activate: activate})
 	})
@@ -116,35 +172,73 @@ func (d *Driver) GrantTicket(ctx context.Context, ticket string, term uint64, ex
 	return err
 }
 
-// Renewed records the renewed lease end (Booth rewrites the grant).
+// Renewed records the renewed lease end (Booth rewrites the grant). It is
+// tried once: the next renewal comes soon, and a stop must not wait behind
+// retries.
 func (d *Driver) Renewed(ctx context.Context, ticket string, term uint64, expires time.Time) error {
-	return d.do(ctx, "renew", ticket, func(ctx context.Context) error {
+	return d.attempts(ctx, "renew", ticket, 0, func(ctx context.Context) error {
 		return d.cib.Grant(ctx, ticket, Grant{Owner: d.local, Term: term, Expires: expires, CfgName: d.cfgName})
 	})
 }
 
-// Revoke revokes the ticket in the CIB. A revoke that fails after every
-// retry is escalated: it must never be ignored silently.
+// Revoke revokes the ticket in the CIB, before any other operation that
+// waits, retrying within ctx.
 func (d *Driver) Revoke(ctx context.Context, ticket string) error {
 	err := d.do(ctx, "revoke", ticket, func(ctx context.Context) error {
 		return d.cib.Revoke(ctx, ticket, Revoke{CfgName: d.cfgName})
 	})
-	if err == nil {
+	if err == nil || errors.Is(err, ErrNoPacemaker) {
 		d.met.granted.WithLabelValues(ticket).Set(0)
 		d.log.Info("ticket revoked in the CIB", "ticket", ticket)
 		return nil
 	}
-	if errors.Is(err, ErrNoPacemaker) {
-		return nil
-	}
-	d.met.escalations.Inc()
-	if d.cfg.OnRevokeFailure == "exit" && d.escalate != nil {
-		d.log.Error("cannot revoke the ticket in the local CIB: escalating (the daemon exits so the local cluster recovers or fences this node)", "ticket", ticket, "err", err)
-		d.escalate(err)
-	} else {
-		d.log.Error("cannot revoke the ticket in the local CIB: resources may still run here; the lease ends regardless", "ticket", ticket, "err", err)
-	}
 	return err
+}
+
+// stoppedPoll is how often WaitStopped asks the cluster.
+const stoppedPoll = 200 * time.Millisecond
+
+// WaitStopped returns once the resources the ticket guards are stopped as
+// the cluster sees them (crm_mon), or an error naming what still runs when
+// ctx ends first.
+func (d *Driver) WaitStopped(ctx context.Context, ticket string) error {
+	var last error
+	for {
+		running, err := d.cib.Running(ctx, ticket)
+		switch {
+		case err == nil && len(running) == 0:
+			return nil
+		case err == nil:
+			last = fmt.Errorf("still running: %s", strings.Join(running, ", "))
+		case ctx.Err() == nil:
+			last = err
+			d.log.Warn("cannot tell whether the ticket's resources are stopped", "ticket", ticket, "err", err)
+		}
+		if ctx.Err() != nil {
+			if last == nil {
+				last = ctx.Err()
+			}
+			return fmt.Errorf("resources of %s not stopped: %w", ticket, last)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(stoppedPoll):
+		}
+	}
+}
+
+// Escalate applies on_revoke_failure to a stop that was not done by the
+// end of the lease it ran under: exit (the daemon exits, so the local
+// cluster recovers or fences this node) or log.
+func (d *Driver) Escalate(ticket, reason string) {
+	d.met.escalations.Inc()
+	err := fmt.Errorf("ticket %s: %s", ticket, reason)
+	if d.cfg.OnRevokeFailure == "exit" && d.escalate != nil {
+		d.log.Error("the ticket's resources may still run after its lease: escalating (the daemon exits so the local cluster recovers or fences this node)", "ticket", ticket, "reason", reason)
+		d.escalate(err)
+		return
+	}
+	d.log.Error("the ticket's resources may still run after its lease (on_revoke_failure = log)", "ticket", ticket, "reason", reason)
 }
 
 // PrepareHandover puts the ticket in standby before a planned move, so its
@@ -206,47 +300,4 @@ func (d *Driver) SetAttr(ctx context.Context, ticket, name, value string) error 
 // DeleteAttr deletes a ticket attribute in the local CIB.
 func (d *Driver) DeleteAttr(ctx context.Context, ticket, name string) error {
 	return d.do(ctx, "delete-attr", ticket, func(ctx context.Context) error { return d.cib.DeleteAttr(ctx, ticket, name) })
-}
-
-// Reconcile reads the ticket from the CIB and acts on what Reconcile
-// decides: revoke now, or at the end of a lease of ours from before a
-// restart unless the site is granted the ticket again before.
-func (d *Driver) Reconcile(ctx context.Context, ticket, clusterOwner string) error {
-	st, err := d.State(ctx, ticket)
-	if err != nil {
-		return err
-	}
-	if st.Granted {
-		d.met.granted.WithLabelValues(ticket).Set(1)
-	}
-	action, at, why := Reconcile(st, d.local, clusterOwner, time.Now())
-	switch action {
-	case RevokeNow:
-		d.log.Warn("reconciling the CIB: revoking", "ticket", ticket, "reason", why)
-		return d.Revoke(ctx, ticket)
-	case RevokeAt:
-		d.log.Info("reconciling the CIB: will revoke when the old lease ends unless re-acquired", "ticket", ticket, "reason", why)
-		d.state.Lock()
-		if t := d.deadman[ticket]; t != nil {
-			t.Stop()
-		}
-		var timer *time.Timer
-		timer = time.AfterFunc(time.Until(at), func() {
-			// Hold the state lock through the revoke: a Grant that comes
-			// meanwhile waits for it, so it cannot be undone by it.
-			d.state.Lock()
-			defer d.state.Unlock()
-			if d.deadman[ticket] != timer {
-				return
-			}
-			delete(d.deadman, ticket)
-			rctx, cancel := context.WithTimeout(context.Background(), d.CallBudget())
-			defer cancel()
-			d.log.Warn("old lease ended without the ticket being acquired again: revoking", "ticket", ticket)
-			d.Revoke(rctx, ticket)
-		})
-		d.deadman[ticket] = timer
-		d.state.Unlock()
-	}
-	return nil
 }

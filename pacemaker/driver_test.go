@@ -92,8 +92,8 @@ func testConfig() Config {
 
 func newDriver(t *testing.T, s *site, cfg Config, escalate func(error)) (*Driver, *prometheus.Registry) {
 	reg := prometheus.NewRegistry()
-	path := cfg.CrmTicket
-	cib := &CrmTicket{Path: path, CIBFile: s.cib}
+	cfg.CIBFile = s.cib
+	cib := &CrmTicket{Path: cfg.CrmTicket, CrmMon: cfg.CrmMon, CIBFile: s.cib}
 	return NewDriver(cib, cfg, "east", "geobooth-test", slog.New(slog.NewTextHandler(io.Discard, nil)), reg, escalate), reg
 }
 
@@ -211,55 +211,6 @@ func TestStandbyStopsAndActivateRestarts(t *testing.T) {
 	}
 }
 
-func TestReconcileRevokesAGrantLeftForAnotherSite(t *testing.T) {
-	s := newSite(t, "stop.xml")
-	d, _ := newDriver(t, s, testConfig(), nil)
-	ctx := context.Background()
-	// Left granted from before a crash, while west took over.
-	if _, code := s.tool("crm_ticket", "-t", "web", "-g", "--force", "-S", "owner", "--attr-value=east",
-		"-S", "expires", fmt.Sprintf("--attr-value=%d", time.Now().Add(time.Hour).Unix())); code != 0 {
-		t.Fatal("setup grant failed")
-	}
-	if err := d.Reconcile(ctx, "web", "west"); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := d.State(ctx, "web"); st.Granted {
-		t.Fatal("CIB still grants the ticket another site owns")
-	}
-	// A grant whose lease is already over is revoked even before the
-	// cluster has said anything.
-	s.tool("crm_ticket", "-t", "web", "-g", "--force", "-S", "owner", "--attr-value=east", "-S", "expires", "--attr-value=1")
-	if err := d.Reconcile(ctx, "web", ""); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := d.State(ctx, "web"); st.Granted {
-		t.Fatal("CIB still grants a ticket whose lease ended")
-	}
-}
-
-func TestReconcileDecisions(t *testing.T) {
-	now := time.Unix(1000, 0)
-	cases := []struct {
-		name   string
-		st     TicketState
-		owner  string
-		action Action
-	}{
-		{"not granted", TicketState{}, "west", Keep},
-		{"cluster says another site", TicketState{Granted: true, Owner: "east", Expires: now.Add(time.Hour)}, "west", RevokeNow},
-		{"held here", TicketState{Granted: true, Owner: "east", Expires: now.Add(time.Hour)}, "east", Keep},
-		{"granted for another site", TicketState{Granted: true, Owner: "west", Expires: now.Add(time.Hour)}, "", RevokeNow},
-		{"no lease end", TicketState{Granted: true, Owner: "east"}, "", RevokeNow},
-		{"lease over", TicketState{Granted: true, Owner: "east", Expires: now.Add(-time.Second)}, "", RevokeNow},
-		{"lease may run", TicketState{Granted: true, Owner: "east", Expires: now.Add(time.Minute)}, "", RevokeAt},
-	}
-	for _, c := range cases {
-		if a, _, why := Reconcile(c.st, "east", c.owner, now); a != c.action {
-			t.Errorf("%s: %v (%s), want %v", c.name, a, why, c.action)
-		}
-	}
-}
-
 func TestTwentyConcurrentAttributeUpdatesAllLand(t *testing.T) {
 	s := newSite(t, "stop.xml")
 	d, _ := newDriver(t, s, testConfig(), nil)
@@ -319,8 +270,7 @@ func TestMissingHangingOrFailingCrmTicket(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := testConfig()
 			cfg.CrmTicket, cfg.Timeout, cfg.Retries = c.path, confkit.Duration(300*time.Millisecond), 2
-			var escalated error
-			d, _ := newDriver(t, s, cfg, func(err error) { escalated = err })
+			d, _ := newDriver(t, s, cfg, nil)
 			start := time.Now()
 			err := d.Revoke(context.Background(), "web")
 			took := time.Since(start)
@@ -330,14 +280,13 @@ func TestMissingHangingOrFailingCrmTicket(t *testing.T) {
 			if took > d.CallBudget() {
 				t.Fatalf("revoke took %v, beyond its budget %v", took, d.CallBudget())
 			}
-			if escalated == nil {
-				t.Fatal("a failed revoke was not escalated")
-			}
 			if n := testutil.ToFloat64(d.met.calls.WithLabelValues("revoke", c.result)); n != 3 {
 				t.Fatalf("%s calls counted = %v, want 3 (1 + 2 retries)", c.result, n)
 			}
-			if n := testutil.ToFloat64(d.met.escalations); n != 1 {
-				t.Fatalf("escalations = %v", n)
+			// A renewal is tried once: the next one comes soon.
+			d.Renewed(context.Background(), "web", 1, time.Now())
+			if n := testutil.ToFloat64(d.met.calls.WithLabelValues("renew", c.result)); n != 1 {
+				t.Fatalf("renew %s calls counted = %v, want 1", c.result, n)
 			}
 		})
 	}
@@ -372,36 +321,140 @@ func FuzzParseState(f *testing.F) {
 	})
 }
 
-func TestOldLeaseFromBeforeARestartIsRevokedAtItsEndUnlessReacquired(t *testing.T) {
-	s := newSite(t, "stop.xml")
-	d, _ := newDriver(t, s, testConfig(), nil)
-	ctx := context.Background()
-	grantUntil := func(end time.Time) {
-		s.tool("crm_ticket", "-t", "web", "-g", "--force", "-S", "owner", "--attr-value=east", "-S", "expires", fmt.Sprintf("--attr-value=%d", end.Unix()))
+func TestWaitStoppedWaitsForTheClusterToStopWhatTheTicketGuards(t *testing.T) {
+	for _, c := range []struct{ cib, rsc string }{{"stop.xml", "svc"}, {"demote.xml", "vol-clone"}} {
+		t.Run(c.cib, func(t *testing.T) {
+			s := newSite(t, c.cib)
+			cfg := testConfig()
+			d, _ := newDriver(t, s, cfg, nil)
+			ctx := context.Background()
+			s.settle()
+			if err := d.GrantTicket(ctx, "web", 1, time.Now().Add(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			s.settle()
+			if err := d.Revoke(ctx, "web"); err != nil {
+				t.Fatal(err)
+			}
+			// The CIB says revoked, but the scheduler has not acted yet.
+			short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			err := d.WaitStopped(short, "web")
+			cancel()
+			if err == nil || !strings.Contains(err.Error(), c.rsc) {
+				t.Fatalf("WaitStopped before the resources stopped: %v, want an error naming %s", err, c.rsc)
+			}
+			done := make(chan error, 1)
+			go func() {
+				wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				defer cancel()
+				done <- d.WaitStopped(wctx, "web")
+			}()
+			s.settle()
+			if err := <-done; err != nil {
+				t.Fatalf("WaitStopped after the scheduler stopped them: %v", err)
+			}
+		})
 	}
-	// Not re-acquired: revoked once the old lease ends.
-	end := time.Now().Add(2 * time.Second)
-	grantUntil(end)
-	if err := d.Reconcile(ctx, "web", ""); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := d.State(ctx, "web"); !st.Granted {
-		t.Fatal("revoked while our old lease may still run")
-	}
-	tc.Eventually(t, 5*time.Second, func() error {
-		if st, _ := d.State(ctx, "web"); st.Granted {
-			return fmt.Errorf("still granted %v after the old lease ended", time.Since(end))
+}
+
+func TestEscalateExitsOnlyWhenConfiguredTo(t *testing.T) {
+	for _, policy := range []string{"exit", "log"} {
+		cfg := Default()
+		cfg.OnRevokeFailure = policy
+		var escalated error
+		d := NewDriver(Noop{}, cfg, "east", "x", slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(),
+			func(err error) { escalated = err })
+		d.Escalate("web", "not stopped by the lease end")
+		if (escalated != nil) != (policy == "exit") {
+			t.Errorf("on_revoke_failure = %s: escalated %v", policy, escalated)
 		}
-		return nil
-	})
-	// Re-acquired in time: the grant stands.
-	grantUntil(time.Now().Add(time.Second))
-	d.Reconcile(ctx, "web", "")
-	if err := d.GrantTicket(ctx, "web", 9, time.Now().Add(time.Minute)); err != nil {
+		if n := testutil.ToFloat64(d.met.escalations); n != 1 {
+			t.Errorf("on_revoke_failure = %s: escalations counted %v", policy, n)
+		}
+	}
+}
+
+// A revoke goes before operations that wait for a CIB file: it does not
+// queue behind grants and renewals of other tickets.
+func TestRevokeGoesBeforeWaitingOperations(t *testing.T) {
+	dir := t.TempDir()
+	order := filepath.Join(dir, "order")
+	// Every call takes 200 ms and records its ticket.
+	path := fake(t, `t="$2"; sleep 0.2; echo "$t" >> `+order)
+	cfg := testConfig()
+	cfg.CrmTicket, cfg.Retries = path, 0
+	s := &site{t: t, cib: filepath.Join(dir, "cib.xml")}
+	d, _ := newDriver(t, s, cfg, nil)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	run := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	waitFor := func(n int) {
+		tc.Eventually(t, 5*time.Second, func() error {
+			if waiting, busy := d.lock.queued(); waiting != n || !busy {
+				return fmt.Errorf("%d operations wait (busy %v), want %d", waiting, busy, n)
+			}
+			return nil
+		})
+	}
+	run(func() { d.GrantTicket(ctx, "first", 1, time.Now()) })
+	waitFor(0)
+	for i := 0; i < 4; i++ {
+		name := fmt.Sprintf("renew%d", i)
+		run(func() { d.Renewed(ctx, name, 1, time.Now()) })
+	}
+	waitFor(4)
+	run(func() { d.Revoke(ctx, "stop") })
+	wg.Wait()
+	b, err := os.ReadFile(order)
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond) // past the old lease end: nothing may revoke
-	if st, _ := d.State(ctx, "web"); !st.Granted || st.Term != 9 {
-		t.Fatalf("a re-acquired ticket was revoked: %+v", st)
+	got := strings.Fields(string(b))
+	if len(got) != 6 || got[0] != "first" || got[1] != "stop" {
+		t.Fatalf("calls ran in the order %v, want first, then the revoke before the waiting renewals", got)
 	}
+}
+
+func TestParseConstraintsAndRunning(t *testing.T) {
+	cons := `Constraints XML:
+
+<rsc_ticket id="a" rsc="svc" ticket="web" loss-policy="stop"/>
+<rsc_ticket id="b" rsc="vol-clone" rsc-role="Promoted" ticket="web" loss-policy="demote"/>
+<rsc_ticket id="c" ticket="web" loss-policy="stop"><resource_set id="s"><resource_ref id="ip"/><resource_ref id="fs"/></resource_set></rsc_ticket>
+<rsc_ticket id="d" rsc="frozen" ticket="web" loss-policy="freeze"/>`
+	g, err := parseConstraints(cons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(g) != "[{svc false} {vol-clone true} {ip false} {fs false}]" {
+		t.Fatalf("guarded = %v", g)
+	}
+	mon := `<pacemaker-result><resources>
+<resource id="svc" role="Stopped" active="false"/>
+<clone id="vol-clone"><resource id="vol" role="Unpromoted" active="true"/><resource id="vol" role="Promoted" active="true"/></clone>
+<group id="g"><resource id="ip" role="Started" active="true"/><resource id="fs" role="Stopped" active="false"/></group>
+<resource id="frozen" role="Started" active="true"/>
+</resources></pacemaker-result>`
+	running, err := runningOf(mon, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(running) != "[ip vol-clone]" {
+		t.Fatalf("running = %v", running)
+	}
+}
+
+func FuzzParseConstraints(f *testing.F) {
+	f.Add("Constraints XML:\n\n<rsc_ticket id=\"a\" rsc=\"svc\" ticket=\"web\"/>")
+	f.Add("")
+	f.Add("Constraints XML:\n\n<rsc_ticket><resource_set><resource_ref id=\"x\"/></resource_set></rsc_ticket>")
+	f.Fuzz(func(t *testing.T, s string) {
+		g, err := parseConstraints(s)
+		if err != nil {
+			return
+		}
+		if _, err := runningOf("<r><resources><resource id=\"x\" active=\"true\"/></resources></r>", g); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -8,6 +8,7 @@ type metrics struct {
 	lastOK      prometheus.Gauge
 	escalations prometheus.Counter
 	granted     *prometheus.GaugeVec
+	waiting     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -19,10 +20,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "geobooth_pacemaker_last_success_timestamp_seconds",
 			Help: "When a CIB operation last succeeded (Unix time)."}),
 		escalations: prometheus.NewCounter(prometheus.CounterOpts{Name: "geobooth_pacemaker_escalations_total",
-			Help: "Revokes that failed after every retry and were escalated."}),
+			Help: "Stops not done by the end of the lease they ran under, escalated (on_revoke_failure)."}),
 		granted: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "geobooth_pacemaker_ticket_granted",
 			Help: "1 while geobooth has the ticket granted in the local CIB."}, []string{"ticket"}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "geobooth_pacemaker_calls_waiting",
+			Help: "CIB operations waiting for another to end (a CIB file takes one at a time; revokes go first)."}),
 	}
-	reg.MustRegister(m.calls, m.seconds, m.lastOK, m.escalations, m.granted)
+	reg.MustRegister(m.calls, m.seconds, m.lastOK, m.escalations, m.granted, m.waiting)
 	return m
 }

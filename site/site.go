@@ -29,7 +29,7 @@ func New(cfg *config.File, log *slog.Logger) (*daemon.Daemon, error) {
 	d := daemon.New(cfg, log)
 	var cib pacemaker.CIB = pacemaker.Noop{}
 	if cfg.Pacemaker.UseCrmTicket() {
-		cib = &pacemaker.CrmTicket{Path: cfg.Pacemaker.CrmTicket, CIBFile: cfg.Pacemaker.CIBFile}
+		cib = &pacemaker.CrmTicket{Path: cfg.Pacemaker.CrmTicket, CrmMon: cfg.Pacemaker.CrmMon, CIBFile: cfg.Pacemaker.CIBFile}
 		if cfg.Pacemaker.CIBFile != "" {
 			d.Parts.HandlerEnv = append(d.Parts.HandlerEnv, "CIB_file="+cfg.Pacemaker.CIBFile)
 		}
@@ -47,9 +47,18 @@ func New(cfg *config.File, log *slog.Logger) (*daemon.Daemon, error) {
 	d.Parts.Handover = res
 	d.Parts.ResourceTimeout = driver.CallBudget()
 	d.Parts.BeforeStart = append(d.Parts.BeforeStart, func(ctx context.Context) error {
+		// What the CIB grants runs here: the ticket engine keeps it only
+		// under a lease of ours long enough to stop it in time, and stops
+		// it otherwise (as Booth re-reads its tickets from the CIB).
+		d.Parts.Running = map[string]time.Time{}
 		for _, t := range cfg.Tickets {
-			if err := driver.Reconcile(ctx, t.Name, ""); err != nil {
-				return fmt.Errorf("reconcile ticket %q with the CIB: %w", t.Name, err)
+			st, err := driver.State(ctx, t.Name)
+			if err != nil {
+				return fmt.Errorf("read ticket %q from the CIB: %w", t.Name, err)
+			}
+			if st.Granted {
+				d.Parts.Running[t.Name] = st.Expires
+				log.Info("ticket granted in the CIB at start", "ticket", t.Name, "owner", st.Owner, "expires", st.Expires)
 			}
 		}
 		return nil

@@ -90,13 +90,20 @@ func (r *resources) Renewed(ctx context.Context, t string, term uint64, expires 
 	return r.cib.Renewed(ctx, t, term, expires)
 }
 
-// Revoke fences the volumes' writes and stops their exports, then revokes
-// the ticket in the CIB (which escalates if it cannot).
-func (r *resources) Revoke(ctx context.Context, t string) error {
+// Stop fences the volumes' writes and stops their exports, revokes the
+// ticket in the CIB, and waits until the cluster shows what the ticket
+// guards stopped.
+func (r *resources) Stop(ctx context.Context, t string) error {
 	r.standby(t, false)
-	err := r.demote(ctx, t)
-	return errors.Join(err, r.cib.Revoke(ctx, t))
+	err := errors.Join(r.demote(ctx, t), r.cib.Revoke(ctx, t))
+	if err != nil {
+		return err
+	}
+	return r.cib.WaitStopped(ctx, t)
 }
+
+// Escalate applies on_revoke_failure.
+func (r *resources) Escalate(t, reason string) { r.cib.Escalate(t, reason) }
 
 func (r *resources) demote(ctx context.Context, t string) error {
 	var errs []error

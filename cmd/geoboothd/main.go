@@ -28,6 +28,8 @@ func run() int {
 	stateDir := flag.String("state-dir", "", "override state_dir from the configuration")
 	check := flag.Bool("check", false, "validate the configuration and exit")
 	version := flag.Bool("version", false, "print the version and exit")
+	acceptMembers := flag.Bool("accept-membership-change", false,
+		"start although the member list differs from the one the stored ticket state was written under: only when every member was stopped for the change (docs/operations.md)")
 	flag.Parse()
 	if *version {
 		fmt.Println("geoboothd", daemon.Version)
@@ -64,6 +66,7 @@ func run() int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
+	d.AcceptMembershipChange = *acceptMembers
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := d.Run(ctx); err != nil {

@@ -217,6 +217,7 @@ func Load(path, stateDir string) (*File, error) {
 	}
 	f.checkCluster(addCluster)
 	f.check(add, md)
+	f.checkGuard(add)
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool {
 			if errs[i].File != errs[j].File {
@@ -364,6 +365,21 @@ func (f *File) check(add addFunc, md toml.MetaData) {
 	case "", "debug", "info", "warn", "error":
 	default:
 		add("log.level", "%q: want debug, info, warn or error", f.Log.Level)
+	}
+}
+
+// checkGuard: what a dead daemon leaves running (the ticket-guard's time)
+// must be stopped before any other site may acquire one of its tickets.
+func (f *File) checkGuard(add addFunc) {
+	g := f.Pacemaker.GuardTime.D()
+	if g <= 0 {
+		return
+	}
+	for _, t := range f.Tickets {
+		if margin := t.CrashMargin() - ticket.MaxTimerSlack; g > margin {
+			add("pacemaker.guard_time", "%v: ticket %s lets another site acquire acquire_after/(1+d) = %v after a lost lease (%v with the timer slack): raise its acquire_after to at least %v, or shorten the ticket-guard's monitor interval",
+				g, t.Name, t.CrashMargin(), margin, time.Duration(float64(g+ticket.MaxTimerSlack)*(1+t.MaxClockDrift)).Round(time.Millisecond))
+		}
 	}
 }
 
@@ -619,6 +635,9 @@ func resolveTicket(name string, def, t TicketSettings, members int) (ticket.Conf
 	}
 	c = c.WithDefaults()
 	c.TimerSlack = ticket.SlackFor(c.Timeout)
+	if t.StopTimeout == nil && def.StopTimeout == nil {
+		c.StopTimeout = c.DefaultStopTimeout()
+	}
 	errs = append(errs, c.Validate(members)...)
 	hto := pickD(t.HandlerTimeout, def.HandlerTimeout)
 	if hto == 0 {

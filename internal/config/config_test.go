@@ -159,11 +159,19 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"syntax", map[string]string{"member.toml": "local = \n"}, []string{"member.toml:1"}},
 		{"timing relation", map[string]string{"cluster.toml": strings.Replace(goodCluster, `renewal_freq = "5s"`, `renewal_freq = "3s"`, 1)},
 			[]string{"cluster.toml:19: defaults.timeout", "must be shorter than renewal_freq (3s) (for ticket web)"}},
+		{"guard longer than acquire_after", map[string]string{"member.toml": goodMember + guardTwoSeconds},
+			[]string{"member.toml:11: pacemaker.guard_time: 2s: ticket web", "raise its acquire_after to at least 2.025s"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { loadErr(t, c.files, c.want...) })
 	}
 }
+
+const guardTwoSeconds = `
+[pacemaker]
+driver = "none"
+guard_time = "2s"
+`
 
 const goodVolume = `
 [[volumes]]

@@ -60,6 +60,9 @@ type Parts struct {
 	// HandoverTimeout bounds a planned move's preparation (0: the node's
 	// default).
 	HandoverTimeout time.Duration
+	// Running: tickets found granted in the local CIB at start, with the
+	// lease end recorded there (filled by BeforeStart).
+	Running map[string]time.Time
 }
 
 // Daemon is one running geoboothd.
@@ -70,6 +73,9 @@ type Daemon struct {
 	Clock    node.Clock
 	Parts    Parts
 	Node     *node.Node
+	// AcceptMembershipChange: the operator stopped every member to change
+	// the member list (geoboothd -accept-membership-change).
+	AcceptMembershipChange bool
 
 	member    *membership.Membership
 	memberErr error
@@ -126,7 +132,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	n, err := node.New(node.Options{Config: d.Config, Log: d.Log, Registry: d.Registry, Clock: d.Clock,
 		Resources: d.Parts.Resources, Handover: d.Parts.Handover, ResourceTimeout: d.Parts.ResourceTimeout,
 		HandlerEnv: d.Parts.HandlerEnv, Check: d.Parts.Check, LocalChecks: d.Parts.LocalChecks,
-		HandoverTimeout: d.Parts.HandoverTimeout})
+		HandoverTimeout: d.Parts.HandoverTimeout, Running: d.Parts.Running, AcceptMembershipChange: d.AcceptMembershipChange})
 	if err != nil {
 		return err
 	}

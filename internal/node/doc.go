@@ -1,15 +1,20 @@
-// Package node is the runtime around the ticket state machines of one
-// geoboothd: one goroutine owns every ticket's State and feeds it peer
-// datagrams, clock ticks, operator commands and the results of the work it
-// asked for; it carries out the effects in order (persisting with fsync
-// before any message of the same step is sent) and sends the messages.
+// Package node is the shell around the ticket engine (ticket/engine) of
+// one geoboothd: it owns the sockets, the store, the workers and the real
+// timers, and the engine decides everything else. One goroutine (Run)
+// owns the engine: it feeds it peer datagrams, operator commands, timer
+// ticks and the results of the work it asked for, and carries out what
+// the engine's Ready returns, in its order: the write of changed states
+// goes to the store's goroutine (its result comes back as an input), the
+// stops to the front of their tickets' workers, the other effects next,
+// the messages last. The engine releases a ticket's messages and starts
+// only once its state is on disk.
 //
-// Everything slow runs beside the loop and reports back as an input: the
-// local resources (Pacemaker, through the Resources interface), the
-// before-acquire handler (a process with Booth's environment and a
-// timeout), and the preparation of a planned handover (Handover). The
-// loop itself never blocks on them.
+// Nothing slow runs on the loop, and the loop never waits for a worker:
+// the resource calls (Pacemaker and the volumes, through Resources) run
+// on a worker per ticket whose queue a stop jumps, the before-acquire
+// handler (a process with Booth's environment and a timeout) and the
+// preparation of a planned handover (Handover) on goroutines of their own.
 //
-// The clock is injected (Clock): the state machines see a monotonic
-// duration, the wire and the operator see wall time.
+// The clock is injected (Clock): the engine sees a monotonic duration,
+// the wire and the operator see wall time.
 package node

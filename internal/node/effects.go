@@ -11,89 +11,97 @@ import (
 	"time"
 
 	"github.com/geobooth/geobooth/ticket"
+	"github.com/geobooth/geobooth/ticket/engine"
 )
 
-// effect carries out one effect of a step. Slow work goes to the ticket's
-// worker or its own goroutine and reports back through n.send.
+// carry carries out what the engine returned, in its order, without
+// blocking: the write goes to the store's goroutine, stops to the front of
+// their tickets' workers, escalations and effects next, messages last.
+func (n *Node) carry(rd engine.Ready) {
+	if rd.Save != nil {
+		// The engine has at most one write under way: the channel has
+		// room for it.
+		n.saves <- rd.Save
+	}
+	for _, s := range rd.Stops {
+		n.rts[s.Ticket].worker.stop(s, n.leaseWall(s.Deadline))
+	}
+	for _, e := range rd.Escalations {
+		n.escalate(e)
+	}
+	for _, e := range rd.Effects {
+		n.effect(e.Ticket, n.rts[e.Ticket], e.Effect)
+	}
+	if len(rd.Send) > 0 {
+		// The batch's messages leave together: one sendmmsg per 64.
+		n.tr.Send(rd.Send)
+	}
+	now := n.clock.Mono()
+	for _, name := range rd.Changed {
+		n.publish(name, n.rts[name], now)
+	}
+	st := n.eng.Stats()
+	n.met.electionsQueued.Set(float64(st.Queued))
+	n.met.electionWindow.Set(float64(st.Window))
+	n.met.unsaved.Set(float64(st.Unsaved))
+	if d := st.Deferred; d > n.met.deferredSeen {
+		n.met.electionsDeferred.Add(float64(d - n.met.deferredSeen))
+		n.met.deferredSeen = d
+	}
+}
+
+// effect carries out one effect other than a stop or a write.
 func (n *Node) effect(name string, r *rt, e ticket.Effect) {
 	switch e := e.(type) {
-	case ticket.Persist:
-		// Done before the other effects (step).
 	case ticket.StartResources:
 		n.met.acquisitions.WithLabelValues(name).Inc()
-		if n.opt.Resources != nil {
-			g := Grant{Term: e.Term, Expires: n.leaseWall(e.LeaseEnd), Forced: e.Forced}
-			n.work(r, func(ctx context.Context) {
-				if err := n.opt.Resources.Grant(ctx, name, g); err != nil {
-					n.met.resourceErrors.WithLabelValues(name, "grant").Inc()
-					n.log.Error("granting the ticket locally failed", "ticket", name, "term", g.Term, "err", err)
-				}
-			})
-		}
+		r.worker.grant(Grant{Term: e.Term, Expires: n.leaseWall(e.LeaseEnd), Forced: e.Forced})
 	case ticket.LeaseRenewed:
 		n.met.renewals.WithLabelValues(name).Inc()
-		if n.opt.Resources != nil {
-			exp, term := n.leaseWall(e.LeaseEnd), e.Term
-			n.work(r, func(ctx context.Context) {
-				if err := n.opt.Resources.Renewed(ctx, name, term, exp); err != nil {
-					n.met.resourceErrors.WithLabelValues(name, "renew").Inc()
-					n.log.Warn("recording the renewed lease locally failed", "ticket", name, "err", err)
-				}
-			})
-		}
-	case ticket.StopResources:
-		tok, why := e.Token, e.Reason
-		n.work(r, func(ctx context.Context) {
-			if n.opt.Resources != nil {
-				if err := n.opt.Resources.Revoke(ctx, name); err != nil {
-					// The resources driver retries and escalates (it may end
-					// the process so the local cluster fences); the lease
-					// runs out regardless.
-					n.met.resourceErrors.WithLabelValues(name, "revoke").Inc()
-					n.log.Error("revoking the ticket locally failed", "ticket", name, "reason", why, "err", err)
-					return
-				}
-			}
-			n.send(name, ticket.Stopped{Token: tok})
-		})
+		r.worker.renew(e.Term, n.leaseWall(e.LeaseEnd))
 	case ticket.RunHandler:
 		go n.runHandler(name, r, e)
 	case ticket.PrepareHandover:
-		to := r.cl.Members[e.To].Name
-		tok := e.Token
-		go func() {
-			ok := true
-			if n.opt.Handover != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), n.opt.HandoverTimeout)
-				err := n.opt.Handover.PrepareHandover(ctx, name, to)
-				cancel()
-				if err != nil {
-					n.log.Warn("handover not ready: the move is aborted and this site keeps the ticket", "ticket", name, "to", to, "err", err)
-					ok = false
-				}
-			}
-			n.send(name, ticket.HandoverDone{Token: tok, OK: ok})
-		}()
+		go n.prepareHandover(name, r.cl.Name(e.To), e.Token)
 	case ticket.Reply:
-		n.mu.Lock()
-		ch := n.pending[e.ID]
-		delete(n.pending, e.ID)
-		n.mu.Unlock()
-		if ch != nil {
-			ch <- e
-		}
+		n.reply(e)
 	case ticket.Event:
 		n.onEvent(name, r, e)
 	}
 }
 
-// work queues fn on the ticket's worker, with the resource timeout.
-func (n *Node) work(r *rt, fn func(ctx context.Context)) {
-	r.work <- func() {
-		ctx, cancel := context.WithTimeout(context.Background(), n.opt.ResourceTimeout)
-		defer cancel()
-		fn(ctx)
+func (n *Node) reply(e ticket.Reply) {
+	n.mu.Lock()
+	ch := n.pending[e.ID]
+	delete(n.pending, e.ID)
+	n.mu.Unlock()
+	if ch != nil {
+		ch <- e
 	}
+}
+
+// escalate applies on_revoke_failure to a stop that missed its deadline.
+func (n *Node) escalate(e engine.Escalation) {
+	n.met.escalations.WithLabelValues(e.Ticket).Inc()
+	n.log.Error("the ticket's resources were not stopped in time: escalating", "ticket", e.Ticket, "reason", e.Reason)
+	n.Note(e.Ticket, "escalated", e.Reason)
+	if n.opt.Resources != nil {
+		go n.opt.Resources.Escalate(e.Ticket, e.Reason)
+	}
+}
+
+func (n *Node) prepareHandover(name, to string, tok uint64) {
+	ok := true
+	if n.opt.Handover != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), n.opt.HandoverTimeout)
+		err := n.opt.Handover.PrepareHandover(ctx, name, to)
+		cancel()
+		if err != nil {
+			n.log.Warn("handover not ready: the move is aborted and this site keeps the ticket", "ticket", name, "to", to, "err", err)
+			ok = false
+		}
+	}
+	n.doneWith(name, ticket.HandoverDone{Token: tok, OK: ok})
 }
 
 // leaseWall converts a lease end (monotonic) to wall time; zero for none.
@@ -101,7 +109,29 @@ func (n *Node) leaseWall(end time.Duration) time.Time {
 	if end <= 0 || end == time.Duration(1<<63-1) {
 		return time.Time{}
 	}
-	return wallOf(n.clock, end)
+	return n.wallOf(end)
+}
+
+func (n *Node) wallOf(mono time.Duration) time.Time { return wallOf(n.clock, mono) }
+
+// runStore writes what the engine asks, one group commit at a time, and
+// reports each back to the loop.
+func (n *Node) runStore(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sv := <-n.saves:
+			start := time.Now()
+			failed := n.store.saveAll(sv.Records)
+			n.met.persistSeconds.Observe(time.Since(start).Seconds())
+			for name, err := range failed {
+				n.met.persistFailures.Inc()
+				n.log.Error("cannot write the ticket's state: it sends nothing and starts nothing until a write succeeds", "ticket", name, "err", err)
+			}
+			n.input(func(now time.Duration) { n.eng.Saved(now, sv.ID, failed) })
+		}
+	}
 }
 
 // runHandler runs the before-acquire handler with Booth's environment and
@@ -116,12 +146,12 @@ func (n *Node) runHandler(name string, r *rt, e ticket.RunHandler) {
 		if err != nil {
 			n.met.handlerRuns.WithLabelValues(name, "check_failed").Inc()
 			n.log.Warn("local check refuses the ticket", "ticket", name, "err", err)
-			n.send(name, ticket.HandlerDone{Token: e.Token, OK: false})
+			n.doneWith(name, ticket.HandlerDone{Token: e.Token, OK: false})
 			return
 		}
 	}
 	if len(argv) == 0 {
-		n.send(name, ticket.HandlerDone{Token: e.Token, OK: true})
+		n.doneWith(name, ticket.HandlerDone{Token: e.Token, OK: true})
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -164,7 +194,7 @@ func (n *Node) runHandler(name string, r *rt, e ticket.RunHandler) {
 		}
 		n.log.Warn("before_acquire_handler failed", "ticket", name, "kind", kind, "handler", argv[0], "exit", code, "err", err, "output", trimOutput(out))
 	}
-	n.send(name, ticket.HandlerDone{Token: e.Token, OK: err == nil})
+	n.doneWith(name, ticket.HandlerDone{Token: e.Token, OK: err == nil})
 }
 
 func trimOutput(b []byte) string {

@@ -19,6 +19,13 @@ type metrics struct {
 	resourceErrors    *prometheus.CounterVec
 	electionsQueued   prometheus.Gauge
 	electionsDeferred prometheus.Counter
+	electionWindow    prometheus.Gauge
+	persistFailures   prometheus.Counter
+	unsaved           prometheus.Gauge
+	escalations       *prometheus.CounterVec
+	// deferredSeen: the engine's count of deferred elections already
+	// added to electionsDeferred (the loop alone touches it).
+	deferredSeen uint64
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -46,16 +53,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		handlerRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_handler_runs_total",
 			Help: "before_acquire_handler runs, by result (ok, failed, timeout)."}, []string{"ticket", "result"}),
 		persistSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "geobooth_ticket_persist_seconds",
-			Help: "Time to write and fsync a ticket's durable state.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 12)}),
+			Help: "Time to write and flush one group commit of tickets' durable state.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 12)}),
 		resourceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_resource_errors_total",
 			Help: "Failed calls to start or stop the local resources, by operation."}, []string{"ticket", "op"}),
 		electionsQueued: prometheus.NewGauge(prometheus.GaugeOpts{Name: "geobooth_ticket_elections_queued",
 			Help: "Tickets waiting to start an election here while max_elections of ours are under way (mass failover)."}),
 		electionsDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "geobooth_ticket_elections_deferred_total",
-			Help: "Elections held back because max_elections of ours were under way."}),
+			Help: "Elections held back because the pacing window of ours was full."}),
+		electionWindow: prometheus.NewGauge(prometheus.GaugeOpts{Name: "geobooth_ticket_election_window",
+			Help: "How many elections of ours may run at once now (adapts between 1 and max_elections)."}),
+		persistFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "geobooth_ticket_persist_failures_total",
+			Help: "Writes of a ticket's durable state that failed (the ticket is silent until one succeeds)."}),
+		unsaved: prometheus.NewGauge(prometheus.GaugeOpts{Name: "geobooth_ticket_unsaved_tickets",
+			Help: "Tickets whose last write failed: they send nothing and start nothing until a write succeeds."}),
+		escalations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_ticket_stop_escalations_total",
+			Help: "Stops not done by the end of the lease they ran under, escalated (on_revoke_failure)."}, []string{"ticket"}),
 	}
 	reg.MustRegister(m.packetsReceived, m.packetsSent, m.held, m.term, m.leaseRemaining, m.renewals,
-		m.acquisitions, m.losses, m.failovers, m.events, m.handlerRuns, m.persistSeconds, m.resourceErrors, m.electionsQueued, m.electionsDeferred)
+		m.acquisitions, m.losses, m.failovers, m.events, m.handlerRuns, m.persistSeconds, m.resourceErrors, m.electionsQueued, m.electionsDeferred,
+		m.electionWindow, m.persistFailures, m.unsaved, m.escalations)
 	return m
 }
 

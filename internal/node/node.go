@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"sync"
 	"time"
 
@@ -15,15 +14,23 @@ import (
 
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/ticket"
+	"github.com/geobooth/geobooth/ticket/engine"
 )
 
 // Resources starts and stops what a ticket guards at this site (Pacemaker:
 // crm_ticket grant and revoke; the replicated volumes). Calls for one
-// ticket come one at a time.
+// ticket come one at a time, a stop before anything queued.
 type Resources interface {
 	Grant(ctx context.Context, t string, g Grant) error
 	Renewed(ctx context.Context, t string, term uint64, expires time.Time) error
-	Revoke(ctx context.Context, t string) error
+	// Stop stops what the ticket guards and returns once it is down; an
+	// error says it could not make sure of that (ctx ends at the stop's
+	// deadline).
+	Stop(ctx context.Context, t string) error
+	// Escalate: a stop was not done by the end of the lease it ran under,
+	// and the resources may still run: apply on_revoke_failure, so the
+	// local cluster stops them (the daemon exits) or at least says so.
+	Escalate(t, reason string)
 }
 
 // Grant describes an acquisition.
@@ -60,7 +67,7 @@ type Options struct {
 	Handover  Handover  // nil: ready at once
 	// HandoverTimeout bounds PrepareHandover (default 60 s).
 	HandoverTimeout time.Duration
-	// ResourceTimeout bounds one Grant/Revoke call (default 30 s).
+	// ResourceTimeout bounds one Grant or Renewed call (default 30 s).
 	ResourceTimeout time.Duration
 	// HandlerEnv is added to the before-acquire handler's environment
 	// (CIB_file when the site's Pacemaker works on a file).
@@ -69,30 +76,35 @@ type Options struct {
 	// concerns (their state machines then always ask for it).
 	Check       Check
 	LocalChecks map[string]bool
+	// Running lists the tickets found granted in the local CIB at start,
+	// with the lease end recorded there (zero: none recorded).
+	Running map[string]time.Time
+	// AcceptMembershipChange: the operator stopped every member to change
+	// the member list (see engine.ErrMembershipChanged).
+	AcceptMembershipChange bool
 }
 
-// Node runs the tickets of one member.
+// Node runs the tickets of one member: the shell around the deterministic
+// engine. One goroutine (Run) owns the engine; it feeds it peer messages,
+// commands, timer ticks and the results of the work it asked for, and
+// carries out what it returns without ever blocking: writes go to the
+// store's goroutine, resource calls to each ticket's worker, handlers and
+// handovers to goroutines of their own.
 type Node struct {
-	opt     Options
-	cfg     *config.File
-	log     *slog.Logger
-	clock   Clock
-	tr      Transport
-	store   *store
-	met     *metrics
-	tickets map[string]*rt
-	names   []string
-	timers  timerHeap
-	// slack: the loop wakes for timers only at multiples of it (the
-	// smallest TimerSlack of the tickets), once for all that fall due.
-	slack time.Duration
-	// electing counts the tickets with an election of ours under way;
-	// queued holds those whose election waits for a free slot.
-	electing int
-	queued   []string
+	opt   Options
+	cfg   *config.File
+	log   *slog.Logger
+	clock Clock
+	tr    Transport
+	store *store
+	met   *metrics
+	eng   *engine.Engine
+	names []string
+	rts   map[string]*rt
 
-	inputs   chan taggedInput
+	inputs   chan func(now time.Duration)
 	commands chan commandReq
+	saves    chan *engine.Save
 
 	mu         sync.Mutex
 	views      map[string]View
@@ -106,24 +118,14 @@ type Node struct {
 	membership Membership
 }
 
-// rt is one ticket's runtime state, owned by the loop goroutine.
+// rt is what the shell keeps of one ticket.
 type rt struct {
-	cfg   ticket.Config
-	cl    ticket.Cluster
-	st    ticket.State
-	work  chan func()   // the ticket's resource calls, one at a time
-	owner int           // last owner seen, for failover counting
-	next  time.Duration // when it next needs a tick (0: nothing scheduled)
-	// electing: an election of ours is under way; queued: it waits in
-	// Node.queued to start one.
-	electing, queued bool
+	cfg    ticket.Config
+	cl     ticket.Cluster
+	worker *worker
+	owner  int // last owner seen, for failover counting
 	// The ticket's gauges, looked up once.
 	held, term, leaseRemaining prometheus.Gauge
-}
-
-type taggedInput struct {
-	ticket string
-	in     ticket.Input
 }
 
 type commandReq struct {
@@ -151,10 +153,10 @@ func New(opt Options) (*Node, error) {
 		opt.ResourceTimeout = 30 * time.Second
 	}
 	n := &Node{opt: opt, cfg: cfg, log: opt.Log, clock: opt.Clock, met: newMetrics(opt.Registry),
-		tickets: map[string]*rt{}, inputs: make(chan taggedInput, 256), commands: make(chan commandReq),
-		views: map[string]View{}, events: newEventRing(200), pending: map[uint64]chan ticket.Reply{},
-		started: opt.Clock.Wall(), done: make(chan struct{})}
-	st, err := newStore(cfg.StateDir)
+		rts: map[string]*rt{}, inputs: make(chan func(time.Duration), 1024), commands: make(chan commandReq),
+		saves: make(chan *engine.Save, 1), views: map[string]View{}, events: newEventRing(200),
+		pending: map[uint64]chan ticket.Reply{}, started: opt.Clock.Wall(), done: make(chan struct{})}
+	st, err := newStore(cfg.StateDir, cfg.TicketCluster())
 	if err != nil {
 		return nil, err
 	}
@@ -163,20 +165,27 @@ func New(opt Options) (*Node, error) {
 		return nil, fmt.Errorf("register peer metrics: %w", err)
 	}
 	cl := cfg.TicketCluster()
+	var tickets []ticket.Config
 	for _, tc := range cfg.Tickets {
-		tc := tc
 		tc.LocalChecks = opt.LocalChecks[tc.Name]
-		r := &rt{cfg: tc, cl: cl, work: make(chan func(), 64), owner: ticket.None,
+		tickets = append(tickets, tc)
+		n.rts[tc.Name] = &rt{cfg: tc, cl: cl, owner: ticket.None, worker: newWorker(),
 			held: n.met.held.WithLabelValues(tc.Name), term: n.met.term.WithLabelValues(tc.Name),
 			leaseRemaining: n.met.leaseRemaining.WithLabelValues(tc.Name)}
-		r.st = ticket.NewState(&r.cfg, &r.cl)
-		if len(n.names) == 0 || tc.TimerSlack < n.slack {
-			n.slack = tc.TimerSlack
-		}
-		n.tickets[tc.Name] = r
-		n.names = append(n.names, tc.Name)
 	}
-	sort.Strings(n.names)
+	n.eng, err = engine.New(engine.Config{Members: cl.Members, Self: cl.Self, Tickets: tickets, Digest: cfg.Digest(),
+		MaxElections: cfg.MaxElections, AcceptMembershipChange: opt.AcceptMembershipChange})
+	if err != nil {
+		return nil, err
+	}
+	n.names = n.eng.Names()
+	for _, name := range n.names {
+		// Known from the start: the API answers for a ticket before the
+		// loop has booted it, and its commands wait for the loop.
+		r := n.rts[name]
+		n.views[name] = View{Name: name, Mode: r.cfg.Mode.String(), State: "starting", Local: cfg.Local,
+			Attrs: map[string]string{}, Expire: r.cfg.Expire.Seconds()}
+	}
 	n.tr = opt.Transport
 	if n.tr == nil {
 		addrs := make([]string, len(cfg.Cluster.Members))
@@ -200,49 +209,43 @@ func New(opt Options) (*Node, error) {
 // before Run.
 func (n *Node) Observe(fn Observer) { n.observers = append(n.observers, fn) }
 
-// Run boots every ticket from its persisted state and runs until ctx ends.
+// maxBatch bounds the inputs fed to the engine before its outputs are
+// carried out (one group commit for all of them).
+const maxBatch = 2048
+
+// Run boots every ticket from its stored state and runs until ctx ends. It
+// returns at once with an error when the stored state cannot be used (a
+// configuration change that is not safe online).
 func (n *Node) Run(ctx context.Context) error {
 	defer close(n.done)
 	defer n.tr.Close()
-	wctx, stopWorkers := context.WithCancel(context.Background())
+	if err := n.boot(); err != nil {
+		return err
+	}
 	var workers sync.WaitGroup
+	wctx, stopWorkers := context.WithCancel(context.Background())
 	for _, name := range n.names {
-		r := n.tickets[name]
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			for {
-				select {
-				case f := <-r.work:
-					f()
-				case <-wctx.Done():
-					return
-				}
-			}
+			n.runWorker(wctx, name, n.rts[name])
 		}()
 	}
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		n.runStore(wctx)
+	}()
 	defer func() {
 		stopWorkers()
 		workers.Wait()
 	}()
-	for _, name := range n.names {
-		p, err := n.store.load(name)
-		if err != nil {
-			return err
-		}
-		var seed [8]byte
-		if _, err := rand.Read(seed[:]); err != nil {
-			return fmt.Errorf("seed: %w", err)
-		}
-		if p == nil {
-			n.log.Info("ticket has no persisted state: abstaining for one lease", "ticket", name)
-		}
-		n.step(name, ticket.Boot{Persisted: p, Seed: binary.BigEndian.Uint64(seed[:])})
-	}
+	n.carry(n.eng.Ready(n.clock.Mono()))
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var dropped uint64
 	for {
-		n.resetTimer(timer)
+		n.arm(timer)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -250,177 +253,97 @@ func (n *Node) Run(ctx context.Context) error {
 			if !ok {
 				return errors.New("peer transport closed")
 			}
-			batch := n.gather(m, nil)
-			if err := n.drain(&batch); err != nil {
+			now := n.clock.Mono()
+			n.receive(now, m)
+			if err := n.drain(now); err != nil {
 				return err
 			}
-			n.stepBatch(batch)
-		case in := <-n.inputs:
-			batch := []taggedInput{in}
-			if err := n.drain(&batch); err != nil {
+		case f := <-n.inputs:
+			now := n.clock.Mono()
+			f(now)
+			if err := n.drain(now); err != nil {
 				return err
 			}
-			n.stepBatch(batch)
 		case c := <-n.commands:
-			n.mu.Lock()
-			n.nextCmdID++
-			c.cmd.ID = n.nextCmdID
-			n.pending[c.cmd.ID] = c.reply
-			n.mu.Unlock()
-			n.step(c.ticket, c.cmd)
+			n.command(n.clock.Mono(), c)
 		case <-timer.C:
-			var batch []taggedInput
-			now, starting := n.clock.Mono(), 0
-			for _, name := range n.due() {
-				r := n.tickets[name]
-				// At most max_elections of our own at once: when
-				// thousands of tickets fail over together, the others
-				// wait their turn (oldest first) instead of flooding the
-				// voters, whose receive queues would overflow and fail
-				// every election.
-				if r.st.AcquireDue(now) {
-					if n.electing+starting >= n.cfg.MaxElections {
-						n.enqueue(name, r)
-						continue
-					}
-					starting++
-				}
-				batch = append(batch, taggedInput{ticket: name, in: ticket.Tick{}})
-			}
-			n.tickAll(batch)
+			n.eng.Tick(n.clock.Mono())
 		}
-		n.admit()
+		now := n.clock.Mono()
+		if d := n.tr.Dropped(); d > dropped {
+			dropped = d
+			n.eng.Overloaded(now)
+		}
+		n.carry(n.eng.Ready(now))
 	}
 }
 
-func (n *Node) tickAll(batch []taggedInput) {
-	for len(batch) > 0 {
-		k := min(len(batch), maxBatch)
-		n.stepBatch(batch[:k])
-		batch = batch[k:]
-	}
-}
-
-// enqueue holds back a ticket whose election is due.
-func (n *Node) enqueue(name string, r *rt) {
-	if !r.queued {
-		r.queued = true
-		n.queued = append(n.queued, name)
-		n.met.electionsQueued.Set(float64(len(n.queued)))
-		n.met.electionsDeferred.Inc()
-	}
-}
-
-// admit starts queued elections while slots are free. A queued ticket
-// that no longer needs one (it heard of a new owner) leaves the queue.
-func (n *Node) admit() {
-	if len(n.queued) == 0 {
-		return
+// boot reads every ticket's stored state and starts the engine.
+func (n *Node) boot() error {
+	stored := map[string]*engine.Record{}
+	for _, name := range n.names {
+		r, err := n.store.load(name)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			n.log.Info("ticket has no stored state: abstaining for one lease", "ticket", name)
+		} else if r.Digest != 0 && r.Digest != n.cfg.Digest() {
+			n.log.Warn("the cluster configuration changed since this member last ran: it abstains for the longer of the old and the new lease",
+				"ticket", name, "was", fmt.Sprintf("%016x", r.Digest), "now", fmt.Sprintf("%016x", n.cfg.Digest()))
+		}
+		stored[name] = r
 	}
 	now := n.clock.Mono()
-	var batch []taggedInput
-	for len(n.queued) > 0 && n.electing+len(batch) < n.cfg.MaxElections {
-		name := n.queued[0]
-		n.queued = n.queued[1:]
-		r := n.tickets[name]
-		r.queued = false
-		if r.st.AcquireDue(now) {
-			batch = append(batch, taggedInput{ticket: name, in: ticket.Tick{}})
+	running := map[string]engine.Running{}
+	for name, end := range n.opt.Running {
+		r := engine.Running{}
+		if !end.IsZero() {
+			r.LeaseEnd = now + end.Sub(n.clock.Wall())
 		}
+		running[name] = r
 	}
-	n.met.electionsQueued.Set(float64(len(n.queued)))
-	n.tickAll(batch)
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	return n.eng.Boot(now, stored, running, binary.BigEndian.Uint64(seed[:]))
 }
 
-// step feeds one input to a ticket (see stepBatch).
-func (n *Node) step(name string, in ticket.Input) {
-	n.stepBatch([]taggedInput{{ticket: name, in: in}})
+// arm sets the timer for the engine's next wake-up.
+func (n *Node) arm(t *time.Timer) {
+	now := n.clock.Mono()
+	next := now + time.Hour
+	if at, ok := n.eng.NextWake(); ok {
+		next = at
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(max(0, next-now))
 }
 
-// maxBatch bounds the inputs stepped before one group commit.
-const maxBatch = 2048
-
-// stepBatch feeds inputs to their tickets in order and carries out the
-// outputs: the states to persist first, all in one group commit (one
-// flush for the batch instead of one per state), then the effects, then
-// the messages. A ticket whose state could not be made durable sends
-// nothing that depends on it.
-func (n *Node) stepBatch(items []taggedInput) {
-	type output struct {
-		name string
-		r    *rt
-		now  time.Duration
-		msgs []ticket.Message
-		effs []ticket.Effect
-	}
-	outs := make([]output, 0, len(items))
-	var save []namedState
-	for _, it := range items {
-		r := n.tickets[it.ticket]
-		o := output{name: it.ticket, r: r, now: n.clock.Mono()}
-		r.st, o.msgs, o.effs = ticket.Step(r.st, it.in, o.now)
-		for _, e := range o.effs {
-			if p, ok := e.(ticket.Persist); ok {
-				save = append(save, namedState{name: it.ticket, state: p.State})
-			}
-		}
-		outs = append(outs, o)
-	}
-	var failed map[string]error
-	if len(save) > 0 {
-		start := time.Now()
-		failed = n.store.saveAll(save)
-		n.met.persistSeconds.Observe(time.Since(start).Seconds())
-		for name, err := range failed {
-			// Without durable state a vote could be cast twice after a
-			// crash: send nothing that depends on it.
-			n.log.Error("cannot persist ticket state: not sending", "ticket", name, "err", err)
-		}
-	}
-	var sends []ticket.Message
-	for _, o := range outs {
-		for _, e := range o.effs {
-			n.effect(o.name, o.r, e)
-		}
-		if failed[o.name] == nil {
-			sends = append(sends, o.msgs...)
-		}
-		if e := o.r.st.Electing(); e != o.r.electing {
-			o.r.electing = e
-			if e {
-				n.electing++
-			} else {
-				n.electing--
-			}
-		}
-		n.publish(o.name, o.r, o.now)
-		n.schedule(o.name, o.r, o.now)
-	}
-	// The batch's messages leave together: one sendmmsg per 64.
-	n.tr.Send(sends)
-}
-
-// gather adds a received message to a batch, unless its ticket is unknown.
-func (n *Node) gather(m ticket.Message, batch []taggedInput) []taggedInput {
-	if _, known := n.tickets[m.Ticket]; !known {
+func (n *Node) receive(now time.Duration, m ticket.Message) {
+	if !n.eng.Receive(now, m) {
 		n.met.packetsReceived.WithLabelValues("unknown_ticket").Inc()
-		return batch
 	}
-	return append(batch, taggedInput{ticket: m.Ticket, in: ticket.Receive{Msg: m}})
 }
 
-// drain adds what is already waiting (messages, worker results) to the
-// batch, up to maxBatch, without blocking.
-func (n *Node) drain(batch *[]taggedInput) error {
-	for len(*batch) < maxBatch {
+// drain feeds what is already waiting (messages, results), up to
+// maxBatch, without blocking.
+func (n *Node) drain(now time.Duration) error {
+	for k := 0; k < maxBatch; k++ {
 		select {
 		case m, ok := <-n.tr.Recv():
 			if !ok {
 				return errors.New("peer transport closed")
 			}
-			*batch = n.gather(m, *batch)
-		case in := <-n.inputs:
-			*batch = append(*batch, in)
+			n.receive(now, m)
+		case f := <-n.inputs:
+			f(now)
 		default:
 			return nil
 		}
@@ -428,18 +351,34 @@ func (n *Node) drain(batch *[]taggedInput) error {
 	return nil
 }
 
-// send queues an input from a worker back to the loop.
-func (n *Node) send(name string, in ticket.Input) {
+func (n *Node) command(now time.Duration, c commandReq) {
+	n.mu.Lock()
+	n.nextCmdID++
+	c.cmd.ID = n.nextCmdID
+	n.pending[c.cmd.ID] = c.reply
+	n.mu.Unlock()
+	if err := n.eng.Command(now, c.ticket, c.cmd); err != nil {
+		n.reply(ticket.Reply{ID: c.cmd.ID, Err: err})
+	}
+}
+
+// input queues work for the loop from another goroutine.
+func (n *Node) input(f func(now time.Duration)) {
 	select {
-	case n.inputs <- taggedInput{ticket: name, in: in}:
+	case n.inputs <- f:
 	case <-n.done:
 	}
+}
+
+// done reports a result of work a ticket asked for.
+func (n *Node) doneWith(name string, in ticket.Input) {
+	n.input(func(now time.Duration) { n.eng.Done(now, name, in) })
 }
 
 // Do runs an operator command on a ticket and returns the state machine's
 // reply.
 func (n *Node) Do(ctx context.Context, name string, cmd ticket.Command) (ticket.Reply, error) {
-	if _, ok := n.tickets[name]; !ok {
+	if _, ok := n.rts[name]; !ok {
 		return ticket.Reply{}, fmt.Errorf("%w: %q", ErrUnknownTicket, name)
 	}
 	req := commandReq{ticket: name, cmd: cmd, reply: make(chan ticket.Reply, 1)}
@@ -469,7 +408,7 @@ func (n *Node) Release(name, why string) {
 }
 
 // ErrUnknownTicket: no ticket of that name is configured.
-var ErrUnknownTicket = errors.New("unknown ticket")
+var ErrUnknownTicket = engine.ErrUnknownTicket
 
 // MemberIndex returns the index of the named member, or -1.
 func (n *Node) MemberIndex(name string) int {

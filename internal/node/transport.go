@@ -29,6 +29,9 @@ type Transport interface {
 	Recv() <-chan ticket.Message
 	// Peer reports what the transport learned about member i.
 	Peer(i int) PeerInfo
+	// Dropped counts the datagrams dropped for want of room since the
+	// start (the loop paces elections down when it grows).
+	Dropped() uint64
 	Close() error
 }
 
@@ -67,6 +70,7 @@ type udpTransport struct {
 	outMsgs          []ipv4.Message
 	sentOK, sentErr  prometheus.Counter
 	recvOK, overflow prometheus.Counter
+	dropped          atomic.Uint64
 
 	mu    sync.Mutex
 	peers map[int]PeerInfo
@@ -208,6 +212,7 @@ func (t *udpTransport) readLoop() {
 			case t.out <- m:
 			default:
 				t.overflow.Inc()
+				t.dropped.Add(1)
 			}
 		}
 	}
@@ -266,6 +271,8 @@ func (t *udpTransport) accept(b []byte, from *net.UDPAddr, replay *ticket.Replay
 	t.recvOK.Inc()
 	return m, true
 }
+
+func (t *udpTransport) Dropped() uint64 { return t.dropped.Load() }
 
 func (t *udpTransport) Peer(i int) PeerInfo {
 	t.mu.Lock()

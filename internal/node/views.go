@@ -47,7 +47,7 @@ func (v View) LeaseRemaining(now time.Time) time.Duration {
 // publish refreshes the ticket's view after a step and tells observers
 // when it changed.
 func (n *Node) publish(name string, r *rt, now time.Duration) {
-	tv := r.st.View(now)
+	tv, _ := n.eng.View(name, now)
 	v := View{Name: name, Mode: tv.Mode.String(), Term: tv.Term, State: tv.State, HeldLocally: tv.HeldLocally,
 		Managed: tv.Managed, Local: n.cfg.Local, Reason: tv.Reason, Attrs: map[string]string{},
 		Expire: r.cfg.Expire.Seconds()}

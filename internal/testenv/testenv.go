@@ -42,3 +42,16 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// RequireRoot skips a test that needs root (mounts, network namespaces),
+// or fails it when CI is set, saying why it needs root.
+func RequireRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("this test needs root (%s): CI must run it as root", why)
+	}
+	t.Skipf("this test needs root (%s): run go test as root", why)
+}

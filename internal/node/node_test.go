@@ -1,0 +1,209 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/geobooth/geobooth/internal/config"
+	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/ticket"
+)
+
+// fakeTransport is the network of a node under test: what it sends is
+// recorded; the test plays the other members by injecting messages.
+type fakeTransport struct {
+	mu   sync.Mutex
+	sent []ticket.Message
+	in   chan ticket.Message
+}
+
+func newFakeTransport() *fakeTransport { return &fakeTransport{in: make(chan ticket.Message, 64)} }
+
+func (f *fakeTransport) Send(ms []ticket.Message) {
+	f.mu.Lock()
+	f.sent = append(f.sent, ms...)
+	f.mu.Unlock()
+}
+func (f *fakeTransport) Recv() <-chan ticket.Message { return f.in }
+func (f *fakeTransport) Peer(int) PeerInfo           { return PeerInfo{} }
+func (f *fakeTransport) Close() error                { return nil }
+func (f *fakeTransport) Dropped() uint64             { return 0 }
+
+// take returns and forgets what was sent.
+func (f *fakeTransport) take() []ticket.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.sent
+	f.sent = nil
+	return out
+}
+
+// hungCIB is a site whose grants never return (a hung CIB): only their
+// context ends them.
+type hungCIB struct {
+	mu      sync.Mutex
+	grants  int
+	stopped []time.Time
+}
+
+func (h *hungCIB) Grant(ctx context.Context, _ string, _ Grant) error {
+	h.mu.Lock()
+	h.grants++
+	h.mu.Unlock()
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (h *hungCIB) Renewed(ctx context.Context, _ string, _ uint64, _ time.Time) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (h *hungCIB) Stop(context.Context, string) error {
+	h.mu.Lock()
+	h.stopped = append(h.stopped, time.Now())
+	h.mu.Unlock()
+	return nil
+}
+func (h *hungCIB) Escalate(string, string) {}
+
+func (h *hungCIB) counts() (int, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.grants, len(h.stopped)
+}
+
+// testNode writes a three-member configuration with short timings and
+// returns east's node on a fake transport.
+func testNode(t *testing.T, res Resources) (*Node, *fakeTransport) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"auth.key", "api.token"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := `local = "east"
+auth_key_file = "auth.key"
+state_dir = "state"
+[api]
+listen = "127.0.0.1:0"
+token_file = "api.token"
+[pacemaker]
+driver = "none"
+[cluster]
+name = "test"
+[[cluster.members]]
+name = "east"
+role = "site"
+address = "127.0.0.1:1"
+[[cluster.members]]
+name = "west"
+role = "site"
+address = "127.0.0.1:2"
+[[cluster.members]]
+name = "arbitrator"
+role = "arbitrator"
+address = "127.0.0.1:3"
+[cluster.tickets.web]
+expire = "1s"
+renewal_freq = "400ms"
+timeout = "50ms"
+retries = 3
+acquire_after = "0s"
+stop_timeout = "100ms"
+`
+	p := filepath.Join(dir, "east.toml")
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Load(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newFakeTransport()
+	n, err := New(Options{Config: f, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Transport: tr, Resources: res,
+		ResourceTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, tr
+}
+
+// answerVotes plays west: every vote request east sends is granted.
+func answerVotes(ctx context.Context, tr *fakeTransport) {
+	for ctx.Err() == nil {
+		for _, m := range tr.take() {
+			if m.To == 1 && (m.Type == ticket.MsgVoteReq || m.Type == ticket.MsgRenew) {
+				r := ticket.Message{Type: ticket.MsgVoteResp, Ticket: m.Ticket, Term: m.Term, From: 1, To: 0, Round: m.Round,
+					OK: true, Site: ticket.None, Acked: 0}
+				if m.Type == ticket.MsgRenew {
+					r.Type = ticket.MsgRenewAck
+				}
+				tr.in <- r
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The loop never waits for a resource call: with the CIB hanging on the
+// grant, commands are still answered, and a stop cancels the hung grant
+// and runs at once.
+func TestLoopKeepsGoingWhileTheCIBHangs(t *testing.T) {
+	cib := &hungCIB{}
+	n, tr := testNode(t, cib)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	go answerVotes(ctx, tr)
+	do := func(c ticket.Command) ticket.Reply {
+		t.Helper()
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		defer ccancel()
+		r, err := n.Do(cctx, "web", c)
+		if err != nil {
+			t.Fatalf("%v: %v (the loop is blocked?)", c.Op, err)
+		}
+		return r
+	}
+	do(ticket.Command{Op: ticket.OpGrant, Site: 0})
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if g, _ := cib.counts(); g == 0 || !n.View("web").HeldLocally {
+			return fmt.Errorf("grants %d, held %v", g, n.View("web").HeldLocally)
+		}
+		return nil
+	})
+	// The grant hangs. The loop still answers.
+	for i := 0; i < 5; i++ {
+		if r := do(ticket.Command{Op: ticket.OpAttrSet, Attr: "k", Value: fmt.Sprint(i)}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	revoked := time.Now()
+	if r := do(ticket.Command{Op: ticket.OpRevoke}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	testenv.Eventually(t, 2*time.Second, func() error {
+		if _, s := cib.counts(); s == 0 {
+			return fmt.Errorf("no stop yet")
+		}
+		return nil
+	})
+	cib.mu.Lock()
+	took := cib.stopped[0].Sub(revoked)
+	cib.mu.Unlock()
+	if took > 500*time.Millisecond {
+		t.Fatalf("the stop ran %v after the revoke, behind the hung grant", took)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
