@@ -16,7 +16,7 @@ import (
 // The ticket web in examples/geo/cluster.toml.
 const (
 	expire       = 10 * time.Second
-	acquireAfter = 2 * time.Second
+	acquireAfter = 3 * time.Second
 	timeout      = time.Second
 	drift        = 0.01
 )
@@ -50,6 +50,8 @@ func TestGeoCluster(t *testing.T) {
 	t.Run("5-planned-move", func(t *testing.T) { scenarioMove(t, n, report) })
 	t.Run("6-restart-all", func(t *testing.T) { scenarioRestartAll(t, n, report) })
 	t.Run("7-flapping-link", func(t *testing.T) { scenarioFlapping(t, n, report) })
+	t.Run("8-voter-disk-fails", func(t *testing.T) { scenarioVoterDiskFails(t, n, report) })
+	t.Run("9-rolling-configuration-change", func(t *testing.T) { scenarioRollingChange(t, n, report) })
 }
 
 // begin starts a fresh deployment, watches its owners and grants web to
