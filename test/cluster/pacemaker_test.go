@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,23 @@ func pacemakerClusterWith(t *testing.T, tickets, cibFile string) (*tc.Cluster, m
 		t.Fatal(err)
 	}
 	sites := map[string]cibSite{}
+	// The site's cluster acts on every ticket change: crm_ticket is a
+	// wrapper that runs the scheduler after a grant, revoke, standby or
+	// activate, as Pacemaker would (the CIB file has no daemon).
+	real, err := exec.LookPath("crm_ticket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapper := filepath.Join(t.TempDir(), "crm_ticket")
+	script := fmt.Sprintf(`#!/bin/sh
+%s "$@"
+rc=$?
+case " $* " in *" -g "*|*" -r "*|*" -s "*|*" -a "*) crm_simulate -x "$CIB_file" -S -X -Q >/dev/null 2>&1;; esac
+exit $rc
+`, real)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	c := tc.New(t, tc.Spec{
 		Members: []tc.MemberSpec{{Name: "east", Role: "site"}, {Name: "west", Role: "site"}, {Name: "arbitrator", Role: "arbitrator"}},
 		Tickets: tickets,
@@ -59,7 +77,7 @@ func pacemakerClusterWith(t *testing.T, tickets, cibFile string) (*tc.Cluster, m
 				t.Fatal(err)
 			}
 			sites[m.Name] = cibSite{t: t, path: p}
-			return fmt.Sprintf("[pacemaker]\ndriver = \"crm_ticket\"\ncib_file = %q\ntimeout = \"5s\"\n", p)
+			return fmt.Sprintf("[pacemaker]\ndriver = \"crm_ticket\"\ncrm_ticket = %q\ncib_file = %q\ntimeout = \"5s\"\n", wrapper, p)
 		},
 	})
 	t.Cleanup(func() {
@@ -77,9 +95,12 @@ func TestSiteDrivesItsCIBThroughGrantLossAndRestart(t *testing.T) {
 	// the ticket: reconciled away at start.
 	sites["east"].tool("crm_ticket", "-t", "web", "-g", "--force", "-S", "owner", "--attr-value=east", "-S", "expires", "--attr-value=1")
 	c.StartAll()
-	if st := sites["east"].state(); !strings.Contains(st, `granted="false"`) {
-		t.Fatalf("stale grant not revoked at start:\n%s", st)
-	}
+	tc.Eventually(t, 5*time.Second, func() error {
+		if st := sites["east"].state(); !strings.Contains(st, `granted="false"`) {
+			return fmt.Errorf("stale grant not revoked at start:\n%s", st)
+		}
+		return nil
+	})
 
 	if _, errOut, code := arb.Ctl("grant", "-s", "east", "web"); code != 0 {
 		t.Fatalf("grant: %s", errOut)
@@ -186,7 +207,7 @@ func TestHangingCrmTicketEscalatesAndTheLeaseStillEnds(t *testing.T) {
 	for _, n := range []string{"east"} {
 		m := c.Member(n)
 		cfg, _ := os.ReadFile(m.Config)
-		cfg = []byte(strings.Replace(string(cfg), `driver = "crm_ticket"`, fmt.Sprintf("driver = \"crm_ticket\"\ncrm_ticket = %q\nretries = 1", hang), 1))
+		cfg = []byte(regexp.MustCompile(`crm_ticket = ".*"`).ReplaceAllString(string(cfg), fmt.Sprintf("crm_ticket = %q\nretries = 1", hang)))
 		cfg = []byte(strings.Replace(string(cfg), `timeout = "5s"`, `timeout = "500ms"`, 1))
 		os.WriteFile(m.Config, cfg, 0o600)
 	}
