@@ -28,11 +28,17 @@ var (
 	bin     = flag.String("bin", "bin", "folder with geoboothd and ticketctl")
 	tickets = flag.Int("tickets", 10000, "automatic tickets")
 	measure = flag.Duration("measure", 30*time.Second, "how long CPU, memory and renewals are measured")
+	procs   = flag.Int("gomaxprocs", 0, "GOMAXPROCS of each daemon (0: Go's default), to imitate a slower machine")
+	nice    = flag.Int("nice", 0, "niceness of each daemon")
 )
 
 func main() {
 	flag.Parse()
 	bk.Name, bk.Every = "bench/scale", 200*time.Millisecond
+	if *procs > 0 {
+		bk.Env = append(bk.Env, fmt.Sprintf("GOMAXPROCS=%d", *procs))
+	}
+	bk.Nice = *nice
 	dir, err := os.MkdirTemp("", "geobooth-bench-scale-")
 	bk.Must(err)
 	defer os.RemoveAll(dir)
@@ -112,7 +118,8 @@ func main() {
 	time.Sleep(*measure)
 	ren1 := renewals(ms[:3])
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Printf("%d automatic tickets, renewal every 2 s (expire 8 s), 5 members on loopback; all granted in %v\n", *tickets, granted.Round(100*time.Millisecond))
+	fmt.Printf("%d automatic tickets, renewal every 2 s (expire 8 s), 5 members on loopback (GOMAXPROCS %d, nice %d); all granted in %v\n",
+		*tickets, *procs, *nice, granted.Round(100*time.Millisecond))
 	fmt.Fprintln(tw, "member\tCPU (share of one core)\tresident memory")
 	worst := 0.0
 	for _, m := range ms {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -18,6 +19,13 @@ var Name = "bench"
 
 // Every is how often WaitUntil polls.
 var Every = 50 * time.Millisecond
+
+// Env is added to every daemon's environment (GOMAXPROCS=1 to imitate a
+// slower machine); Nice is the niceness it runs at (0: as the bench).
+var (
+	Env  []string
+	Nice int
+)
 
 // Fail prints err and exits non-zero.
 func Fail(err error) {
@@ -110,7 +118,12 @@ func (m *Member) WriteConfig(dir, extra string) {
 
 // Start runs geoboothd from bin for the member, logging to dir/NAME.log.
 func (m *Member) Start(bin, dir string) {
-	cmd := exec.Command(filepath.Join(bin, "geoboothd"), "-config", filepath.Join(dir, m.Name+".toml"))
+	args := []string{filepath.Join(bin, "geoboothd"), "-config", filepath.Join(dir, m.Name+".toml")}
+	if Nice != 0 {
+		args = append([]string{"nice", "-n", strconv.Itoa(Nice)}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), Env...)
 	log, err := os.OpenFile(filepath.Join(dir, m.Name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	Must(err)
 	cmd.Stdout, cmd.Stderr = log, log
