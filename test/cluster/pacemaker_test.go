@@ -167,9 +167,12 @@ func TestSiteDrivesItsCIBThroughGrantLossAndRestart(t *testing.T) {
 		fmt.Sprintf("--attr-value=%d", time.Now().Add(-time.Second).Unix()))
 	west.Start()
 	west.WaitUp(10 * time.Second)
-	if st := sites["west"].state(); !strings.Contains(st, `granted="false"`) {
-		t.Fatalf("west's stale grant survived its restart while east owns web:\n%s", st)
-	}
+	tc.Eventually(t, 5*time.Second, func() error {
+		if st := sites["west"].state(); !strings.Contains(st, `granted="false"`) {
+			return fmt.Errorf("west's stale grant survived its restart while east owns web:\n%s", st)
+		}
+		return nil
+	})
 	// Standby through ticketctl at the owner; refused at the arbitrator.
 	if _, errOut, code := east.Ctl("standby", "web"); code != 0 {
 		t.Fatalf("standby: %s", errOut)
