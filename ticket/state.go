@@ -154,6 +154,10 @@ type State struct {
 	// paced: the runtime holds this ticket's elections back for now
 	// (too many of its own under way); AcquireDue stays true meanwhile.
 	paced bool
+	// unanswered: our last election ended without a majority answering
+	// in time (no refusal either): the voters, or the way to them, may
+	// be overloaded.
+	unanswered bool
 
 	moveTo       int
 	moveToken    uint64
@@ -331,6 +335,11 @@ func (s *State) NextTimer(now time.Duration) (t time.Duration, ok bool) {
 // Electing reports whether an election of this member's own is under way
 // (not an owner's reassertion).
 func (s *State) Electing() bool { return s.hold == candidate && s.elect.Active }
+
+// ElectionUnanswered reports whether the last election of ours ended
+// because no majority answered in time (rather than refusing): the
+// runtime takes it as a sign of overload and paces its elections down.
+func (s *State) ElectionUnanswered() bool { return s.unanswered }
 
 // Pace holds the ticket's automatic elections back (hold) or lets them go:
 // the runtime paces how many of its own run at once. An operator's grant

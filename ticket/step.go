@@ -264,6 +264,7 @@ func (s *State) tickRound(o *out, r *round, t MsgType, now time.Duration) {
 	r.Active = false
 	switch t {
 	case MsgVoteReq:
+		s.unanswered = true
 		s.electionFailed(o, now, "no majority answered")
 	case MsgRenew:
 		if s.hold == owner && !s.manual() {

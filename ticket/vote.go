@@ -252,6 +252,7 @@ func (s *State) startElection(o *out, reason Reason, force bool, now time.Durati
 	if s.hold != owner && s.postponed(now) {
 		return
 	}
+	s.unanswered = false
 	t := s.P.Term
 	if s.highTerm > t {
 		t = s.highTerm

@@ -24,6 +24,12 @@ func (n *Node) carry(rd engine.Ready) {
 		n.saves <- rd.Save
 	}
 	for _, s := range rd.Stops {
+		if n.opt.Resources == nil {
+			// Nothing runs here: stopped at once, without waking a
+			// worker (thousands of tickets renew on an arbitrator).
+			n.stopped = append(n.stopped, s)
+			continue
+		}
 		n.rts[s.Ticket].worker.stop(s, n.leaseWall(s.Deadline))
 	}
 	for _, e := range rd.Escalations {
@@ -55,10 +61,14 @@ func (n *Node) effect(name string, r *rt, e ticket.Effect) {
 	switch e := e.(type) {
 	case ticket.StartResources:
 		n.met.acquisitions.WithLabelValues(name).Inc()
-		r.worker.grant(Grant{Term: e.Term, Expires: n.leaseWall(e.LeaseEnd), Forced: e.Forced})
+		if n.opt.Resources != nil {
+			r.worker.grant(Grant{Term: e.Term, Expires: n.leaseWall(e.LeaseEnd), Forced: e.Forced})
+		}
 	case ticket.LeaseRenewed:
 		n.met.renewals.WithLabelValues(name).Inc()
-		r.worker.renew(e.Term, n.leaseWall(e.LeaseEnd))
+		if n.opt.Resources != nil {
+			r.worker.renew(e.Term, n.leaseWall(e.LeaseEnd))
+		}
 	case ticket.RunHandler:
 		go n.runHandler(name, r, e)
 	case ticket.PrepareHandover:

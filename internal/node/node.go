@@ -105,6 +105,9 @@ type Node struct {
 	inputs   chan func(now time.Duration)
 	commands chan commandReq
 	saves    chan *engine.Save
+	// stopped: stops of a member without resources, done at once (the
+	// loop feeds them back before it waits again).
+	stopped []engine.Stop
 
 	mu         sync.Mutex
 	views      map[string]View
@@ -240,7 +243,7 @@ func (n *Node) Run(ctx context.Context) error {
 		stopWorkers()
 		workers.Wait()
 	}()
-	n.carry(n.eng.Ready(n.clock.Mono()))
+	n.ready(n.clock.Mono())
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var dropped uint64
@@ -274,6 +277,19 @@ func (n *Node) Run(ctx context.Context) error {
 			dropped = d
 			n.eng.Overloaded(now)
 		}
+		n.ready(now)
+	}
+}
+
+// ready carries out what the engine returns, until nothing is left that
+// the loop itself answers (the stops of a member without resources).
+func (n *Node) ready(now time.Duration) {
+	n.carry(n.eng.Ready(now))
+	for len(n.stopped) > 0 {
+		for _, s := range n.stopped {
+			n.eng.Done(now, s.Ticket, ticket.Stopped{Token: s.Token})
+		}
+		n.stopped = n.stopped[:0]
 		n.carry(n.eng.Ready(now))
 	}
 }

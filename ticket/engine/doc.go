@@ -31,8 +31,8 @@
 //     ticket, saying what to do; a changed expire is covered by the
 //     restart window of the longer binding.
 //   - Elections are paced: at most a window of elections of this member's
-//     own run at once. The window grows by one for a full window of
-//     elections won and halves (at most once per timeout) when elections
-//     fail or the shell reports that datagrams were dropped, between 1 and
+//     own run at once. The window grows with elections won and halves
+//     (once per round of elections) when an election goes unanswered or
+//     the shell reports that datagrams were dropped, between 4 and
 //     max_elections; the others wait their turn, oldest first.
 package engine

@@ -45,6 +45,12 @@ type Engine struct {
 	pace   pacer
 	// queued holds tickets whose election waits for a slot, oldest first.
 	queued []string
+	// changed and dirty list the tickets stepped, and those whose state
+	// changed, since the last Ready (each once); unsaved counts the
+	// tickets whose last write failed. Ready's work stays proportional to
+	// what happened, not to the number of tickets.
+	changed, dirty []*tk
+	unsaved        int
 }
 
 // tk is one ticket's runtime state.
@@ -69,10 +75,11 @@ type tk struct {
 	// next: when the ticket is next due (0: nothing scheduled); stepped:
 	// when its state machine was last stepped.
 	next, stepped time.Duration
-	// electing: an election of ours is under way; queued: it waits in
-	// Engine.queued to start one.
+	// electing: an election of ours is under way (since electStart);
+	// queued: it waits in Engine.queued to start one.
 	electing, queued bool
-	changed          bool
+	electStart       time.Duration
+	changed, dirty   bool
 }
 
 type held struct {
@@ -168,11 +175,7 @@ func New(cfg Config) (*Engine, error) {
 		e.names = append(e.names, tc.Name)
 	}
 	sort.Strings(e.names)
-	every := time.Second
-	for _, tc := range cfg.Tickets {
-		every = min(every, tc.Timeout)
-	}
-	e.pace = newPacer(cfg.MaxElections, every)
+	e.pace = newPacer(cfg.MaxElections)
 	return e, nil
 }
 
@@ -283,7 +286,7 @@ func (e *Engine) StopFailed(now time.Duration, name string, token uint64, why st
 
 // Overloaded reports that datagrams were dropped for want of room (the
 // receive queue overflowed): elections of ours are paced down.
-func (e *Engine) Overloaded(now time.Duration) { e.pace.congested(now) }
+func (e *Engine) Overloaded(now time.Duration) { e.pace.dropped(now) }
 
 // step feeds one input to a ticket and sorts out what it produced.
 func (e *Engine) step(t *tk, in ticket.Input, now time.Duration) {
@@ -301,6 +304,7 @@ func (e *Engine) step(t *tk, in ticket.Input, now time.Duration) {
 		switch ef := ef.(type) {
 		case ticket.Persist:
 			t.version++
+			e.markDirty(t)
 		case ticket.StopResources:
 			e.stop(t, ef, now)
 		case ticket.Reply, ticket.Event:
@@ -317,8 +321,19 @@ func (e *Engine) step(t *tk, in ticket.Input, now time.Duration) {
 		}
 	}
 	e.track(t, now)
-	t.changed = true
+	if !t.changed {
+		t.changed = true
+		e.changed = append(e.changed, t)
+	}
 	e.schedule(t.cfg.Name, t, now)
+}
+
+// markDirty lists a ticket whose state must be written.
+func (e *Engine) markDirty(t *tk) {
+	if !t.dirty {
+		t.dirty = true
+		e.dirty = append(e.dirty, t)
+	}
 }
 
 // stop starts a stop at once, after dropping the ticket's starts and
@@ -361,10 +376,11 @@ func (e *Engine) track(t *tk, now time.Duration) {
 	}
 	t.electing = electing
 	if electing {
+		t.electStart = now
 		e.pace.started()
 		return
 	}
-	e.pace.ended(t.st.Holds(now), now)
+	e.pace.ended(t.st.ElectionUnanswered(), t.electStart, now)
 }
 
 // Ready returns what to carry out and forgets it. now is when it is called
@@ -374,13 +390,11 @@ func (e *Engine) Ready(now time.Duration) Ready {
 	if e.saving == nil {
 		e.startSave(now)
 	}
-	for _, name := range e.names {
-		t := e.tickets[name]
-		if t.changed {
-			t.changed = false
-			e.out.Changed = append(e.out.Changed, name)
-		}
+	for _, t := range e.changed {
+		t.changed = false
+		e.out.Changed = append(e.out.Changed, t.cfg.Name)
 	}
+	e.changed = e.changed[:0]
 	rd := e.out
 	e.out = Ready{}
 	return rd
@@ -389,16 +403,24 @@ func (e *Engine) Ready(now time.Duration) Ready {
 // startSave gathers the changed states not yet written into one write.
 func (e *Engine) startSave(now time.Duration) {
 	var recs []Record
-	for _, name := range e.names {
-		t := e.tickets[name]
-		if t.version > t.durable && t.writing == 0 && (t.retryAt == 0 || now >= t.retryAt) {
+	kept := e.dirty[:0]
+	for _, t := range e.dirty {
+		switch {
+		case t.version <= t.durable:
+			t.dirty = false
+		case t.writing == 0 && (t.retryAt == 0 || now >= t.retryAt):
 			t.writing = t.version
+			t.dirty = false
 			recs = append(recs, e.record(t))
+		default:
+			kept = append(kept, t)
 		}
 	}
+	e.dirty = kept
 	if len(recs) == 0 {
 		return
 	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Ticket < recs[j].Ticket })
 	e.saveID++
 	e.saving = &Save{ID: e.saveID, Records: recs}
 	e.out.Save = e.saving
@@ -418,13 +440,23 @@ func (e *Engine) Saved(now time.Duration, id uint64, failed map[string]error) {
 		v := t.writing
 		t.writing = 0
 		if failed[r.Ticket] != nil && !t.cfg.Mutations.IgnorePersistFailure {
+			if t.failures == 0 {
+				e.unsaved++
+			}
 			t.failures++
 			t.retryAt = now + min(time.Second, 50*time.Millisecond<<min(t.failures-1, 5))
+			e.markDirty(t)
 			e.schedule(r.Ticket, t, now)
 			continue
 		}
+		if t.failures > 0 {
+			e.unsaved--
+		}
 		t.failures, t.retryAt = 0, 0
 		t.durable = v
+		if t.version > t.durable {
+			e.markDirty(t)
+		}
 		n := 0
 		for _, h := range t.held {
 			if h.version > v {
@@ -440,15 +472,7 @@ func (e *Engine) Saved(now time.Duration, id uint64, failed map[string]error) {
 
 // Unsaved counts the tickets whose last write failed (they are silent
 // until one succeeds).
-func (e *Engine) Unsaved() int {
-	n := 0
-	for _, t := range e.tickets {
-		if t.failures > 0 {
-			n++
-		}
-	}
-	return n
-}
+func (e *Engine) Unsaved() int { return e.unsaved }
 
 // View returns a ticket's view at now.
 func (e *Engine) View(name string, now time.Duration) (ticket.View, bool) {
