@@ -166,6 +166,7 @@ func New(cfg Config, nodeName, bind string, join []string, tags map[string]strin
 	sc.MemberlistConfig = ml
 	sc.Logger = log.New(levelWriter{logger.With("component", "serf")}, "", 0)
 	sc.UserEventSizeLimit = 4096
+	sc.LeavePropagateDelay = 100 * time.Millisecond
 	events := make(chan serf.Event, 512)
 	sc.EventCh = events
 	if !cfg.Insecure {
@@ -190,6 +191,11 @@ func New(cfg Config, nodeName, bind string, join []string, tags map[string]strin
 	return m, nil
 }
 
+// leaveWait bounds the graceful leave at shutdown. A leave only changes
+// how the others show this member (left rather than failed); a restart of
+// a ticket's owner must be quick, since its lease runs on meanwhile.
+const leaveWait = time.Second
+
 // Run joins the other members (retrying until one answers), dispatches
 // serf's events, and on the end of ctx leaves the pool and shuts down.
 func (m *Membership) Run(ctx context.Context) error {
@@ -206,7 +212,7 @@ func (m *Membership) Run(ctx context.Context) error {
 			}()
 			select {
 			case <-done:
-			case <-time.After(5 * time.Second):
+			case <-time.After(leaveWait):
 			}
 			return m.serf.Shutdown()
 		case e := <-m.events:

@@ -2,47 +2,12 @@ package cluster
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	tc "github.com/geobooth/geobooth/internal/testcluster"
-	"github.com/geobooth/geobooth/internal/testenv"
 )
-
-// stateMount puts a member's state folder on a tmpfs of its own, so the
-// test can make it read-only (a failed disk) and writable again.
-type stateMount struct {
-	t   *testing.T
-	dir string
-}
-
-func mountState(t *testing.T, c *tc.Cluster, member string) *stateMount {
-	t.Helper()
-	testenv.RequireRoot(t, "mounting a state folder read-only")
-	dir := filepath.Join(c.Dir, "state", member)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs on %s: %v\n%s", dir, err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	return &stateMount{t: t, dir: dir}
-}
-
-func (s *stateMount) readOnly(ro bool) {
-	s.t.Helper()
-	opt := "remount,rw"
-	if ro {
-		opt = "remount,ro"
-	}
-	if out, err := exec.Command("mount", "-o", opt, s.dir).CombinedOutput(); err != nil {
-		s.t.Fatalf("mount -o %s %s: %v\n%s", opt, s.dir, err, out)
-	}
-}
 
 // A member that cannot make its vote durable must not cast it: after a
 // crash it would not know it voted, and could vote again in the same term
@@ -59,7 +24,7 @@ func TestVoterWithReadOnlyStateDoesNotVote(t *testing.T) {
 			c.DumpLogs()
 		}
 	})
-	disk := mountState(t, c, "arbitrator")
+	disk := tc.MountDisk(t, filepath.Join(c.Dir, "state", "arbitrator"))
 	c.StartAll()
 	east, west, arb := c.Member("east"), c.Member("west"), c.Member("arbitrator")
 	if _, errOut, code := arb.Ctl("grant", "-s", "east", "web"); code != 0 {
@@ -67,7 +32,7 @@ func TestVoterWithReadOnlyStateDoesNotVote(t *testing.T) {
 	}
 	waitOwner(t, c, "web", "east", 15*time.Second)
 
-	disk.readOnly(true)
+	disk.ReadOnly(true)
 	east.Kill()
 	killed := time.Now()
 	// The usual failover takes about expire + acquire_after (12 s) here;
@@ -79,7 +44,7 @@ func TestVoterWithReadOnlyStateDoesNotVote(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	disk.readOnly(false)
+	disk.ReadOnly(false)
 	recovered := time.Now()
 	tc.Eventually(t, 40*time.Second, func() error {
 		tk, err := west.Ticket("web")

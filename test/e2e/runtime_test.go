@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,49 +15,18 @@ import (
 // (issue 16): a voter whose disk fails, and a configuration change rolled
 // out as docs/operations.md says, under load.
 
-// roMount is a state folder on a tmpfs of its own, to be made read-only
-// (a failed disk) and writable again. A remount changes the file system
-// itself, so it reaches the daemons' mount namespaces too.
-type roMount struct {
-	t   *testing.T
-	dir string
-}
-
-func mountTmpfs(t *testing.T, dir string) *roMount {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs on %s: %v\n%s", dir, err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	return &roMount{t: t, dir: dir}
-}
-
-func (m *roMount) readOnly(ro bool) {
-	m.t.Helper()
-	opt := "remount,rw"
-	if ro {
-		opt = "remount,ro"
-	}
-	if out, err := exec.Command("mount", "-o", opt, m.dir).CombinedOutput(); err != nil {
-		m.t.Fatalf("mount -o %s %s: %v\n%s", opt, m.dir, err, out)
-	}
-}
-
 // The arbitrator's disk fails as east dies: west can get no vote that is
 // on disk, so it takes nothing until the disk is back; then it takes the
 // ticket once.
 func scenarioVoterDiskFails(t *testing.T, n *network, report func(string, ...any)) {
 	g := newGeo(t, n)
-	disk := mountTmpfs(t, filepath.Join(g.host["arbitrator"], "run", "arbitrator"))
+	disk := tc.MountDisk(t, filepath.Join(g.host["arbitrator"], "run", "arbitrator"))
 	g.start()
 	mon := g.watch()
 	g.grant("east")
 	g.waitService("east", "running", 10*time.Second)
 
-	disk.readOnly(true)
+	disk.ReadOnly(true)
 	g.kill("east")
 	killed := time.Now()
 	watch := 2 * failoverBound()
@@ -71,7 +39,7 @@ func scenarioVoterDiskFails(t *testing.T, n *network, report func(string, ...any
 	if m, err := g.Member("arbitrator").Get("/metrics"); err != nil || !strings.Contains(m, "geobooth_ticket_unsaved_tickets 1") {
 		t.Errorf("the arbitrator does not report its unsaved ticket: %v", err)
 	}
-	disk.readOnly(false)
+	disk.ReadOnly(false)
 	took := g.waitHolder("west", time.Now(), 2*failoverBound())
 	report("arbitrator's disk read-only during a failover: west held nothing for %v after the kill; %.2fs after the disk came back it holds web",
 		watch.Round(time.Second), took.Seconds())

@@ -125,33 +125,17 @@ func TestFailedWriteKeepsTheVoteUnsentUntilAWriteSucceeds(t *testing.T) {
 	}
 }
 
-// ownerAt returns east's engine holding the ticket (votes from west and
-// the arbitrator delivered by hand), with every write done.
+// ownerAt returns east's engine holding the ticket, with every write
+// done.
 func ownerAt(t *testing.T) (*Engine, time.Duration, time.Duration) {
 	t.Helper()
-	e, now := booted(t, east, &Record{Ticket: "web", Managed: true, Members: []string{"east", "west", "arbitrator"}, Digest: 7})
-	if err := e.Command(now, "web", ticket.Command{ID: 1, Op: ticket.OpGrant, Site: east}); err != nil {
-		t.Fatal(err)
-	}
-	rd := e.Ready(now)
-	e.Saved(now, rd.Save.ID, nil)
-	rd = e.Ready(now)
-	var round, term uint64
-	for _, m := range rd.Send {
-		if m.Type == ticket.MsgVoteReq {
-			round, term = m.Round, m.Term
-		}
-	}
-	if round == 0 {
-		t.Fatalf("no vote request: %v", sentTypes(rd))
-	}
-	e.Receive(now, ticket.Message{Type: ticket.MsgVoteResp, Ticket: "web", Term: term, From: west, To: east, Round: round,
-		OK: true, Site: ticket.None, Acked: east})
-	rd = e.Ready(now)
+	e, now, leaseEnd := freshWin(t)
+	e.Saved(now, e.saving.ID, nil)
+	e.Ready(now)
 	if !e.State("web").Holds(now) {
-		t.Fatal("east did not win")
+		t.Fatal("east does not hold the ticket")
 	}
-	return e, now, e.State("web").View(now).Expires
+	return e, now, leaseEnd
 }
 
 func TestStopIsNotHeldBehindAWriteAndCancelsTheStartItWaitsFor(t *testing.T) {
@@ -175,12 +159,14 @@ func TestStopIsNotHeldBehindAWriteAndCancelsTheStartItWaitsFor(t *testing.T) {
 	}
 }
 
-// freshWin returns east's engine just after it won, with the write of its
-// win still in flight.
+// freshWin returns east's engine just after it won the ticket (west's vote
+// delivered by hand), with the write of its win still in flight.
 func freshWin(t *testing.T) (*Engine, time.Duration, time.Duration) {
 	t.Helper()
 	e, now := booted(t, east, &Record{Ticket: "web", Managed: true, Members: []string{"east", "west", "arbitrator"}, Digest: 7})
-	e.Command(now, "web", ticket.Command{ID: 1, Op: ticket.OpGrant, Site: east})
+	if err := e.Command(now, "web", ticket.Command{ID: 1, Op: ticket.OpGrant, Site: east}); err != nil {
+		t.Fatal(err)
+	}
 	rd := e.Ready(now)
 	e.Saved(now, rd.Save.ID, nil)
 	rd = e.Ready(now)
@@ -190,6 +176,10 @@ func freshWin(t *testing.T) (*Engine, time.Duration, time.Duration) {
 			round, term = m.Round, m.Term
 		}
 	}
+	if round == 0 {
+		t.Fatalf("no vote request: %v", sentTypes(rd))
+	}
+	// West votes: with east's own vote, a majority.
 	e.Receive(now, ticket.Message{Type: ticket.MsgVoteResp, Ticket: "web", Term: term, From: west, To: east, Round: round,
 		OK: true, Site: ticket.None, Acked: east})
 	rd = e.Ready(now)
