@@ -20,6 +20,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Backend is the exported device.
@@ -111,6 +112,7 @@ type Server struct {
 	conns map[net.Conn]bool
 	wg    sync.WaitGroup
 	done  bool
+	quit  chan struct{}
 }
 
 // Listen starts serving on addr.
@@ -130,7 +132,7 @@ func Serve(ln net.Listener, o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	s := &Server{o: o, ln: ln, conns: map[net.Conn]bool{}}
+	s := &Server{o: o, ln: ln, conns: map[net.Conn]bool{}, quit: make(chan struct{})}
 	s.wg.Add(1)
 	go s.accept()
 	return s
@@ -143,6 +145,9 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // requests to end.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	if !s.done {
+		close(s.quit)
+	}
 	s.done = true
 	for c := range s.conns {
 		c.Close()
@@ -153,13 +158,34 @@ func (s *Server) Close() error {
 	return err
 }
 
+// Accept errors other than a closed listener (out of descriptors, a
+// connection reset before it was accepted) are retried, with a backoff
+// from acceptRetryMin to acceptRetryMax so that a full descriptor table
+// does not spin the loop.
+const (
+	acceptRetryMin = 5 * time.Millisecond
+	acceptRetryMax = time.Second
+)
+
 func (s *Server) accept() {
 	defer s.wg.Done()
+	var wait time.Duration
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			return
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			wait = min(max(2*wait, acceptRetryMin), acceptRetryMax)
+			s.o.Log.Warn("NBD accept failed, retrying", "export", s.o.Export, "err", err, "retry_in", wait)
+			select {
+			case <-s.quit:
+				return
+			case <-time.After(wait):
+			}
+			continue
 		}
+		wait = 0
 		s.mu.Lock()
 		if s.done {
 			s.mu.Unlock()

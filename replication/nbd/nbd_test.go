@@ -5,8 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -251,4 +254,96 @@ func FuzzSession(f *testing.F) {
 		a.Close()
 		<-done
 	})
+}
+
+// failingListener fails its first n accepts as a full descriptor table
+// does (EMFILE), then accepts.
+type failingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	fails int
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	if l.fails > 0 {
+		l.fails--
+		l.mu.Unlock()
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+// waitLeft waits until at most n failures are left to return.
+func (l *failingListener) waitLeft(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l.mu.Lock()
+		left := l.fails
+		l.mu.Unlock()
+		if left <= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the accept loop stopped: %d errors left to return, want at most %d", left, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Issue 17, F4: the accept loop returned on its first error and the
+// export never accepted again.
+func TestAcceptSurvivesErrors(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &failingListener{Listener: inner, fails: 5}
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	s := Serve(ln, Options{Export: "data", Backend: &memBackend{data: make([]byte, 1<<20)},
+		Log: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))})
+	t.Cleanup(func() { s.Close() })
+	ln.waitLeft(t, 0)
+	cl := dial(t, s)
+	if r := cl.option(optList, nil); r[0].typ != repServer {
+		t.Fatalf("list after the errors: %+v", r)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if n := strings.Count(logs.String(), "NBD accept failed"); n != 5 {
+		t.Fatalf("%d log lines for 5 accept errors:\n%s", n, logs.String())
+	}
+}
+
+// Close ends the loop while it waits out a backoff.
+func TestCloseDuringAcceptBackoff(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &failingListener{Listener: inner, fails: 1 << 30}
+	s := Serve(ln, Options{Export: "data", Backend: &memBackend{data: make([]byte, 1<<20)},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ln.waitLeft(t, 1<<30-8)
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hung while the accept loop backed off")
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
