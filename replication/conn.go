@@ -622,8 +622,24 @@ func (p *peer) receiveLoop(s *session) error {
 	}
 }
 
+// changesReplica: the frames that write to this replica or set its
+// generation. Only a secondary takes them: data flows from the primary,
+// or, with no primary, from the side that resyncs (the handshake's source,
+// or the side an operator ran a repair on).
+func changesReplica(t frameType) bool {
+	switch t {
+	case fWrite, fTrim, fZero, fBarrier, fGen, fBehind, fRSData, fRSCsum, fRSDone:
+		return true
+	}
+	return false
+}
+
 func (p *peer) handle(s *session, f frame) error {
 	v := p.v
+	if changesReplica(f.typ) && v.Role() == Primary {
+		v.log.Error("refusing a frame that would change this primary", "peer", p.name, "frame", f.typ)
+		return fmt.Errorf("%w: %s sent frame type %d, which changes a replica, to this primary", ErrBadFrame, p.name, f.typ)
+	}
 	d := dec{b: f.payload}
 	switch f.typ {
 	case fPing:
@@ -638,9 +654,6 @@ func (p *peer) handle(s *session, f frame) error {
 		p.mu.Unlock()
 		return d.done()
 	case fWrite, fTrim, fZero:
-		if v.Role() == Primary {
-			return errors.New("the peer streams writes while this replica is primary (two primaries)")
-		}
 		d.u64() // epoch: checked at the barrier
 		off := int64(d.u64())
 		op := pendingOp{off: off}

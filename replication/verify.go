@@ -8,8 +8,9 @@ import (
 
 // Online verify: the replica asks a peer in sync to compare block
 // checksums, chunk by chunk, and reports (and, if asked, resyncs) the
-// blocks that differ. Each request is preceded by a closed epoch, so the
-// peer compares after applying every write that came before it.
+// blocks that differ. On the primary each request is preceded by a closed
+// epoch, so the peer compares after applying every write that came before
+// it.
 
 // VerifyReport is the outcome of a verify.
 type VerifyReport struct {
@@ -20,11 +21,21 @@ type VerifyReport struct {
 }
 
 // Verify compares this replica with peer; with repair, differing blocks
-// are marked and resynced from this side.
+// are marked and resynced from this side, which must be the primary, or
+// either side when neither is (the operator names the good copy by where
+// they run it). The peer refuses the resync frames when it is primary.
 func (v *Volume) Verify(ctx context.Context, peerName string, repair bool) (VerifyReport, error) {
 	p := v.peers[peerName]
 	if p == nil {
 		return VerifyReport{}, fmt.Errorf("no peer %q", peerName)
+	}
+	if repair && v.Role() != Primary {
+		p.mu.Lock()
+		remote := p.remoteRole
+		p.mu.Unlock()
+		if remote == Primary {
+			return VerifyReport{Peer: peerName}, fmt.Errorf("%w (%s is primary)", ErrRepairDirection, peerName)
+		}
 	}
 	rep := VerifyReport{Peer: peerName}
 	type pending struct {
@@ -95,7 +106,11 @@ func (p *peer) askVerify(first, n int64) (chan []int64, error) {
 	v := p.v
 	v.wmu.Lock()
 	defer v.wmu.Unlock()
-	v.forceEpoch()
+	if v.Role() == Primary {
+		// Only a primary writes; a secondary's comparison may report a
+		// block whose write from the primary is still in flight.
+		v.forceEpoch()
+	}
 	hashes, err := blockHashes(v.be, first*BlockSize, n)
 	if err != nil {
 		return nil, fmt.Errorf("verify read: %w", err)

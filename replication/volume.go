@@ -21,6 +21,9 @@ var (
 	ErrOutOfRange    = errors.New("I/O beyond the end of the volume")
 	ErrClosed        = errors.New("volume closed")
 	ErrPeerNotInSync = errors.New("a peer is not connected and in sync")
+	// ErrRepairDirection: a repair resyncs from this side to the peer, so
+	// it runs on the primary, or on either side when neither is primary.
+	ErrRepairDirection = errors.New("a repair flows from the primary: run it there")
 	// ErrLeaseEnded: the primary's lease (the ticket it runs under) ended;
 	// it accepts no write until it is renewed or the replica demoted.
 	ErrLeaseEnded = errors.New("the lease of this primary has ended: write refused")

@@ -42,7 +42,10 @@ commands:
   standby TICKET | activate TICKET       stop / restart the ticket's resources in this site's CIB (planned work)
   repl [--json] [status VOLUME]          replicated volumes: role, disk state, peers, lag, resync
   repl promote|demote VOLUME             change a volume's role (promote only where its ticket is held)
-  repl verify [--repair] VOLUME PEER     compare the volume with a peer's copy online
+  repl verify [--repair] VOLUME PEER     compare the volume with a peer's copy online;
+                                         --repair (on the primary, or either side
+                                         with no primary) resyncs the differences
+                                         from this side
   dns [--json]                           failover names: the answer now and why, target health per vantage point, serial, NOTIFY
   watch [--interval D] [--count N]       a live terminal summary: tickets, members, replication, DNS
   held TICKET                            exit 0 when the member asked holds the ticket, 1 when not (for scripts and agents)
