@@ -41,7 +41,8 @@ func (v *Volume) startNBD() error {
 	if err != nil {
 		return err
 	}
-	s := nbd.Serve(ln, nbd.Options{Export: v.cfg.Export, Backend: nbdBackend{v}, Log: v.log, MapError: mapNBDError})
+	s := nbd.Serve(ln, nbd.Options{Export: v.cfg.Export, Backend: nbdBackend{v}, Log: v.log, MapError: mapNBDError,
+		Refused: v.met.nbdRefused.Inc})
 	v.mu.Lock()
 	v.nbd = s
 	v.mu.Unlock()

@@ -150,7 +150,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 				m(r, auth)
 			}
 			page := dashboard.Handler(dashboard.Options{Source: n, Member: d.Config.Local, Role: d.Role(),
-				Digest: fmt.Sprintf("%016x", d.Config.Digest()), Version: Version, Sections: d.Parts.Sections})
+				Digest: fmt.Sprintf("%016x", d.Config.Digest()), Version: Version, Sections: d.Parts.Sections,
+				ReadToken: d.Config.API.ReadToken})
 			r.Handle("/", page)
 			r.Handle("/static/*", page)
 		}})
@@ -158,7 +159,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("HTTP API: %w", err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srv := newAPIServer(api, defaultAPILimits, d.Registry)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2+len(d.Parts.Services))

@@ -62,6 +62,10 @@ type Options struct {
 	// Sections the page asks the API for when they exist (DNS,
 	// replication); each is an API path such as /api/v1/dns.
 	Sections []string
+	// ReadToken: reads need the API token, so the page is served as an
+	// empty shell whose script asks for the token and fetches the data
+	// with it.
+	ReadToken bool
 }
 
 type pageData struct {
@@ -79,16 +83,19 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServer(http.FS(sub))))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
-		d := pageData{Options: o, Now: now, Peers: o.Source.Peers(), Events: o.Source.Events()}
-		for _, v := range o.Source.Views() {
-			d.Tickets = append(d.Tickets, httpapi.FromView(v, now))
+		d := pageData{Options: o, Now: now}
+		if !o.ReadToken {
+			d.Peers, d.Events = o.Source.Peers(), o.Source.Events()
+			for _, v := range o.Source.Views() {
+				d.Tickets = append(d.Tickets, httpapi.FromView(v, now))
+			}
 		}
 		if len(d.Events) > 30 {
 			d.Events = d.Events[:30]
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
 		if err := page.Execute(w, d); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}

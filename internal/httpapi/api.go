@@ -91,15 +91,15 @@ func New(o Options) http.Handler {
 	a := &api{o}
 	r := chi.NewRouter()
 	r.Use(limitBody)
+	if o.ReadToken {
+		r.Use(a.readGuard)
+	}
 	r.Get("/healthz", a.health)
 	if o.Gatherer != nil {
 		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	}
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Group(func(r chi.Router) {
-			if o.ReadToken {
-				r.Use(a.auth)
-			}
 			r.Get("/tickets", a.list)
 			r.Get("/tickets/{name}", a.get)
 			r.Get("/tickets/{name}/attrs", a.attrs)
@@ -126,6 +126,21 @@ func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		next.ServeHTTP(w, r)
+	})
+}
+
+// readGuard, with read_token, requires the token of every read that
+// shows state: the API, the metrics and every route a role mounts. Only
+// the liveness probe and the dashboard's shell (its page, rendered
+// without data in this mode, and its static files) answer without it.
+func (a *api) readGuard(next http.Handler) http.Handler {
+	guarded := a.auth(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/static/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		guarded.ServeHTTP(w, r)
 	})
 }
 

@@ -102,7 +102,29 @@ type Options struct {
 	// MapError turns a backend error into an NBD error code (nil: EIO,
 	// with ENOSPC and EINVAL recognised).
 	MapError func(error) uint32
+	// MaxConns bounds the connections served at once; more are closed at
+	// accept (0: DefaultMaxConns).
+	MaxConns int
+	// MaxConnMemory bounds the request and reply data one connection holds
+	// at once (0: DefaultMaxConnMemory); a client that asks for more waits
+	// for its earlier requests to be answered.
+	MaxConnMemory int64
+	// Timeout bounds the handshake, the reading of one request's data once
+	// its header came, and the writing of one reply (0: DefaultTimeout).
+	// A connection may stay idle between requests as long as it likes, as
+	// a mounted file system's does.
+	Timeout time.Duration
+	// Refused is called for each connection closed because MaxConns were
+	// open.
+	Refused func()
 }
+
+// Defaults of the bounds in Options.
+const (
+	DefaultMaxConns      = 8
+	DefaultMaxConnMemory = 2*MaxRequest + 8<<20
+	DefaultTimeout       = 30 * time.Second
+)
 
 // Server serves one export until closed.
 type Server struct {
@@ -128,6 +150,15 @@ func Listen(addr string, o Options) (*Server, error) {
 func Serve(ln net.Listener, o Options) *Server {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 16
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxConnMemory < MaxRequest {
+		o.MaxConnMemory = DefaultMaxConnMemory
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -192,6 +223,15 @@ func (s *Server) accept() {
 			c.Close()
 			return
 		}
+		if len(s.conns) >= s.o.MaxConns {
+			s.mu.Unlock()
+			c.Close()
+			s.o.Log.Warn("NBD connection refused: too many open", "export", s.o.Export, "client", c.RemoteAddr().String(), "max", s.o.MaxConns)
+			if s.o.Refused != nil {
+				s.o.Refused()
+			}
+			continue
+		}
 		s.conns[c] = true
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -219,6 +259,7 @@ func (s *Server) flags() uint16 {
 }
 
 func (s *Server) serve(c net.Conn) error {
+	c.SetDeadline(time.Now().Add(s.o.Timeout))
 	r := bufio.NewReaderSize(c, 256<<10)
 	w := bufio.NewWriterSize(c, 256<<10)
 	var hs [18]byte
@@ -387,14 +428,69 @@ func ParseRequest(h []byte) (Request, error) {
 	return req, nil
 }
 
+// budget is the request and reply data a connection may hold at once.
+type budget struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	left int64
+	dead bool
+}
+
+func newBudget(n int64) *budget {
+	b := &budget{left: n}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// take waits until n bytes are free; false when the connection ended.
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.left < n && !b.dead {
+		b.cond.Wait()
+	}
+	if b.dead {
+		return false
+	}
+	b.left -= n
+	return true
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.left += n
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+func (b *budget) end() {
+	b.mu.Lock()
+	b.dead = true
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+// cost is the data a request holds: its payload or its reply.
+func cost(req Request) int64 {
+	switch req.Type {
+	case cmdRead, cmdWrite:
+		return int64(min(req.Length, MaxRequest))
+	}
+	return 0
+}
+
 func (s *Server) transmit(c net.Conn, r *bufio.Reader, w *bufio.Writer) error {
 	var wmu sync.Mutex
 	var inflight sync.WaitGroup
 	sem := make(chan struct{}, s.o.MaxInFlight)
+	mem := newBudget(s.o.MaxConnMemory)
 	defer inflight.Wait()
+	defer mem.end()
+	c.SetDeadline(time.Time{})
 	send := func(cookie uint64, code uint32, data []byte) {
 		wmu.Lock()
 		defer wmu.Unlock()
+		c.SetWriteDeadline(time.Now().Add(s.o.Timeout))
 		var h [16]byte
 		binary.BigEndian.PutUint32(h[:], replyMagic)
 		binary.BigEndian.PutUint32(h[4:], code)
@@ -416,22 +512,30 @@ func (s *Server) transmit(c net.Conn, r *bufio.Reader, w *bufio.Writer) error {
 		if err != nil {
 			return err
 		}
-		var payload []byte
-		if req.Type == cmdWrite {
-			payload = make([]byte, req.Length)
-			if _, err := io.ReadFull(r, payload); err != nil {
-				return err
-			}
-		}
 		if req.Type == cmdDisc {
 			inflight.Wait()
 			return nil
+		}
+		n := cost(req)
+		if !mem.take(n) {
+			return net.ErrClosed
+		}
+		var payload []byte
+		if req.Type == cmdWrite {
+			payload = make([]byte, req.Length)
+			c.SetReadDeadline(time.Now().Add(s.o.Timeout))
+			if _, err := io.ReadFull(r, payload); err != nil {
+				mem.give(n)
+				return err
+			}
+			c.SetReadDeadline(time.Time{})
 		}
 		sem <- struct{}{}
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
 			defer func() { <-sem }()
+			defer mem.give(n)
 			data, code := s.do(req, payload)
 			send(req.Cookie, code, data)
 		}()

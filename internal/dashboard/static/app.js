@@ -37,10 +37,38 @@
     return Math.max(0, (Date.parse(t.expires) - (Date.now() + skew)) / 1000);
   }
 
+  // With read_token the page comes without data: every read carries the
+  // token (kept for this tab only), asked for once.
+  const readToken = document.body.dataset.readToken === "1";
+  let asking = false;
+
+  function askToken() {
+    if (asking) return;
+    asking = true;
+    const dlg = document.getElementById("login");
+    const input = document.getElementById("login-token");
+    input.value = "";
+    dlg.onclose = () => {
+      asking = false;
+      if (dlg.returnValue === "ok") {
+        sessionStorage.setItem("geobooth-token", input.value);
+        refresh();
+      }
+    };
+    dlg.showModal();
+  }
+
   async function get(path) {
-    const r = await fetch(path, { cache: "no-store" });
+    const headers = {};
+    const token = sessionStorage.getItem("geobooth-token");
+    if (readToken && token) headers["Authorization"] = "Bearer " + token;
+    const r = await fetch(path, { cache: "no-store", headers });
     const date = r.headers.get("Date");
     if (date) skew = Date.parse(date) - Date.now();
+    if (r.status === 401 && readToken) {
+      askToken();
+      throw new Error("the API token is needed to read");
+    }
     if (!r.ok) throw new Error(path + ": " + r.status);
     return r.json();
   }
