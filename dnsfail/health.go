@@ -43,6 +43,9 @@ type health struct {
 	local map[string]*localCheck
 	// reports per vantage point: key → state, and when it arrived.
 	reports map[string]vantageReport
+	// members: the vantage points whose reports count (the configured
+	// members); a report from any other name is refused.
+	members map[string]bool
 	quorum  map[string]int
 	changed func()
 	met     *metrics
@@ -63,9 +66,13 @@ type localCheck struct {
 	lastAt     time.Time
 }
 
-func newHealth(self string, met *metrics, changed func()) *health {
-	return &health{self: self, local: map[string]*localCheck{}, reports: map[string]vantageReport{}, quorum: map[string]int{},
-		changed: changed, met: met}
+func newHealth(self string, members []string, met *metrics, changed func()) *health {
+	h := &health{self: self, local: map[string]*localCheck{}, reports: map[string]vantageReport{}, quorum: map[string]int{},
+		members: map[string]bool{}, changed: changed, met: met}
+	for _, m := range members {
+		h.members[m] = true
+	}
+	return h
 }
 
 // add registers a check (once per key).
@@ -174,8 +181,17 @@ func (h *health) own() map[string]hstate {
 	return out
 }
 
-// receive records another member's report.
-func (h *health) receive(from string, states map[string]hstate, at time.Time) {
+// errNotMember: a health report claims a sender that is not another
+// configured member.
+var errNotMember = errors.New("the sender is not another configured member")
+
+// receive records another member's report: one per member, of the checks
+// this member runs too (every member has the same zones), so the state is
+// bounded by the configuration whatever the senders claim.
+func (h *health) receive(from string, states map[string]hstate, at time.Time) error {
+	if from == h.self || !h.members[from] {
+		return errNotMember
+	}
 	h.mu.Lock()
 	prev := h.reports[from]
 	if prev.States == nil || prev.At.Before(at.Add(-time.Second)) {
@@ -183,7 +199,9 @@ func (h *health) receive(from string, states map[string]hstate, at time.Time) {
 		prev = vantageReport{States: map[string]hstate{}}
 	}
 	for k, v := range states {
-		prev.States[k] = v
+		if _, ok := h.local[k]; ok {
+			prev.States[k] = v
+		}
 	}
 	prev.At = at
 	h.reports[from] = prev
@@ -191,6 +209,7 @@ func (h *health) receive(from string, states map[string]hstate, at time.Time) {
 	if h.changed != nil {
 		h.changed()
 	}
+	return nil
 }
 
 // votes returns every vantage point's fresh state for key.

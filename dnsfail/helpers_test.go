@@ -113,7 +113,8 @@ func testConfig(t testing.TB, zoneText string, checks map[string]string, tweak f
 
 // startServer runs a server until the test ends.
 func startServer(t testing.TB, cfg Config, o *owners, self string, broadcast func(string, []byte) error) *Server {
-	s, err := New(Options{Config: cfg, Self: self, StateDir: filepath.Join(t.TempDir(), "dns"), Owners: o.get, Broadcast: broadcast})
+	s, err := New(Options{Config: cfg, Self: self, StateDir: filepath.Join(t.TempDir(), "dns"), Owners: o.get, Broadcast: broadcast,
+		Members: []string{"east", "west", "arbitrator"}})
 	if err != nil {
 		t.Fatal(err)
 	}

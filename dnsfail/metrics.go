@@ -11,6 +11,9 @@ type metrics struct {
 	notifies  *prometheus.CounterVec
 	updates   *prometheus.CounterVec
 	fastHits  prometheus.Counter
+	// reportsRefused: health reports refused (malformed, or claiming a
+	// sender that is not another configured member).
+	reportsRefused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -26,9 +29,10 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		updates:   cv("geobooth_dns_updates_total", "RFC 2136 UPDATEs sent to an external primary, by outcome.", "result"),
 		fastHits: prometheus.NewCounter(prometheus.CounterOpts{Name: "geobooth_dns_cached_answers_total",
 			Help: "UDP answers sent from the wire-format cache (the rest are built per query)."}),
+		reportsRefused: cv("geobooth_dns_health_reports_refused_total", "Health reports refused: malformed, or from a sender that is not another configured member.", "reason"),
 	}
 	serial := prometheus.NewDesc("geobooth_dns_serial", "The zone's current SOA serial.", []string{"zone"}, nil)
-	reg.MustRegister(m.queries, m.changes, m.checks, m.transfers, m.notifies, m.updates, m.fastHits,
+	reg.MustRegister(m.queries, m.changes, m.checks, m.transfers, m.notifies, m.updates, m.fastHits, m.reportsRefused,
 		collectorFunc{desc: serial, collect: func(ch chan<- prometheus.Metric) {
 			for _, z := range s.zones {
 				ch <- prometheus.MustNewConstMetric(serial, prometheus.GaugeValue, float64(s.serial(z)), z.origin)

@@ -36,6 +36,9 @@ type Options struct {
 	// Broadcast sends a health report to every member (serf); nil: this
 	// member's checks are its only vantage point.
 	Broadcast func(name string, payload []byte) error
+	// Members are the cluster's members by name: only their health
+	// reports count.
+	Members []string
 }
 
 // Server is a member's authoritative DNS server for the failover zones.
@@ -88,7 +91,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{opt: o, owners: o.Owners, log: o.Log, keys: map[string]string{}, kick: make(chan struct{}, 1), cache: wireCache{m: map[string]*wireEntry{}},
 		serials: map[string]uint32{}, answers: map[string]string{}, notify: map[string]*notifyState{}, update: map[string]*notifyState{}}
 	s.met = newMetrics(o.Registry, s)
-	s.health = newHealth(o.Self, s.met, s.Changed)
+	s.health = newHealth(o.Self, o.Members, s.met, s.Changed)
 	for _, zc := range o.Config.Zones {
 		z, err := buildZone(zc)
 		if err != nil {
@@ -195,10 +198,14 @@ func (s *Server) Changed() {
 func (s *Server) Receive(from string, payload []byte) {
 	states, err := decodeReport(payload)
 	if err != nil {
-		s.log.Warn("bad health report refused", "from", from, "err", err)
+		s.met.reportsRefused.WithLabelValues("malformed").Inc()
+		s.log.Debug("bad health report refused", "from", from, "err", err)
 		return
 	}
-	s.health.receive(from, states, time.Now())
+	if err := s.health.receive(from, states, time.Now()); err != nil {
+		s.met.reportsRefused.WithLabelValues("not_member").Inc()
+		s.log.Debug("health report refused", "from", from, "err", err)
+	}
 }
 
 // Addrs returns the addresses served (UDP first), once Run has started.

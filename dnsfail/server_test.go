@@ -328,7 +328,7 @@ func TestProbes(t *testing.T) {
 	web := httpServer(t)
 	ctx := context.Background()
 	hc := HealthCheck{Timeout: 1e9, Status: "200-299", Match: "ready"}.withDefaults()
-	h := newHealth("east", newMetrics(nilRegistry(), &Server{}), nil)
+	h := newHealth("east", nil, newMetrics(nilRegistry(), &Server{}), nil)
 	for _, c := range []struct {
 		check string
 		ok    bool
@@ -409,5 +409,53 @@ func TestCachedAnswersNeverOutliveTheLease(t *testing.T) {
 	body := testutil.ToFloat64(s.met.fastHits)
 	if body < 5 {
 		t.Fatalf("only %v answers from the cache", body)
+	}
+}
+
+// Issue 17, F9: anyone holding the serf keyring joined under five invented
+// names and outvoted the real members on a target's health. Reports now
+// count only from the other configured members, one each, for the checks
+// this member runs.
+func TestHealthReportsCountOnlyFromMembers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go acceptAll(ln)
+	check := "tcp://" + ln.Addr().String()
+	o := &owners{}
+	o.set("east", time.Now().Add(time.Hour))
+	s := startServer(t, testConfig(t, testZone, map[string]string{"east": check}, nil), o, "east", nil)
+	testenv.Eventually(t, 3*time.Second, func() error {
+		if st := s.health.state(check); st != stateUp {
+			return fmt.Errorf("state %s", st)
+		}
+		return nil
+	})
+	down := encodeReports(map[string]hstate{check: stateDown}, 400)[0]
+	for _, name := range []string{"mallory1", "mallory2", "mallory3", "mallory4", "mallory5", "east"} {
+		s.Receive(name, down)
+	}
+	if st := s.health.state(check); st != stateUp {
+		t.Fatalf("reports from invented names (and one claiming to be this member) marked the target %s", st)
+	}
+	if n := testutil.ToFloat64(s.met.reportsRefused.WithLabelValues("not_member")); n != 6 {
+		t.Fatalf("%v refused reports counted, want 6", n)
+	}
+	// Keys this member does not check are not kept.
+	s.Receive("west", encodeReports(map[string]hstate{"tcp://192.0.2.1:1": stateDown, check: stateUp}, 400)[0])
+	s.health.mu.Lock()
+	kept := len(s.health.reports["west"].States)
+	members := len(s.health.reports)
+	s.health.mu.Unlock()
+	if kept != 1 || members != 1 {
+		t.Fatalf("kept %d states from west and reports of %d senders, want 1 and 1", kept, members)
+	}
+	// The real members still outvote this one.
+	s.Receive("west", down)
+	s.Receive("arbitrator", down)
+	if st := s.health.state(check); st != stateDown {
+		t.Fatalf("two real members of three say down: %s", st)
 	}
 }

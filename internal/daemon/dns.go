@@ -55,6 +55,9 @@ func (d *Daemon) setupDNS(mb *membership.Membership) error {
 	}
 	opt := dnsfail.Options{Config: d.Config.DNS, Self: d.Config.Local, StateDir: filepath.Join(d.Config.StateDir, "dns"),
 		Owners: owners, Log: d.Log.With("component", "dns"), Registry: d.Registry}
+	for _, m := range d.Config.Cluster.Members {
+		opt.Members = append(opt.Members, m.Name)
+	}
 	if mb != nil {
 		opt.Broadcast = mb.Broadcast
 	}

@@ -263,6 +263,11 @@ func (m *Membership) handle(e serf.Event) {
 			m.log.Debug("dropped a malformed user event", "event", e.Name, "err", err)
 			return
 		}
+		if !m.alive(from) {
+			m.met.dropped.Inc()
+			m.log.Debug("dropped a user event from a name not alive in the pool", "event", e.Name, "from", from)
+			return
+		}
 		m.mu.Lock()
 		subs := m.subs[name]
 		m.mu.Unlock()
@@ -270,6 +275,17 @@ func (m *Membership) handle(e serf.Event) {
 			fn(from, payload)
 		}
 	}
+}
+
+// alive reports whether name is a live member of the serf pool: an event
+// naming a sender that is not cannot be from it.
+func (m *Membership) alive(name string) bool {
+	for _, mb := range m.serf.Members() {
+		if mb.Name == name {
+			return mb.Status == serf.StatusAlive
+		}
+	}
+	return false
 }
 
 const eventPrefix = "geobooth:"
