@@ -83,6 +83,30 @@ func (s *session) send(typ frameType, payload []byte) error {
 	return err
 }
 
+// Buffers of a session: small until the peer proved the key (a
+// stranger's connection costs a few KiB), then large for the data.
+const (
+	handshakeBuffer = 4 << 10
+	streamBuffer    = 256 << 10
+)
+
+func newSession(conn net.Conn) *session {
+	in := newFrameReader(conn)
+	in.max = handshakeBuffer
+	return &session{conn: conn, out: bufio.NewWriterSize(conn, handshakeBuffer), in: in}
+}
+
+// authenticated switches the session to its stream buffers. The handshake
+// reads exact frames from the connection, so nothing is left behind.
+func (s *session) authenticated() error {
+	if err := s.out.Flush(); err != nil {
+		return err
+	}
+	s.out = bufio.NewWriterSize(s.conn, streamBuffer)
+	s.in.r, s.in.max = bufio.NewReaderSize(s.conn, streamBuffer), 0
+	return nil
+}
+
 func (v *Volume) acceptLoop() {
 	defer v.wg.Done()
 	for {
@@ -104,7 +128,7 @@ func (v *Volume) acceptLoop() {
 
 func (v *Volume) serveIncoming(conn net.Conn) {
 	conn.SetDeadline(time.Now().Add(v.cfg.Timeout.D()))
-	s := &session{conn: conn, out: bufio.NewWriterSize(conn, 256<<10), in: newFrameReader(bufio.NewReaderSize(conn, 256<<10))}
+	s := newSession(conn)
 	mine := v.hello()
 	if err := s.send(fHello, encodeHello(mine)); err != nil || s.out.Flush() != nil {
 		conn.Close()
@@ -134,7 +158,7 @@ func (p *peer) dialLoop() {
 		conn, err := d.DialContext(v.ctx, "tcp", p.addr)
 		if err == nil {
 			conn.SetDeadline(time.Now().Add(v.cfg.Timeout.D()))
-			s := &session{conn: conn, out: bufio.NewWriterSize(conn, 256<<10), in: newFrameReader(bufio.NewReaderSize(conn, 256<<10))}
+			s := newSession(conn)
 			mine := v.hello()
 			var theirs hello
 			if err = s.send(fHello, encodeHello(mine)); err == nil {
@@ -233,10 +257,14 @@ var ErrAuth = errors.New("replication peer failed authentication")
 func (p *peer) serve(s *session, mine, theirs hello) {
 	v := p.v
 	s.p = p
-	err := p.handshake(s, mine, theirs)
+	authed, err := p.handshake(s, mine, theirs)
 	if err != nil {
-		v.log.Warn("replication handshake failed", "peer", p.name, "err", err)
-		p.setErr(err)
+		v.log.Warn("replication handshake failed", "peer", p.name, "from", s.conn.RemoteAddr().String(), "err", err)
+		if authed {
+			// Only a connection that proved the key speaks for the peer:
+			// a stranger's failed attempt leaves the peer's status alone.
+			p.setErr(err)
+		}
 		s.conn.Close()
 		return
 	}
@@ -264,33 +292,38 @@ func (p *peer) serve(s *session, mine, theirs hello) {
 	<-senderDone
 }
 
-func (p *peer) handshake(s *session, mine, theirs hello) error {
+// handshake authenticates the peer, exchanges states and bitmaps and
+// applies the decision; authed tells whether the peer proved the key.
+func (p *peer) handshake(s *session, mine, theirs hello) (authed bool, err error) {
 	v := p.v
-	switch {
-	case theirs.volume != v.cfg.Name:
-		return fmt.Errorf("peer serves volume %q, not %q", theirs.volume, v.cfg.Name)
-	case theirs.size != uint64(v.cfg.Size):
-		return fmt.Errorf("peer's volume has %d bytes, ours %d", theirs.size, v.cfg.Size)
-	case theirs.policy != v.cfg.SplitBrain:
-		return fmt.Errorf("peer's split_brain policy %q differs from ours %q", theirs.policy, v.cfg.SplitBrain)
-	}
 	var e enc
 	e.bytes(v.mac(v.self, mine.nonce, theirs.nonce))
 	if err := s.send(fAuth, e.b); err != nil {
-		return err
+		return false, err
 	}
 	if err := s.out.Flush(); err != nil {
-		return err
+		return false, err
 	}
 	f, err := s.in.read()
 	if err != nil {
-		return fmt.Errorf("read auth: %w", err)
+		return false, fmt.Errorf("read auth: %w", err)
 	}
 	d := dec{b: f.payload}
 	got := d.bytes()
 	if f.typ != fAuth || d.done() != nil || !hmac.Equal(got, v.mac(theirs.member, theirs.nonce, mine.nonce)) {
 		v.met.authFailures.Inc()
-		return ErrAuth
+		return false, ErrAuth
+	}
+	switch {
+	case theirs.volume != v.cfg.Name:
+		return true, fmt.Errorf("peer serves volume %q, not %q", theirs.volume, v.cfg.Name)
+	case theirs.size != uint64(v.cfg.Size):
+		return true, fmt.Errorf("peer's volume has %d bytes, ours %d", theirs.size, v.cfg.Size)
+	case theirs.policy != v.cfg.SplitBrain:
+		return true, fmt.Errorf("peer's split_brain policy %q differs from ours %q", theirs.policy, v.cfg.SplitBrain)
+	}
+	if err := s.authenticated(); err != nil {
+		return true, err
 	}
 	// Exchange states and bitmaps; send while receiving, as bitmaps of
 	// large volumes exceed socket buffers.
@@ -321,10 +354,10 @@ func (p *peer) handshake(s *session, mine, theirs hello) error {
 		err = serr
 	}
 	if err != nil {
-		return err
+		return true, err
 	}
 	s.remote = remote
-	return p.apply(s, my, remote, peerWords)
+	return true, p.apply(s, my, remote, peerWords)
 }
 
 func (p *peer) readStateAndBitmap(s *session) (stateMsg, []uint64, error) {

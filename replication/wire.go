@@ -85,6 +85,9 @@ type frameReader struct {
 	nextSeq uint64
 	hdr     [headerSize]byte
 	buf     []byte
+	// max bounds a payload (0: maxPayload); small until the peer proved
+	// the key, so that a stranger makes nothing large be allocated.
+	max int
 }
 
 func newFrameReader(r io.Reader) *frameReader { return &frameReader{r: r, nextSeq: 1} }
@@ -97,6 +100,9 @@ func (fr *frameReader) read() (frame, error) {
 	f, n, err := parseHeader(fr.hdr[:])
 	if err != nil {
 		return frame{}, err
+	}
+	if fr.max > 0 && n > fr.max {
+		return frame{}, fmt.Errorf("%w: %d bytes before authentication", ErrFrameSize, n)
 	}
 	if cap(fr.buf) < n+trailerSize {
 		fr.buf = make([]byte, n+trailerSize)
