@@ -167,6 +167,11 @@ func (c *Config) Load(base string, sites []string) []confkit.FieldError {
 	for _, k := range md.Undecoded() {
 		bad("zones_file", "%s: %s: unknown key", path, k)
 	}
+	if len(zf.Keys) > 0 {
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+			bad("zones_file", "%s holds TSIG secrets and is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
+		}
+	}
 	keys := map[string]KeyConfig{}
 	for i, k := range zf.Keys {
 		if k.Algorithm == "" {

@@ -259,7 +259,17 @@ func (s *Server) handleUDP(buf, req []byte, from netip.AddrPort, key []byte, now
 	if t := r.IsTsig(); t != nil {
 		qq.tsigKey = t.Hdr.Name
 		secret = s.keys[t.Hdr.Name]
-		qq.tsigOK = secret != "" && dns.TsigVerify(req, secret, "", false) == nil
+		err := dns.ErrSecret
+		if secret != "" {
+			err = dns.TsigVerify(req, secret, "", false)
+		}
+		if code := tsigError(err); code != 0 {
+			m := tsigRefusal(r, code, now)
+			s.met.queries.WithLabelValues(dns.RcodeToString[m.Rcode]).Inc()
+			b, _ := m.PackBuffer(buf)
+			return b
+		}
+		qq.tsigOK = true
 		reqMAC = t.MAC
 	}
 	var meta answerMeta

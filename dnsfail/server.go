@@ -290,7 +290,17 @@ func (s *Server) serve(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 	}
 	if t := r.IsTsig(); t != nil {
 		q.tsigKey = t.Hdr.Name
-		q.tsigOK = w.TsigStatus() == nil
+		if code := tsigError(w.TsigStatus()); code != 0 {
+			m := tsigRefusal(r, code, time.Now())
+			s.met.queries.WithLabelValues(dns.RcodeToString[m.Rcode]).Inc()
+			// Unsigned: written as bytes, since the writer would sign a
+			// message that holds a TSIG.
+			if b, err := m.Pack(); err == nil {
+				w.Write(b)
+			}
+			return
+		}
+		q.tsigOK = true
 	}
 	m, xfr := s.answer(q, time.Now())
 	if xfr != nil {
@@ -307,6 +317,34 @@ func (s *Server) serve(w dns.ResponseWriter, r *dns.Msg, tcp bool) {
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("DNS reply not sent", "err", err)
 	}
+}
+
+// tsigError is the TSIG error for a request's verification (RFC 8945
+// §5.2): BADKEY for a key or algorithm this server does not know, BADTIME
+// outside the fudge, BADSIG for a MAC that does not verify; 0 when it
+// verified.
+func tsigError(verify error) uint16 {
+	switch {
+	case verify == nil:
+		return 0
+	case errors.Is(verify, dns.ErrSecret), errors.Is(verify, dns.ErrKeyAlg):
+		return dns.RcodeBadKey
+	case errors.Is(verify, dns.ErrTime):
+		return dns.RcodeBadTime
+	default:
+		return dns.RcodeBadSig
+	}
+}
+
+// tsigRefusal answers a request whose TSIG failed: NOTAUTH, with a TSIG
+// record that carries the error and no MAC.
+func tsigRefusal(r *dns.Msg, code uint16, now time.Time) *dns.Msg {
+	t := r.IsTsig()
+	m := new(dns.Msg)
+	m.SetRcode(r, dns.RcodeNotAuth)
+	m.Extra = append(m.Extra, &dns.TSIG{Hdr: dns.RR_Header{Name: t.Hdr.Name, Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: t.Algorithm, TimeSigned: uint64(now.Unix()), Fudge: t.Fudge, OrigId: r.Id, Error: code})
+	return m
 }
 
 // transfer streams the zone (AXFR, also the answer to IXFR): SOA, the

@@ -79,6 +79,13 @@ func (c *Config) Validate() []confkit.FieldError {
 
 // LoadKeyring reads a keyring file: a JSON list of base64 keys.
 func LoadKeyring(path string) ([][]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("serf keyring: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("serf keyring %s is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("serf keyring: %w", err)

@@ -207,6 +207,12 @@ func TestKeyringErrorsAreClear(t *testing.T) {
 		"bad base64":    {bad("c", `["***"]`), "key 0"},
 		"wrong length":  {bad("d", `["`+base64.StdEncoding.EncodeToString([]byte("short"))+`"]`), "5 bytes, want 16, 24 or 32"},
 		"second is bad": {bad("e", `["`+key1+`","AAAA"]`), "key 1 has 3 bytes"},
+		// Issue 17, F11: a keyring others could read passed.
+		"readable by others": {func() string {
+			p := bad("f", `["`+key1+`"]`)
+			os.Chmod(p, 0o644)
+			return p
+		}(), "readable by others (mode -rw-r--r--): chmod 600 it"},
 	}
 	for name, c := range cases {
 		_, err := LoadKeyring(c.path)
