@@ -158,7 +158,9 @@ func (s *Server) loadSerial(z *zone) (uint32, error) {
 	return v.Serial, nil
 }
 
-// saveSerial writes the serial durably (write, fsync, rename).
+// saveSerial writes the serial durably (write, fsync, rename, fsync of
+// the folder, without which the rename may be lost in a crash and the
+// serial go back).
 func (s *Server) saveSerial(z *zone, serial uint32) error {
 	p := s.serialPath(z)
 	tmp := p + ".tmp"
@@ -166,14 +168,27 @@ func (s *Server) saveSerial(z *zone, serial uint32) error {
 	if err != nil {
 		return fmt.Errorf("save serial of %s: %w", z.origin, err)
 	}
-	fmt.Fprintf(f, "{\"Serial\": %d}\n", serial)
+	if _, err := fmt.Fprintf(f, "{\"Serial\": %d}\n", serial); err != nil {
+		f.Close()
+		return fmt.Errorf("save serial of %s: %w", z.origin, err)
+	}
 	if err := f.Sync(); err != nil {
 		f.Close()
 		return fmt.Errorf("save serial of %s: %w", z.origin, err)
 	}
-	f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("save serial of %s: %w", z.origin, err)
+	}
 	if err := os.Rename(tmp, p); err != nil {
 		return fmt.Errorf("save serial of %s: %w", z.origin, err)
+	}
+	d, err := os.Open(filepath.Dir(p))
+	if err != nil {
+		return fmt.Errorf("save serial of %s: %w", z.origin, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("save serial of %s: sync folder: %w", z.origin, err)
 	}
 	return nil
 }

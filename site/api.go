@@ -1,7 +1,6 @@
 package site
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -81,8 +80,7 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 			return
 		}
 		var req httpapi.VerifyRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-			httpapi.WriteJSON(w, http.StatusBadRequest, httpapi.CommandResult{Error: "body: " + err.Error()})
+		if !httpapi.Decode(w, r, &req) {
 			return
 		}
 		rep, err := v.Verify(r.Context(), req.Peer, req.Repair)

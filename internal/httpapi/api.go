@@ -262,10 +262,20 @@ type AttrRequest struct {
 	Value string `json:"value"`
 }
 
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+// Decode reads a request body: one JSON object of known fields (an empty
+// body is an empty object), and nothing after it.
+func Decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+	err := dec.Decode(v)
+	if err == nil {
+		if _, after := dec.Token(); !errors.Is(after, io.EOF) {
+			err = errors.New("data after the JSON object")
+		}
+	} else if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if err != nil {
 		WriteJSON(w, http.StatusBadRequest, CommandResult{Error: "bad request body: " + err.Error()})
 		return false
 	}
@@ -283,7 +293,7 @@ func (a *api) site(w http.ResponseWriter, name string) (int, bool) {
 
 func (a *api) grant(w http.ResponseWriter, r *http.Request) {
 	var req GrantRequest
-	if _, ok := a.view(w, r); !ok || !decode(w, r, &req) {
+	if _, ok := a.view(w, r); !ok || !Decode(w, r, &req) {
 		return
 	}
 	if req.Site == "" {
@@ -298,7 +308,7 @@ func (a *api) grant(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 	var req RevokeRequest
-	if _, ok := a.view(w, r); !ok || !decode(w, r, &req) {
+	if _, ok := a.view(w, r); !ok || !Decode(w, r, &req) {
 		return
 	}
 	a.do(w, r, ticket.Command{Op: ticket.OpRevoke, Force: req.Force})
@@ -306,7 +316,7 @@ func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) move(w http.ResponseWriter, r *http.Request) {
 	var req MoveRequest
-	if _, ok := a.view(w, r); !ok || !decode(w, r, &req) {
+	if _, ok := a.view(w, r); !ok || !Decode(w, r, &req) {
 		return
 	}
 	i, ok := a.site(w, req.Site)
@@ -318,7 +328,7 @@ func (a *api) move(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) setAttr(w http.ResponseWriter, r *http.Request) {
 	var req AttrRequest
-	if _, ok := a.view(w, r); !ok || !decode(w, r, &req) {
+	if _, ok := a.view(w, r); !ok || !Decode(w, r, &req) {
 		return
 	}
 	a.do(w, r, ticket.Command{Op: ticket.OpAttrSet, Attr: chi.URLParam(r, "attr"), Value: req.Value})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
@@ -71,5 +72,34 @@ func TestReadTokenCoversEveryRead(t *testing.T) {
 	open.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("/metrics without read_token: %d", rec.Code)
+	}
+}
+
+// Issue 17, F11: the JSON decoder accepted trailing garbage after the
+// object. A body is one object of known fields, or empty.
+func TestCommandBodiesAreOneObject(t *testing.T) {
+	const token = "s3cret-token-for-writes"
+	h := New(Options{Backend: noTickets{}, Tokens: []string{token}})
+	for body, want := range map[string]int{
+		`{"site":"west"} {"site":"east"}`: http.StatusBadRequest,
+		`{"site":"west"}garbage`:          http.StatusBadRequest,
+		`{"site":"west","extra":1}`:       http.StatusBadRequest,
+		`{"site":"west"}` + "\n":          http.StatusBadRequest, // unknown site: past decoding
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/tickets/web/grant", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("%q: %d, want %d (%s)", body, rec.Code, want, rec.Body)
+		}
+		if body == `{"site":"west"}`+"\n" && !strings.Contains(rec.Body.String(), "unknown site") {
+			t.Errorf("a well-formed body was refused while decoding: %s", rec.Body)
+		}
+		if strings.Contains(body, "garbage") || strings.Count(body, "{") == 2 {
+			if !strings.Contains(rec.Body.String(), "bad request body") {
+				t.Errorf("%q: refused for another reason: %s", body, rec.Body)
+			}
+		}
 	}
 }
