@@ -165,13 +165,13 @@ func New(cfg Config, nodeName, bind string, join []string, tags map[string]strin
 		ml.AdvertiseAddr = ah
 		ml.AdvertisePort, _ = strconv.Atoi(ap)
 	}
-	ml.Logger = log.New(levelWriter{logger.With("component", "memberlist")}, "", 0)
+	ml.Logger = log.New(newLevelWriter(logger.With("component", "memberlist")), "", 0)
 	sc := serf.DefaultConfig()
 	sc.Init()
 	sc.NodeName = nodeName
 	sc.Tags = tags
 	sc.MemberlistConfig = ml
-	sc.Logger = log.New(levelWriter{logger.With("component", "serf")}, "", 0)
+	sc.Logger = log.New(newLevelWriter(logger.With("component", "serf")), "", 0)
 	sc.UserEventSizeLimit = 4096
 	sc.LeavePropagateDelay = 100 * time.Millisecond
 	events := make(chan serf.Event, 512)
@@ -358,9 +358,33 @@ func (m *Membership) KeyManager() *serf.KeyManager { return m.serf.KeyManager() 
 
 // levelWriter turns serf's and memberlist's "[LEVEL] text" lines into slog
 // records at that level.
-type levelWriter struct{ log *slog.Logger }
+// levelWriter turns serf's and memberlist's log lines into slog records.
+// Warnings and errors of one kind (a stranger's garbage makes one per
+// datagram) are limited to logBurst per logWindow; how many were left out
+// is logged when the next one comes after the window.
+type levelWriter struct {
+	log   *slog.Logger
+	now   func() time.Time
+	mu    sync.Mutex
+	kinds map[string]*logKind
+}
 
-func (w levelWriter) Write(p []byte) (int, error) {
+type logKind struct {
+	start         time.Time
+	n, suppressed int
+}
+
+const (
+	logWindow   = 10 * time.Second
+	logBurst    = 5
+	maxLogKinds = 64
+)
+
+func newLevelWriter(log *slog.Logger) *levelWriter {
+	return &levelWriter{log: log, now: time.Now, kinds: map[string]*logKind{}}
+}
+
+func (w *levelWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
 	level := slog.LevelDebug
 	for prefix, l := range map[string]slog.Level{"[ERR]": slog.LevelError, "[ERROR]": slog.LevelError, "[WARN]": slog.LevelWarn, "[INFO]": slog.LevelDebug} {
@@ -369,6 +393,50 @@ func (w levelWriter) Write(p []byte) (int, error) {
 			line = strings.TrimSpace(strings.TrimPrefix(line, prefix))
 		}
 	}
+	if level >= slog.LevelWarn {
+		ok, left := w.allow(line)
+		if !ok {
+			return len(p), nil
+		}
+		if left > 0 {
+			w.log.Log(context.Background(), level, line, "similar_lines_left_out", left)
+			return len(p), nil
+		}
+	}
 	w.log.Log(context.Background(), level, line)
 	return len(p), nil
+}
+
+// allow reports whether a line of this kind may be logged now, and how
+// many of its kind were left out before it.
+func (w *levelWriter) allow(line string) (bool, int) {
+	key := strings.TrimPrefix(strings.TrimPrefix(line, "memberlist: "), "serf: ")
+	if i := strings.IndexByte(key, ':'); i >= 0 {
+		key = key[:i]
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.now()
+	k := w.kinds[key]
+	if k == nil {
+		if len(w.kinds) >= maxLogKinds {
+			key = "other"
+			k = w.kinds[key]
+		}
+		if k == nil {
+			k = &logKind{start: now}
+			w.kinds[key] = k
+		}
+	}
+	if now.Sub(k.start) >= logWindow {
+		left := k.suppressed
+		*k = logKind{start: now, n: 1}
+		return true, left
+	}
+	if k.n < logBurst {
+		k.n++
+		return true, 0
+	}
+	k.suppressed++
+	return false, 0
 }

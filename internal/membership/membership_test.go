@@ -242,3 +242,28 @@ func FuzzOpenEnvelope(f *testing.F) {
 		}
 	})
 }
+
+// Issue 17, F11: 20,000 garbage datagrams made 6,000 ERROR lines. Lines of
+// one kind are limited per window, and the next one after the window says
+// how many were left out.
+func TestNetworkNoiseIsLoggedBoundedly(t *testing.T) {
+	var out strings.Builder
+	now := time.Unix(1000, 0)
+	w := newLevelWriter(slog.New(slog.NewTextHandler(&out, nil)))
+	w.now = func() time.Time { return now }
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(w, "[ERR] memberlist: Decrypt packet failed: no installed keys could decrypt the message from=198.51.100.%d:7946\n", i%250)
+	}
+	fmt.Fprintf(w, "[WARN] memberlist: Refuting a suspect message (from: east)\n")
+	if n := strings.Count(out.String(), "Decrypt packet failed"); n != logBurst {
+		t.Fatalf("%d lines for 20,000 bad datagrams in one window, want %d", n, logBurst)
+	}
+	if !strings.Contains(out.String(), "Refuting a suspect message") {
+		t.Fatal("a line of another kind was left out")
+	}
+	now = now.Add(logWindow)
+	fmt.Fprintf(w, "[ERR] memberlist: Decrypt packet failed: no installed keys could decrypt the message from=198.51.100.1:7946\n")
+	if !strings.Contains(out.String(), fmt.Sprintf("similar_lines_left_out=%d", 20000-logBurst)) {
+		t.Fatalf("the count of left-out lines is missing:\n%s", out.String()[max(0, out.Len()-400):])
+	}
+}
