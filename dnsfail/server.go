@@ -18,7 +18,12 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/geobooth/geobooth/internal/netcap"
 )
+
+// maxTCPConns bounds the DNS-over-TCP connections open at once.
+const maxTCPConns = 256
 
 // HealthEvent is the serf user event carrying health reports.
 const HealthEvent = "dns-health"
@@ -258,7 +263,10 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		return dns.MsgAccept
 	}
-	s.tcp = &dns.Server{Listener: ln, Handler: dns.HandlerFunc(s.serveTCP), TsigSecret: s.keys, MsgAcceptFunc: accept,
+	// DNS over TCP: at most maxTCPConns open at once, 10 s to read a
+	// query, 10 s idle.
+	capped := netcap.New(ln, maxTCPConns, s.met.tcpRefused.Inc)
+	s.tcp = &dns.Server{Listener: capped, Handler: dns.HandlerFunc(s.serveTCP), TsigSecret: s.keys, MsgAcceptFunc: accept,
 		ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: -1}
 	s.mu.Lock()
 	s.addrs = []string{pcs[0].LocalAddr().String(), ln.Addr().String()}

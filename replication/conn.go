@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -53,6 +54,8 @@ type session struct {
 	seq    uint64
 	in     *frameReader
 	remote stateMsg
+	// dialed: this side connected to the peer's configured address.
+	dialed bool
 	// target side: the open epoch's operations, applied at its barrier.
 	pending      []pendingOp
 	pendingBytes int64
@@ -126,8 +129,32 @@ func (v *Volume) acceptLoop() {
 	}
 }
 
+// peerMember is the member a verified TLS peer's certificate names (its
+// first DNS name).
+func peerMember(conn net.Conn) string {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	cs := tc.ConnectionState()
+	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 || len(cs.VerifiedChains[0][0].DNSNames) == 0 {
+		return ""
+	}
+	return cs.VerifiedChains[0][0].DNSNames[0]
+}
+
 func (v *Volume) serveIncoming(conn net.Conn) {
 	conn.SetDeadline(time.Now().Add(v.cfg.Timeout.D()))
+	if v.tls != nil {
+		tc := tls.Server(conn, v.tls.Server(tls.RequireAndVerifyClientCert))
+		if err := tc.Handshake(); err != nil {
+			v.met.authFailures.Inc()
+			v.log.Warn("refused a replication connection: TLS", "from", conn.RemoteAddr().String(), "err", err)
+			conn.Close()
+			return
+		}
+		conn = tc
+	}
 	s := newSession(conn)
 	mine := v.hello()
 	if err := s.send(fHello, encodeHello(mine)); err != nil || s.out.Flush() != nil {
@@ -137,6 +164,13 @@ func (v *Volume) serveIncoming(conn net.Conn) {
 	theirs, err := readHello(s)
 	if err != nil {
 		v.log.Warn("refused a replication connection", "from", conn.RemoteAddr().String(), "err", err)
+		conn.Close()
+		return
+	}
+	if v.tls != nil && peerMember(conn) != theirs.member {
+		v.met.authFailures.Inc()
+		v.log.Warn("refused a replication connection: its certificate names another member", "from", conn.RemoteAddr().String(),
+			"certificate", peerMember(conn), "hello", theirs.member)
 		conn.Close()
 		return
 	}
@@ -158,10 +192,21 @@ func (p *peer) dialLoop() {
 		conn, err := d.DialContext(v.ctx, "tcp", p.addr)
 		if err == nil {
 			conn.SetDeadline(time.Now().Add(v.cfg.Timeout.D()))
+			if v.tls != nil {
+				tc := tls.Client(conn, v.tls.Client(p.name))
+				if err = tc.Handshake(); err != nil {
+					err = fmt.Errorf("TLS with %s: %w", p.name, err)
+				}
+				conn = tc
+			}
 			s := newSession(conn)
+			s.dialed = true
 			mine := v.hello()
 			var theirs hello
-			if err = s.send(fHello, encodeHello(mine)); err == nil {
+			if err == nil {
+				err = s.send(fHello, encodeHello(mine))
+			}
+			if err == nil {
 				err = s.out.Flush()
 			}
 			if err == nil {
@@ -260,9 +305,10 @@ func (p *peer) serve(s *session, mine, theirs hello) {
 	authed, err := p.handshake(s, mine, theirs)
 	if err != nil {
 		v.log.Warn("replication handshake failed", "peer", p.name, "from", s.conn.RemoteAddr().String(), "err", err)
-		if authed {
-			// Only a connection that proved the key speaks for the peer:
-			// a stranger's failed attempt leaves the peer's status alone.
+		if authed || s.dialed {
+			// Only a connection that proved the key, or that this side
+			// dialed at the peer's address, speaks for the peer: a
+			// stranger's failed attempt leaves the peer's status alone.
 			p.setErr(err)
 		}
 		s.conn.Close()

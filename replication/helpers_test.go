@@ -42,11 +42,13 @@ type pair struct {
 	vols       map[string]*Volume
 	cfgs       map[string]VolumeConfig
 	backendFor map[string]func(path string, size int64) Backend
+	tls        map[string]TLS
 }
 
 func newPair(t testing.TB, size int64, tweak func(*VolumeConfig)) *pair {
 	p := &pair{t: t, dir: t.TempDir(), size: size, addr: map[string]string{}, via: map[string]string{},
-		vols: map[string]*Volume{}, cfgs: map[string]VolumeConfig{}, backendFor: map[string]func(string, int64) Backend{}}
+		vols: map[string]*Volume{}, cfgs: map[string]VolumeConfig{}, backendFor: map[string]func(string, int64) Backend{},
+		tls: map[string]TLS{}}
 	for _, n := range []string{"east", "west"} {
 		p.addr[n] = freeAddr(t)
 	}
@@ -89,7 +91,7 @@ func (p *pair) open(name string) *Volume {
 			c.Peers[i].Address = a
 		}
 	}
-	o := Options{Config: c, Self: name, Key: testKey, Log: quietLog().With("member", name)}
+	o := Options{Config: c, Self: name, Key: testKey, Log: quietLog().With("member", name), TLS: p.tls[name]}
 	if f := p.backendFor[name]; f != nil {
 		o.Backend = f(c.Path, p.size)
 	}

@@ -22,6 +22,7 @@ type volumeMetrics struct {
 	// leaseRefusals: writes refused because the primary's lease ended.
 	leaseRefusals prometheus.Counter
 	nbdRefused    prometheus.Counter
+	connRefused   prometheus.Counter
 }
 
 func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
@@ -48,7 +49,8 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 		verifyDiffs:  c("geobooth_replication_verify_differing_blocks_total", "Blocks online verify found different."),
 		leaseRefusals: c("geobooth_replication_lease_refused_writes_total",
 			"Writes refused because this primary's lease had ended (a site that lost its ticket never accepts a write)."),
-		nbdRefused: c("geobooth_replication_nbd_connections_refused_total", "NBD connections closed at accept because the export had its maximum open."),
+		connRefused: c("geobooth_replication_connections_refused_total", "Replication connections closed at accept because the maximum were open."),
+		nbdRefused:  c("geobooth_replication_nbd_connections_refused_total", "NBD connections closed at accept because the export had its maximum open."),
 	}
 	lagBytes := prometheus.NewDesc("geobooth_replication_lag_bytes", "Bytes a peer has not acknowledged (queued, in flight, or only in the bitmap).", []string{"peer"}, l)
 	lagSecs := prometheus.NewDesc("geobooth_replication_lag_seconds", "Age of the oldest write a peer has not acknowledged.", []string{"peer"}, l)
@@ -57,7 +59,7 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 	primary := prometheus.NewDesc("geobooth_replication_primary", "1 while this replica is primary.", nil, l)
 	upToDate := prometheus.NewDesc("geobooth_replication_disk_up_to_date", "1 while this replica is UpToDate.", nil, l)
 	m.collectors = []prometheus.Collector{m.bytesWritten, m.shipped, m.resynced, m.ackSeconds, m.epochs, m.splitBrains, m.discarded, m.pullAheads,
-		m.badFrames, m.authFailures, m.applyErrors, m.verifyDiffs, m.leaseRefusals, m.nbdRefused,
+		m.badFrames, m.authFailures, m.applyErrors, m.verifyDiffs, m.leaseRefusals, m.nbdRefused, m.connRefused,
 		collectorFunc{descs: []*prometheus.Desc{lagBytes, lagSecs, resync, connected, primary, upToDate}, collect: func(ch chan<- prometheus.Metric) {
 			st := v.Status()
 			b := func(x bool) float64 {

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/geobooth/geobooth/internal/netcap"
 )
 
 // Errors of the volume API.
@@ -43,6 +46,18 @@ type Options struct {
 	// Events, when set, is told of what an operator must see in the
 	// timeline: split brains and discarded writes.
 	Events func(kind, detail string)
+	// TLS, when set, makes every replication link mutual TLS between
+	// members of the cluster's CA; a peer is known by the member name its
+	// certificate carries, and must say that name in its hello.
+	TLS TLS
+}
+
+// TLS gives the TLS configurations of a member's links.
+type TLS interface {
+	// Client reaches member (whose certificate must carry its name).
+	Client(member string) *tls.Config
+	// Server accepts connections, with this client authentication.
+	Server(auth tls.ClientAuthType) *tls.Config
 }
 
 // Volume is one replica of a replicated volume.
@@ -50,6 +65,7 @@ type Volume struct {
 	cfg     VolumeConfig
 	self    string
 	key     []byte
+	tls     TLS
 	log     *slog.Logger
 	be      Backend
 	store   metaStore
@@ -103,7 +119,7 @@ func Open(o Options) (*Volume, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	v := &Volume{cfg: cfg, self: o.Self, key: o.Key, log: o.Log.With("volume", cfg.Name), be: o.Backend,
+	v := &Volume{cfg: cfg, self: o.Self, key: o.Key, tls: o.TLS, log: o.Log.With("volume", cfg.Name), be: o.Backend,
 		store: metaStore{path: cfg.Path + ".meta"}, blocks: int64(cfg.Size) / BlockSize, peers: map[string]*peer{},
 		role: Secondary, events: o.Events}
 	if v.be == nil {
@@ -202,7 +218,9 @@ func (v *Volume) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("volume %q: listen for replication: %w", v.cfg.Name, err)
 	}
-	v.ln = ln
+	// Each peer keeps one link; a few more cover reconnections still
+	// being torn down. Connections beyond are closed at accept.
+	v.ln = netcap.New(ln, 4*len(v.peers)+4, v.met.connRefused.Inc)
 	v.ctx, v.cancel = context.WithCancel(ctx)
 	v.wg.Add(1)
 	go v.acceptLoop()

@@ -83,9 +83,13 @@ func openVolumes(cfg *config.File, d *daemon.Daemon, cib *pacemaker.Driver, log 
 	d.Parts.LocalChecks = map[string]bool{}
 	for _, vc := range cfg.Volumes {
 		ticketName := vc.Ticket
-		v, err := replication.Open(replication.Options{Config: vc, Self: cfg.Local, Key: cfg.Key,
+		opts := replication.Options{Config: vc, Self: cfg.Local, Key: cfg.Key,
 			Log: log.With("component", "replication"), Registry: d.Registry,
-			Events: func(kind, detail string) { res.note(ticketName, kind, detail) }})
+			Events: func(kind, detail string) { res.note(ticketName, kind, detail) }}
+		if cfg.TLS.Source != nil {
+			opts.TLS = cfg.TLS.Source
+		}
+		v, err := replication.Open(opts)
 		if err != nil {
 			for _, o := range all {
 				o.Close()

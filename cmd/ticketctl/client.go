@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -27,25 +29,37 @@ type client struct {
 
 // newClient finds the API address and token from a daemon config, or from
 // -addr and -token-file.
-func newClient(cfgPath, addr, tokenFile string) (*client, error) {
+func newClient(cfgPath, addr, tokenFile, caFile string) (*client, error) {
 	if cfgPath != "" {
 		var f struct {
 			API struct {
 				Listen    string `toml:"listen"`
 				TokenFile string `toml:"token_file"`
 			} `toml:"api"`
+			TLS struct {
+				CAFile string `toml:"ca_file"`
+			} `toml:"tls"`
 		}
 		if _, err := toml.DecodeFile(cfgPath, &f); err != nil {
 			return nil, fmt.Errorf("read %s: %w", cfgPath, err)
 		}
+		rel := func(p string) string {
+			if p != "" && !filepath.IsAbs(p) {
+				return filepath.Join(filepath.Dir(cfgPath), p)
+			}
+			return p
+		}
 		if addr == "" {
 			addr = f.API.Listen
-		}
-		if tokenFile == "" && f.API.TokenFile != "" {
-			tokenFile = f.API.TokenFile
-			if !filepath.IsAbs(tokenFile) {
-				tokenFile = filepath.Join(filepath.Dir(cfgPath), tokenFile)
+			if f.TLS.CAFile != "" {
+				addr = "https://" + addr
 			}
+		}
+		if tokenFile == "" {
+			tokenFile = rel(f.API.TokenFile)
+		}
+		if caFile == "" {
+			caFile = rel(f.TLS.CAFile)
 		}
 	}
 	if addr == "" {
@@ -53,8 +67,22 @@ func newClient(cfgPath, addr, tokenFile string) (*client, error) {
 	}
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
+		if caFile != "" {
+			addr = "https://" + strings.TrimPrefix(addr, "http://")
+		}
 	}
 	c := &client{base: strings.TrimSuffix(addr, "/"), http: &http.Client{Timeout: 15 * time.Second}}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate", caFile)
+		}
+		c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool}}
+	}
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
 		if err != nil {

@@ -30,7 +30,7 @@ func fail(code int, format string, args ...any) error {
 	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-const usage = `usage: ticketctl [-config FILE | -addr HOST:PORT [-token-file FILE]] COMMAND [flags] [args]
+const usage = `usage: ticketctl [-config FILE | -addr HOST:PORT [-token-file FILE] [-ca FILE]] COMMAND [flags] [args]
 
 commands:
   list [--json]                          tickets as this member sees them
@@ -49,7 +49,10 @@ commands:
   dns [--json]                           failover names: the answer now and why, target health per vantage point, serial, NOTIFY
   watch [--interval D] [--count N]       a live terminal summary: tickets, members, replication, DNS
   held TICKET                            exit 0 when the member asked holds the ticket, 1 when not (for scripts and agents)
-  keygen [-token] FILE                   write a new cluster key (or API token), mode 0600
+  keygen [-token|-serf] FILE             write a new cluster key (API token, serf keyring), mode 0600
+  tls ca [-days N] [-dir DIR]            make the cluster's CA (ca.pem, ca-key.pem)
+  tls cert [-host H]... MEMBER           make a member's certificate and key, signed by the CA
+                                         (-ca FILE -ca-key FILE -dir DIR -days N)
 `
 
 type command struct {
@@ -69,6 +72,7 @@ var commands = map[string]command{
 	"standby":  {name: "standby", run: func(c *client, a []string, w io.Writer) error { return cmdCIB(c, a, w, "standby") }},
 	"activate": {name: "activate", run: func(c *client, a []string, w io.Writer) error { return cmdCIB(c, a, w, "activate") }},
 	"keygen":   {name: "keygen", run: cmdKeygen, local: true},
+	"tls":      {name: "tls", run: cmdTLS, local: true},
 	"held":     {name: "held", run: cmdHeld},
 	"repl":     {name: "repl", run: cmdRepl},
 	"dns":      {name: "dns", run: cmdDNS},
@@ -92,9 +96,10 @@ func main() {
 func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("ticketctl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	cfgPath := fs.String("config", "", "a member's daemon configuration (API address and token)")
+	cfgPath := fs.String("config", "", "a member's daemon configuration (API address, token, CA)")
 	addr := fs.String("addr", "", "the daemon's API address (host:port or URL)")
 	tokenFile := fs.String("token-file", "", "file holding the API token")
+	caFile := fs.String("ca", "", "the cluster's CA, to reach an API served over HTTPS")
 	if err := fs.Parse(args); err != nil {
 		return fail(2, "%v\n%s", err, usage)
 	}
@@ -114,7 +119,7 @@ func run(args []string, stdout io.Writer) error {
 	var c *client
 	if !cmd.local {
 		var err error
-		c, err = newClient(*cfgPath, *addr, *tokenFile)
+		c, err = newClient(*cfgPath, *addr, *tokenFile, *caFile)
 		if err != nil {
 			return fail(2, "%v", err)
 		}

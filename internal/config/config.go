@@ -25,6 +25,7 @@ import (
 	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/confkit"
 	"github.com/geobooth/geobooth/internal/membership"
+	"github.com/geobooth/geobooth/internal/tlsfiles"
 	"github.com/geobooth/geobooth/pacemaker"
 	"github.com/geobooth/geobooth/replication"
 	"github.com/geobooth/geobooth/ticket"
@@ -61,6 +62,10 @@ type File struct {
 	// Volumes are the replicated volumes this site holds a replica of
 	// (sites only), each bound to a ticket.
 	Volumes []replication.VolumeConfig `toml:"volumes"`
+	// TLS: the cluster's CA and this member's certificate and key. When
+	// set, the API is served over HTTPS and replication links are mutual
+	// TLS between members of the CA.
+	TLS TLS `toml:"tls"`
 
 	// Path is the file this was read from (absolute).
 	Path string `toml:"-"`
@@ -125,6 +130,15 @@ type API struct {
 	ReadToken bool `toml:"read_token"`
 
 	Token, NextToken string `toml:"-"`
+}
+
+// TLS names a member's TLS files (see internal/tlsfiles).
+type TLS struct {
+	CAFile   string `toml:"ca_file"`
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// Source serves them, re-read when they change (set by Load).
+	Source *tlsfiles.Source `toml:"-"`
 }
 
 // Log selects the log format and level.
@@ -338,6 +352,18 @@ func (f *File) check(add addFunc, md toml.MetaData) {
 		add("pacemaker."+e.Key, "%s", e.Msg)
 	}
 	f.checkVolumes(add)
+	if t := &f.TLS; t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" {
+		t.CAFile, t.CertFile, t.KeyFile = f.resolve(t.CAFile), f.resolve(t.CertFile), f.resolve(t.KeyFile)
+		src, err := tlsfiles.Open(tlsfiles.Files{CA: t.CAFile, Cert: t.CertFile, Key: t.KeyFile})
+		switch {
+		case err != nil:
+			add("tls", "%v", err)
+		case src.Name() != f.Local:
+			add("tls.cert_file", "%s names member %q, not %q (make it with ticketctl tls cert %s)", t.CertFile, src.Name(), f.Local, f.Local)
+		default:
+			t.Source = src
+		}
+	}
 	if md.IsDefined("dns") {
 		var sites []string
 		for _, m := range f.Cluster.Members {

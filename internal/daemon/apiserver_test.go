@@ -115,7 +115,9 @@ func TestBusyConnectionsAreNotEvicted(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
+	entered := make(chan struct{}, 4)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
 		<-release
 		io.WriteString(w, "done\n")
 	})
@@ -147,8 +149,15 @@ func TestBusyConnectionsAreNotEvicted(t *testing.T) {
 		}
 		return n
 	}
-	// Wait until the four requests are in their handler, then one more
-	// connection is refused.
+	// Once the four requests are in their handler, one more connection
+	// is refused.
+	for i := 0; i < 4; i++ {
+		select {
+		case <-entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d requests reached the handler", i)
+		}
+	}
 	testenv.Eventually(t, 10*time.Second, func() error {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {

@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -158,6 +159,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", d.Config.API.Listen)
 	if err != nil {
 		return fmt.Errorf("HTTP API: %w", err)
+	}
+	if src := d.Config.TLS.Source; src != nil {
+		d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "geobooth_tls_certificate_expiry_timestamp_seconds",
+			Help: "When this member's TLS certificate expires (Unix time); the file is re-read when it changes."},
+			func() float64 { return float64(src.NotAfter().Unix()) }))
+		// HTTPS with the member's certificate; a client certificate of
+		// the CA is verified when one is shown (the token still decides).
+		ln = tls.NewListener(ln, src.Server(tls.VerifyClientCertIfGiven))
 	}
 	srv := newAPIServer(api, defaultAPILimits, d.Registry)
 	ctx, cancel := context.WithCancel(ctx)

@@ -6,6 +6,8 @@ package testcluster
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,6 +95,9 @@ type Spec struct {
 	// Extra is appended to every member's file; %s is replaced by the
 	// member's name.
 	Extra func(m *Member) string
+	// TLS makes a CA and every member's certificate (ticketctl tls) and
+	// serves the API over HTTPS.
+	TLS bool
 }
 
 // MemberSpec is one member to write.
@@ -105,6 +110,10 @@ type Cluster struct {
 	Bin     string
 	Members []*Member
 	Token   string
+	// CA is the cluster CA's certificate file when the cluster runs TLS.
+	CA       string
+	httpOnce sync.Once
+	http     *http.Client
 }
 
 // Member is one geoboothd.
@@ -147,6 +156,10 @@ func Adopt(t testing.TB, dir string, members ...*Member) *Cluster {
 func New(t testing.TB, spec Spec) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, Dir: t.TempDir(), Bin: Binaries(t)}
+	if spec.TLS {
+		c.run("", "tls", "ca", "-dir", c.Dir)
+		c.CA = filepath.Join(c.Dir, "ca.pem")
+	}
 	key := filepath.Join(c.Dir, "auth.key")
 	tok := filepath.Join(c.Dir, "api.token")
 	c.run("", "keygen", key)
@@ -176,6 +189,10 @@ func New(t testing.TB, spec Spec) *Cluster {
 		extra := ""
 		if spec.Extra != nil {
 			extra = spec.Extra(m)
+		}
+		if spec.TLS {
+			c.run("", "tls", "cert", "-dir", c.Dir, "-ca", c.CA, "-ca-key", filepath.Join(c.Dir, "ca-key.pem"), "-host", "127.0.0.1", m.Name)
+			extra += fmt.Sprintf("\n[tls]\nca_file = \"ca.pem\"\ncert_file = \"%s.pem\"\nkey_file = \"%s-key.pem\"\n", m.Name, m.Name)
 		}
 		if m.Role == "site" && !strings.Contains(extra, "[pacemaker]") {
 			// Test machines may have crm_ticket but run no cluster.
@@ -311,7 +328,7 @@ func (m *Member) WaitUp(timeout time.Duration) {
 			b, _ := os.ReadFile(m.LogPath)
 			t.Fatalf("%s exited while starting:\n%s", m.Name, b)
 		}
-		resp, err := http.Get("http://" + m.API + "/healthz")
+		resp, err := m.cluster.client().Get(m.URL("/healthz"))
 		if err != nil {
 			return err
 		}
@@ -366,10 +383,34 @@ func (m *Member) Ticket(name string) (httpapi.Ticket, error) {
 	return t, err
 }
 
-var httpClient = &http.Client{Timeout: 3 * time.Second}
+// URL is the address of path on the member's API (https when the
+// cluster runs TLS).
+func (m *Member) URL(path string) string {
+	if m.cluster.CA != "" {
+		return "https://" + m.API + path
+	}
+	return "http://" + m.API + path
+}
+
+// client is the HTTP client of the cluster's APIs: it trusts the
+// cluster's CA when there is one.
+func (c *Cluster) client() *http.Client {
+	c.httpOnce.Do(func() {
+		c.http = &http.Client{Timeout: 3 * time.Second}
+		if c.CA == "" {
+			return
+		}
+		pool := x509.NewCertPool()
+		if pem, err := os.ReadFile(c.CA); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+		c.http.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}}
+	})
+	return c.http
+}
 
 func (m *Member) getJSON(path string, v any) error {
-	resp, err := httpClient.Get("http://" + m.API + path)
+	resp, err := m.cluster.client().Get(m.URL(path))
 	if err != nil {
 		return err
 	}
@@ -383,7 +424,7 @@ func (m *Member) getJSON(path string, v any) error {
 
 // Get fetches a path from the member's API and returns the body.
 func (m *Member) Get(path string) (string, error) {
-	resp, err := httpClient.Get("http://" + m.API + path)
+	resp, err := m.cluster.client().Get(m.URL(path))
 	if err != nil {
 		return "", err
 	}

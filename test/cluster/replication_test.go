@@ -28,6 +28,11 @@ type dataCluster struct {
 }
 
 func newDataCluster(t *testing.T, extra string) *dataCluster {
+	return newDataClusterTLS(t, extra, false)
+}
+
+// newDataClusterTLS is newDataCluster, with TLS on every link if withTLS.
+func newDataClusterTLS(t *testing.T, extra string, withTLS bool) *dataCluster {
 	tc.RequireTool(t, "qemu-io", "qemu-utils")
 	repl := map[string]int{"east": tc.FreePort(t), "west": tc.FreePort(t)}
 	nbd := map[string]int{"east": tc.FreePort(t), "west": tc.FreePort(t)}
@@ -35,6 +40,7 @@ func newDataCluster(t *testing.T, extra string) *dataCluster {
 	c := tc.New(t, tc.Spec{
 		Members: []tc.MemberSpec{{Name: "east", Role: "site"}, {Name: "west", Role: "site"}, {Name: "arbitrator", Role: "arbitrator"}},
 		Tickets: exampleTickets,
+		TLS:     withTLS,
 		Extra: func(m *tc.Member) string {
 			if m.Role != "site" {
 				return ""
