@@ -40,6 +40,11 @@ type recorder struct {
 	target string
 	mu     sync.Mutex
 	seen   bytes.Buffer
+	// flipAt, when positive, flips one bit of the byte at that offset of
+	// the client-to-server stream (a man in the middle changing a frame).
+	flipAt  int
+	flipped bool
+	sent    int
 }
 
 func newRecorder(t *testing.T, target string) *recorder {
@@ -58,14 +63,14 @@ func newRecorder(t *testing.T, target string) *recorder {
 				c.Close()
 				continue
 			}
-			go r.copy(u, c)
-			go r.copy(c, u)
+			go r.copy(u, c, true)
+			go r.copy(c, u, false)
 		}
 	}()
 	return r
 }
 
-func (r *recorder) copy(to, from net.Conn) {
+func (r *recorder) copy(to, from net.Conn, upstream bool) {
 	defer to.Close()
 	buf := make([]byte, 64<<10)
 	for {
@@ -73,6 +78,13 @@ func (r *recorder) copy(to, from net.Conn) {
 		if n > 0 {
 			r.mu.Lock()
 			r.seen.Write(buf[:n])
+			if upstream && r.flipAt > 0 && !r.flipped && r.sent+n > r.flipAt {
+				buf[r.flipAt-r.sent] ^= 0x01
+				r.flipped = true
+			}
+			if upstream {
+				r.sent += n
+			}
 			r.mu.Unlock()
 			if _, werr := to.Write(buf[:n]); werr != nil {
 				return
@@ -145,5 +157,40 @@ func TestReplicationRefusesForeignOrMisnamedCertificates(t *testing.T) {
 				t.Fatalf("east connected to west: %+v", st)
 			}
 		})
+	}
+}
+
+// Issue 17, F2: a man in the middle inserted a frame with a recomputed
+// CRC and both sides reported InSync with different data. Under TLS a
+// changed byte breaks the record's authentication: the link drops,
+// reconnects, and the replicas end equal.
+func TestChangedBytesOnTheTLSLinkAreDetected(t *testing.T) {
+	var ca tlsfiles.PEM
+	p := newPair(t, 4<<20, nil)
+	p.tls["east"], p.tls["west"] = memberTLS(t, &ca, "east"), memberTLS(t, &ca, "west")
+	rec := newRecorder(t, p.addr["west"])
+	p.via["west"] = rec.ln.Addr().String()
+	east := p.open("east")
+	west := p.open("west")
+	p.waitState("east", InSync)
+	must(t, east.Promote(context.Background(), false))
+	// Flip a bit well inside the data that follows.
+	rec.mu.Lock()
+	rec.flipAt = rec.sent + 2*BlockSize
+	rec.mu.Unlock()
+	must(t, east.WriteAt(randomData(9, 1<<20), 0, true))
+	eventually(t, 10*time.Second, func() error {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if !rec.flipped {
+			return errors.New("no byte flipped yet")
+		}
+		return nil
+	})
+	drained(t, east)
+	p.waitState("west", InSync)
+	p.assertEqual()
+	if st := west.Status(); st.Disk != UpToDate {
+		t.Fatalf("west after the tampering: %s", st.Disk)
 	}
 }
