@@ -83,6 +83,12 @@ type VolumeConfig struct {
 	Peers  []PeerConfig `toml:"peers"`
 	// NBDListen exports the volume over NBD while primary.
 	NBDListen string `toml:"nbd_listen"`
+	// NBDTLS: "off" (default), "on" (NBD_OPT_STARTTLS offered with the
+	// member's certificate) or "require" (plain clients refused).
+	NBDTLS string `toml:"nbd_tls"`
+	// NBDTLSClients, when set, are the only client certificate names (of
+	// the cluster's CA) the export serves; clients must show one.
+	NBDTLSClients []string `toml:"nbd_tls_clients"`
 	// Export is the NBD export name (default: the volume's name); it is
 	// also served as the default (empty) name.
 	Export     string `toml:"export"`
@@ -187,6 +193,14 @@ func (c *VolumeConfig) Validate() []confkit.FieldError {
 		if _, _, err := net.SplitHostPort(c.NBDListen); err != nil {
 			bad("nbd_listen", "%q: %v", c.NBDListen, err)
 		}
+	}
+	switch c.NBDTLS {
+	case "", "off", "on", "require":
+	default:
+		bad("nbd_tls", "%q: want off, on or require", c.NBDTLS)
+	}
+	if len(c.NBDTLSClients) > 0 && c.NBDTLS != "require" {
+		bad("nbd_tls_clients", "needs nbd_tls = \"require\" (a plain client shows no certificate)")
 	}
 	switch c.SplitBrain {
 	case SplitBrainDisconnect, SplitBrainDiscardSecondary, SplitBrainDiscardLeastChanges, SplitBrainDiscardYoungerPrimary:

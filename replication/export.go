@@ -1,8 +1,12 @@
 package replication
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 
 	"github.com/geobooth/geobooth/replication/nbd"
 )
@@ -41,8 +45,21 @@ func (v *Volume) startNBD() error {
 	if err != nil {
 		return err
 	}
-	s := nbd.Serve(ln, nbd.Options{Export: v.cfg.Export, Backend: nbdBackend{v}, Log: v.log, MapError: mapNBDError,
-		Refused: v.met.nbdRefused.Inc})
+	o := nbd.Options{Export: v.cfg.Export, Backend: nbdBackend{v}, Log: v.log, MapError: mapNBDError,
+		Refused: v.met.nbdRefused.Inc}
+	if v.cfg.NBDTLS == "on" || v.cfg.NBDTLS == "require" {
+		if v.tls == nil {
+			ln.Close()
+			return fmt.Errorf("nbd_tls = %q needs the member's [tls] files", v.cfg.NBDTLS)
+		}
+		o.TLS, o.RequireTLS = v.tls.Server(tls.VerifyClientCertIfGiven), v.cfg.NBDTLS == "require"
+		if allowed := v.cfg.NBDTLSClients; len(allowed) > 0 {
+			o.AllowClient = func(c *x509.Certificate) bool {
+				return c != nil && len(c.DNSNames) > 0 && slices.Contains(allowed, c.DNSNames[0])
+			}
+		}
+	}
+	s := nbd.Serve(ln, o)
 	v.mu.Lock()
 	v.nbd = s
 	v.mu.Unlock()

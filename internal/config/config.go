@@ -364,6 +364,11 @@ func (f *File) check(add addFunc, md toml.MetaData) {
 			t.Source = src
 		}
 	}
+	for i, v := range f.Volumes {
+		if (v.NBDTLS == "on" || v.NBDTLS == "require") && f.TLS.CAFile == "" {
+			add(fmt.Sprintf("volumes.%d.nbd_tls", i), "%q needs the member's [tls] section (ca_file, cert_file, key_file)", v.NBDTLS)
+		}
+	}
 	if md.IsDefined("dns") {
 		var sites []string
 		for _, m := range f.Cluster.Members {

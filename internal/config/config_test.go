@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/internal/tlsfiles"
 )
 
 const goodCluster = `name = "t"
@@ -250,6 +251,21 @@ func TestEveryExampleConfigLoads(t *testing.T) {
 					os.WriteFile(filepath.Join(d, sub, s), []byte("0123456789abcdef0123"), 0o600)
 				}
 				os.WriteFile(filepath.Join(d, sub, "serf.keyring"), []byte(`["MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="]`), 0o600)
+			}
+			if strings.Contains(string(src), "\n[tls]") {
+				local := strings.TrimSuffix(filepath.Base(p), ".toml")
+				ca, err := tlsfiles.NewCA("example", time.Now(), time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := tlsfiles.NewMember(ca, local, nil, time.Now(), time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(filepath.Join(d, "ca.pem"), ca.Cert, 0o644)
+				if err := m.Write(filepath.Join(d, local+".pem"), filepath.Join(d, local+"-key.pem")); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if _, err := Load(filepath.Join(d, filepath.Base(p)), ""); err != nil {
 				t.Error(err)

@@ -12,6 +12,8 @@ package nbd
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,6 +49,7 @@ const (
 	optExportName = 1
 	optAbort      = 2
 	optList       = 3
+	optStartTLS   = 5
 	optInfo       = 6
 	optGo         = 7
 
@@ -56,6 +59,7 @@ const (
 	repErrUnsup   = 1<<31 + 1
 	repErrInvalid = 1<<31 + 3
 	repErrUnknown = 1<<31 + 6
+	repErrTLSReqd = 1<<31 + 5
 
 	infoExport    = 0
 	infoBlockSize = 3
@@ -117,6 +121,14 @@ type Options struct {
 	// Refused is called for each connection closed because MaxConns were
 	// open.
 	Refused func()
+	// TLS, when set, offers NBD_OPT_STARTTLS with this configuration;
+	// with RequireTLS a client must start TLS before anything else (it is
+	// told NBD_REP_ERR_TLS_REQD), as qemu-nbd --tls-creds does.
+	TLS        *tls.Config
+	RequireTLS bool
+	// AllowClient, when set, decides from the client's verified
+	// certificate (nil when it showed none) whether it may go on.
+	AllowClient func(cert *x509.Certificate) bool
 }
 
 // Defaults of the bounds in Options.
@@ -284,15 +296,51 @@ func (s *Server) serve(c net.Conn) error {
 		return fmt.Errorf("unknown client flags %#x", clientFlags)
 	}
 	noZeroes := clientFlags&flagNoZeroes != 0
-	ok, err := s.haggle(r, w, noZeroes)
+	hg := &haggling{c: c, r: r, w: w}
+	ok, err := s.haggle(hg, noZeroes)
 	if err != nil || !ok {
 		return err
 	}
-	return s.transmit(c, r, w)
+	return s.transmit(hg.c, hg.r, hg.w)
+}
+
+// haggling is a connection during option haggling: STARTTLS replaces its
+// stream.
+type haggling struct {
+	c   net.Conn
+	r   *bufio.Reader
+	w   *bufio.Writer
+	tls bool
+}
+
+// startTLS runs the server side of TLS on the connection; the client sent
+// nothing after its STARTTLS (it waits for the reply), so nothing is lost.
+func (s *Server) startTLS(hs *haggling) error {
+	if hs.r.Buffered() > 0 {
+		return errors.New("data after NBD_OPT_STARTTLS before the reply")
+	}
+	tc := tls.Server(hs.c, s.o.TLS)
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("TLS: %w", err)
+	}
+	if s.o.AllowClient != nil {
+		var cert *x509.Certificate
+		if cs := tc.ConnectionState(); len(cs.VerifiedChains) > 0 {
+			cert = cs.VerifiedChains[0][0]
+		}
+		if !s.o.AllowClient(cert) {
+			return errors.New("TLS: the client's certificate is not allowed")
+		}
+	}
+	hs.c, hs.tls = tc, true
+	hs.r.Reset(tc)
+	hs.w.Reset(tc)
+	return nil
 }
 
 // haggle runs option haggling; ok means transmission starts.
-func (s *Server) haggle(r *bufio.Reader, w *bufio.Writer, noZeroes bool) (bool, error) {
+func (s *Server) haggle(hs *haggling, noZeroes bool) (bool, error) {
+	r, w := hs.r, hs.w
 	for {
 		var h [16]byte
 		if _, err := io.ReadFull(r, h[:]); err != nil {
@@ -320,7 +368,37 @@ func (s *Server) haggle(r *bufio.Reader, w *bufio.Writer, noZeroes bool) (bool, 
 			_, err := w.Write(payload)
 			return err
 		}
+		if s.o.RequireTLS && !hs.tls {
+			switch opt {
+			case optStartTLS, optAbort:
+			case optExportName:
+				return false, errors.New("NBD_OPT_EXPORT_NAME before TLS, which this export requires")
+			default:
+				reply(repErrTLSReqd, nil)
+				if err := w.Flush(); err != nil {
+					return false, err
+				}
+				continue
+			}
+		}
 		switch opt {
+		case optStartTLS:
+			switch {
+			case s.o.TLS == nil:
+				reply(repErrUnsup, nil)
+			case hs.tls || n != 0:
+				reply(repErrInvalid, nil)
+			default:
+				reply(repAck, nil)
+				if err := w.Flush(); err != nil {
+					return false, err
+				}
+				if err := s.startTLS(hs); err != nil {
+					return false, err
+				}
+				r, w = hs.r, hs.w
+				continue
+			}
 		case optExportName:
 			if !s.known(string(data)) {
 				return false, fmt.Errorf("unknown export %q", data)

@@ -257,6 +257,17 @@ func newGeo(t *testing.T, n *network) *geo {
 	sh(t, filepath.Join(bin, "ticketctl"), "keygen", filepath.Join(secrets, "auth.key"))
 	sh(t, filepath.Join(bin, "ticketctl"), "keygen", "-token", filepath.Join(secrets, "api.token"))
 	sh(t, filepath.Join(bin, "ticketctl"), "keygen", "-serf", filepath.Join(secrets, "serf.keyring"))
+	// The CA key stays out of the members' folders, as docs/security.md says.
+	caDir := filepath.Join(dir, "ca")
+	os.MkdirAll(caDir, 0o700)
+	sh(t, filepath.Join(bin, "ticketctl"), "tls", "ca", "-dir", caDir)
+	for _, name := range []string{"east", "west", "arbitrator"} {
+		sh(t, filepath.Join(bin, "ticketctl"), "tls", "cert", "-dir", secrets, "-ca", filepath.Join(caDir, "ca.pem"),
+			"-ca-key", filepath.Join(caDir, "ca-key.pem"), "-host", addr[name], name)
+	}
+	if b, err := os.ReadFile(filepath.Join(caDir, "ca.pem")); err != nil || os.WriteFile(filepath.Join(secrets, "ca.pem"), b, 0o644) != nil {
+		t.Fatalf("copy the CA certificate: %v", err)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -289,6 +300,7 @@ func newGeo(t *testing.T, n *network) *geo {
 		members = append(members, m)
 	}
 	g.Cluster = tc.Adopt(t, dir, members...)
+	g.Cluster.CA = filepath.Join(secrets, "ca.pem")
 	t.Cleanup(func() {
 		if t.Failed() {
 			g.DumpLogs()
