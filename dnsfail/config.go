@@ -24,6 +24,13 @@ type Config struct {
 	// ZonesFile holds the zones (shared by every member, like the cluster
 	// file).
 	ZonesFile string `toml:"zones_file"`
+	// RateLimit bounds the UDP answers per second to one client network
+	// (a /24, a /56); 0 turns response-rate limiting off. Load sets
+	// DefaultRateLimit when the key is absent.
+	RateLimit *int `toml:"rate_limit"`
+	// RateLimitSlip: beyond the limit one answer in this many goes out
+	// truncated, so that real clients retry over TCP (0: drop them all).
+	RateLimitSlip *int `toml:"rate_limit_slip"`
 
 	// Zones are read from ZonesFile.
 	Zones []ZoneConfig `toml:"-"`
@@ -138,6 +145,13 @@ func (h HealthCheck) withDefaults() HealthCheck {
 	return h
 }
 
+// Defaults of response-rate limiting, as NSD's (rrl-ratelimit 200,
+// rrl-slip 2).
+const (
+	DefaultRateLimit     = 200
+	DefaultRateLimitSlip = 2
+)
+
 // Enabled reports whether the member serves DNS.
 func (c *Config) Enabled() bool { return c.Listen != "" }
 
@@ -148,6 +162,17 @@ func (c *Config) Load(base string, sites []string) []confkit.FieldError {
 	bad := func(k, f string, a ...any) { errs = append(errs, confkit.Errorf(k, f, a...)) }
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q: want host:port (%v)", c.Listen, err)
+	}
+	if c.RateLimit == nil {
+		c.RateLimit = new(int)
+		*c.RateLimit = DefaultRateLimit
+	}
+	if c.RateLimitSlip == nil {
+		c.RateLimitSlip = new(int)
+		*c.RateLimitSlip = DefaultRateLimitSlip
+	}
+	if *c.RateLimit < 0 || *c.RateLimitSlip < 0 {
+		bad("rate_limit", "negative")
 	}
 	if c.ZonesFile == "" {
 		bad("zones_file", "missing: the file with the zones every member serves")

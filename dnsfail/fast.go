@@ -228,6 +228,19 @@ func (s *Server) udpLoop(pc net.PacketConn) {
 // handleUDP answers one datagram into buf; nil: no reply.
 func (s *Server) handleUDP(buf, req []byte, from netip.AddrPort, key []byte, now time.Time) []byte {
 	q, fast := parseFast(req, key)
+	if s.rrl != nil && from.IsValid() {
+		switch s.rrl.check(from.Addr(), now.Unix()) {
+		case rrlDrop:
+			s.met.rrlDropped.Inc()
+			return nil
+		case rrlSlip:
+			s.met.rrlSlipped.Inc()
+			if fast {
+				return truncated(buf, req, q.nameEnd+4)
+			}
+			return nil
+		}
+	}
 	if fast {
 		if e := s.cache.get(q.cacheKey, now); e != nil && (e.patchable || sameName(req, e.msg, q.nameEnd)) {
 			s.met.fastHits.Inc()

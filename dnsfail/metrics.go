@@ -15,6 +15,8 @@ type metrics struct {
 	// sender that is not another configured member).
 	reportsRefused *prometheus.CounterVec
 	tcpRefused     prometheus.Counter
+	// rrlDropped, rrlSlipped: UDP answers over the response-rate limit.
+	rrlDropped, rrlSlipped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -30,12 +32,16 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		updates:   cv("geobooth_dns_updates_total", "RFC 2136 UPDATEs sent to an external primary, by outcome.", "result"),
 		fastHits: prometheus.NewCounter(prometheus.CounterOpts{Name: "geobooth_dns_cached_answers_total",
 			Help: "UDP answers sent from the wire-format cache (the rest are built per query)."}),
+		rrlDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "geobooth_dns_rate_limited_total",
+			Help: "UDP answers over the response-rate limit of their client network, by action.", ConstLabels: prometheus.Labels{"action": "dropped"}}),
+		rrlSlipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "geobooth_dns_rate_limited_total",
+			Help: "UDP answers over the response-rate limit of their client network, by action.", ConstLabels: prometheus.Labels{"action": "slipped"}}),
 		tcpRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "geobooth_dns_tcp_connections_refused_total",
 			Help: "DNS-over-TCP connections closed at accept because the maximum were open."}),
 		reportsRefused: cv("geobooth_dns_health_reports_refused_total", "Health reports refused: malformed, or from a sender that is not another configured member.", "reason"),
 	}
 	serial := prometheus.NewDesc("geobooth_dns_serial", "The zone's current SOA serial.", []string{"zone"}, nil)
-	reg.MustRegister(m.queries, m.changes, m.checks, m.transfers, m.notifies, m.updates, m.fastHits, m.reportsRefused, m.tcpRefused,
+	reg.MustRegister(m.queries, m.changes, m.checks, m.transfers, m.notifies, m.updates, m.fastHits, m.reportsRefused, m.tcpRefused, m.rrlDropped, m.rrlSlipped,
 		collectorFunc{desc: serial, collect: func(ch chan<- prometheus.Metric) {
 			for _, z := range s.zones {
 				ch <- prometheus.MustNewConstMetric(serial, prometheus.GaugeValue, float64(s.serial(z)), z.origin)

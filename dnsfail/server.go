@@ -55,6 +55,7 @@ type Server struct {
 	log    *slog.Logger
 	met    *metrics
 	keys   map[string]string // TSIG name → base64 secret
+	rrl    *rrl
 	kick   chan struct{}
 	cache  wireCache
 
@@ -97,6 +98,13 @@ func New(o Options) (*Server, error) {
 		serials: map[string]uint32{}, answers: map[string]string{}, notify: map[string]*notifyState{}, update: map[string]*notifyState{}}
 	s.met = newMetrics(o.Registry, s)
 	s.health = newHealth(o.Self, o.Members, s.met, s.Changed)
+	if c := o.Config; c.RateLimit != nil {
+		slip := DefaultRateLimitSlip
+		if c.RateLimitSlip != nil {
+			slip = *c.RateLimitSlip
+		}
+		s.rrl = newRRL(*c.RateLimit, slip)
+	}
 	for _, zc := range o.Config.Zones {
 		z, err := buildZone(zc)
 		if err != nil {

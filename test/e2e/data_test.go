@@ -15,18 +15,27 @@ import (
 
 const block = tc.BlockSize
 
-func nbdURL(site string) string { return fmt.Sprintf("nbd://%s:10809/data", addr[site]) }
+// clientCreds is the client's TLS folder (ca-cert.pem, client-cert.pem,
+// client-key.pem), made by newGeo: examples/geo requires TLS on NBD.
+var clientCreds string
+
+// nbdImage are the qemu-io and qemu-img arguments that open a site's
+// export over TLS.
+func nbdImage(site string) []string {
+	return []string{"--object", "tls-creds-x509,id=tls0,endpoint=client,dir=" + clientCreds, "--image-opts",
+		fmt.Sprintf("driver=nbd,server.type=inet,server.host=%s,server.port=10809,export=data,tls-creds=tls0", addr[site])}
+}
 
 // qemuIO runs qemu-io commands from the client against a site's export.
 func qemuIO(site string, readOnly bool, cmds ...string) (string, error) {
-	args := []string{"qemu-io", "-f", "raw"}
+	args := []string{"qemu-io"}
 	if readOnly {
 		args = append(args, "-r")
 	}
 	for _, c := range cmds {
 		args = append(args, "-c", c)
 	}
-	out, err := inNS("client", append(args, nbdURL(site))...)
+	out, err := inNS("client", append(args, nbdImage(site)...)...)
 	if err == nil && (strings.Contains(out, "failed") || strings.Contains(out, "Pattern verification")) {
 		err = fmt.Errorf("qemu-io reported a failure")
 	}
@@ -38,7 +47,7 @@ func qemuIO(site string, readOnly bool, cmds ...string) (string, error) {
 func exported(t *testing.T, site string) []byte {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), site+"-export.img")
-	if out, err := inNS("client", "qemu-img", "convert", "-f", "raw", "-O", "raw", nbdURL(site), dst); err != nil {
+	if out, err := inNS("client", append(append([]string{"qemu-img", "convert"}, nbdImage(site)...), "-O", "raw", dst)...); err != nil {
 		t.Fatalf("read %s's export: %v\n%s", site, err, out)
 	}
 	b, err := os.ReadFile(dst)
@@ -68,7 +77,7 @@ type writes struct {
 
 func startWrites(t *testing.T, site string, n int) *writes {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns("client"), "qemu-io", "-f", "raw", nbdURL(site))
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns("client"), "qemu-io"}, nbdImage(site)...)...)
 	cmd.Stdin = strings.NewReader(tc.SequenceScript(n))
 	out, err := cmd.StdoutPipe()
 	if err != nil {

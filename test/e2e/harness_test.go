@@ -268,6 +268,21 @@ func newGeo(t *testing.T, n *network) *geo {
 	if b, err := os.ReadFile(filepath.Join(caDir, "ca.pem")); err != nil || os.WriteFile(filepath.Join(secrets, "ca.pem"), b, 0o644) != nil {
 		t.Fatalf("copy the CA certificate: %v", err)
 	}
+	// The NBD client's folder, as qemu's tls-creds-x509 reads it.
+	clientCreds = filepath.Join(dir, "client-tls")
+	os.MkdirAll(clientCreds, 0o700)
+	sh(t, filepath.Join(bin, "ticketctl"), "tls", "cert", "-dir", clientCreds, "-ca", filepath.Join(caDir, "ca.pem"),
+		"-ca-key", filepath.Join(caDir, "ca-key.pem"), "-host", addr["client"], "client")
+	caPEM, err := os.ReadFile(filepath.Join(caDir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(clientCreds, "ca-cert.pem"), caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(clientCreds, "client.pem"), filepath.Join(clientCreds, "client-cert.pem")); err != nil {
+		t.Fatal(err)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,7 @@ func TestGeoCluster(t *testing.T) {
 	t.Run("7-flapping-link", func(t *testing.T) { scenarioFlapping(t, n, report) })
 	t.Run("8-voter-disk-fails", func(t *testing.T) { scenarioVoterDiskFails(t, n, report) })
 	t.Run("9-rolling-configuration-change", func(t *testing.T) { scenarioRollingChange(t, n, report) })
+	t.Run("10-no-plaintext-between-members", func(t *testing.T) { scenarioNoPlaintext(t, n, report) })
 }
 
 // begin starts a fresh deployment, watches its owners and grants web to
