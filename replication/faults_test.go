@@ -503,12 +503,7 @@ func TestVerifyFindsExactlyTheDifferingBlocksAndRepairs(t *testing.T) {
 	if fmt.Sprint(rep.Differing) != "[99 1340 1341 3980]" || rep.Checked != 4096 {
 		t.Fatalf("verify report %+v", rep)
 	}
-	eventually(t, 10*time.Second, func() error {
-		if n := east.peers["west"].bm.ones(); n != 0 {
-			return fmt.Errorf("%d blocks left to repair", n)
-		}
-		return nil
-	})
+	waitRepaired(t, east, "west")
 	drained(t, east)
 	p.assertEqual()
 }

@@ -62,12 +62,7 @@ func TestRepairFromTheSecondaryIsRefusedAndLeavesThePrimaryUnchanged(t *testing.
 	if !rep.Resynced {
 		t.Fatalf("the primary's repair did not resync: %+v", rep)
 	}
-	eventually(t, 10*time.Second, func() error {
-		if n := east.peers["west"].bm.ones(); n != 0 {
-			return fmt.Errorf("%d blocks left to repair", n)
-		}
-		return nil
-	})
+	waitRepaired(t, east, "west")
 	drained(t, east)
 	p.assertEqual()
 }
@@ -85,12 +80,7 @@ func TestRepairWithNoPrimaryFlowsFromTheSideThatRunsIt(t *testing.T) {
 	if !rep.Resynced || fmt.Sprint(rep.Differing) != "[7]" {
 		t.Fatalf("repair with no primary: %+v", rep)
 	}
-	eventually(t, 10*time.Second, func() error {
-		if n := west.peers["east"].bm.ones(); n != 0 {
-			return fmt.Errorf("%d blocks left to repair", n)
-		}
-		return nil
-	})
+	waitRepaired(t, west, "east")
 	p.assertEqual()
 	if !bytes.Contains(block(p.file("east"), 7), []byte("rot")) {
 		t.Fatal("the repair did not flow from west")
@@ -151,4 +141,15 @@ func TestPrimaryRefusesFramesThatWouldChangeIt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitRepaired waits until v has no block left to resync to peer.
+func waitRepaired(t *testing.T, v *Volume, peer string) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		if n := v.peers[peer].bm.ones(); n != 0 {
+			return fmt.Errorf("%d blocks left to repair", n)
+		}
+		return nil
+	})
 }

@@ -102,15 +102,22 @@ func (r *recorder) contains(b []byte) bool {
 	return bytes.Contains(r.seen.Bytes(), b)
 }
 
-// Issue 17, F2: the replication link was cleartext after an HMAC login.
-// With TLS between members of the cluster's CA, the data crosses as
-// ciphertext, and the replicas stay equal.
-func TestReplicationOverMutualTLS(t *testing.T) {
+// tlsPairThroughRecorder is a pair of members of one CA, east reaching
+// west through a recorder.
+func tlsPairThroughRecorder(t *testing.T) (*pair, *recorder) {
 	var ca tlsfiles.PEM
 	p := newPair(t, 4<<20, nil)
 	p.tls["east"], p.tls["west"] = memberTLS(t, &ca, "east"), memberTLS(t, &ca, "west")
 	rec := newRecorder(t, p.addr["west"])
 	p.via["west"] = rec.ln.Addr().String()
+	return p, rec
+}
+
+// Issue 17, F2: the replication link was cleartext after an HMAC login.
+// With TLS between members of the cluster's CA, the data crosses as
+// ciphertext, and the replicas stay equal.
+func TestReplicationOverMutualTLS(t *testing.T) {
+	p, rec := tlsPairThroughRecorder(t)
 	east := p.open("east")
 	p.open("west")
 	p.waitState("east", InSync)
@@ -165,11 +172,7 @@ func TestReplicationRefusesForeignOrMisnamedCertificates(t *testing.T) {
 // changed byte breaks the record's authentication: the link drops,
 // reconnects, and the replicas end equal.
 func TestChangedBytesOnTheTLSLinkAreDetected(t *testing.T) {
-	var ca tlsfiles.PEM
-	p := newPair(t, 4<<20, nil)
-	p.tls["east"], p.tls["west"] = memberTLS(t, &ca, "east"), memberTLS(t, &ca, "west")
-	rec := newRecorder(t, p.addr["west"])
-	p.via["west"] = rec.ln.Addr().String()
+	p, rec := tlsPairThroughRecorder(t)
 	east := p.open("east")
 	west := p.open("west")
 	p.waitState("east", InSync)

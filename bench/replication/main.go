@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/geobooth/geobooth/internal/tlsfiles"
 	"github.com/geobooth/geobooth/replication"
 )
 
@@ -51,12 +52,14 @@ func main() {
 		chunk[i] = byte(i*7 + i>>11)
 	}
 
-	var raw, vol []float64
+	creds := makeTLS(*dir)
+	var raw, vol, volTLS []float64
 	for r := 0; r < *runs; r++ {
 		raw = append(raw, rawRun(*dir, size, chunk))
-		vol = append(vol, volumeRun(*dir, size, chunk))
+		vol = append(vol, volumeRun(*dir, size, chunk, nil))
+		volTLS = append(volTLS, volumeRun(*dir, size, chunk, creds))
 	}
-	rawMB, volMB := median(raw), median(vol)
+	rawMB, volMB, tlsMB := median(raw), median(vol), median(volTLS)
 	p50, p99, achieved := lagRun(*dir, rawMB/2, *lagFor, chunk)
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -64,11 +67,13 @@ func main() {
 	fmt.Fprintf(tw, "raw sequential write to a file (1 MiB writes, fdatasync at end)\t%.0f MB/s\t\n", rawMB)
 	fmt.Fprintf(tw, "through the volume, one async peer on loopback (flush at end)\t%.0f MB/s\t\n", volMB)
 	fmt.Fprintf(tw, "ratio volume / raw (target >= 0.90)\t%.2f\t\n", volMB/rawMB)
+	fmt.Fprintf(tw, "through the volume, the peer over mutual TLS 1.3\t%.0f MB/s\t\n", tlsMB)
+	fmt.Fprintf(tw, "ratio volume with TLS / raw\t%.2f\t\n", tlsMB/rawMB)
 	fmt.Fprintf(tw, "steady rate for the lag run (half of raw)\t%.0f MB/s\t\n", achieved)
 	fmt.Fprintf(tw, "replication lag p50\t%.1f ms\t\n", p50*1000)
 	fmt.Fprintf(tw, "replication lag p99 (target < 100 ms)\t%.1f ms\t\n", p99*1000)
 	tw.Flush()
-	fmt.Printf("(%d runs of %s each, medians; raw %v, volume %v)\n", *runs, *sizeFlag, round(raw), round(vol))
+	fmt.Printf("(%d interleaved runs of %s each, medians; raw %v, volume %v, with TLS %v)\n", *runs, *sizeFlag, round(raw), round(vol), round(volTLS))
 }
 
 func fail(err error) {
@@ -122,8 +127,39 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-// pair opens a primary (east) and a secondary (west) in sync.
-func pair(dir string, size int64, reg prometheus.Registerer) (*replication.Volume, *replication.Volume) {
+// makeTLS makes a CA and the certificates of east and west in dir/tls.
+func makeTLS(dir string) map[string]replication.TLS {
+	tdir := filepath.Join(dir, "tls")
+	os.MkdirAll(tdir, 0o700)
+	ca, err := tlsfiles.NewCA("bench", time.Now(), 24*time.Hour)
+	if err != nil {
+		fail(err)
+	}
+	if err := os.WriteFile(filepath.Join(tdir, "ca.pem"), ca.Cert, 0o644); err != nil {
+		fail(err)
+	}
+	out := map[string]replication.TLS{}
+	for _, name := range []string{"east", "west"} {
+		m, err := tlsfiles.NewMember(ca, name, nil, time.Now(), 24*time.Hour)
+		if err != nil {
+			fail(err)
+		}
+		cert, key := filepath.Join(tdir, name+".pem"), filepath.Join(tdir, name+"-key.pem")
+		if err := m.Write(cert, key); err != nil {
+			fail(err)
+		}
+		src, err := tlsfiles.Open(tlsfiles.Files{CA: filepath.Join(tdir, "ca.pem"), Cert: cert, Key: key})
+		if err != nil {
+			fail(err)
+		}
+		out[name] = src
+	}
+	return out
+}
+
+// pair opens a primary (east) and a secondary (west) in sync, over TLS
+// with creds.
+func pair(dir string, size int64, reg prometheus.Registerer, creds map[string]replication.TLS) (*replication.Volume, *replication.Volume) {
 	os.RemoveAll(filepath.Join(dir, "vol"))
 	ea, wa := freeAddr(), freeAddr()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -134,7 +170,8 @@ func pair(dir string, size int64, reg prometheus.Registerer) (*replication.Volum
 		c.Peers = []replication.PeerConfig{{Name: peer, Address: peerAddr}}
 		c.SendBuffer = 256 << 20
 		os.MkdirAll(filepath.Dir(c.Path), 0o755)
-		v, err := replication.Open(replication.Options{Config: c, Self: name, Key: []byte("bench-key-0123456"), Log: log, Registry: reg})
+		v, err := replication.Open(replication.Options{Config: c, Self: name, Key: []byte("bench-key-0123456"), Log: log, Registry: reg,
+			TLS: creds[name]})
 		if err != nil {
 			fail(err)
 		}
@@ -159,8 +196,8 @@ func pair(dir string, size int64, reg prometheus.Registerer) (*replication.Volum
 }
 
 // volumeRun writes size bytes through a primary volume and flushes.
-func volumeRun(dir string, size int64, chunk []byte) float64 {
-	east, west := pair(dir, size, prometheus.NewRegistry())
+func volumeRun(dir string, size int64, chunk []byte, creds map[string]replication.TLS) float64 {
+	east, west := pair(dir, size, prometheus.NewRegistry(), creds)
 	defer west.Close()
 	defer east.Close()
 	start := time.Now()
@@ -187,7 +224,7 @@ func volumeRun(dir string, size int64, chunk []byte) float64 {
 func lagRun(dir string, rate float64, d time.Duration, chunk []byte) (float64, float64, float64) {
 	const volSize = 1 << 30
 	reg := prometheus.NewRegistry()
-	east, west := pair(dir, volSize, reg)
+	east, west := pair(dir, volSize, reg, nil)
 	defer west.Close()
 	defer east.Close()
 	interval := time.Duration(float64(len(chunk)) / (rate * 1e6) * float64(time.Second))

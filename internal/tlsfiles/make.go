@@ -20,8 +20,14 @@ type PEM struct {
 	Cert, Key []byte
 }
 
-func serial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+// newKey makes a certificate's key (ECDSA P-256) and a random serial.
+func newKey() (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return key, sn, err
 }
 
 func encode(der []byte, key *ecdsa.PrivateKey) (PEM, error) {
@@ -35,11 +41,7 @@ func encode(der []byte, key *ecdsa.PrivateKey) (PEM, error) {
 
 // NewCA makes a cluster CA valid from now for validity.
 func NewCA(cluster string, now time.Time, validity time.Duration) (PEM, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return PEM{}, err
-	}
-	sn, err := serial()
+	key, sn, err := newKey()
 	if err != nil {
 		return PEM{}, err
 	}
@@ -74,11 +76,7 @@ func NewMember(ca PEM, name string, hosts []string, now time.Time, validity time
 	if err != nil {
 		return PEM{}, fmt.Errorf("CA key: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return PEM{}, err
-	}
-	sn, err := serial()
+	key, sn, err := newKey()
 	if err != nil {
 		return PEM{}, err
 	}
