@@ -3,6 +3,7 @@
 PREFIX ?= /usr/local
 OCFDIR ?= /usr/lib/ocf/resource.d/geobooth
 UNITDIR ?= /etc/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
 
 .PHONY: all install test
 
@@ -19,3 +20,5 @@ install: all
 	install -m 0755 pacemaker/handlers/service-runnable $(DESTDIR)$(PREFIX)/share/geobooth/handlers/
 	sed 's|/usr/local/bin|$(PREFIX)/bin|g' examples/systemd/geoboothd@.service > $(DESTDIR)$(UNITDIR)/geoboothd@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/geoboothd@.service
+	install -d $(DESTDIR)$(SYSUSERSDIR)
+	install -m 0644 examples/systemd/geobooth.conf $(DESTDIR)$(SYSUSERSDIR)/geobooth.conf

@@ -305,6 +305,14 @@ func (m *Member) proc() (*exec.Cmd, chan struct{}) {
 	return m.cmd, m.exited
 }
 
+// PID is the daemon's process id (0 when it never started).
+func (m *Member) PID() int {
+	if cmd, _ := m.proc(); cmd != nil && cmd.Process != nil {
+		return cmd.Process.Pid
+	}
+	return 0
+}
+
 // Running reports whether the daemon process is alive.
 func (m *Member) Running() bool {
 	cmd, exited := m.proc()
