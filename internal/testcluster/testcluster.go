@@ -98,6 +98,8 @@ type Spec struct {
 	// TLS makes a CA and every member's certificate (ticketctl tls) and
 	// serves the API over HTTPS.
 	TLS bool
+	// API is added to every member's [api] section (e.g. read_token).
+	API string
 }
 
 // MemberSpec is one member to write.
@@ -184,8 +186,8 @@ func New(t testing.TB, spec Spec) *Cluster {
 		t.Fatal(err)
 	}
 	for _, m := range c.Members {
-		cfg := fmt.Sprintf("local = %q\ncluster_file = \"cluster.toml\"\nauth_key_file = \"auth.key\"\nstate_dir = \"state/%s\"\n\n[api]\nlisten = %q\ntoken_file = \"api.token\"\n\n[serf]\nkeyring_file = \"serf.keyring\"\nprofile = \"local\"\n\n[log]\nlevel = \"debug\"\n",
-			m.Name, m.Name, m.API)
+		cfg := fmt.Sprintf("local = %q\ncluster_file = \"cluster.toml\"\nauth_key_file = \"auth.key\"\nstate_dir = \"state/%s\"\n\n[api]\nlisten = %q\ntoken_file = \"api.token\"\n%s\n[serf]\nkeyring_file = \"serf.keyring\"\nprofile = \"local\"\n\n[log]\nlevel = \"debug\"\n",
+			m.Name, m.Name, m.API, spec.API)
 		extra := ""
 		if spec.Extra != nil {
 			extra = spec.Extra(m)

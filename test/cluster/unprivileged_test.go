@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/testenv"
 	tc "github.com/geobooth/geobooth/internal/testcluster"
+	"github.com/geobooth/geobooth/internal/testenv"
 )
 
 // lowPort is a free TCP and UDP port below 1024 on 127.0.0.1.
