@@ -110,17 +110,28 @@ func (s *session) authenticated() error {
 	return nil
 }
 
+// acceptLoop serves incoming links until the volume closes; an accept
+// error (out of descriptors, say) is logged and retried after a backoff
+// from 5 ms to 1 s.
 func (v *Volume) acceptLoop() {
 	defer v.wg.Done()
+	var wait time.Duration
 	for {
 		conn, err := v.ln.Accept()
 		if err != nil {
-			if v.ctx.Err() != nil {
+			if v.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			time.Sleep(50 * time.Millisecond)
+			wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+			v.log.Warn("replication accept failed, retrying", "err", err, "retry_in", wait)
+			select {
+			case <-v.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 			continue
 		}
+		wait = 0
 		v.wg.Add(1)
 		go func() {
 			defer v.wg.Done()
