@@ -1,7 +1,9 @@
 package replication
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -24,8 +26,14 @@ type Backend interface {
 type fileBackend struct{ f *os.File }
 
 // openFile opens (creating it sparse when missing) the backing file of a
-// volume of size bytes. A file of another size is refused.
+// volume of size bytes. A file of another size is refused. A block device
+// (a logical volume, a partition) is opened exclusively — one that is
+// mounted or open elsewhere is refused — and must hold at least size
+// bytes (the volume uses the first size).
 func openFile(path string, size int64) (*fileBackend, bool, error) {
+	if IsBlockDevice(path) {
+		return openDevice(path, size)
+	}
 	created := false
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if os.IsNotExist(err) {
@@ -51,6 +59,34 @@ func openFile(path string, size int64) (*fileBackend, bool, error) {
 		return nil, false, fmt.Errorf("volume file %s has %d bytes, the volume %d", path, st.Size(), size)
 	}
 	return &fileBackend{f: f}, created, nil
+}
+
+func openDevice(path string, size int64) (*fileBackend, bool, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_EXCL, 0)
+	if err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return nil, false, fmt.Errorf("block device %s is in use (mounted, or open by another program): %w", path, err)
+		}
+		return nil, false, fmt.Errorf("open block device %s: %w", path, err)
+	}
+	// A block device's Stat size is 0: its size is where it ends.
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("size of block device %s: %w", path, err)
+	}
+	if end < size {
+		f.Close()
+		return nil, false, fmt.Errorf("block device %s has %d bytes, the volume %d", path, end, size)
+	}
+	return &fileBackend{f: f}, false, nil
+}
+
+// IsBlockDevice reports whether path is a block device (its metadata then
+// goes to a folder of its own, not beside it in /dev).
+func IsBlockDevice(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0
 }
 
 func (b *fileBackend) ReadAt(p []byte, off int64) (int, error)  { return b.f.ReadAt(p, off) }

@@ -3,6 +3,7 @@ package replication
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +79,10 @@ type VolumeConfig struct {
 	// Path is the backing file (created sparse when missing); metadata,
 	// bitmaps and the activity log sit next to it.
 	Path string `toml:"path"`
+	// MetaDir holds the volume's metadata (.meta, .al, .bitmap-PEER):
+	// beside Path when empty; geoboothd sets its state folder for a block
+	// device, since /dev does not survive a reboot.
+	MetaDir string `toml:"meta_dir"`
 	// Listen is this member's replication address (TCP).
 	Listen string       `toml:"listen"`
 	Peers  []PeerConfig `toml:"peers"`
@@ -228,4 +233,12 @@ func (c *VolumeConfig) Validate() []confkit.FieldError {
 		bad("resync_rate", "must not be negative")
 	}
 	return errs
+}
+
+// metaBase is the metadata files' path without their suffix.
+func (c VolumeConfig) metaBase() string {
+	if c.MetaDir == "" {
+		return c.Path
+	}
+	return filepath.Join(c.MetaDir, filepath.Base(c.Path))
 }

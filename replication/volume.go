@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -120,8 +121,13 @@ func Open(o Options) (*Volume, error) {
 		o.Registry = prometheus.NewRegistry()
 	}
 	v := &Volume{cfg: cfg, self: o.Self, key: o.Key, tls: o.TLS, log: o.Log.With("volume", cfg.Name), be: o.Backend,
-		store: metaStore{path: cfg.Path + ".meta"}, blocks: int64(cfg.Size) / BlockSize, peers: map[string]*peer{},
+		store: metaStore{path: cfg.metaBase() + ".meta"}, blocks: int64(cfg.Size) / BlockSize, peers: map[string]*peer{},
 		role: Secondary, events: o.Events}
+	if cfg.MetaDir != "" {
+		if err := os.MkdirAll(cfg.MetaDir, 0o700); err != nil {
+			return nil, fmt.Errorf("volume %q: metadata folder: %w", cfg.Name, err)
+		}
+	}
 	if v.be == nil {
 		fb, created, err := openFile(cfg.Path, int64(cfg.Size))
 		if err != nil {
@@ -147,7 +153,7 @@ func Open(o Options) (*Volume, error) {
 		return nil, fmt.Errorf("volume %q: metadata is for volume %q of %d bytes", cfg.Name, m.Volume, m.Size)
 	}
 	v.m = m
-	al, exts, alErr := openAL(cfg.Path+".al", cfg.ALExtents)
+	al, exts, alErr := openAL(cfg.metaBase()+".al", cfg.ALExtents)
 	if al == nil {
 		v.be.Close()
 		return nil, fmt.Errorf("volume %q: activity log: %w", cfg.Name, alErr)
@@ -155,7 +161,7 @@ func Open(o Options) (*Volume, error) {
 	v.al = al
 	v.al.evict = v.evictExtent
 	for _, p := range cfg.Peers {
-		bm, err := openBitmap(cfg.Path+".bitmap-"+p.Name, v.blocks)
+		bm, err := openBitmap(cfg.metaBase()+".bitmap-"+p.Name, v.blocks)
 		if err != nil {
 			v.be.Close()
 			return nil, err

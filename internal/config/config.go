@@ -430,6 +430,11 @@ func (f *File) checkVolumes(add addFunc) {
 	for i := range f.Volumes {
 		v := f.Volumes[i].WithDefaults()
 		v.Path = f.resolve(v.Path)
+		v.MetaDir = f.resolve(v.MetaDir)
+		if v.MetaDir == "" && replication.IsBlockDevice(v.Path) {
+			// /dev is gone at reboot: the metadata lives with the state.
+			v.MetaDir = filepath.Join(f.StateDir, "volumes", v.Name)
+		}
 		key := fmt.Sprintf("volumes.%d", i)
 		for _, e := range v.Validate() {
 			add(key+"."+e.Key, "%s", e.Msg)

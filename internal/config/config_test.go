@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -292,5 +294,39 @@ func copyTree(t *testing.T, from, to string) {
 			t.Fatal(err)
 		}
 		os.WriteFile(filepath.Join(to, e.Name()), b, 0o600)
+	}
+}
+
+// Issue 18: the metadata of a volume on a block device went beside it, in
+// /dev. It goes to the state folder unless meta_dir says otherwise; a
+// file's stays beside it.
+func TestBlockDeviceMetadataGoesToTheStateFolder(t *testing.T) {
+	testenv.RequireRoot(t, "attaching a loop device")
+	losetup := testenv.RequireTool(t, "losetup", "mount")
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(losetup, "-f", "--show", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v\n%s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	defer exec.Command(losetup, "-d", dev).Run()
+	vol := strings.Replace(goodVolume, `path = "data.img"`, fmt.Sprintf("path = %q", dev), 1)
+	d := dir(t, map[string]string{"member.toml": goodMember + vol})
+	f, err := Load(filepath.Join(d, "member.toml"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(f.StateDir, "volumes", "data"); f.Volumes[0].MetaDir != want {
+		t.Fatalf("meta_dir of a block device = %q, want %q", f.Volumes[0].MetaDir, want)
+	}
+	d = dir(t, map[string]string{"member.toml": goodMember + goodVolume})
+	if f, err = Load(filepath.Join(d, "member.toml"), ""); err != nil || f.Volumes[0].MetaDir != "" {
+		t.Fatalf("a file's metadata moved: %q %v", f.Volumes[0].MetaDir, err)
 	}
 }
