@@ -7,8 +7,10 @@ SYSUSERSDIR ?= /usr/lib/sysusers.d
 
 .PHONY: all install test
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 all:
-	go build -o bin/ ./cmd/...
+	go build -ldflags "-X github.com/geobooth/geobooth/internal/buildinfo.Version=$(VERSION)" -o bin/ ./cmd/...
 
 test:
 	go test ./...

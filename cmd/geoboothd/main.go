@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/geobooth/geobooth/arbitrator"
+	"github.com/geobooth/geobooth/internal/buildinfo"
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/internal/daemon"
 	"github.com/geobooth/geobooth/site"
@@ -32,7 +33,7 @@ func run() int {
 		"start although the member list differs from the one the stored ticket state was written under: only when every member was stopped for the change (docs/operations.md)")
 	flag.Parse()
 	if *version {
-		fmt.Println("geoboothd", daemon.Version)
+		fmt.Println("geoboothd", buildinfo.String())
 		return 0
 	}
 	if *cfgPath == "" {
@@ -69,6 +70,24 @@ func run() int {
 	d.AcceptMembershipChange = *acceptMembers
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP re-reads what can change under a running member: the TLS
+	// files (also re-read by themselves within a second of a change). The
+	// rest of the configuration is read at start: it no longer terminates
+	// the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if src := cfg.TLS.Source; src != nil {
+				if err := src.Reload(); err != nil {
+					log.Error("SIGHUP: the TLS files do not load; the previous ones stay in use", "err", err)
+					continue
+				}
+			}
+			log.Info("SIGHUP: TLS files re-read; other settings take effect at a restart (docs/operations.md)")
+		}
+	}()
 	if err := d.Run(ctx); err != nil {
 		log.Error("geoboothd failed", "err", err)
 		return 1

@@ -169,7 +169,14 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			// COMMAND -h: its flags, on stdout, and success.
+			var b strings.Builder
+			fmt.Fprintf(&b, "usage: ticketctl [global flags] %s [flags] [args]\n\nflags of %s:\n", fs.Name(), fs.Name())
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return nil, &helpText{b.String()}
+		} else if err != nil {
 			return nil, fail(2, "%s: %v", fs.Name(), err)
 		}
 		if fs.NArg() == 0 {
@@ -179,3 +186,8 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = fs.Args()[1:]
 	}
 }
+
+// helpText is asked-for help: printed on stdout, exit status 0.
+type helpText struct{ text string }
+
+func (h *helpText) Error() string { return h.text }

@@ -49,8 +49,12 @@ func leaseText(t httpapi.Ticket) string {
 func cmdList(c *client, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parseFlags(fs, args); err != nil {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) != 0 {
+		return fail(2, "usage: list [--json] (no arguments; %q is one too many)", pos[0])
 	}
 	var ts []httpapi.Ticket
 	if err := c.call(http.MethodGet, "/api/v1/tickets", nil, &ts); err != nil {
@@ -215,8 +219,12 @@ func cmdMove(c *client, args []string, w io.Writer) error {
 func cmdPeers(c *client, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("peers", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parseFlags(fs, args); err != nil {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) != 0 {
+		return fail(2, "usage: peers [--json] (no arguments; %q is one too many)", pos[0])
 	}
 	var ps []node.Peer
 	if err := c.call(http.MethodGet, "/api/v1/peers", nil, &ps); err != nil {

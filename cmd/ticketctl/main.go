@@ -14,8 +14,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/geobooth/geobooth/internal/buildinfo"
 )
 
 // exitError carries an exit status with its one-line reason.
@@ -53,6 +56,8 @@ commands:
   tls ca [-days N] [-dir DIR]            make the cluster's CA (ca.pem, ca-key.pem)
   tls cert [-host H]... MEMBER           make a member's certificate and key, signed by the CA
                                          (-ca FILE -ca-key FILE -dir DIR -days N)
+  version                                this program's version (-version too)
+  help                                   this text; COMMAND -h: the flags of COMMAND
 `
 
 type command struct {
@@ -84,12 +89,19 @@ func main() {
 	if err == nil {
 		return
 	}
+	var help *helpText
+	if errors.As(err, &help) {
+		fmt.Print(help.text)
+		return
+	}
 	code := 1
 	var ee *exitError
 	if errors.As(err, &ee) {
 		code = ee.code
 	}
-	fmt.Fprintln(os.Stderr, "ticketctl:", strings.TrimSpace(strings.ReplaceAll(err.Error(), "\n", "; ")))
+	// The reason on the first line; a usage, when one follows, keeps its
+	// lines.
+	fmt.Fprintln(os.Stderr, "ticketctl:", strings.TrimSpace(err.Error()))
 	os.Exit(code)
 }
 
@@ -100,12 +112,22 @@ func run(args []string, stdout io.Writer) error {
 	addr := fs.String("addr", "", "the daemon's API address (host:port or URL)")
 	tokenFile := fs.String("token-file", "", "file holding the API token")
 	caFile := fs.String("ca", "", "the cluster's CA, to reach an API served over HTTPS")
-	if err := fs.Parse(args); err != nil {
-		return fail(2, "%v\n%s", err, usage)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return &helpText{usage}
+	} else if err != nil {
+		return fail(2, "%v\n\n%s", err, usage)
 	}
 	rest := fs.Args()
+	if *showVersion || len(rest) > 0 && rest[0] == "version" {
+		fmt.Fprintln(stdout, "ticketctl", buildinfo.String())
+		return nil
+	}
+	if len(rest) > 0 && rest[0] == "help" {
+		return &helpText{usage}
+	}
 	if len(rest) == 0 {
-		return fail(2, "no command\n%s", usage)
+		return fail(2, "no command\n\n%s", usage)
 	}
 	cmd, ok := commands[rest[0]]
 	if !ok {
@@ -117,7 +139,8 @@ func run(args []string, stdout io.Writer) error {
 		return fail(2, "unknown command %q (commands: %s)", rest[0], strings.Join(names, ", "))
 	}
 	var c *client
-	if !cmd.local {
+	wantsHelp := slices.ContainsFunc(rest[1:], func(a string) bool { return a == "-h" || a == "-help" || a == "--help" })
+	if !cmd.local && !wantsHelp {
 		var err error
 		c, err = newClient(*cfgPath, *addr, *tokenFile, *caFile)
 		if err != nil {

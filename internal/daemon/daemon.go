@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/geobooth/geobooth/internal/buildinfo"
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/internal/dashboard"
 	"github.com/geobooth/geobooth/internal/httpapi"
@@ -26,8 +27,6 @@ import (
 	"github.com/geobooth/geobooth/internal/node"
 )
 
-// Version is set at build time (-ldflags "-X ...daemon.Version=...").
-var Version = "dev"
 
 // Service is a part of the daemon that runs beside the node (DNS server,
 // membership, replication). Run blocks until ctx ends.
@@ -151,7 +150,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				m(r, auth)
 			}
 			page := dashboard.Handler(dashboard.Options{Source: n, Member: d.Config.Local, Role: d.Role(),
-				Digest: fmt.Sprintf("%016x", d.Config.Digest()), Version: Version, Sections: d.Parts.Sections,
+				Digest: fmt.Sprintf("%016x", d.Config.Digest()), Version: buildinfo.String(), Sections: d.Parts.Sections,
 				ReadToken: d.Config.API.ReadToken})
 			r.Handle("/", page)
 			r.Handle("/static/*", page)
@@ -189,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		s := s
 		run(fmt.Sprintf("%T", s), func() error { return s.Run(ctx) })
 	}
-	d.Log.Info("geoboothd started", "member", d.Config.Local, "role", d.Role(), "version", Version,
+	d.Log.Info("geoboothd started", "member", d.Config.Local, "role", d.Role(), "version", buildinfo.String(),
 		"api", d.Config.API.Listen, "config_digest", fmt.Sprintf("%016x", d.Config.Digest()), "pid", os.Getpid())
 	select {
 	case <-ctx.Done():

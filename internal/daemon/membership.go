@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 
+	"github.com/geobooth/geobooth/internal/buildinfo"
 	"github.com/geobooth/geobooth/internal/membership"
 	"github.com/geobooth/geobooth/internal/node"
 )
@@ -22,7 +23,7 @@ func (d *Daemon) startMembership() (*membership.Membership, error) {
 			join = append(join, m.Serf)
 		}
 	}
-	tags := map[string]string{"role": self.Role, "api": cfg.API.Listen, "version": Version,
+	tags := map[string]string{"role": self.Role, "api": cfg.API.Listen, "version": buildinfo.String(),
 		"digest": fmt.Sprintf("%016x", cfg.Digest())}
 	m, err := membership.New(cfg.Serf, cfg.Local, self.Serf, join, tags, d.Log.With("component", "membership"), d.Registry)
 	if err != nil {
