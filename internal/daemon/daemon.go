@@ -27,7 +27,6 @@ import (
 	"github.com/geobooth/geobooth/internal/node"
 )
 
-
 // Service is a part of the daemon that runs beside the node (DNS server,
 // membership, replication). Run blocks until ctx ends.
 type Service interface {
