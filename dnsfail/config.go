@@ -219,8 +219,17 @@ func (c *Config) Load(base string, sites []string) []confkit.FieldError {
 	for i := range zf.Zones {
 		z := &zf.Zones[i]
 		z.keys, z.dir = keys, filepath.Dir(path)
-		for _, e := range z.check(isSite) {
+		zerrs := z.check(isSite)
+		for _, e := range zerrs {
 			bad("zones_file", "%s: zones.%d.%s: %s", path, i, e.Key, e.Msg)
+		}
+		if len(zerrs) == 0 {
+			// The zone file itself, as the server will build the zone:
+			// missing, unparsable, a bad record, a clash with a failover
+			// name.
+			if _, err := buildZone(*z); err != nil {
+				bad("zones_file", "%s: zones.%d (%s): %v", path, i, z.Origin, err)
+			}
 		}
 		if seen[z.Origin] {
 			bad("zones_file", "%s: zones.%d.origin: %q twice", path, i, z.Origin)
