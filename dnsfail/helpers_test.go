@@ -68,20 +68,8 @@ func (o *owners) get(string) (string, time.Time) {
 }
 
 func freePort(t testing.TB) int {
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port")
-	return 0
+	t.Helper()
+	return testenv.FreePort(t)
 }
 
 // testConfig is a zone with www following ticket web (east 127.0.0.11,

@@ -3,10 +3,10 @@ package replication
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,13 +23,7 @@ var testKey = []byte("replication-test-key")
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close()
-	return a
+	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 }
 
 // pair describes two replicas east and west of one volume.

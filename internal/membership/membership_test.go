@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,26 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/internal/testenv"
 )
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := l.Addr().String()
-		l.Close()
-		u, err := net.ListenPacket("udp", a)
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return a
-	}
-	t.Fatal("no free address")
-	return ""
+	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 }
 
 func keyring(t *testing.T, keys ...string) string {

@@ -12,8 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,28 +60,11 @@ func Binaries(t testing.TB) string {
 	return binDir
 }
 
-// FreePort returns a loopback port that was free a moment ago, for TCP
-// and UDP both. It is taken below Linux's ephemeral range (32768–60999),
-// so that no outgoing connection of another test takes it before the
-// daemon listens (a volume's NBD port is bound only at promotion).
+// FreePort returns a loopback port that was free a moment ago, below the
+// ephemeral range (see testenv.FreePort).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 200; i++ {
-		port := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
+	return testenv.FreePort(t)
 }
 
 // Spec describes a cluster to write.

@@ -4,6 +4,9 @@
 package testenv
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -54,4 +57,28 @@ func RequireRoot(t testing.TB, why string) {
 		t.Fatalf("this test needs root (%s): CI must run it as root", why)
 	}
 	t.Skipf("this test needs root (%s): run go test as root", why)
+}
+
+// FreePort returns a loopback port that was free a moment ago, for TCP
+// and UDP both. It is taken below Linux's ephemeral range (32768–60999),
+// so that no outgoing connection of another test takes it before the
+// program under test listens on it.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
 }
