@@ -5,10 +5,13 @@ package testenv
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -59,14 +62,43 @@ func RequireRoot(t testing.TB, why string) {
 	t.Skipf("this test needs root (%s): run go test as root", why)
 }
 
+// Ports for tests come from below Linux's ephemeral range (32768–60999),
+// so that no outgoing connection takes one before the program under test
+// listens on it. Each test binary (one per package, and packages run at
+// once) draws from its own window of 1,000 ports, chosen by its name, and
+// hands them out in turn from a random start, so that neither two tests
+// of one package nor two packages running side by side are given the
+// same port while both may use it.
+const (
+	portsFrom   = 11000 // above examples/local's NBD ports (10809, 10810)
+	portsWindow = 1000
+	portsWins   = (32768 - portsFrom) / portsWindow
+)
+
+var (
+	portMu   sync.Mutex
+	portNext = -1
+)
+
+func portWindow() int {
+	h := fnv.New32a()
+	h.Write([]byte(filepath.Base(os.Args[0])))
+	return portsFrom + int(h.Sum32()%portsWins)*portsWindow
+}
+
 // FreePort returns a loopback port that was free a moment ago, for TCP
-// and UDP both. It is taken below Linux's ephemeral range (32768–60999),
-// so that no outgoing connection of another test takes it before the
-// program under test listens on it.
+// and UDP both, and that this process has not handed out lately.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 200; i++ {
-		port := 20000 + rand.IntN(12000)
+	portMu.Lock()
+	defer portMu.Unlock()
+	if portNext < 0 {
+		portNext = rand.IntN(portsWindow)
+	}
+	base := portWindow()
+	for i := 0; i < portsWindow; i++ {
+		port := base + portNext%portsWindow
+		portNext++
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
