@@ -23,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/geobooth/geobooth/internal/netcap"
 )
 
 // Backend is the exported device.
@@ -175,7 +177,13 @@ func Serve(ln net.Listener, o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	s := &Server{o: o, ln: ln, conns: map[net.Conn]bool{}, quit: make(chan struct{})}
+	refused := func() {
+		o.Log.Warn("NBD connection refused: too many open", "export", o.Export, "max", o.MaxConns)
+		if o.Refused != nil {
+			o.Refused()
+		}
+	}
+	s := &Server{o: o, ln: netcap.New(ln, o.MaxConns, refused), conns: map[net.Conn]bool{}, quit: make(chan struct{})}
 	s.wg.Add(1)
 	go s.accept()
 	return s
@@ -234,15 +242,6 @@ func (s *Server) accept() {
 			s.mu.Unlock()
 			c.Close()
 			return
-		}
-		if len(s.conns) >= s.o.MaxConns {
-			s.mu.Unlock()
-			c.Close()
-			s.o.Log.Warn("NBD connection refused: too many open", "export", s.o.Export, "client", c.RemoteAddr().String(), "max", s.o.MaxConns)
-			if s.o.Refused != nil {
-				s.o.Refused()
-			}
-			continue
 		}
 		s.conns[c] = true
 		s.wg.Add(1)
