@@ -69,6 +69,7 @@ type Server struct {
 
 	tcp   *dns.Server
 	addrs []string
+	ready chan struct{} // closed once the listeners are bound
 }
 
 type notifyState struct {
@@ -95,7 +96,7 @@ func New(o Options) (*Server, error) {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{opt: o, owners: o.Owners, log: o.Log, keys: map[string]string{}, kick: make(chan struct{}, 1), cache: wireCache{m: map[string]*wireEntry{}},
-		serials: map[string]uint32{}, answers: map[string]string{}, notify: map[string]*notifyState{}, update: map[string]*notifyState{}}
+		ready: make(chan struct{}), serials: map[string]uint32{}, answers: map[string]string{}, notify: map[string]*notifyState{}, update: map[string]*notifyState{}}
 	s.met = newMetrics(o.Registry, s)
 	s.health = newHealth(o.Self, o.Members, s.met, s.Changed)
 	if c := o.Config; c.RateLimit != nil {
@@ -243,6 +244,9 @@ func (s *Server) Addrs() []string {
 	return append([]string(nil), s.addrs...)
 }
 
+// Ready is closed once Run has bound its UDP and TCP listeners.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
 // Run serves UDP and TCP, runs the checks and publishes changes until ctx
 // ends.
 func (s *Server) Run(ctx context.Context) error {
@@ -279,6 +283,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.addrs = []string{pcs[0].LocalAddr().String(), ln.Addr().String()}
 	s.mu.Unlock()
+	close(s.ready)
 	errc := make(chan error, 1)
 	go func() { errc <- s.tcp.ActivateAndServe() }()
 	var wg sync.WaitGroup

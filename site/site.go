@@ -105,7 +105,7 @@ func openVolumes(cfg *config.File, d *daemon.Daemon, cib *pacemaker.Driver, log 
 	}
 	d.Parts.Check = res.check
 	d.Parts.HandoverTimeout = max(budget, time.Minute)
-	d.Parts.Services = append(d.Parts.Services, volumeService(all))
+	d.Parts.Services = append(d.Parts.Services, &volumeService{vols: all, ready: make(chan struct{})})
 	d.Parts.Sections = append(d.Parts.Sections, "/api/v1/replication")
 	d.Parts.Mount = append(d.Parts.Mount, func(r chi.Router, auth func(http.Handler) http.Handler) {
 		mountReplication(r, auth, d, res, all)
@@ -115,17 +115,25 @@ func openVolumes(cfg *config.File, d *daemon.Daemon, cib *pacemaker.Driver, log 
 
 // volumeService runs the replication links while the daemon runs, and
 // closes the replicas cleanly when it stops.
-type volumeService []*replication.Volume
+type volumeService struct {
+	vols  []*replication.Volume
+	ready chan struct{} // closed once every volume listens
+}
 
-func (vs volumeService) Run(ctx context.Context) error {
-	for _, v := range vs {
+// Ready is closed once every volume has started (NBD and replication
+// listeners bound).
+func (vs *volumeService) Ready() <-chan struct{} { return vs.ready }
+
+func (vs *volumeService) Run(ctx context.Context) error {
+	for _, v := range vs.vols {
 		if err := v.Start(ctx); err != nil {
 			return err
 		}
 	}
+	close(vs.ready)
 	<-ctx.Done()
 	var errs []error
-	for _, v := range vs {
+	for _, v := range vs.vols {
 		errs = append(errs, v.Close())
 	}
 	return errors.Join(errs...)

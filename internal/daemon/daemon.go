@@ -25,6 +25,7 @@ import (
 	"github.com/geobooth/geobooth/internal/httpapi"
 	"github.com/geobooth/geobooth/internal/membership"
 	"github.com/geobooth/geobooth/internal/node"
+	"github.com/geobooth/geobooth/internal/sdnotify"
 )
 
 // Service is a part of the daemon that runs beside the node (DNS server,
@@ -187,6 +188,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		s := s
 		run(fmt.Sprintf("%T", s), func() error { return s.Run(ctx) })
 	}
+	sd := sdnotify.FromEnv()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		notifyReady(ctx, sd, d.Log, d.Parts.Services, n.Alive, statusLine(d.Config.Local, d.Role()), sdnotify.WatchdogInterval())
+	}()
 	d.Log.Info("geoboothd started", "member", d.Config.Local, "role", d.Role(), "version", buildinfo.String(),
 		"api", d.Config.API.Listen, "config_digest", fmt.Sprintf("%016x", d.Config.Digest()), "pid", os.Getpid())
 	select {
@@ -194,6 +201,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case err := <-d.failc:
 		errc <- err
 		cancel()
+	}
+	if err := sd.Send("STOPPING=1"); err != nil {
+		d.Log.Warn("cannot tell systemd the daemon stops", "err", err)
 	}
 	shut, stop := context.WithTimeout(context.Background(), 5*time.Second)
 	defer stop()

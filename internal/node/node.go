@@ -411,6 +411,28 @@ func (n *Node) Do(ctx context.Context, name string, cmd ticket.Command) (ticket.
 	}
 }
 
+// Alive returns once the ticket loop has run a no-op of its own, or with
+// ctx's error: the loop has booted (stored state read) and is not stuck.
+// The systemd watchdog is fed from it.
+func (n *Node) Alive(ctx context.Context) error {
+	ran := make(chan struct{})
+	select {
+	case n.inputs <- func(time.Duration) { close(ran) }:
+	case <-n.done:
+		return errors.New("the ticket loop has ended")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ran:
+		return nil
+	case <-n.done:
+		return errors.New("the ticket loop has ended")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Release gives a held ticket up without revoking it (this site cannot run
 // what it guards); another site may acquire it.
 func (n *Node) Release(name, why string) {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -205,5 +206,42 @@ func TestLoopKeepsGoingWhileTheCIBHangs(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Alive answers only when the loop itself runs: not before Run has booted,
+// not while the loop is stuck, and an error once it has ended. The
+// systemd watchdog is fed from it.
+func TestAliveFollowsTheLoop(t *testing.T) {
+	n, _ := testNode(t, nil)
+	alive := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return n.Alive(ctx)
+	}
+	if err := alive(50 * time.Millisecond); err == nil {
+		t.Fatal("alive before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	if err := alive(5 * time.Second); err != nil {
+		t.Fatalf("not alive once running: %v", err)
+	}
+	unstick := make(chan struct{})
+	n.input(func(time.Duration) { <-unstick })
+	if err := alive(100 * time.Millisecond); err == nil {
+		t.Fatal("alive while the loop is stuck")
+	}
+	close(unstick)
+	if err := alive(5 * time.Second); err != nil {
+		t.Fatalf("not alive once unstuck: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := alive(5 * time.Second); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("after Run ended: %v, want the loop's end", err)
 	}
 }
