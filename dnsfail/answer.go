@@ -236,7 +236,7 @@ func spell(rrs []dns.RR, owner string) []dns.RR {
 // findZone returns the zone name is in (the longest origin), or nil.
 func (s *Server) findZone(name string) *zone {
 	var best *zone
-	for _, z := range s.zones {
+	for _, z := range s.set.Load().zones {
 		if dns.IsSubDomain(z.origin, name) && (best == nil || len(z.origin) > len(best.origin)) {
 			best = z
 		}

@@ -271,7 +271,7 @@ func (s *Server) handleUDP(buf, req []byte, from netip.AddrPort, key []byte, now
 	var reqMAC, secret string
 	if t := r.IsTsig(); t != nil {
 		qq.tsigKey = t.Hdr.Name
-		secret = s.keys[t.Hdr.Name]
+		secret = s.set.Load().keys[t.Hdr.Name]
 		err := dns.ErrSecret
 		if secret != "" {
 			err = dns.TsigVerify(req, secret, "", false)

@@ -49,6 +49,9 @@ type health struct {
 	quorum  map[string]int
 	changed func()
 	met     *metrics
+	// ctx is run's, once it runs: checks added later start at once.
+	ctx context.Context
+	wg  sync.WaitGroup
 }
 
 type vantageReport struct {
@@ -64,6 +67,7 @@ type localCheck struct {
 	ok, failed int // consecutive
 	last       string
 	lastAt     time.Time
+	cancel     context.CancelFunc // stops its loop (nil before run)
 }
 
 func newHealth(self string, members []string, met *metrics, changed func()) *health {
@@ -75,7 +79,8 @@ func newHealth(self string, members []string, met *metrics, changed func()) *hea
 	return h
 }
 
-// add registers a check (once per key).
+// add registers a check (once per key); once run has started, its loop
+// starts at once.
 func (h *health) add(key string, hc HealthCheck) error {
 	if key == "" {
 		return nil
@@ -96,28 +101,58 @@ func (h *health) add(key string, hc HealthCheck) error {
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: !hc.TLSVerify},
 			DisableKeepAlives: true}}
 	}
-	h.local[key] = &localCheck{key: key, probe: p, hc: hc, state: stateUnknown}
+	c := &localCheck{key: key, probe: p, hc: hc, state: stateUnknown}
+	h.local[key] = c
 	h.quorum[key] = hc.Quorum
+	if h.ctx != nil {
+		h.start(c)
+	}
 	return nil
+}
+
+// remove stops and forgets a check (a reload dropped it).
+func (h *health) remove(key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c := h.local[key]; c != nil && c.cancel != nil {
+		c.cancel()
+	}
+	delete(h.local, key)
+	delete(h.quorum, key)
+}
+
+// checks returns the registered checks' keys and settings.
+func (h *health) checks() map[string]HealthCheck {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]HealthCheck, len(h.local))
+	for k, c := range h.local {
+		out[k] = c.hc
+	}
+	return out
+}
+
+// start runs c's loop under run's context (h.mu held).
+func (h *health) start(c *localCheck) {
+	ctx, cancel := context.WithCancel(h.ctx)
+	c.cancel = cancel
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.loop(ctx, c)
+	}()
 }
 
 // run probes every check at its interval, with jitter, until ctx ends.
 func (h *health) run(ctx context.Context) {
 	h.mu.Lock()
-	checks := make([]*localCheck, 0, len(h.local))
+	h.ctx = ctx
 	for _, c := range h.local {
-		checks = append(checks, c)
+		h.start(c)
 	}
 	h.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, c := range checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h.loop(ctx, c)
-		}()
-	}
-	wg.Wait()
+	<-ctx.Done()
+	h.wg.Wait()
 }
 
 func (h *health) loop(ctx context.Context, c *localCheck) {

@@ -43,7 +43,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	serial := prometheus.NewDesc("geobooth_dns_serial", "The zone's current SOA serial.", []string{"zone"}, nil)
 	reg.MustRegister(m.queries, m.changes, m.checks, m.transfers, m.notifies, m.updates, m.fastHits, m.reportsRefused, m.tcpRefused, m.rrlDropped, m.rrlSlipped,
 		collectorFunc{desc: serial, collect: func(ch chan<- prometheus.Metric) {
-			for _, z := range s.zones {
+			for _, z := range s.set.Load().zones {
 				ch <- prometheus.MustNewConstMetric(serial, prometheus.GaugeValue, float64(s.serial(z)), z.origin)
 			}
 		}})

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -49,12 +50,11 @@ type Options struct {
 // Server is a member's authoritative DNS server for the failover zones.
 type Server struct {
 	opt    Options
-	zones  []*zone
+	set    atomic.Pointer[zoneSet] // the zones served, swapped whole by Reload
 	owners Owners
 	health *health
 	log    *slog.Logger
 	met    *metrics
-	keys   map[string]string // TSIG name → base64 secret
 	rrl    *rrl
 	kick   chan struct{}
 	cache  wireCache
@@ -70,6 +70,8 @@ type Server struct {
 	tcp   *dns.Server
 	addrs []string
 	ready chan struct{} // closed once the listeners are bound
+	// runCtx is Run's context, for the NOTIFYs a reload sends.
+	runCtx context.Context
 }
 
 type notifyState struct {
@@ -95,7 +97,7 @@ func New(o Options) (*Server, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opt: o, owners: o.Owners, log: o.Log, keys: map[string]string{}, kick: make(chan struct{}, 1), cache: wireCache{m: map[string]*wireEntry{}},
+	s := &Server{opt: o, owners: o.Owners, log: o.Log, kick: make(chan struct{}, 1), cache: wireCache{m: map[string]*wireEntry{}},
 		ready: make(chan struct{}), serials: map[string]uint32{}, answers: map[string]string{}, notify: map[string]*notifyState{}, update: map[string]*notifyState{}}
 	s.met = newMetrics(o.Registry, s)
 	s.health = newHealth(o.Self, o.Members, s.met, s.Changed)
@@ -106,32 +108,21 @@ func New(o Options) (*Server, error) {
 		}
 		s.rrl = newRRL(*c.RateLimit, slip)
 	}
-	for _, zc := range o.Config.Zones {
-		z, err := buildZone(zc)
-		if err != nil {
-			return nil, fmt.Errorf("zone %s: %w", zc.Origin, err)
-		}
-		s.zones = append(s.zones, z)
-		for name, k := range zc.keys {
-			s.keys[name] = k.Secret
-		}
-		for i := range z.cfg.Failover {
-			f := &z.cfg.Failover[i]
-			for _, site := range f.siteNames() {
-				st := f.Sites[site]
-				for _, t := range st.Targets {
-					if err := s.health.add(checkKey(st.Check, t), f.Health); err != nil {
-						return nil, fmt.Errorf("zone %s: %w", zc.Origin, err)
-					}
-				}
-			}
+	set, err := buildSet(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	for key, hc := range set.checks {
+		if err := s.health.add(key, hc); err != nil {
+			return nil, err
 		}
 	}
+	s.set.Store(set)
 	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("DNS state folder: %w", err)
 	}
 	now := time.Now()
-	for _, z := range s.zones {
+	for _, z := range set.zones {
 		stored, _ := s.loadSerial(z)
 		// Answers may differ from before a restart: start past both the
 		// stored serial and the zone file's.
@@ -278,10 +269,11 @@ func (s *Server) Run(ctx context.Context) error {
 	// DNS over TCP: at most maxTCPConns open at once, 10 s to read a
 	// query, 10 s idle.
 	capped := netcap.New(ln, maxTCPConns, s.met.tcpRefused.Inc)
-	s.tcp = &dns.Server{Listener: capped, Handler: dns.HandlerFunc(s.serveTCP), TsigSecret: s.keys, MsgAcceptFunc: accept,
+	s.tcp = &dns.Server{Listener: capped, Handler: dns.HandlerFunc(s.serveTCP), TsigProvider: keyring{s}, MsgAcceptFunc: accept,
 		ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: -1}
 	s.mu.Lock()
 	s.addrs = []string{pcs[0].LocalAddr().String(), ln.Addr().String()}
+	s.runCtx = ctx
 	s.mu.Unlock()
 	close(s.ready)
 	errc := make(chan error, 1)
@@ -297,7 +289,7 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); s.health.run(ctx) }()
 	go func() { defer wg.Done(); s.publishLoop(ctx) }()
-	s.log.Info("DNS server started", "listen", s.opt.Config.Listen, "zones", len(s.zones), "udp_sockets", len(pcs), "udp_receive_buffer", granted)
+	s.log.Info("DNS server started", "listen", s.opt.Config.Listen, "zones", len(s.set.Load().zones), "udp_sockets", len(pcs), "udp_receive_buffer", granted)
 	if granted < rcvbuf {
 		s.log.Warn("DNS receive buffer smaller than asked: bursts of queries may be dropped; run as root or raise net.core.rmem_max", "granted", granted, "asked", rcvbuf)
 	}
@@ -442,7 +434,7 @@ func (s *Server) publishLoop(ctx context.Context) {
 		case <-s.kick:
 		}
 		now := time.Now()
-		for _, z := range s.zones {
+		for _, z := range s.set.Load().zones {
 			fp := s.fingerprint(z, now)
 			s.mu.Lock()
 			old := s.answers[z.origin]
@@ -464,12 +456,7 @@ func (s *Server) publishLoop(ctx context.Context) {
 			s.cache.invalidate()
 			s.met.changes.WithLabelValues(z.origin).Inc()
 			s.log.Info("DNS answer changed", "zone", z.origin, "serial", serial, "answers", fp)
-			for _, t := range z.cfg.Notify {
-				go s.sendNotify(ctx, z, t, serial)
-			}
-			if z.cfg.Update != nil {
-				go s.pushUpdate(ctx, z, serial)
-			}
+			s.announce(z, serial)
 		}
 		if s.opt.Broadcast != nil {
 			own := s.health.own()
@@ -483,6 +470,23 @@ func (s *Server) publishLoop(ctx context.Context) {
 				lastOwn, lastSent = string(b), now
 			}
 		}
+	}
+}
+
+// announce NOTIFYs the zone's secondaries of a new serial and pushes the
+// update, in the background (nothing before Run).
+func (s *Server) announce(z *zone, serial uint32) {
+	s.mu.Lock()
+	ctx := s.runCtx
+	s.mu.Unlock()
+	if ctx == nil {
+		return
+	}
+	for _, t := range z.cfg.Notify {
+		go s.sendNotify(ctx, z, t, serial)
+	}
+	if z.cfg.Update != nil {
+		go s.pushUpdate(ctx, z, serial)
 	}
 }
 
@@ -530,7 +534,7 @@ func (s *Server) sendNotify(ctx context.Context, z *zone, target string, serial 
 		c := &dns.Client{Timeout: 2 * time.Second}
 		if k := z.cfg.TransferKey; k != "" {
 			m.SetTsig(k, dns.HmacSHA256, 300, time.Now().Unix())
-			c.TsigSecret = s.keys
+			c.TsigSecret = s.set.Load().keys
 		}
 		return s.exchange(ctx, c, m, target, "NOTIFY", s.met.notifies, "zone", z.origin, "serial", serial)
 	})
@@ -559,7 +563,7 @@ func (s *Server) pushUpdate(ctx context.Context, z *zone, serial uint32) {
 			}
 		}
 		m.SetTsig(u.Key, dns.HmacSHA256, 300, now.Unix())
-		c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: s.keys}
+		c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second, TsigSecret: s.set.Load().keys}
 		return s.exchange(ctx, c, m, u.Server, "UPDATE", s.met.updates, "zone", u.Zone, "serial", serial)
 	})
 }
@@ -627,7 +631,7 @@ type CheckStatus struct {
 func (s *Server) Status() Status {
 	now := time.Now()
 	st := Status{Listen: s.opt.Config.Listen}
-	for _, z := range s.zones {
+	for _, z := range s.set.Load().zones {
 		zs := ZoneStatus{Origin: z.origin, Serial: s.serial(z), Vantages: map[string]int{}}
 		for i := range z.cfg.Failover {
 			f := &z.cfg.Failover[i]

@@ -213,12 +213,12 @@ func TestSerialSurvivesARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := s1.serial(s1.zones[0])
+	first := s1.serial(s1.set.Load().zones[0])
 	s2, err := New(Options{Config: cfg, Self: "east", StateDir: dir, Owners: o.get})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if second := s2.serial(s2.zones[0]); int32(second-first) <= 0 {
+	if second := s2.serial(s2.set.Load().zones[0]); int32(second-first) <= 0 {
 		t.Fatalf("serial %d after a restart, was %d", second, first)
 	}
 }

@@ -56,7 +56,9 @@ func run() int {
 		fmt.Printf("%s: ok (member %s, config digest %016x)\n", cfg.Path, cfg.Local, cfg.Digest())
 		return 0
 	}
-	log := newLogger(cfg.Log)
+	level := new(slog.LevelVar)
+	level.Set(daemon.LogLevel(cfg.Log.Level))
+	log := newLogger(cfg.Log, level)
 	var d *daemon.Daemon
 	if cfg.Cluster.Members[cfg.Self].Role == "site" {
 		d, err = site.New(cfg, log)
@@ -68,24 +70,19 @@ func run() int {
 		return 1
 	}
 	d.AcceptMembershipChange = *acceptMembers
+	d.LogLevel = level
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// SIGHUP re-reads what can change under a running member: the TLS
-	// files (also re-read by themselves within a second of a change). The
-	// rest of the configuration is read at start: it no longer terminates
-	// the daemon.
+	// SIGHUP re-reads the TLS files and the configuration, and applies what
+	// can change under a running member (daemon.Reload); a configuration
+	// that does not load, or that changes what needs a restart, is refused
+	// and the running one stays.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			if src := cfg.TLS.Source; src != nil {
-				if err := src.Reload(); err != nil {
-					log.Error("SIGHUP: the TLS files do not load; the previous ones stay in use", "err", err)
-					continue
-				}
-			}
-			log.Info("SIGHUP: TLS files re-read; other settings take effect at a restart (docs/operations.md)")
+			reload(log, d, *cfgPath, *stateDir)
 		}
 	}()
 	if err := d.Run(ctx); err != nil {
@@ -95,16 +92,35 @@ func run() int {
 	return 0
 }
 
-func newLogger(c config.Log) *slog.Logger {
-	level := slog.LevelInfo
-	switch c.Level {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
+// reload handles a SIGHUP.
+func reload(log *slog.Logger, d *daemon.Daemon, path, stateDir string) {
+	log.Info("SIGHUP: reloading", "config", path)
+	if src := d.Config.TLS.Source; src != nil {
+		if err := src.Reload(); err != nil {
+			log.Error("SIGHUP: the TLS files do not load; the previous ones stay in use", "err", err)
+		}
 	}
+	next, err := config.Load(path, stateDir)
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				log.Error("SIGHUP: config: " + e.Error() + "; the running configuration stays")
+			}
+		} else {
+			log.Error("SIGHUP: the configuration does not load; the running one stays", "err", err)
+		}
+		return
+	}
+	if err := d.Reload(next); err != nil {
+		log.Error("SIGHUP: " + err.Error())
+		return
+	}
+	log.Info("SIGHUP: configuration reloaded (zones, failover names, health checks, API tokens, log level, TLS files)",
+		"config_digest", fmt.Sprintf("%016x", next.Digest()))
+}
+
+func newLogger(c config.Log, level slog.Leveler) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))

@@ -13,12 +13,14 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/buildinfo"
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/internal/dashboard"
@@ -76,10 +78,15 @@ type Daemon struct {
 	// AcceptMembershipChange: the operator stopped every member to change
 	// the member list (geoboothd -accept-membership-change).
 	AcceptMembershipChange bool
+	// LogLevel, when set, is the level of Log, changed by Reload.
+	LogLevel *slog.LevelVar
 
 	member    *membership.Membership
 	memberErr error
 	failc     chan error
+	reloadMu  sync.Mutex // guards dns against Reload
+	dns       *dnsfail.Server
+	tokens    atomic.Pointer[[]string] // the API's, changed by Reload
 }
 
 // Fail stops the daemon with err (a part that cannot go on, such as a
@@ -96,7 +103,9 @@ func (d *Daemon) Fail(err error) {
 func New(cfg *config.File, log *slog.Logger) *Daemon {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &Daemon{Config: cfg, Log: log, Registry: reg, Clock: node.NewSystemClock(), failc: make(chan error, 1)}
+	d := &Daemon{Config: cfg, Log: log, Registry: reg, Clock: node.NewSystemClock(), failc: make(chan error, 1)}
+	d.tokens.Store(&[]string{cfg.API.Token, cfg.API.NextToken})
+	return d
 }
 
 // Role returns the local member's role.
@@ -143,7 +152,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.Parts.Membership != nil {
 		n.SetMembership(d.Parts.Membership)
 	}
-	api := httpapi.New(httpapi.Options{Backend: n, Tokens: []string{d.Config.API.Token, d.Config.API.NextToken},
+	api := httpapi.New(httpapi.Options{Backend: n, Tokens: func() []string { return *d.tokens.Load() },
 		ReadToken: d.Config.API.ReadToken, Gatherer: d.Registry, Member: d.Config.Local, Role: d.Role(),
 		Mount: func(r chi.Router, auth func(http.Handler) http.Handler) {
 			for _, m := range d.Parts.Mount {

@@ -65,6 +65,9 @@ func (d *Daemon) setupDNS(mb *membership.Membership) error {
 	if err != nil {
 		return fmt.Errorf("DNS: %w", err)
 	}
+	d.reloadMu.Lock()
+	d.dns = srv
+	d.reloadMu.Unlock()
 	if mb != nil {
 		mb.Subscribe(dnsfail.HealthEvent, srv.Receive)
 	}

@@ -35,9 +35,10 @@ type Backend interface {
 // Options configure the API.
 type Options struct {
 	Backend Backend
-	// Tokens accepted for mutations (the current one, and the next during a
-	// rotation). Empty strings are ignored.
-	Tokens []string
+	// Tokens returns the tokens accepted for mutations (the current one,
+	// and the next during a rotation), read at each request so that a
+	// reload changes them. Empty strings are ignored.
+	Tokens func() []string
 	// ReadToken: reads need a token too.
 	ReadToken bool
 	Gatherer  prometheus.Gatherer
@@ -87,6 +88,9 @@ type api struct{ Options }
 func New(o Options) http.Handler {
 	if o.Clock == nil {
 		o.Clock = time.Now
+	}
+	if o.Tokens == nil {
+		o.Tokens = func() []string { return nil }
 	}
 	a := &api{o}
 	r := chi.NewRouter()
@@ -159,7 +163,7 @@ func (a *api) auth(next http.Handler) http.Handler {
 
 func (a *api) tokenOK(got string) bool {
 	match := 0
-	for _, t := range a.Tokens {
+	for _, t := range a.Tokens() {
 		if t != "" {
 			match |= subtle.ConstantTimeCompare([]byte(got), []byte(t))
 		}

@@ -31,7 +31,7 @@ func (noTickets) Peers() []node.Peer     { return nil }
 // the dashboard's shell do not.
 func TestReadTokenCoversEveryRead(t *testing.T) {
 	const token = "s3cret-token-for-reads"
-	h := New(Options{Backend: noTickets{}, Tokens: []string{token}, ReadToken: true, Gatherer: prometheus.NewRegistry(),
+	h := New(Options{Backend: noTickets{}, Tokens: func() []string { return []string{token} }, ReadToken: true, Gatherer: prometheus.NewRegistry(),
 		Mount: func(r chi.Router, auth func(http.Handler) http.Handler) {
 			ok := func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("{}")) }
 			r.Get("/api/v1/dns", ok)
@@ -67,7 +67,7 @@ func TestReadTokenCoversEveryRead(t *testing.T) {
 		}
 	}
 	// Without read_token, reads stay open.
-	open := New(Options{Backend: noTickets{}, Tokens: []string{token}, Gatherer: prometheus.NewRegistry()})
+	open := New(Options{Backend: noTickets{}, Tokens: func() []string { return []string{token} }, Gatherer: prometheus.NewRegistry()})
 	rec := httptest.NewRecorder()
 	open.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if rec.Code != http.StatusOK {
@@ -79,7 +79,7 @@ func TestReadTokenCoversEveryRead(t *testing.T) {
 // object. A body is one object of known fields, or empty.
 func TestCommandBodiesAreOneObject(t *testing.T) {
 	const token = "s3cret-token-for-writes"
-	h := New(Options{Backend: noTickets{}, Tokens: []string{token}})
+	h := New(Options{Backend: noTickets{}, Tokens: func() []string { return []string{token} }})
 	for body, want := range map[string]int{
 		`{"site":"west"} {"site":"east"}`: http.StatusBadRequest,
 		`{"site":"west"}garbage`:          http.StatusBadRequest,
