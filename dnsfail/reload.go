@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"maps"
@@ -23,17 +24,32 @@ type zoneSet struct {
 	zones  []*zone
 	keys   map[string]string      // TSIG name → base64 secret
 	checks map[string]HealthCheck // check key → settings
+	// digest summarises what is served (records and failover settings,
+	// not file names), for members to compare.
+	digest string
 }
 
 // buildSet builds every zone of c as the server serves them.
 func buildSet(c Config) (*zoneSet, error) {
 	set := &zoneSet{keys: map[string]string{}, checks: map[string]HealthCheck{}}
+	sum := sha256.New()
 	for _, zc := range c.Zones {
 		z, err := buildZone(zc)
 		if err != nil {
 			return nil, fmt.Errorf("zone %s: %w", zc.Origin, err)
 		}
 		set.zones = append(set.zones, z)
+		canon := z.cfg
+		canon.File = ""
+		b, err := json.Marshal(canon)
+		if err != nil {
+			return nil, fmt.Errorf("zone %s: %w", zc.Origin, err)
+		}
+		sum.Write(b)
+		fmt.Fprintln(sum, z.soa.String())
+		for _, rr := range z.order {
+			fmt.Fprintln(sum, rr.String())
+		}
 		for name, k := range zc.keys {
 			set.keys[name] = k.Secret
 		}
@@ -56,8 +72,13 @@ func buildSet(c Config) (*zoneSet, error) {
 			}
 		}
 	}
+	set.digest = hex.EncodeToString(sum.Sum(nil)[:8])
 	return set, nil
 }
+
+// ZonesDigest summarises the zones served now: members serving the same
+// zones files show the same digest (ticketctl peers compares them).
+func (s *Server) ZonesDigest() string { return s.set.Load().digest }
 
 // Reload serves c's zones from now on (SIGHUP): the zones, their files,
 // failover names, keys and health checks. It is all or nothing: when a

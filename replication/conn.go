@@ -26,6 +26,10 @@ import (
 
 const protoVersion = 1
 
+// ProtocolVersion is the version of the replication links' handshake; a
+// link to a peer of another version is refused with both named.
+const ProtocolVersion = protoVersion
+
 type hello struct {
 	version        uint16
 	volume, member string

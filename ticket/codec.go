@@ -26,6 +26,10 @@ import (
 // replays (ReplayFilter). digest summarises the sender's cluster
 // configuration, so members whose views differ refuse each other.
 
+// WireVersion is the version of the ticket protocol's datagrams: a
+// member refuses (and counts) a datagram of another version.
+const WireVersion = wireVersion
+
 const (
 	wireVersion = 1
 	headerLen   = 4 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 2 + 1

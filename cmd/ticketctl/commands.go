@@ -234,7 +234,7 @@ func cmdPeers(c *client, args []string, w io.Writer) error {
 		return printJSON(w, ps)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tSTATUS\tADDRESS\tLAST HEARD\tCLOCK OFFSET\tCONFIG")
+	fmt.Fprintln(tw, "NAME\tROLE\tSTATUS\tADDRESS\tLAST HEARD\tCLOCK OFFSET\tCONFIG\tZONES\tVERSION\tWIRE")
 	for _, p := range ps {
 		heard := "-"
 		if p.LastHeard != nil {
@@ -248,7 +248,14 @@ func cmdPeers(c *client, args []string, w io.Writer) error {
 		if offset == 0 {
 			offset = 0 // not "-0"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0fms\t%s\n", p.Name, p.Role, p.Status, p.Address, heard, offset, cfg)
+		zones := orDash(p.ZonesDigest)
+		if p.ZonesMismatch {
+			zones = "DIFFERS"
+		} else if p.ZonesDigest != "" {
+			zones = "same"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0fms\t%s\t%s\t%s\t%s\n", p.Name, p.Role, p.Status, p.Address, heard, offset, cfg,
+			zones, orDash(p.Version), orDash(p.Wire))
 	}
 	return tw.Flush()
 }

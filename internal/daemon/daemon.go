@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +87,7 @@ type Daemon struct {
 	failc     chan error
 	reloadMu  sync.Mutex // guards dns against Reload
 	dns       *dnsfail.Server
+	tags      map[string]string // serf's, of this member
 	tokens    atomic.Pointer[[]string] // the API's, changed by Reload
 }
 
@@ -106,6 +108,30 @@ func New(cfg *config.File, log *slog.Logger) *Daemon {
 	d := &Daemon{Config: cfg, Log: log, Registry: reg, Clock: node.NewSystemClock(), failc: make(chan error, 1)}
 	d.tokens.Store(&[]string{cfg.API.Token, cfg.API.NextToken})
 	return d
+}
+
+// registerInfo adds geobooth_build_info and, on a DNS member, the count
+// of members serving other zones.
+func (d *Daemon) registerInfo(n *node.Node) {
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "geobooth_build_info",
+		Help: "The running build: version, Go version and the protocol versions it speaks (always 1)."},
+		[]string{"version", "goversion", "wire"})
+	info.WithLabelValues(buildinfo.String(), runtime.Version(), Wire()).Set(1)
+	d.Registry.MustRegister(info)
+	if !d.Config.DNS.Enabled() {
+		return
+	}
+	d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "geobooth_dns_zones_mismatch_members",
+		Help: "Members (as serf tells) that serve zones other than this member's: their zones files differ."},
+		func() float64 {
+			k := 0
+			for _, p := range n.Peers() {
+				if p.ZonesMismatch {
+					k++
+				}
+			}
+			return float64(k)
+		}))
 }
 
 // Role returns the local member's role.
@@ -146,6 +172,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.Node = n
+	d.registerInfo(n)
 	for _, o := range d.Parts.Observers {
 		n.Observe(o)
 	}

@@ -67,6 +67,7 @@ func (d *Daemon) setupDNS(mb *membership.Membership) error {
 	}
 	d.reloadMu.Lock()
 	d.dns = srv
+	d.tagZones(srv.ZonesDigest())
 	d.reloadMu.Unlock()
 	if mb != nil {
 		mb.Subscribe(dnsfail.HealthEvent, srv.Receive)

@@ -2,10 +2,13 @@ package daemon
 
 import (
 	"fmt"
+	"maps"
 
 	"github.com/geobooth/geobooth/internal/buildinfo"
 	"github.com/geobooth/geobooth/internal/membership"
 	"github.com/geobooth/geobooth/internal/node"
+	"github.com/geobooth/geobooth/replication"
+	"github.com/geobooth/geobooth/ticket"
 )
 
 // startMembership creates the serf member when the configuration asks for
@@ -24,12 +27,34 @@ func (d *Daemon) startMembership() (*membership.Membership, error) {
 		}
 	}
 	tags := map[string]string{"role": self.Role, "api": cfg.API.Listen, "version": buildinfo.String(),
-		"digest": fmt.Sprintf("%016x", cfg.Digest())}
+		"digest": fmt.Sprintf("%016x", cfg.Digest()), "wire": Wire()}
 	m, err := membership.New(cfg.Serf, cfg.Local, self.Serf, join, tags, d.Log.With("component", "membership"), d.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
+	d.tags = tags
 	return m, nil
+}
+
+// Wire names the protocol versions this build speaks.
+func Wire() string {
+	return fmt.Sprintf("ticket/%d replication/%d", ticket.WireVersion, replication.ProtocolVersion)
+}
+
+// tagZones gossips the digest of the zones served, so members can see
+// that they serve different zones files (ticketctl peers). Callers hold
+// reloadMu or run before Run's services start.
+func (d *Daemon) tagZones(digest string) {
+	if d.member == nil || d.tags == nil || d.tags["zones"] == digest {
+		return
+	}
+	tags := maps.Clone(d.tags)
+	tags["zones"] = digest
+	if err := d.member.SetTags(tags); err != nil {
+		d.Log.Warn("cannot gossip the zones digest", "err", err)
+		return
+	}
+	d.tags = tags
 }
 
 // serfStatus adapts membership to what the node reports in Peers.

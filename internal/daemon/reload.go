@@ -25,6 +25,7 @@ func (d *Daemon) Reload(next *config.File) error {
 		if err := d.dns.Reload(next.DNS); err != nil {
 			return fmt.Errorf("not reloaded: DNS: %w; the running configuration stays", err)
 		}
+		d.tagZones(d.dns.ZonesDigest())
 	}
 	d.tokens.Store(&[]string{next.API.Token, next.API.NextToken})
 	if d.LogLevel != nil {

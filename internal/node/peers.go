@@ -28,6 +28,12 @@ type Peer struct {
 	ConfigMismatch bool    `json:"config_mismatch"`
 	Version        string  `json:"version,omitempty"`
 	ConfigDigest   string  `json:"config_digest,omitempty"`
+	// Wire: the protocol versions it speaks ("ticket/1 replication/1").
+	Wire string `json:"wire,omitempty"`
+	// ZonesDigest summarises the DNS zones it serves; ZonesMismatch: they
+	// differ from this member's (both serve DNS).
+	ZonesDigest   string `json:"zones_digest,omitempty"`
+	ZonesMismatch bool   `json:"zones_mismatch"`
 }
 
 // SetMembership gives the node serf's view for Peers. Call before Run.
@@ -40,12 +46,16 @@ func (n *Node) Peers() []Peer {
 		ms = n.membership.MemberStatus()
 	}
 	out := make([]Peer, 0, len(n.cfg.Cluster.Members))
+	ownZones := ms[n.cfg.Local].Tags["zones"]
 	for i, m := range n.cfg.Cluster.Members {
 		p := Peer{Name: m.Name, Role: m.Role, Address: m.Address, API: m.API, Status: "unknown"}
 		if s, ok := ms[m.Name]; ok {
 			p.Status = s.Status
 			p.Version = s.Tags["version"]
 			p.ConfigDigest = s.Tags["digest"]
+			p.Wire = s.Tags["wire"]
+			p.ZonesDigest = s.Tags["zones"]
+			p.ZonesMismatch = ownZones != "" && p.ZonesDigest != "" && p.ZonesDigest != ownZones
 		}
 		if i == n.cfg.Self {
 			p.Status = "self"

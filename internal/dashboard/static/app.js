@@ -116,14 +116,16 @@
 
   function renderPeers() {
     const body = document.querySelector("#members tbody");
-    body.replaceChildren(...peers.map(p => el("tr", { "data-member": p.name, class: p.config_mismatch ? "mismatch" : "" },
+    body.replaceChildren(...peers.map(p => el("tr", { "data-member": p.name, class: p.config_mismatch || p.zones_mismatch ? "mismatch" : "" },
       el("td", { class: "name" }, p.name),
       el("td", {}, p.role),
       el("td", { class: "status status-" + p.status }, p.status),
       el("td", {}, ago(p.last_heard)),
       el("td", {}, Math.round(p.clock_offset_ms) + " ms"),
       el("td", {}, p.version || "-"),
-      el("td", {}, p.config_mismatch ? el("b", {}, "differs") : (p.config_digest || "-")))));
+      el("td", {}, p.wire || "-"),
+      el("td", {}, p.config_mismatch ? el("b", {}, "differs") : (p.config_digest || "-")),
+      el("td", {}, p.zones_mismatch ? el("b", {}, "differs") : (p.zones_digest || "-")))));
   }
 
   function renderEvents(events) {
