@@ -87,7 +87,7 @@ type Daemon struct {
 	failc     chan error
 	reloadMu  sync.Mutex // guards dns against Reload
 	dns       *dnsfail.Server
-	tags      map[string]string // serf's, of this member
+	tags      map[string]string        // serf's, of this member
 	tokens    atomic.Pointer[[]string] // the API's, changed by Reload
 }
 
