@@ -1,9 +1,15 @@
 # make install: the programs, the OCF agents and the handler where
-# Pacemaker finds them, the systemd unit. PREFIX and DESTDIR as usual.
+# Pacemaker finds them, the systemd unit, the man page and the shell
+# completions (written by ticketctl from its command table). PREFIX and
+# DESTDIR as usual.
 PREFIX ?= /usr/local
 OCFDIR ?= /usr/lib/ocf/resource.d/geobooth
 UNITDIR ?= /etc/systemd/system
 SYSUSERSDIR ?= /usr/lib/sysusers.d
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/vendor-completions
 
 .PHONY: all install test
 
@@ -24,3 +30,9 @@ install: all
 	chmod 0644 $(DESTDIR)$(UNITDIR)/geoboothd@.service
 	install -d $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0644 examples/systemd/geobooth.conf $(DESTDIR)$(SYSUSERSDIR)/geobooth.conf
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	bin/ticketctl man > $(DESTDIR)$(MANDIR)/man1/ticketctl.1
+	bin/ticketctl completion bash > $(DESTDIR)$(BASHCOMPDIR)/ticketctl
+	bin/ticketctl completion fish > $(DESTDIR)$(FISHCOMPDIR)/ticketctl.fish
+	bin/ticketctl completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_ticketctl
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/ticketctl.1 $(DESTDIR)$(BASHCOMPDIR)/ticketctl $(DESTDIR)$(FISHCOMPDIR)/ticketctl.fish $(DESTDIR)$(ZSHCOMPDIR)/_ticketctl

@@ -27,9 +27,42 @@ type client struct {
 	http  *http.Client
 }
 
+// defaultConfigDir is where the package puts the members' configurations.
+var defaultConfigDir = "/etc/geobooth"
+
+// defaultConfig is the one member configuration in defaultConfigDir (a
+// TOML file with a top-level local), or why there is none.
+func defaultConfig() (string, error) {
+	paths, _ := filepath.Glob(filepath.Join(defaultConfigDir, "*.toml"))
+	var found []string
+	for _, p := range paths {
+		var f struct {
+			Local string `toml:"local"`
+		}
+		if _, err := toml.DecodeFile(p, &f); err == nil && f.Local != "" {
+			found = append(found, p)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return "", fmt.Errorf("say which daemon: -config FILE or -addr HOST:PORT (or GEOBOOTH_CONFIG, GEOBOOTH_ADDR); no member configuration in %s", defaultConfigDir)
+	}
+	return "", fmt.Errorf("say which daemon: -config FILE or -addr HOST:PORT (or GEOBOOTH_CONFIG); %s holds several member configurations: %s",
+		defaultConfigDir, strings.Join(found, ", "))
+}
+
 // newClient finds the API address and token from a daemon config, or from
-// -addr and -token-file.
+// -addr and -token-file, or from the one member configuration in
+// defaultConfigDir.
 func newClient(cfgPath, addr, tokenFile, caFile string) (*client, error) {
+	if cfgPath == "" && addr == "" {
+		var err error
+		if cfgPath, err = defaultConfig(); err != nil {
+			return nil, err
+		}
+	}
 	if cfgPath != "" {
 		var f struct {
 			API struct {
@@ -63,7 +96,7 @@ func newClient(cfgPath, addr, tokenFile, caFile string) (*client, error) {
 		}
 	}
 	if addr == "" {
-		return nil, errors.New("say which daemon: -config FILE or -addr HOST:PORT")
+		return nil, fmt.Errorf("%s has no [api] listen", cfgPath)
 	}
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
@@ -175,7 +208,7 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 			fmt.Fprintf(&b, "usage: ticketctl [global flags] %s [flags] [args]\n\nflags of %s:\n", fs.Name(), fs.Name())
 			fs.SetOutput(&b)
 			fs.PrintDefaults()
-			return nil, &helpText{b.String()}
+			return nil, &helpText{text: b.String(), fs: fs}
 		} else if err != nil {
 			return nil, fail(2, "%s: %v", fs.Name(), err)
 		}
@@ -187,7 +220,11 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// helpText is asked-for help: printed on stdout, exit status 0.
-type helpText struct{ text string }
+// helpText is asked-for help: printed on stdout, exit status 0. fs is the
+// flag set of the command that was asked (for help, completion, man).
+type helpText struct {
+	text string
+	fs   *flag.FlagSet
+}
 
 func (h *helpText) Error() string { return h.text }
