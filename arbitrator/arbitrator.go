@@ -23,6 +23,16 @@ func New(cfg *config.File, log *slog.Logger) (*daemon.Daemon, error) {
 		}
 		r.With(auth).Post("/api/v1/tickets/{name}/standby", noCIB)
 		r.With(auth).Post("/api/v1/tickets/{name}/activate", noCIB)
+		// An arbitrator keeps no data: its list of volumes is empty, and a
+		// volume asked by name is a site's.
+		r.Get("/api/v1/replication", func(w http.ResponseWriter, r *http.Request) {
+			httpapi.WriteJSON(w, http.StatusOK, []struct{}{})
+		})
+		noData := func(w http.ResponseWriter, r *http.Request) {
+			httpapi.WriteJSON(w, http.StatusNotFound, httpapi.CommandResult{Error: "an arbitrator holds no replicated volumes: ask a site"})
+		}
+		r.Get("/api/v1/replication/{volume}", noData)
+		r.With(auth).Post("/api/v1/replication/{volume}/*", noData)
 	})
 	return d, nil
 }

@@ -235,6 +235,9 @@ func (s *Server) Addrs() []string {
 	return append([]string(nil), s.addrs...)
 }
 
+// Name names the service in the daemon's errors.
+func (s *Server) Name() string { return "DNS" }
+
 // Ready is closed once Run has bound its UDP and TCP listeners.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
@@ -243,7 +246,7 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 func (s *Server) Run(ctx context.Context) error {
 	pcs, granted, err := listenUDP(ctx, s.opt.Config.Listen, max(1, runtime.GOMAXPROCS(0)))
 	if err != nil {
-		return fmt.Errorf("DNS: listen udp %s: %w", s.opt.Config.Listen, err)
+		return err
 	}
 	closeUDP := func() {
 		for _, pc := range pcs {
@@ -253,7 +256,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", pcs[0].LocalAddr().String())
 	if err != nil {
 		closeUDP()
-		return fmt.Errorf("DNS: listen tcp %s: %w", s.opt.Config.Listen, err)
+		return err
 	}
 	accept := func(dh dns.Header) dns.MsgAcceptAction {
 		// Answers to our own NOTIFYs are not for this server; the rest the
@@ -302,7 +305,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.tcp.Shutdown()
 	wg.Wait()
 	if runErr != nil {
-		return fmt.Errorf("DNS: %w", runErr)
+		return fmt.Errorf("serve TCP: %w", runErr)
 	}
 	return nil
 }

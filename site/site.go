@@ -120,6 +120,9 @@ type volumeService struct {
 	ready chan struct{} // closed once every volume listens
 }
 
+// Name names the service in the daemon's errors.
+func (vs *volumeService) Name() string { return "volumes" }
+
 // Ready is closed once every volume has started (NBD and replication
 // listeners bound).
 func (vs *volumeService) Ready() <-chan struct{} { return vs.ready }

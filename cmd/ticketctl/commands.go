@@ -194,6 +194,12 @@ func cmdMove(c *client, args []string, w io.Writer) error {
 	if err := c.call(http.MethodPost, "/api/v1/tickets/"+name+"/move", httpapi.MoveRequest{Site: target}, &r); err != nil {
 		return err
 	}
+	if before.Owner == target {
+		// Nothing moved: say what the member answered ("already held
+		// here"), not "moved".
+		fmt.Fprintf(w, "%s: nothing to move: %s\n", name, r.Detail)
+		return nil
+	}
 	wait := *timeout
 	if wait == 0 {
 		wait = defaultWait(before) + time.Minute
@@ -455,6 +461,10 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 }
 
 func printVolumes(w io.Writer, vs []replication.Status) error {
+	if len(vs) == 0 {
+		_, err := fmt.Fprintln(w, "no replicated volumes at this member (a site's are its [[volumes]]; an arbitrator holds none)")
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VOLUME\tTICKET\tROLE\tDISK\tPEER\tLINK\tPEER DISK\tLAG\tRESYNC")
 	for _, v := range vs {

@@ -86,6 +86,8 @@ var exitCodes = []struct {
 	{0, "success (held: the ticket is held)"},
 	{1, "the operation failed or was refused (held: not held); the reason is on stderr"},
 	{2, "usage or configuration error: unknown command, bad flags or arguments, no daemon named"},
+	{3, "the daemon cannot be reached, or its answer cannot be read"},
+	{4, "the daemon refused the API token"},
 }
 
 // find returns the table entry args name ("tls cert" takes two words),

@@ -222,16 +222,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("HTTP API", func() error { return srv.Serve(ln) })
 	for _, s := range d.Parts.Services {
 		s := s
-		run(fmt.Sprintf("%T", s), func() error { return s.Run(ctx) })
+		name := fmt.Sprintf("%T", s)
+		if n, ok := s.(interface{ Name() string }); ok {
+			name = n.Name()
+		}
+		run(name, func() error { return s.Run(ctx) })
 	}
 	sd := sdnotify.FromEnv()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		notifyReady(ctx, sd, d.Log, d.Parts.Services, n.Alive, statusLine(d.Config.Local, d.Role()), sdnotify.WatchdogInterval())
+		// "started" once every listener is bound and the ticket state read:
+		// a port in use fails the start before it.
+		notifyReady(ctx, sd, d.Log, d.Parts.Services, n.Alive, statusLine(d.Config.Local, d.Role()), sdnotify.WatchdogInterval(), func() {
+			d.Log.Info("geoboothd started", "member", d.Config.Local, "role", d.Role(), "version", buildinfo.String(),
+				"api", d.Config.API.Listen, "config_digest", fmt.Sprintf("%016x", d.Config.Digest()), "pid", os.Getpid())
+		})
 	}()
-	d.Log.Info("geoboothd started", "member", d.Config.Local, "role", d.Role(), "version", buildinfo.String(),
-		"api", d.Config.API.Listen, "config_digest", fmt.Sprintf("%016x", d.Config.Digest()), "pid", os.Getpid())
 	select {
 	case <-ctx.Done():
 	case err := <-d.failc:

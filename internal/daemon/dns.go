@@ -20,6 +20,11 @@ import (
 // GET /api/v1/dns and on the dashboard.
 func (d *Daemon) setupDNS(mb *membership.Membership) error {
 	if !d.Config.DNS.Enabled() {
+		d.Parts.Mount = append(d.Parts.Mount, func(r chi.Router, _ func(http.Handler) http.Handler) {
+			r.Get("/api/v1/dns", func(w http.ResponseWriter, r *http.Request) {
+				httpapi.WriteJSON(w, http.StatusNotFound, httpapi.CommandResult{Error: "this member serves no DNS: its configuration has no [dns] section"})
+			})
+		})
 		return nil
 	}
 	// A member that does not hold the ticket honours the owner's lease

@@ -22,7 +22,7 @@ type alive func(ctx context.Context) error
 // feeds the watchdog, when one is set, from the ticket loop itself: a
 // WATCHDOG=1 is sent only when the loop ran a no-op of its own within
 // half the interval, so a hung loop gets the member restarted.
-func notifyReady(ctx context.Context, sd *sdnotify.Notifier, log *slog.Logger, services []Service, loop alive, status string, watchdog time.Duration) {
+func notifyReady(ctx context.Context, sd *sdnotify.Notifier, log *slog.Logger, services []Service, loop alive, status string, watchdog time.Duration, onReady func()) {
 	for _, s := range services {
 		if r, ok := s.(readier); ok {
 			select {
@@ -35,6 +35,7 @@ func notifyReady(ctx context.Context, sd *sdnotify.Notifier, log *slog.Logger, s
 	if err := loop(ctx); err != nil {
 		return
 	}
+	onReady()
 	if err := sd.Send("READY=1", "STATUS="+status); err != nil {
 		log.Warn("cannot tell systemd the daemon is ready", "err", err)
 	}

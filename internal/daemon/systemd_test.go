@@ -55,7 +55,7 @@ func TestNotifyReadyAndWatchdogFollowServicesAndLoop(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		notifyReady(ctx, sd, slog.New(slog.DiscardHandler), []Service{svc}, loop, "serving", 100*time.Millisecond)
+		notifyReady(ctx, sd, slog.New(slog.DiscardHandler), []Service{svc}, loop, "serving", 100*time.Millisecond, func() {})
 	}()
 	if got, err := recv(300 * time.Millisecond); err == nil {
 		t.Fatalf("%q before the service was ready", got)
@@ -95,7 +95,7 @@ func TestNotifyReadyNeedsTheLoop(t *testing.T) {
 	go notifyReady(ctx, sd, slog.New(slog.DiscardHandler), nil, func(ctx context.Context) error {
 		<-ctx.Done()
 		return errors.New("never booted")
-	}, "serving", 0)
+	}, "serving", 0, func() {})
 	if got, err := recv(300 * time.Millisecond); err == nil {
 		t.Fatalf("%q before the ticket loop ran", got)
 	}

@@ -80,7 +80,12 @@ type pageData struct {
 func Handler(o Options) http.Handler {
 	mux := http.NewServeMux()
 	sub, _ := fs.Sub(static, "static")
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServer(http.FS(sub))))
+	files := http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
+	// Only the script and the style sheet: not the page's template, not a
+	// listing of the folder.
+	for _, name := range []string{"app.js", "style.css"} {
+		mux.Handle("GET /static/"+name, files)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		d := pageData{Options: o, Now: now}

@@ -350,6 +350,9 @@ func (m *Membership) Members() []Member {
 	return out
 }
 
+// Name names the service in the daemon's errors.
+func (m *Membership) Name() string { return "membership" }
+
 // SetTags replaces the local member's tags and gossips them.
 func (m *Membership) SetTags(tags map[string]string) error { return m.serf.SetTags(tags) }
 

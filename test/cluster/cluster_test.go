@@ -148,6 +148,17 @@ func TestFailoverRestartManualTicketAndRevoke(t *testing.T) {
 	if _, _, code := east.Ctl("grant", "-s", "east", "web"); code != 0 {
 		t.Fatalf("grant to the current owner: exit %d", code)
 	}
+	// Issue 19: a move to the holder said "moved"; an arbitrator's repl
+	// and a member without DNS answered "404 Not Found".
+	if out, errOut, code := west.Ctl("move", "web", "east"); code != 0 || strings.Contains(out, "moved") || !strings.Contains(out, "nothing to move") {
+		t.Fatalf("move to the holder: exit %d, %q %q", code, out, errOut)
+	}
+	if out, errOut, code := arb.Ctl("repl"); code != 0 || !strings.Contains(out, "no replicated volumes") {
+		t.Fatalf("repl at the arbitrator: exit %d, %q %q", code, out, errOut)
+	}
+	if _, errOut, code := arb.Ctl("dns"); code != 1 || !strings.Contains(errOut, "no [dns] section") {
+		t.Fatalf("dns at a member without DNS: exit %d, %q", code, errOut)
+	}
 	if _, errOut, code := east.Ctl("grant", "-s", "east", "batch"); code != 0 {
 		t.Fatalf("grant batch: %s", errOut)
 	}

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"math/rand"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -59,6 +61,21 @@ func sendGarbage(t *testing.T, c *tc.Cluster, to *tc.Member) {
 	rand.New(rand.NewSource(1)).Read(random)
 	for _, d := range [][]byte{wrongKey, good[:10], random, otherConfig, good, good} {
 		if _, err := conn.Write(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// copyExampleZones copies examples/local's zones file and zone file into
+// dir (the members' [dns] name dns.toml).
+func copyExampleZones(t *testing.T, dir string) {
+	t.Helper()
+	for _, f := range []string{"dns.toml", "example.test.zone"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "local", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
