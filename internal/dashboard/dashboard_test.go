@@ -11,8 +11,8 @@ import (
 
 type noSource struct{}
 
-func (noSource) Views() []node.View  { return nil }
-func (noSource) Peers() []node.Peer  { return nil }
+func (noSource) Views() []node.View   { return nil }
+func (noSource) Peers() []node.Peer   { return nil }
 func (noSource) Events() []node.Event { return nil }
 
 // Issue 19: GET /static/ served the page's unrendered template (and a
