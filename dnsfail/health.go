@@ -49,6 +49,8 @@ type health struct {
 	quorum  map[string]int
 	changed func()
 	met     *metrics
+	// onFlip, when set, hears of each change of a local check's state.
+	onFlip func(key string, from, to hstate, last string)
 	// ctx is run's, once it runs: checks added later start at once.
 	ctx context.Context
 	wg  sync.WaitGroup
@@ -193,8 +195,11 @@ func (h *health) record(c *localCheck, err error) {
 			c.state = stateDown
 		}
 	}
-	flip := before != c.state
+	flip, after, last := before != c.state, c.state, c.last
 	h.mu.Unlock()
+	if flip && h.onFlip != nil {
+		h.onFlip(c.key, before, after, last)
+	}
 	result := "ok"
 	if err != nil {
 		result = "fail"

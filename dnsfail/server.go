@@ -45,6 +45,9 @@ type Options struct {
 	// Members are the cluster's members by name: only their health
 	// reports count.
 	Members []string
+	// Events, when set, hears of each change of this member's own checks
+	// (kind "health"), for the member's timeline and alert hooks.
+	Events func(kind, detail string)
 }
 
 // Server is a member's authoritative DNS server for the failover zones.
@@ -101,6 +104,14 @@ func New(o Options) (*Server, error) {
 		ready: make(chan struct{}), serials: map[string]uint32{}, answers: map[string]string{}, notify: map[string]*notifyState{}, update: map[string]*notifyState{}}
 	s.met = newMetrics(o.Registry, s)
 	s.health = newHealth(o.Self, o.Members, s.met, s.Changed)
+	if o.Events != nil {
+		s.health.onFlip = func(key string, from, to hstate, last string) {
+			if from == stateUnknown && to == stateUp {
+				return // a check coming up at start is no change
+			}
+			o.Events("health", fmt.Sprintf("check %s: %s → %s (%s, from this member)", key, from, to, last))
+		}
+	}
 	if c := o.Config; c.RateLimit != nil {
 		slip := DefaultRateLimitSlip
 		if c.RateLimitSlip != nil {

@@ -326,15 +326,18 @@ func (v *Volume) Disk() DiskState {
 // setDisk records a new disk state durably.
 func (v *Volume) setDisk(d DiskState) {
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.m.Disk == d {
+	from := v.m.Disk
+	if from == d {
+		v.mu.Unlock()
 		return
 	}
-	v.log.Info("disk state", "from", v.m.Disk, "to", d)
+	v.log.Info("disk state", "from", from, "to", d)
 	v.m.Disk = d
 	if err := v.store.save(v.m); err != nil {
 		v.log.Error("save disk state", "err", err)
 	}
+	v.mu.Unlock()
+	v.event("disk state", "volume %s: disk %s → %s", v.cfg.Name, from, d)
 }
 
 // Promote makes the replica primary. It is refused unless the data is
@@ -380,6 +383,7 @@ func (v *Volume) Promote(ctx context.Context, force bool) error {
 		return err
 	}
 	v.log.Info("promoted", "force", force)
+	v.event("promoted", "volume %s is primary here (force %v)", v.cfg.Name, force)
 	v.announceRole(Primary)
 	return v.startNBD()
 }
@@ -396,8 +400,8 @@ func (v *Volume) Demote(ctx context.Context) error {
 // demoteLocked makes a primary secondary (the fence held).
 func (v *Volume) demoteLocked() error {
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	if v.role != Primary {
+		v.mu.Unlock()
 		return nil
 	}
 	v.role = Secondary
@@ -410,6 +414,8 @@ func (v *Volume) demoteLocked() error {
 	}
 	v.log.Info("demoted")
 	v.announceRole(Secondary)
+	v.mu.Unlock()
+	v.event("demoted", "volume %s is secondary here", v.cfg.Name)
 	return err
 }
 

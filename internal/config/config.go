@@ -23,6 +23,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/geobooth/geobooth/dnsfail"
+	"github.com/geobooth/geobooth/internal/alerts"
 	"github.com/geobooth/geobooth/internal/confkit"
 	"github.com/geobooth/geobooth/internal/membership"
 	"github.com/geobooth/geobooth/internal/tlsfiles"
@@ -66,6 +67,9 @@ type File struct {
 	// set, the API is served over HTTPS and replication links are mutual
 	// TLS between members of the CA.
 	TLS TLS `toml:"tls"`
+	// Alerts run a program or call a webhook on each event of the
+	// member's timeline (internal/alerts).
+	Alerts []alerts.Config `toml:"alerts"`
 
 	// Path is the file this was read from (absolute).
 	Path string `toml:"-"`
@@ -386,6 +390,17 @@ func (f *File) check(add addFunc, md toml.MetaData) {
 				}
 			}
 		}
+	}
+	names := map[string]bool{}
+	for i := range f.Alerts {
+		a := &f.Alerts[i]
+		for _, e := range a.Validate(filepath.Dir(f.Path)) {
+			add(fmt.Sprintf("alerts.%d.%s", i, e.Key), "%s", e.Msg)
+		}
+		if names[a.Name] {
+			add(fmt.Sprintf("alerts.%d.name", i), "%q: another alert has that name", a.Name)
+		}
+		names[a.Name] = true
 	}
 	switch f.Log.Format {
 	case "", "text", "json":

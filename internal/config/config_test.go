@@ -162,6 +162,10 @@ func TestConfigErrorsNameFileLineAndKey(t *testing.T) {
 		{"syntax", map[string]string{"member.toml": "local = \n"}, []string{"member.toml:1"}},
 		{"timing relation", map[string]string{"cluster.toml": strings.Replace(goodCluster, `renewal_freq = "5s"`, `renewal_freq = "3s"`, 1)},
 			[]string{"cluster.toml:19: defaults.timeout", "must be shorter than renewal_freq (3s) (for ticket web)"}},
+		{"alert hook missing", map[string]string{"member.toml": goodMember + "\n[[alerts]]\nname = \"page\"\nprogram = \"nosuch-hook\"\n"},
+			[]string{"alerts.0.program", "nosuch-hook: no such file"}},
+		{"alert hook of unknown kind", map[string]string{"member.toml": goodMember + "\n[[alerts]]\nname = \"page\"\nurl = \"http://127.0.0.1:9/\"\nkinds = [\"renewed\"]\n"},
+			[]string{"alerts.0.kinds", `"renewed": not an event kind`}},
 		{"guard longer than acquire_after", map[string]string{"member.toml": goodMember + guardTwoSeconds},
 			[]string{"member.toml:11: pacemaker.guard_time: 2s: ticket web", "raise its acquire_after to at least 2.025s"}},
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/geobooth/geobooth/dnsfail"
+	"github.com/geobooth/geobooth/internal/alerts"
 	"github.com/geobooth/geobooth/internal/buildinfo"
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/internal/dashboard"
@@ -87,6 +88,8 @@ type Daemon struct {
 	failc     chan error
 	reloadMu  sync.Mutex // guards dns against Reload
 	dns       *dnsfail.Server
+	hooks     *alerts.Hooks
+	alerts    []alerts.Config          // the hooks' configuration in force
 	tags      map[string]string        // serf's, of this member
 	tokens    atomic.Pointer[[]string] // the API's, changed by Reload
 }
@@ -108,6 +111,18 @@ func New(cfg *config.File, log *slog.Logger) *Daemon {
 	d := &Daemon{Config: cfg, Log: log, Registry: reg, Clock: node.NewSystemClock(), failc: make(chan error, 1)}
 	d.tokens.Store(&[]string{cfg.API.Token, cfg.API.NextToken})
 	return d
+}
+
+// timeline gives the alert hooks the node's events.
+func timeline(n *node.Node) alerts.Source {
+	return func(seq uint64) ([]alerts.Event, bool, <-chan struct{}) {
+		evs, gap, changed := n.EventsSince(seq)
+		out := make([]alerts.Event, len(evs))
+		for i, e := range evs {
+			out[i] = alerts.Event{Seq: e.Seq, Time: e.Time, Ticket: e.Ticket, Kind: e.Kind, Term: e.Term, Owner: e.Owner, Reason: e.Reason}
+		}
+		return out, gap, changed
+	}
 }
 
 // registerInfo adds geobooth_build_info and, on a DNS member, the count
@@ -218,6 +233,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	hooks := alerts.New(d.Config.Local, d.Config.Alerts, timeline(n), d.Log.With("component", "alerts"), d.Registry)
+	d.reloadMu.Lock()
+	d.hooks, d.alerts = hooks, d.Config.Alerts
+	d.reloadMu.Unlock()
+	run("alerts", func() error { return hooks.Run(ctx) })
 	run("tickets", func() error { return n.Run(ctx) })
 	run("HTTP API", func() error { return srv.Serve(ln) })
 	for _, s := range d.Parts.Services {

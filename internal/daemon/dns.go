@@ -59,7 +59,12 @@ func (d *Daemon) setupDNS(mb *membership.Membership) error {
 		return v.Owner, v.Expires.Add(-margin[t])
 	}
 	opt := dnsfail.Options{Config: d.Config.DNS, Self: d.Config.Local, StateDir: filepath.Join(d.Config.StateDir, "dns"),
-		Owners: owners, Log: d.Log.With("component", "dns"), Registry: d.Registry}
+		Owners: owners, Log: d.Log.With("component", "dns"), Registry: d.Registry,
+		Events: func(kind, detail string) {
+			if n := d.Node; n != nil {
+				n.Note("", kind, detail)
+			}
+		}}
 	for _, m := range d.Config.Cluster.Members {
 		opt.Members = append(opt.Members, m.Name)
 	}

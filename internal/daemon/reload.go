@@ -27,6 +27,10 @@ func (d *Daemon) Reload(next *config.File) error {
 		}
 		d.tagZones(d.dns.ZonesDigest())
 	}
+	if d.hooks != nil && !reflect.DeepEqual(d.alerts, next.Alerts) {
+		d.hooks.Set(next.Alerts)
+		d.alerts = next.Alerts
+	}
 	d.tokens.Store(&[]string{next.API.Token, next.API.NextToken})
 	if d.LogLevel != nil {
 		d.LogLevel.Set(LogLevel(next.Log.Level))

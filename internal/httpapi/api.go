@@ -9,8 +9,10 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,7 @@ type Backend interface {
 	Do(ctx context.Context, name string, cmd ticket.Command) (ticket.Reply, error)
 	MemberIndex(name string) int
 	Events() []node.Event
+	EventsSince(seq uint64) ([]node.Event, bool, <-chan struct{})
 	Peers() []node.Peer
 }
 
@@ -82,7 +85,10 @@ type CommandResult struct {
 	Error  string `json:"error,omitempty"`
 }
 
-type api struct{ Options }
+type api struct {
+	Options
+	streams chan struct{} // a slot per open event stream
+}
 
 // New returns the API's handler.
 func New(o Options) http.Handler {
@@ -92,7 +98,7 @@ func New(o Options) http.Handler {
 	if o.Tokens == nil {
 		o.Tokens = func() []string { return nil }
 	}
-	a := &api{o}
+	a := &api{Options: o, streams: make(chan struct{}, maxStreams)}
 	r := chi.NewRouter()
 	r.Use(limitBody)
 	if o.ReadToken {
@@ -234,8 +240,101 @@ func (a *api) peers(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, a.Backend.Peers())
 }
 
+// maxStreams bounds the event streams open at once (each holds a
+// connection for as long as its client follows).
+const maxStreams = 32
+
+// events answers the recent events, newest first; with ?since=SEQ those
+// after SEQ, oldest first; as a stream (Server-Sent Events) when asked
+// with Accept: text/event-stream or ?follow=1, resuming after
+// Last-Event-ID or ?since.
 func (a *api) events(w http.ResponseWriter, r *http.Request) {
-	WriteJSON(w, http.StatusOK, a.Backend.Events())
+	var since uint64
+	cursor := r.URL.Query().Get("since")
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		cursor = id
+	}
+	if cursor != "" {
+		var err error
+		if since, err = strconv.ParseUint(cursor, 10, 64); err != nil {
+			WriteJSON(w, http.StatusBadRequest, CommandResult{Error: "since / Last-Event-ID: a number (an event's seq)"})
+			return
+		}
+	}
+	if r.URL.Query().Get("follow") != "1" && !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		if cursor == "" {
+			WriteJSON(w, http.StatusOK, a.Backend.Events())
+			return
+		}
+		evs, _, _ := a.Backend.EventsSince(since)
+		if evs == nil {
+			evs = []node.Event{}
+		}
+		WriteJSON(w, http.StatusOK, evs)
+		return
+	}
+	select {
+	case a.streams <- struct{}{}:
+		defer func() { <-a.streams }()
+	default:
+		WriteJSON(w, http.StatusServiceUnavailable, CommandResult{Error: fmt.Sprintf("%d event streams are open already", maxStreams)})
+		return
+	}
+	a.stream(w, r, since)
+}
+
+// stream writes events as Server-Sent Events until the client goes: each
+// with its seq as id, a "gap" event when some after the cursor were
+// dropped, and a comment every 15 s that keeps proxies from closing an
+// idle stream.
+func (a *api) stream(w http.ResponseWriter, r *http.Request, since uint64) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	write := func(f func() error) bool {
+		// Each write gets its own deadline: the server's write timeout
+		// bounds one request, not a stream.
+		rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		if f() != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	for {
+		evs, gap, changed := a.Backend.EventsSince(since)
+		if gap && !write(func() error {
+			_, err := fmt.Fprintf(w, "event: gap\ndata: {\"after\":%d,\"next\":%d}\n\n", since, evs[0].Seq)
+			return err
+		}) {
+			return
+		}
+		for _, e := range evs {
+			b, _ := json.Marshal(e)
+			if !write(func() error {
+				_, err := fmt.Fprintf(w, "id: %d\nevent: event\ndata: %s\n\n", e.Seq, b)
+				return err
+			}) {
+				return
+			}
+			since = e.Seq
+		}
+		if len(evs) == 0 && !write(func() error { return nil }) {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		case <-keepalive.C:
+			if !write(func() error { _, err := io.WriteString(w, ": keepalive\n\n"); return err }) {
+				return
+			}
+		}
+	}
 }
 
 // GrantRequest is the body of POST .../grant.

@@ -24,6 +24,9 @@ func (noTickets) Do(context.Context, string, ticket.Command) (ticket.Reply, erro
 func (noTickets) MemberIndex(string) int { return -1 }
 func (noTickets) Events() []node.Event   { return nil }
 func (noTickets) Peers() []node.Peer     { return nil }
+func (noTickets) EventsSince(uint64) ([]node.Event, bool, <-chan struct{}) {
+	return nil, false, make(chan struct{})
+}
 
 // Issue 17, F7: with read_token, /, /metrics, /api/v1/dns and
 // /api/v1/replication answered without a token. Now every read that shows

@@ -157,7 +157,7 @@ func New(opt Options) (*Node, error) {
 	}
 	n := &Node{opt: opt, cfg: cfg, log: opt.Log, clock: opt.Clock, met: newMetrics(opt.Registry),
 		rts: map[string]*rt{}, inputs: make(chan func(time.Duration), 1024), commands: make(chan commandReq),
-		saves: make(chan *engine.Save, 1), views: map[string]View{}, events: newEventRing(200),
+		saves: make(chan *engine.Save, 1), views: map[string]View{}, events: newEventRing(200, time.Now()),
 		pending: map[uint64]chan ticket.Reply{}, started: opt.Clock.Wall(), done: make(chan struct{})}
 	st, err := newStore(cfg.StateDir, cfg.TicketCluster())
 	if err != nil {

@@ -245,3 +245,41 @@ func TestAliveFollowsTheLoop(t *testing.T) {
 		t.Fatalf("after Run ended: %v, want the loop's end", err)
 	}
 }
+
+// The event ring numbers events, returns those after a cursor oldest
+// first, says when some were dropped, and wakes a follower at the next.
+func TestEventRingCursor(t *testing.T) {
+	r := newEventRing(3, time.Unix(1000, 0))
+	start := r.seq
+	if evs, gap, _ := r.since(0); len(evs) != 0 || gap {
+		t.Fatalf("empty ring: %v %v", evs, gap)
+	}
+	_, _, changed := r.since(start)
+	r.add(Event{Kind: "a"})
+	select {
+	case <-changed:
+	default:
+		t.Fatal("a follower was not woken")
+	}
+	r.add(Event{Kind: "b"})
+	evs, gap, _ := r.since(start)
+	if len(evs) != 2 || evs[0].Kind != "a" || evs[1].Kind != "b" || gap || evs[0].Seq != start+1 {
+		t.Fatalf("since start: %+v gap %v", evs, gap)
+	}
+	if evs, _, _ := r.since(evs[0].Seq); len(evs) != 1 || evs[0].Kind != "b" {
+		t.Fatalf("since a: %+v", evs)
+	}
+	r.add(Event{Kind: "c"})
+	r.add(Event{Kind: "d"}) // a is dropped
+	evs, gap, _ = r.since(start)
+	if !gap || len(evs) != 3 || evs[0].Kind != "b" {
+		t.Fatalf("after the ring wrapped: %+v gap %v", evs, gap)
+	}
+	if _, gap, _ := r.since(start + 1); gap {
+		t.Fatal("a gap reported although nothing after the cursor was dropped")
+	}
+	// A later run numbers above this one.
+	if r2 := newEventRing(3, time.Unix(1001, 0)); r2.seq <= r.seq {
+		t.Fatalf("a restart numbers from %d, below %d", r2.seq, r.seq)
+	}
+}

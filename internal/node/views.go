@@ -145,6 +145,10 @@ func (n *Node) Views() []View {
 
 // Event is one entry of the timeline.
 type Event struct {
+	// Seq orders the events of this member: it only rises, also across
+	// restarts (it starts from the wall clock), so a client resumes a
+	// stream after the last Seq it saw.
+	Seq    uint64    `json:"seq"`
 	Time   time.Time `json:"time"`
 	Ticket string    `json:"ticket"`
 	Kind   string    `json:"kind"`
@@ -159,33 +163,52 @@ type Event struct {
 func (n *Node) Note(ticketName, kind, reason string) {
 	n.met.events.WithLabelValues(ticketName, kind).Inc()
 	n.events.add(Event{Time: n.clock.Wall(), Ticket: ticketName, Kind: kind, Reason: reason})
+	if ticketName == "" {
+		n.log.Info("event "+kind, "reason", reason)
+		return
+	}
 	n.log.Warn("ticket "+kind, "ticket", ticketName, "reason", reason)
 }
 
-// eventRing keeps the most recent events.
+// eventRing keeps the most recent events, numbered, and wakes those who
+// follow them.
 type eventRing struct {
-	mu   sync.Mutex
-	buf  []Event
-	next int
-	full bool
+	mu      sync.Mutex
+	buf     []Event
+	next    int
+	full    bool
+	seq     uint64
+	changed chan struct{} // closed at the next add
 }
 
-func newEventRing(n int) *eventRing { return &eventRing{buf: make([]Event, n)} }
+// newEventRing keeps n events; numbers start above what an earlier run
+// of this member can have given (microseconds of the wall clock).
+func newEventRing(n int, now time.Time) *eventRing {
+	return &eventRing{buf: make([]Event, n), seq: uint64(now.UnixMicro()), changed: make(chan struct{})}
+}
 
 func (r *eventRing) add(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.seq++
+	e.Seq = r.seq
 	r.buf[r.next] = e
 	r.next = (r.next + 1) % len(r.buf)
 	if r.next == 0 {
 		r.full = true
 	}
+	close(r.changed)
+	r.changed = make(chan struct{})
 }
 
 // list returns the events, newest first.
 func (r *eventRing) list() []Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.listLocked()
+}
+
+func (r *eventRing) listLocked() []Event {
 	n := r.next
 	if r.full {
 		n = len(r.buf)
@@ -195,6 +218,30 @@ func (r *eventRing) list() []Event {
 		out = append(out, r.buf[(r.next-i+len(r.buf))%len(r.buf)])
 	}
 	return out
+}
+
+// since returns the events after seq, oldest first, whether some were
+// already dropped from the ring (a gap), and a channel closed at the next
+// event.
+func (r *eventRing) since(seq uint64) ([]Event, bool, <-chan struct{}) {
+	r.mu.Lock()
+	all, changed := r.listLocked(), r.changed
+	r.mu.Unlock()
+	var out []Event
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].Seq > seq {
+			out = append(out, all[i])
+		}
+	}
+	gap := len(out) > 0 && len(out) == len(all) && seq != 0 && out[0].Seq > seq+1
+	return out, gap, changed
+}
+
+// EventsSince returns this member's events after seq, oldest first;
+// gap says that events after seq were dropped (only the most recent are
+// kept); changed is closed when the next event arrives.
+func (n *Node) EventsSince(seq uint64) (events []Event, gap bool, changed <-chan struct{}) {
+	return n.events.since(seq)
 }
 
 // Events returns the recent ticket events, newest first.
