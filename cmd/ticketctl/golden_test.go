@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/geobooth/geobooth/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -120,10 +122,7 @@ func TestEveryCommandHasHelpFromItsFlags(t *testing.T) {
 // subcommands, when bash runs it.
 func TestBashCompletionCompletes(t *testing.T) {
 	clearEnv(t)
-	bashPath, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
+	bashPath := testenv.RequireTool(t, "bash", "bash")
 	script, _ := output(t, "completion", "bash")
 	for line, want := range map[string]string{
 		"ticketctl gr":           "grant",
@@ -161,10 +160,7 @@ func TestManPage(t *testing.T) {
 			t.Errorf("no %q", want)
 		}
 	}
-	groff, err := exec.LookPath("groff")
-	if err != nil {
-		t.Skip("no groff to check the roff")
-	}
+	groff := testenv.RequireTool(t, "groff", "groff-base")
 	cmd := exec.Command(groff, "-man", "-Tutf8", "-ww", "-z")
 	cmd.Stdin = strings.NewReader(page)
 	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
