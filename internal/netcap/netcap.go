@@ -32,10 +32,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 		case l.slots <- struct{}{}:
 			return &conn{Conn: c, release: func() { <-l.slots }}, nil
 		default:
-			c.Close()
+			// Counted before the close, so whoever sees the close sees
+			// the count.
 			if l.refused != nil {
 				l.refused()
 			}
+			c.Close()
 		}
 	}
 }
