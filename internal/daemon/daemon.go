@@ -195,7 +195,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		n.SetMembership(d.Parts.Membership)
 	}
 	api := httpapi.New(httpapi.Options{Backend: n, Tokens: func() []string { return *d.tokens.Load() },
-		ReadToken: d.Config.API.ReadToken, Gatherer: d.Registry, Member: d.Config.Local, Role: d.Role(),
+		ReadToken: d.Config.API.ReadToken, Gatherer: d.Registry, Member: d.Config.Local, Role: d.Role(), Version: buildinfo.String(),
 		Mount: func(r chi.Router, auth func(http.Handler) http.Handler) {
 			for _, m := range d.Parts.Mount {
 				m(r, auth)

@@ -50,6 +50,8 @@ type Options struct {
 	// dashboard) under the router.
 	Mount        func(r chi.Router, auth func(http.Handler) http.Handler)
 	Member, Role string
+	// Version is the build's, in the OpenAPI document.
+	Version string
 }
 
 // Ticket is one ticket in API answers and `ticketctl list --json`.
@@ -116,6 +118,7 @@ func New(o Options) http.Handler {
 			r.Get("/tickets/{name}/attrs/{attr}", a.attr)
 			r.Get("/peers", a.peers)
 			r.Get("/events", a.events)
+			r.Get("/openapi.json", a.openapi)
 		})
 		r.Group(func(r chi.Router) {
 			r.Use(a.auth)
@@ -146,7 +149,7 @@ func limitBody(next http.Handler) http.Handler {
 func (a *api) readGuard(next http.Handler) http.Handler {
 	guarded := a.auth(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" || r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/static/") {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/static/") || r.URL.Path == "/api/v1/openapi.json" {
 			next.ServeHTTP(w, r)
 			return
 		}
