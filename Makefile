@@ -11,7 +11,7 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/vendor-completions
 
-.PHONY: all install test
+.PHONY: all install test deb
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
@@ -20,6 +20,10 @@ all:
 
 test:
 	go test ./...
+
+# make deb: dist/geobooth_VERSION_ARCH.deb, reproducible (packaging/deb/build).
+deb:
+	packaging/deb/build dist
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(OCFDIR) $(DESTDIR)$(PREFIX)/share/geobooth/handlers $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc/geobooth
