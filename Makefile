@@ -35,8 +35,10 @@ install: all
 	install -d $(DESTDIR)$(SYSUSERSDIR)
 	install -m 0644 examples/systemd/geobooth.conf $(DESTDIR)$(SYSUSERSDIR)/geobooth.conf
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -d $(DESTDIR)$(MANDIR)/man8
 	bin/ticketctl man > $(DESTDIR)$(MANDIR)/man1/ticketctl.1
+	bin/geoboothd -man > $(DESTDIR)$(MANDIR)/man8/geoboothd.8
 	bin/ticketctl completion bash > $(DESTDIR)$(BASHCOMPDIR)/ticketctl
 	bin/ticketctl completion fish > $(DESTDIR)$(FISHCOMPDIR)/ticketctl.fish
 	bin/ticketctl completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_ticketctl
-	chmod 0644 $(DESTDIR)$(MANDIR)/man1/ticketctl.1 $(DESTDIR)$(BASHCOMPDIR)/ticketctl $(DESTDIR)$(FISHCOMPDIR)/ticketctl.fish $(DESTDIR)$(ZSHCOMPDIR)/_ticketctl
+	chmod 0644 $(DESTDIR)$(MANDIR)/man1/ticketctl.1 $(DESTDIR)$(MANDIR)/man8/geoboothd.8 $(DESTDIR)$(BASHCOMPDIR)/ticketctl $(DESTDIR)$(FISHCOMPDIR)/ticketctl.fish $(DESTDIR)$(ZSHCOMPDIR)/_ticketctl

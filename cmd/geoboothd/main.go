@@ -25,15 +25,20 @@ func main() {
 }
 
 func run() int {
-	cfgPath := flag.String("config", "", "daemon configuration file (TOML)")
-	stateDir := flag.String("state-dir", "", "override state_dir from the configuration")
+	cfgPath := flag.String("config", "", "daemon configuration `FILE` (TOML)")
+	stateDir := flag.String("state-dir", "", "`DIR` to keep the state in, instead of state_dir from the configuration")
 	check := flag.Bool("check", false, "validate the configuration and exit")
 	version := flag.Bool("version", false, "print the version and exit")
 	acceptMembers := flag.Bool("accept-membership-change", false,
 		"start although the member list differs from the one the stored ticket state was written under: only when every member was stopped for the change (docs/operations.md)")
+	man := flag.Bool("man", false, "print the manual page (roff) and exit, e.g. geoboothd -man | man -l -")
 	flag.Parse()
 	if *version {
 		fmt.Println("geoboothd", buildinfo.String())
+		return 0
+	}
+	if *man {
+		fmt.Print(manPage(flag.CommandLine))
 		return 0
 	}
 	if *cfgPath == "" {

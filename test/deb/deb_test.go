@@ -104,6 +104,11 @@ func TestPackageBuildsReproduciblyInstallsChecksAndRemoves(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "EXIT STATUS") {
 		t.Fatalf("man ticketctl: %v\n%s", err, out)
 	}
+	cmd = exec.Command("man", "-P", "cat", "8", "geoboothd")
+	cmd.Env = append(os.Environ(), "MANWIDTH=80")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "SIGHUP") {
+		t.Fatalf("man geoboothd: %v\n%s", err, out)
+	}
 	if out := run(t, "", "bash", "-c", ". /usr/share/bash-completion/completions/ticketctl && complete -p ticketctl"); !strings.Contains(out, "_ticketctl") {
 		t.Fatalf("bash completion: %s", out)
 	}
