@@ -529,6 +529,13 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 		dc = decision{action: actRefuse, reason: "both sides are primary"}
 	}
 	p.mu.Lock()
+	// Close cancels the context before it disconnects the peers (under
+	// p.mu): a link whose handshake ends after that is not taken up, or
+	// Close would wait for it for ever.
+	if v.ctx.Err() != nil {
+		p.mu.Unlock()
+		return ErrClosed
+	}
 	old := p.conn
 	p.connGen++
 	s.gen = p.connGen

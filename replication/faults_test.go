@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/geobooth/geobooth/internal/confkit"
 )
 
 // crash stops a volume as a killed process would: connections drop, and
@@ -552,4 +554,44 @@ func TestPeerWithoutTheKeyIsRefused(t *testing.T) {
 	if st := east.Status().Peers[0]; st.Connected {
 		t.Fatalf("a peer with another key connected: %+v", st)
 	}
+}
+
+// Close while a link's handshake is still under way: the link that
+// completes after Close began must not be taken up, or Close waits for it
+// for ever (its pings keep it alive). Seen as a 10-minute hang of
+// TestVolumeOnBlockDevices in CI when the redial after a restart raced
+// the next close.
+func TestCloseDuringAHandshakeReturns(t *testing.T) {
+	p := newPair(t, 1<<20, func(c *VolumeConfig) { c.Timeout = confkit.Duration(time.Minute) })
+	px := newProxy(t, p.addr["west"])
+	p.via["west"] = px.addr()
+	p.open("west")
+	px.set(func(px *proxy) { px.stallBack = true })
+	east := p.open("east")
+	eventually(t, 10*time.Second, func() error {
+		px.mu.Lock()
+		defer px.mu.Unlock()
+		if len(px.conns) == 0 {
+			return errors.New("east has not dialed west yet")
+		}
+		return nil
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- east.Close() }()
+	eventually(t, 10*time.Second, func() error {
+		if east.ctx.Err() == nil {
+			return errors.New("east's Close has not begun")
+		}
+		return nil
+	})
+	// Let Close get past its disconnects before the handshake completes.
+	time.Sleep(50 * time.Millisecond)
+	px.set(func(px *proxy) { px.stallBack = false })
+	select {
+	case err := <-closed:
+		must(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close did not return: the link whose handshake completed after it began was taken up")
+	}
+	delete(p.vols, "east")
 }
