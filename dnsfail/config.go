@@ -1,6 +1,7 @@
 package dnsfail
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -62,8 +63,11 @@ type ZoneConfig struct {
 	// the zone; TransferKey, when set, is the TSIG key they must sign with.
 	AllowTransfer []string `toml:"allow_transfer"`
 	TransferKey   string   `toml:"transfer_key"`
-	// Notify lists secondaries (host:port) told of every change.
-	Notify []string `toml:"notify"`
+	// Notify lists the secondaries told of every change: "host:port" for
+	// an unsigned NOTIFY (a secondary that accepts NOTIFY by address), or
+	// { address = "host:port", key = "NAME" } for one signed with a key of
+	// [[keys]].
+	Notify []NotifyTarget `toml:"notify"`
 	// Update pushes every change to an external primary (RFC 2136).
 	Update *UpdateConfig `toml:"update"`
 
@@ -263,9 +267,16 @@ func (z *ZoneConfig) check(isSite map[string]bool) []confkit.FieldError {
 			bad("transfer_key", "%q: no such key in [[keys]]", z.TransferKey)
 		}
 	}
-	for i, n := range z.Notify {
-		if _, _, err := net.SplitHostPort(n); err != nil {
-			bad(fmt.Sprintf("notify.%d", i), "%q: want host:port", n)
+	for i := range z.Notify {
+		n := &z.Notify[i]
+		if _, _, err := net.SplitHostPort(n.Address); err != nil {
+			bad(fmt.Sprintf("notify.%d", i), "%q: want host:port", n.Address)
+		}
+		if n.Key != "" {
+			n.Key = dns.Fqdn(strings.ToLower(n.Key))
+			if _, ok := z.keys[n.Key]; !ok {
+				bad(fmt.Sprintf("notify.%d.key", i), "%q: no such key in [[keys]]", n.Key)
+			}
 		}
 	}
 	if u := z.Update; u != nil {
@@ -475,4 +486,43 @@ func Prepare(listen string, zones []ZoneConfig, sites []string) (Config, error) 
 		return Config{}, fmt.Errorf("DNS zones: %s", strings.Join(msgs, "; "))
 	}
 	return Config{Listen: listen, Zones: zones}, nil
+}
+
+// NotifyTarget is a secondary to NOTIFY: its address, and the TSIG key to
+// sign with ("": unsigned, for a secondary that accepts NOTIFY from the
+// primaries' addresses, as NSD's "allow-notify: ADDR NOKEY" or a Knot ACL
+// without a key).
+type NotifyTarget struct {
+	Address string `toml:"address"`
+	Key     string `toml:"key"`
+}
+
+// UnmarshalTOML takes "host:port" or { address = "host:port", key = "NAME" }.
+func (n *NotifyTarget) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		*n = NotifyTarget{Address: v}
+		return nil
+	case map[string]any:
+		*n = NotifyTarget{}
+		for k, x := range v {
+			str, ok := x.(string)
+			if !ok {
+				return fmt.Errorf("notify: %s: want a string, got %T", k, x)
+			}
+			switch k {
+			case "address":
+				n.Address = str
+			case "key":
+				n.Key = str
+			default:
+				return fmt.Errorf("notify: unknown field %q (want address, key)", k)
+			}
+		}
+		if n.Address == "" {
+			return errors.New("notify: an entry needs address = \"host:port\"")
+		}
+		return nil
+	}
+	return fmt.Errorf("notify: want \"host:port\" or { address = \"host:port\", key = \"NAME\" }, got %T", v)
 }

@@ -96,3 +96,58 @@ targets = ["192.0.2.2"]
 		})
 	}
 }
+
+// Issue 20: NOTIFY was signed with transfer_key, which no document said;
+// secondaries that accept NOTIFY by address refused it. Each notify entry
+// now says whether it is signed, and with which key.
+func TestNotifyEntriesSayWhetherTheyAreSigned(t *testing.T) {
+	head := `[[keys]]
+name = "xfr"
+secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
+
+[[zones]]
+origin = "example.test."
+file = "example.test.zone"
+transfer_key = "xfr"
+`
+	zone := "$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\n"
+	for name, c := range map[string]struct {
+		notify string
+		want   []NotifyTarget // nil: an error naming wantErr
+		err    string
+	}{
+		"plain and signed": {
+			notify: `notify = ["127.0.0.1:5353", { address = "192.0.2.9:53", key = "XFR" }]`,
+			want:   []NotifyTarget{{Address: "127.0.0.1:5353"}, {Address: "192.0.2.9:53", Key: "xfr."}},
+		},
+		"unknown key":     {notify: `notify = [{ address = "192.0.2.9:53", key = "other" }]`, err: `notify.0.key: "other.": no such key`},
+		"no address":      {notify: `notify = [{ key = "xfr" }]`, err: "needs address"},
+		"unknown field":   {notify: `notify = [{ address = "192.0.2.9:53", tsig = "xfr" }]`, err: `unknown field "tsig"`},
+		"not a host:port": {notify: `notify = ["192.0.2.9"]`, err: `notify.0: "192.0.2.9": want host:port`},
+		"a number":        {notify: `notify = [53]`, err: "want \"host:port\""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "dns.toml"), []byte(head+c.notify+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "example.test.zone"), []byte(zone), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg := Config{Listen: "127.0.0.1:53", ZonesFile: filepath.Join(dir, "dns.toml")}
+			errs := cfg.Load(dir, []string{"east", "west"})
+			if c.err != "" {
+				if len(errs) == 0 || !strings.Contains(fmt.Sprint(errs), c.err) {
+					t.Fatalf("want an error naming %q, got %v", c.err, errs)
+				}
+				return
+			}
+			if len(errs) != 0 {
+				t.Fatal(errs)
+			}
+			if got := cfg.Zones[0].Notify; fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Fatalf("notify = %+v, want %+v", got, c.want)
+			}
+		})
+	}
+}

@@ -83,16 +83,33 @@ func ask(server, name string) (string, error) {
 
 // TestKnotSecondaryFollowsTheTicketThroughNotify: Knot transfers the zone
 // with TSIG and, told by our NOTIFY, serves west's address within 2 s of
-// the move. A transfer without the key is refused.
+// the move. A transfer without the key is refused. Issue 20: the NOTIFY
+// was signed with transfer_key whatever the secondary expected, and Knot
+// with an address ACL for NOTIFY (the common way) refused it ("no acl
+// matches"); each notify entry now says whether it is signed.
 func TestKnotSecondaryFollowsTheTicketThroughNotify(t *testing.T) {
+	for _, signed := range []bool{true, false} {
+		name := "unsigned NOTIFY to an address ACL"
+		if signed {
+			name = "signed NOTIFY to an ACL with the key"
+		}
+		t.Run(name, func(t *testing.T) { knotFollows(t, signed) })
+	}
+}
+
+func knotFollows(t *testing.T, signedNotify bool) {
 	secret := newSecret(t)
 	knotAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	o := &owners{}
 	o.set("east", time.Time{})
+	notify, aclKey := NotifyTarget{Address: knotAddr}, ""
+	if signedNotify {
+		notify.Key, aclKey = "xfr.", "\n    key: xfr"
+	}
 	cfg := testConfig(t, testZone, nil, func(z *ZoneConfig) {
 		z.keys = map[string]KeyConfig{"xfr.": {Name: "xfr.", Algorithm: "hmac-sha256", Secret: secret}}
 		z.TransferKey = "xfr."
-		z.Notify = []string{knotAddr}
+		z.Notify = []NotifyTarget{notify}
 	})
 	s := startServer(t, cfg, o, "east", nil)
 	primary := strings.Replace(s.Addrs()[1], ":", "@", 1)
@@ -107,8 +124,7 @@ remote:
     key: xfr
 acl:
   - id: notify_from_primary
-    address: 127.0.0.1
-    key: xfr
+    address: 127.0.0.1%s
     action: notify
 template:
   - id: default
@@ -117,7 +133,7 @@ zone:
   - domain: example.test
     master: primary
     acl: notify_from_primary
-`, secret, primary, dir)
+`, secret, primary, aclKey, dir)
 	}, nil)
 	testenv.Eventually(t, 15*time.Second, func() error {
 		a, err := ask(knotAddr, "www.example.test.")

@@ -79,6 +79,7 @@ type Server struct {
 
 type notifyState struct {
 	Target  string    `json:"target"`
+	Key     string    `json:"key,omitempty"`
 	Serial  uint32    `json:"serial"`
 	Result  string    `json:"result"`
 	At      time.Time `json:"at"`
@@ -533,24 +534,25 @@ func (s *Server) retry(ctx context.Context, z *zone, serial uint32, st *notifySt
 }
 
 // sendNotify tells a secondary the zone changed, until it answers.
-func (s *Server) sendNotify(ctx context.Context, z *zone, target string, serial uint32) {
+func (s *Server) sendNotify(ctx context.Context, z *zone, t NotifyTarget, serial uint32) {
 	s.mu.Lock()
-	st := s.notify[z.origin+" "+target]
+	st := s.notify[z.origin+" "+t.Address]
 	if st == nil {
-		st = &notifyState{Target: target}
-		s.notify[z.origin+" "+target] = st
+		st = &notifyState{Target: t.Address}
+		s.notify[z.origin+" "+t.Address] = st
 	}
+	st.Key = t.Key
 	s.mu.Unlock()
 	s.retry(ctx, z, serial, st, func() error {
 		m := new(dns.Msg)
 		m.SetNotify(z.origin)
 		m.Answer = []dns.RR{z.apexSOA(serial)}
 		c := &dns.Client{Timeout: 2 * time.Second}
-		if k := z.cfg.TransferKey; k != "" {
-			m.SetTsig(k, dns.HmacSHA256, 300, time.Now().Unix())
+		if t.Key != "" {
+			m.SetTsig(t.Key, dns.HmacSHA256, 300, time.Now().Unix())
 			c.TsigSecret = s.set.Load().keys
 		}
-		return s.exchange(ctx, c, m, target, "NOTIFY", s.met.notifies, "zone", z.origin, "serial", serial)
+		return s.exchange(ctx, c, m, t.Address, "NOTIFY", s.met.notifies, "zone", z.origin, "serial", serial)
 	})
 }
 

@@ -534,7 +534,11 @@ func cmdDNS(c *client, args []string, w io.Writer) error {
 			}
 		}
 		for _, n := range z.Notify {
-			fmt.Fprintf(tw, "NOTIFY %s: serial %d, %s (%d retries)\n", n.Target, n.Serial, n.Result, n.Retries)
+			signed := "unsigned"
+			if n.Key != "" {
+				signed = "signed with " + n.Key
+			}
+			fmt.Fprintf(tw, "NOTIFY %s (%s): serial %d, %s (%d retries)\n", n.Target, signed, n.Serial, n.Result, n.Retries)
 		}
 		if z.Update != nil {
 			fmt.Fprintf(tw, "UPDATE %s: serial %d, %s (%d retries)\n", z.Update.Target, z.Update.Serial, z.Update.Result, z.Update.Retries)
