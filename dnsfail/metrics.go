@@ -41,13 +41,46 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		reportsRefused: cv("geobooth_dns_health_reports_refused_total", "Health reports refused: malformed, or from a sender that is not another configured member.", "reason"),
 	}
 	serial := prometheus.NewDesc("geobooth_dns_serial", "The zone's current SOA serial.", []string{"zone"}, nil)
+	targetUp := prometheus.NewDesc("geobooth_dns_target_up",
+		"A checked failover target's health as the vantage points judge it (1 up, 0 down; absent while unknown).",
+		[]string{"zone", "name", "site", "target"}, nil)
 	reg.MustRegister(m.queries, m.changes, m.checks, m.transfers, m.notifies, m.updates, m.fastHits, m.reportsRefused, m.tcpRefused, m.rrlDropped, m.rrlSlipped,
 		collectorFunc{desc: serial, collect: func(ch chan<- prometheus.Metric) {
 			for _, z := range s.set.Load().zones {
 				ch <- prometheus.MustNewConstMetric(serial, prometheus.GaugeValue, float64(s.serial(z)), z.origin)
 			}
-		}})
+		}},
+		collectorFunc{desc: targetUp, collect: func(ch chan<- prometheus.Metric) { s.collectTargets(ch, targetUp) }})
 	return m
+}
+
+// collectTargets reports each checked target of every failover name: the
+// combined state that decides whether it is served.
+func (s *Server) collectTargets(ch chan<- prometheus.Metric, desc *prometheus.Desc) {
+	set := s.set.Load()
+	if set == nil {
+		return
+	}
+	for _, z := range set.zones {
+		for i := range z.cfg.Failover {
+			f := &z.cfg.Failover[i]
+			for site, st := range f.Sites {
+				if st.Check == "" {
+					continue
+				}
+				for _, t := range st.Targets {
+					v := 0.0
+					switch s.health.state(checkKey(st.Check, t)) {
+					case stateUp:
+						v = 1
+					case stateUnknown:
+						continue
+					}
+					ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, z.origin, f.Name, site, t)
+				}
+			}
+		}
+	}
 }
 
 type collectorFunc struct {

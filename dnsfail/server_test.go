@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/geobooth/geobooth/internal/testenv"
@@ -458,4 +459,72 @@ func TestHealthReportsCountOnlyFromMembers(t *testing.T) {
 	if st := s.health.state(check); st != stateDown {
 		t.Fatalf("two real members of three say down: %s", st)
 	}
+}
+
+// Issue 20: no alert could say which target is down (the check counter
+// has only a result label). One of a site's two targets fails: only it is
+// withdrawn, and geobooth_dns_target_up reads 0 for it and 1 for the
+// other (the alert rule on it is tested in examples/monitoring).
+func TestOneTargetDownIsWithdrawnAndItsGaugeReadsZero(t *testing.T) {
+	up, err := net.Listen("tcp", "127.0.0.11:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go acceptAll(up)
+	port := up.Addr().(*net.TCPAddr).Port
+	check := fmt.Sprintf("tcp://{target}:%d", port) // nothing listens on 127.0.0.13
+	o := &owners{}
+	o.set("east", time.Now().Add(time.Hour))
+	reg := prometheus.NewRegistry()
+	cfg := testConfig(t, testZone, map[string]string{"east": check}, func(z *ZoneConfig) {
+		site := z.Failover[0].Sites["east"]
+		site.Targets = []string{"127.0.0.11", "127.0.0.13"}
+		z.Failover[0].Sites["east"] = site
+	})
+	s, err := New(Options{Config: cfg, Self: "east", StateDir: t.TempDir(), Owners: o.get, Registry: reg,
+		Members: []string{"east", "west", "arbitrator"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if len(s.Addrs()) == 0 {
+			return fmt.Errorf("not listening yet")
+		}
+		return nil
+	})
+	gauges := func() map[string]float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() != "geobooth_dns_target_up" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, p := range m.GetLabel() {
+					l[p.GetName()] = p.GetValue()
+				}
+				out[l["zone"]+" "+l["name"]+" "+l["site"]+" "+l["target"]] = m.GetGauge().GetValue()
+			}
+		}
+		return out
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if out := dig(t, s.Addrs()[0], "www.example.test", "+short"); out != "127.0.0.11\n" {
+			return fmt.Errorf("answers %q, want only the target that is up", out)
+		}
+		g := gauges()
+		if g["example.test. www.example.test. east 127.0.0.11"] != 1 || g["example.test. www.example.test. east 127.0.0.13"] != 0 || len(g) != 2 {
+			return fmt.Errorf("geobooth_dns_target_up: %v", g)
+		}
+		return nil
+	})
 }
