@@ -30,8 +30,9 @@
 // BADVERS), TC on UDP answers that do not fit and full TCP service, one
 // RRset for ANY (RFC 8482), the query's spelling echoed. Zones transfer
 // by AXFR over TCP only (IXFR answered in full), to the configured
-// addresses and TSIG key; the serial bumps on every change of an answer
-// and survives restarts; NOTIFY goes to the configured secondaries and a
+// addresses and TSIG key; the serial changes with the zone's content, is
+// the same at every member for the same content (serial.go), and never
+// goes back; NOTIFY goes to the configured secondaries and a
 // TSIG-signed RFC 2136 UPDATE to an external primary, each retried until
 // acknowledged.
 //

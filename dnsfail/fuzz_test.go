@@ -86,6 +86,42 @@ func FuzzHealthReport(f *testing.F) {
 	})
 }
 
+// FuzzSerialReport: a member's serial report either decodes to zones with
+// well-formed digests or is refused; a server taking it keeps only the
+// zones it serves, and its own serial never goes back.
+func FuzzSerialReport(f *testing.F) {
+	for _, p := range encodeSerials(map[string]serialAdvert{"example.test.": {Serial: 9, Digest: "00112233445566ff"}, "other.test.": {Serial: 1, Digest: "ffeeddccbbaa9988"}}, 400) {
+		f.Add(p)
+	}
+	f.Add([]byte(`{"z":{"example.test.":{"s":4294967295,"d":"0011223344556677"}}}`))
+	f.Add([]byte(`{"z":{"example.test":{"s":1,"d":"zz"}}}`))
+	s, _ := runServer(f, Options{Config: testConfig(f, testZone, nil, nil), Self: "east", StateDir: f.TempDir(), Owners: (&owners{}).get})
+	z := s.set.Load().zones[0]
+	f.Fuzz(func(t *testing.T, b []byte) {
+		adv, err := decodeSerials(b)
+		if err == nil {
+			for origin, a := range adv {
+				if len(a.Digest) != 16 || origin == "" || origin[len(origin)-1] != '.' {
+					t.Fatalf("%q: %+v accepted", origin, a)
+				}
+			}
+		}
+		before := s.serial(z)
+		s.ReceiveSerials("west", b)
+		s.settleAll(time.Now(), "")
+		if after := s.serial(z); newer(before, after) {
+			t.Fatalf("serial went back from %d to %d", before, after)
+		}
+		s.mu.Lock()
+		for origin := range s.peerSerials["west"] {
+			if origin != z.origin {
+				t.Errorf("kept a report for %q, a zone not served", origin)
+			}
+		}
+		s.mu.Unlock()
+	})
+}
+
 // FuzzUDP feeds raw datagrams to the UDP path (the fast-path parser, the
 // wire cache and the full path): no panic, and every reply unpacks with
 // the request's ID and fits the client's size.

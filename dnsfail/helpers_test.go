@@ -99,6 +99,38 @@ func testConfig(t testing.TB, zoneText string, checks map[string]string, tweak f
 	return Config{Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Zones: []ZoneConfig{z}}
 }
 
+// runServer runs a server with o until stop (or the end of the test).
+func runServer(t testing.TB, o Options) (*Server, func()) {
+	t.Helper()
+	if o.Members == nil {
+		o.Members = []string{"east", "west", "arbitrator"}
+	}
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("server: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if len(s.Addrs()) == 0 {
+			return fmt.Errorf("not listening yet")
+		}
+		return nil
+	})
+	return s, stop
+}
+
 // startServer runs a server until the test ends.
 func startServer(t testing.TB, cfg Config, o *owners, self string, broadcast func(string, []byte) error) *Server {
 	s, err := New(Options{Config: cfg, Self: self, StateDir: filepath.Join(t.TempDir(), "dns"), Owners: o.get, Broadcast: broadcast,

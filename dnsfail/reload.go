@@ -10,7 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
-	"maps"
+	"io"
 	"reflect"
 	"time"
 
@@ -45,11 +45,14 @@ func buildSet(c Config) (*zoneSet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("zone %s: %w", zc.Origin, err)
 		}
-		sum.Write(b)
-		fmt.Fprintln(sum, z.soa.String())
+		zsum := sha256.New()
+		w := io.MultiWriter(sum, zsum)
+		w.Write(b)
+		fmt.Fprintln(w, z.soa.String())
 		for _, rr := range z.order {
-			fmt.Fprintln(sum, rr.String())
+			fmt.Fprintln(w, rr.String())
 		}
+		z.digest = hex.EncodeToString(zsum.Sum(nil))
 		for name, k := range zc.keys {
 			set.keys[name] = k.Secret
 		}
@@ -100,31 +103,33 @@ func (s *Server) Reload(c Config) error {
 	}
 	now := time.Now()
 	prev := s.set.Load()
-	before := map[string]*zone{}
-	for _, z := range prev.zones {
-		before[z.origin] = z
-	}
-	serials := map[string]uint32{}
-	s.mu.Lock()
-	for _, z := range set.zones {
-		cur, known := s.serials[z.origin]
-		switch {
-		case !known:
-			stored, _ := s.loadSerial(z)
-			serials[z.origin] = nextSerial(max(stored, z.soa.Serial), now)
-		case !sameZone(before[z.origin], z):
-			serials[z.origin] = nextSerial(max(cur, z.soa.Serial), now)
-		}
-	}
-	s.mu.Unlock()
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
 	// Durable before served: a serial never goes back, even across a
 	// crash right after the reload.
+	type next struct {
+		serial uint32
+		digest string
+	}
+	serials := map[string]next{}
 	for _, z := range set.zones {
-		if serial, ok := serials[z.origin]; ok {
-			if err := s.saveSerial(z, serial); err != nil {
-				return err
-			}
+		s.mu.Lock()
+		_, known := s.serials[z.origin]
+		s.mu.Unlock()
+		if !known {
+			s.restoreSerial(z)
 		}
+		d := s.contentDigest(z, now)
+		s.mu.Lock()
+		serial, changed := s.nextSerialLocked(z, d)
+		s.mu.Unlock()
+		if !changed {
+			continue
+		}
+		if err := s.saveSerial(z, serial, d); err != nil {
+			return err
+		}
+		serials[z.origin] = next{serial, d}
 	}
 	for key, hc := range set.checks {
 		if had, ok := prev.checks[key]; ok && had != hc {
@@ -140,12 +145,9 @@ func (s *Server) Reload(c Config) error {
 		}
 	}
 	s.mu.Lock()
-	maps.Copy(s.serials, serials)
-	for _, z := range set.zones {
-		if _, ok := serials[z.origin]; ok {
-			s.answers[z.origin] = s.fingerprint(z, now)
-			s.changes = append(s.changes, change{At: now, Zone: z.origin, Serial: serials[z.origin], What: "reload"})
-		}
+	for origin, n := range serials {
+		s.serials[origin], s.digests[origin] = n.serial, n.digest
+		s.changes = append(s.changes, change{At: now, Zone: origin, Serial: n.serial, What: "reload"})
 	}
 	if len(s.changes) > 50 {
 		s.changes = s.changes[len(s.changes)-50:]
@@ -154,31 +156,14 @@ func (s *Server) Reload(c Config) error {
 	s.mu.Unlock()
 	s.cache.invalidate()
 	for _, z := range set.zones {
-		if serial, ok := serials[z.origin]; ok {
-			s.log.Info("zone reloaded", "zone", z.origin, "serial", serial)
+		if n, ok := serials[z.origin]; ok {
+			s.log.Info("zone reloaded", "zone", z.origin, "serial", n.serial)
 			s.met.changes.WithLabelValues(z.origin).Inc()
-			s.announce(z, serial)
+			s.announce(z, n.serial)
 		}
 	}
 	s.Changed()
 	return nil
-}
-
-// sameZone says whether a reload leaves a zone as it was: the same
-// configuration and the same records.
-func sameZone(a, b *zone) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	if !reflect.DeepEqual(a.cfg, b.cfg) || !dns.IsDuplicate(a.soa, b.soa) || len(a.order) != len(b.order) {
-		return false
-	}
-	for i := range a.order {
-		if a.order[i].String() != b.order[i].String() {
-			return false
-		}
-	}
-	return true
 }
 
 // keyring verifies and signs TSIG with the keys of the zones served now,

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -62,13 +61,18 @@ type Server struct {
 	kick   chan struct{}
 	cache  wireCache
 
+	// pubMu makes one change of serials at a time (the publish loop, a
+	// reload).
+	pubMu   sync.Mutex
 	mu      sync.Mutex
 	serials map[string]uint32
-	// answers are the failover answers last published, per zone.
-	answers map[string]string
-	notify  map[string]*notifyState // "zone target"
-	update  map[string]*notifyState // per zone
-	changes []change
+	// digests name the content each zone's serial was given to.
+	digests map[string]string
+	// peerSerials are the other members' adverts: member → zone → serial.
+	peerSerials map[string]map[string]serialAdvert
+	notify      map[string]*notifyState // "zone target"
+	update      map[string]*notifyState // per zone
+	changes     []change
 
 	tcp   *dns.Server
 	addrs []string
@@ -102,7 +106,7 @@ func New(o Options) (*Server, error) {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{opt: o, owners: o.Owners, log: o.Log, kick: make(chan struct{}, 1), cache: wireCache{m: map[string]*wireEntry{}},
-		ready: make(chan struct{}), serials: map[string]uint32{}, answers: map[string]string{}, notify: map[string]*notifyState{}, update: map[string]*notifyState{}}
+		ready: make(chan struct{}), serials: map[string]uint32{}, digests: map[string]string{}, peerSerials: map[string]map[string]serialAdvert{}, notify: map[string]*notifyState{}, update: map[string]*notifyState{}}
 	s.met = newMetrics(o.Registry, s)
 	s.health = newHealth(o.Self, o.Members, s.met, s.Changed)
 	if o.Events != nil {
@@ -133,81 +137,10 @@ func New(o Options) (*Server, error) {
 	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("DNS state folder: %w", err)
 	}
-	now := time.Now()
 	for _, z := range set.zones {
-		stored, _ := s.loadSerial(z)
-		// Answers may differ from before a restart: start past both the
-		// stored serial and the zone file's.
-		serial := nextSerial(max(stored, z.soa.Serial), now)
-		if err := s.saveSerial(z, serial); err != nil {
-			return nil, err
-		}
-		s.serials[z.origin] = serial
-		s.answers[z.origin] = s.fingerprint(z, now)
+		s.restoreSerial(z)
 	}
 	return s, nil
-}
-
-// nextSerial is the serial after prev: the time in seconds when that is
-// larger (members that see a change together pick close serials), else
-// prev+1.
-func nextSerial(prev uint32, now time.Time) uint32 {
-	t := uint32(now.Unix())
-	if int32(t-prev) > 0 {
-		return t
-	}
-	return prev + 1
-}
-
-func (s *Server) serialPath(z *zone) string {
-	return filepath.Join(s.opt.StateDir, "serial-"+strings.TrimSuffix(z.origin, "."))
-}
-
-func (s *Server) loadSerial(z *zone) (uint32, error) {
-	b, err := os.ReadFile(s.serialPath(z))
-	if err != nil {
-		return 0, err
-	}
-	var v struct{ Serial uint32 }
-	if err := json.Unmarshal(b, &v); err != nil {
-		return 0, err
-	}
-	return v.Serial, nil
-}
-
-// saveSerial writes the serial durably (write, fsync, rename, fsync of
-// the folder, without which the rename may be lost in a crash and the
-// serial go back).
-func (s *Server) saveSerial(z *zone, serial uint32) error {
-	p := s.serialPath(z)
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("save serial of %s: %w", z.origin, err)
-	}
-	if _, err := fmt.Fprintf(f, "{\"Serial\": %d}\n", serial); err != nil {
-		f.Close()
-		return fmt.Errorf("save serial of %s: %w", z.origin, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save serial of %s: %w", z.origin, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save serial of %s: %w", z.origin, err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("save serial of %s: %w", z.origin, err)
-	}
-	d, err := os.Open(filepath.Dir(p))
-	if err != nil {
-		return fmt.Errorf("save serial of %s: %w", z.origin, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("save serial of %s: sync folder: %w", z.origin, err)
-	}
-	return nil
 }
 
 func (s *Server) serial(z *zone) uint32 {
@@ -228,6 +161,9 @@ func (s *Server) Changed() {
 
 // Receive takes a health report from another member (serf).
 func (s *Server) Receive(from string, payload []byte) {
+	if from == s.opt.Self {
+		return // serf hands a member its own events too
+	}
 	states, err := decodeReport(payload)
 	if err != nil {
 		s.met.reportsRefused.WithLabelValues("malformed").Inc()
@@ -256,6 +192,9 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Run serves UDP and TCP, runs the checks and publishes changes until ctx
 // ends.
 func (s *Server) Run(ctx context.Context) error {
+	// The content may have changed since the serial was stored: settle it
+	// before the first answer.
+	s.settleAll(time.Now(), "start")
 	pcs, granted, err := listenUDP(ctx, s.opt.Config.Listen, max(1, runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return err
@@ -434,13 +373,15 @@ func (s *Server) fingerprint(z *zone, now time.Time) string {
 }
 
 // publishLoop watches the answers (on a kick, and every 250 ms for leases
-// that end) and on a change bumps the serial, NOTIFYs the secondaries and
-// pushes the update; it broadcasts this member's health states on change
-// and every 10 s.
+// that end) and on a change of a zone's content settles its serial (see
+// serial.go), NOTIFYs the secondaries and pushes the update; it
+// broadcasts this member's health states and serials on change and every
+// 10 s.
 func (s *Server) publishLoop(ctx context.Context) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	lastSent, lastOwn := time.Time{}, ""
+	lastSerialsSent, lastSerials := time.Time{}, ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -449,30 +390,7 @@ func (s *Server) publishLoop(ctx context.Context) {
 		case <-s.kick:
 		}
 		now := time.Now()
-		for _, z := range s.set.Load().zones {
-			fp := s.fingerprint(z, now)
-			s.mu.Lock()
-			old := s.answers[z.origin]
-			if fp == old {
-				s.mu.Unlock()
-				continue
-			}
-			serial := nextSerial(s.serials[z.origin], now)
-			s.serials[z.origin] = serial
-			s.answers[z.origin] = fp
-			s.changes = append(s.changes, change{At: now, Zone: z.origin, Serial: serial, What: fp})
-			if len(s.changes) > 50 {
-				s.changes = s.changes[1:]
-			}
-			s.mu.Unlock()
-			if err := s.saveSerial(z, serial); err != nil {
-				s.log.Error("cannot save the zone serial", "zone", z.origin, "err", err)
-			}
-			s.cache.invalidate()
-			s.met.changes.WithLabelValues(z.origin).Inc()
-			s.log.Info("DNS answer changed", "zone", z.origin, "serial", serial, "answers", fp)
-			s.announce(z, serial)
-		}
+		s.settleAll(now, "")
 		if s.opt.Broadcast != nil {
 			own := s.health.own()
 			b, _ := json.Marshal(own)
@@ -483,6 +401,16 @@ func (s *Server) publishLoop(ctx context.Context) {
 					}
 				}
 				lastOwn, lastSent = string(b), now
+			}
+			adv := s.ownSerials()
+			b, _ = json.Marshal(adv)
+			if string(b) != lastSerials || now.Sub(lastSerialsSent) > 10*time.Second {
+				for _, p := range encodeSerials(adv, 400) {
+					if err := s.opt.Broadcast(SerialEvent, p); err != nil {
+						s.log.Debug("serials not broadcast", "err", err)
+					}
+				}
+				lastSerials, lastSerialsSent = string(b), now
 			}
 		}
 	}

@@ -22,6 +22,8 @@ type zone struct {
 	cuts     map[string][]dns.RR
 	failover map[string]*FailoverConfig
 	order    []dns.RR // static records in file order, for transfers
+	// digest names the zone's data (settings, SOA, records), for serials.
+	digest string
 }
 
 func buildZone(cfg ZoneConfig) (*zone, error) {

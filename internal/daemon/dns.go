@@ -81,6 +81,7 @@ func (d *Daemon) setupDNS(mb *membership.Membership) error {
 	d.reloadMu.Unlock()
 	if mb != nil {
 		mb.Subscribe(dnsfail.HealthEvent, srv.Receive)
+		mb.Subscribe(dnsfail.SerialEvent, srv.ReceiveSerials)
 	}
 	d.Parts.Services = append(d.Parts.Services, srv)
 	d.Parts.Observers = append(d.Parts.Observers, func(node.View) { srv.Changed() })
