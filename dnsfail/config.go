@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -123,8 +124,19 @@ type HealthCheck struct {
 	Status string `toml:"status"`
 	// Match, when set, must occur in the first 5120 bytes of the body.
 	Match string `toml:"match"`
-	// TLSVerify checks HTTPS certificates (Route 53 never does).
+	// TLSVerify checks HTTPS certificates (Route 53 never does), against
+	// Host when set.
 	TLSVerify bool `toml:"tls_verify"`
+	// Host, for http and https checks, is sent as the Host header and the
+	// TLS server name, so that a check of each target's address tests the
+	// service as its clients reach it (Route 53's "IP address + domain
+	// name"); "" sends the check URL's host.
+	Host string `toml:"host"`
+	// Method is the HTTP method (GET, HEAD, POST, PUT, OPTIONS; default
+	// GET), Headers are added to the request, and Body is sent with it.
+	Method  string            `toml:"method"`
+	Headers map[string]string `toml:"headers"`
+	Body    string            `toml:"body"`
 	// Quorum is how many vantage points must say down (0: a majority of
 	// those reporting).
 	Quorum int `toml:"quorum"`
@@ -371,6 +383,43 @@ func (z *ZoneConfig) check(isSite map[string]bool) []confkit.FieldError {
 		}
 		if f.Health.Timeout > f.Health.Interval {
 			bad(key+".health.timeout", "longer than the interval")
+		}
+		for field, err := range f.Health.checkHTTP(f) {
+			bad(key+".health."+field, "%v", err)
+		}
+	}
+	return errs
+}
+
+// headerName is what a check's header may be called (letters, digits and
+// dashes: what services use; RFC 9110 allows a few more).
+var headerName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]*$`)
+
+// checkHTTP validates the HTTP options: they apply to http and https
+// checks only.
+func (h HealthCheck) checkHTTP(f *FailoverConfig) map[string]error {
+	errs := map[string]error{}
+	if h.Host == "" && h.Method == "" && len(h.Headers) == 0 && h.Body == "" {
+		return errs
+	}
+	for _, st := range f.Sites {
+		if st.Check != "" && !strings.HasPrefix(st.Check, "http://") && !strings.HasPrefix(st.Check, "https://") {
+			errs["host"] = fmt.Errorf("host, method, headers and body apply to http and https checks, not %q", st.Check)
+		}
+	}
+	if h.Host != "" {
+		if _, ok := dns.IsDomainName(h.Host); !ok || strings.ContainsAny(h.Host, "/ ") {
+			errs["host"] = fmt.Errorf("%q: want a host name", h.Host)
+		}
+	}
+	switch h.Method {
+	case "", "GET", "HEAD", "POST", "PUT", "OPTIONS":
+	default:
+		errs["method"] = fmt.Errorf("%q: want GET, HEAD, POST, PUT or OPTIONS", h.Method)
+	}
+	for name := range h.Headers {
+		if !headerName.MatchString(name) || strings.EqualFold(name, "Host") {
+			errs["headers"] = fmt.Errorf("%q: want a header name other than Host (set host)", name)
 		}
 	}
 	return errs

@@ -1,7 +1,10 @@
 package dnsfail
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -50,7 +53,7 @@ func (s *Server) decide(f *FailoverConfig, now time.Time) Decision {
 	}
 	var up, unknown []string
 	for _, t := range site.Targets {
-		switch s.health.state(checkKey(site.Check, t)) {
+		switch s.health.state(checkKey(f.Health, site.Check, t)) {
 		case stateUp:
 			up = append(up, t)
 		case stateUnknown:
@@ -93,10 +96,45 @@ func keepOrder(all, some []string) []string {
 	return out
 }
 
-// checkKey is the check a target is judged by ("" when unchecked).
-func checkKey(check, target string) string {
+// checkKey is the check a target is judged by ("" when unchecked): the
+// URL with the target in it, and the HTTP options that make two checks of
+// one URL differ (a header's value only as a digest: it may be a secret,
+// and keys are shown and gossiped).
+func checkKey(hc HealthCheck, check, target string) string {
 	if check == "" {
 		return ""
 	}
-	return strings.ReplaceAll(check, "{target}", target)
+	key := strings.ReplaceAll(check, "{target}", target)
+	var opts []string
+	if hc.Host != "" {
+		opts = append(opts, "Host "+hc.Host)
+	}
+	if hc.Method != "" && hc.Method != "GET" {
+		opts = append(opts, hc.Method)
+	}
+	if len(hc.Headers) > 0 || hc.Body != "" {
+		names := make([]string, 0, len(hc.Headers))
+		for n := range hc.Headers {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		sum := sha256.New()
+		for _, n := range names {
+			fmt.Fprintf(sum, "%s\x00%s\x00", n, hc.Headers[n])
+		}
+		fmt.Fprintf(sum, "%s", hc.Body)
+		opts = append(opts, "request "+hex.EncodeToString(sum.Sum(nil)[:4]))
+	}
+	if len(opts) > 0 {
+		key += " (" + strings.Join(opts, ", ") + ")"
+	}
+	return key
+}
+
+// checkURL is the URL part of a check key.
+func checkURLOf(key string) string {
+	if i := strings.Index(key, " ("); i >= 0 {
+		return key[:i]
+	}
+	return key
 }

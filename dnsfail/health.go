@@ -92,16 +92,24 @@ func (h *health) add(key string, hc HealthCheck) error {
 	if _, ok := h.local[key]; ok {
 		return nil
 	}
-	p, err := parseCheck(key)
+	p, err := parseCheck(checkURLOf(key))
 	if err != nil {
 		return err
 	}
 	if hp, ok := p.(*httpProbe); ok {
 		hp.lo, hp.hi, _ = parseStatus(hc.Status)
 		hp.match = hc.Match
+		hp.host, hp.method, hp.headers, hp.body = hc.Host, hc.Method, hc.Headers, hc.Body
+		if hp.method == "" {
+			hp.method = http.MethodGet
+		}
+		// The server name is the service's (host), not the target
+		// address the check connects to.
 		hp.client = &http.Client{Timeout: time.Duration(hc.Timeout), Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: !hc.TLSVerify},
-			DisableKeepAlives: true}}
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: !hc.TLSVerify, ServerName: hc.Host},
+			DisableKeepAlives: true},
+			// A redirect is an answer: its status is judged, not followed.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	c := &localCheck{key: key, probe: p, hc: hc, state: stateUnknown}
 	h.local[key] = c
@@ -405,14 +413,28 @@ type httpProbe struct {
 	lo, hi int
 	match  string
 	client *http.Client
+	// host, when set, is the Host header (and the TLS server name);
+	// method, headers and body make the request.
+	host, method, body string
+	headers            map[string]string
 }
 
 func (p *httpProbe) probe(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+	var send io.Reader
+	if p.body != "" {
+		send = strings.NewReader(p.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, p.method, p.url, send)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("User-Agent", "geobooth-health/1")
+	for k, v := range p.headers {
+		req.Header.Set(k, v)
+	}
+	if p.host != "" {
+		req.Host = p.host
+	}
 	resp, err := p.client.Do(req)
 	if err != nil {
 		return err

@@ -70,7 +70,7 @@ func (s *Server) collectTargets(ch chan<- prometheus.Metric, desc *prometheus.De
 				}
 				for _, t := range st.Targets {
 					v := 0.0
-					switch s.health.state(checkKey(st.Check, t)) {
+					switch s.health.state(checkKey(f.Health, st.Check, t)) {
 					case stateUp:
 						v = 1
 					case stateUnknown:

@@ -61,11 +61,11 @@ func buildSet(c Config) (*zoneSet, error) {
 			for _, site := range f.siteNames() {
 				st := f.Sites[site]
 				for _, t := range st.Targets {
-					key := checkKey(st.Check, t)
+					key := checkKey(f.Health, st.Check, t)
 					if key == "" {
 						continue
 					}
-					if _, err := parseCheck(key); err != nil {
+					if _, err := parseCheck(checkURLOf(key)); err != nil {
 						return nil, fmt.Errorf("zone %s: %w", zc.Origin, err)
 					}
 					if _, ok := set.checks[key]; !ok {
@@ -132,7 +132,7 @@ func (s *Server) Reload(c Config) error {
 		serials[z.origin] = next{serial, d}
 	}
 	for key, hc := range set.checks {
-		if had, ok := prev.checks[key]; ok && had != hc {
+		if had, ok := prev.checks[key]; ok && !reflect.DeepEqual(had, hc) {
 			s.health.remove(key)
 		}
 		if err := s.health.add(key, hc); err != nil {

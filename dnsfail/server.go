@@ -583,7 +583,7 @@ func (s *Server) Status() Status {
 			for _, site := range f.siteNames() {
 				t := f.Sites[site]
 				for _, target := range t.Targets {
-					key := checkKey(t.Check, target)
+					key := checkKey(f.Health, t.Check, target)
 					cs := CheckStatus{Check: key, Site: site, Target: target, State: s.health.state(key)}
 					if key != "" {
 						s.health.mu.Lock()
