@@ -119,10 +119,14 @@ func (s *Server) answerMeta(q query, now time.Time, meta *answerMeta) (*dns.Msg,
 				m.Extra = append(m.Extra, z.static[host][dns.TypeAAAA]...)
 			}
 		}
-		return m, nil
+	} else {
+		m.Authoritative = true
+		s.resolve(m, z, qs.Name, qs.Qtype, serial, now, 0, meta)
 	}
-	m.Authoritative = true
-	s.resolve(m, z, qs.Name, qs.Qtype, serial, now, 0, meta)
+	if opt != nil && opt.Do() {
+		m.IsEdns0().SetDo()
+		s.signMsg(m, z, qs, serial, now, meta)
+	}
 	return m, nil
 }
 
@@ -200,6 +204,9 @@ func (s *Server) rrsets(z *zone, name string, serial uint32, now time.Time, meta
 			out[t] = rrs
 		}
 		out[dns.TypeSOA] = []dns.RR{z.apexSOA(serial)}
+		if len(z.dnskeys) > 0 {
+			out[dns.TypeDNSKEY] = z.dnskeys
+		}
 		return out
 	}
 	return sets

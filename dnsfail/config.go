@@ -71,9 +71,13 @@ type ZoneConfig struct {
 	Notify []NotifyTarget `toml:"notify"`
 	// Update pushes every change to an external primary (RFC 2136).
 	Update *UpdateConfig `toml:"update"`
+	// DNSSECKeys are the zone's key files (ticketctl dns keygen; relative
+	// to the zones file): with one or more, the zone is signed online.
+	DNSSECKeys []string `toml:"dnssec_keys"`
 
-	keys map[string]KeyConfig
-	dir  string
+	keys    map[string]KeyConfig
+	signers []*signer
+	dir     string
 }
 
 // UpdateConfig is an external primary that receives RFC 2136 UPDATEs.
@@ -278,6 +282,18 @@ func (z *ZoneConfig) check(isSite map[string]bool) []confkit.FieldError {
 		if _, ok := z.keys[z.TransferKey]; !ok {
 			bad("transfer_key", "%q: no such key in [[keys]]", z.TransferKey)
 		}
+	}
+	z.signers = nil
+	for i, path := range z.DNSSECKeys {
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(z.dir, path)
+		}
+		sg, err := loadSigner(path, z.Origin)
+		if err != nil {
+			bad(fmt.Sprintf("dnssec_keys.%d", i), "%v", err)
+			continue
+		}
+		z.signers = append(z.signers, sg)
 	}
 	for i := range z.Notify {
 		n := &z.Notify[i]

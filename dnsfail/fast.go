@@ -75,6 +75,7 @@ type fastQuery struct {
 	nameEnd  int // offset after the question name
 	qtype    uint16
 	edns     bool
+	do       bool // DNSSEC OK: the answer is signed
 	udpSize  int
 	cacheKey []byte
 }
@@ -142,6 +143,7 @@ func parseFast(p []byte, key []byte) (fastQuery, bool) {
 			return q, false
 		}
 		q.edns = true
+		q.do = p[i+7]&0x80 != 0
 		q.udpSize = max(dns.MinMsgSize, min(int(binary.BigEndian.Uint16(p[i+3:])), advertisedUDP))
 		i += 11 + rdlen
 	}
@@ -150,9 +152,12 @@ func parseFast(p []byte, key []byte) (fastQuery, bool) {
 	}
 	key = binary.BigEndian.AppendUint16(key, q.qtype)
 	key = binary.BigEndian.AppendUint16(key, uint16(q.udpSize))
-	if q.edns {
+	switch {
+	case q.do:
+		key = append(key, 2)
+	case q.edns:
 		key = append(key, 1)
-	} else {
+	default:
 		key = append(key, 0)
 	}
 	q.cacheKey = key

@@ -12,7 +12,7 @@ import (
 
 // FuzzAnswer feeds the query handler random messages: it must never
 // panic, and every reply must pack, echo the ID, and fit the client's UDP
-// size once truncated.
+// size once truncated; the zone is signed.
 func FuzzAnswer(f *testing.F) {
 	for _, q := range []struct {
 		name string
@@ -30,7 +30,9 @@ func FuzzAnswer(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1}, false)
 	o := &owners{}
 	o.set("east", time.Now().Add(time.Hour))
-	cfg := testConfig(f, bigZone(), nil, nil)
+	// Signed, so that the queries with DO go through the signing too.
+	keys := []string{dnssecKeyFile(f)}
+	cfg := testConfig(f, bigZone(), nil, func(z *ZoneConfig) { z.DNSSECKeys = keys })
 	s, err := New(Options{Config: cfg, Self: "east", StateDir: filepath.Join(f.TempDir(), "dns"), Owners: o.get})
 	if err != nil {
 		f.Fatal(err)

@@ -52,6 +52,9 @@ func buildSet(c Config) (*zoneSet, error) {
 		for _, rr := range z.order {
 			fmt.Fprintln(w, rr.String())
 		}
+		for _, rr := range z.dnskeys {
+			fmt.Fprintln(w, rr.String())
+		}
 		z.digest = hex.EncodeToString(zsum.Sum(nil))
 		for name, k := range zc.keys {
 			set.keys[name] = k.Secret

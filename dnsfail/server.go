@@ -60,6 +60,7 @@ type Server struct {
 	rrl    *rrl
 	kick   chan struct{}
 	cache  wireCache
+	sigs   sigCache
 
 	// pubMu makes one change of serials at a time (the publish loop, a
 	// reload).
@@ -550,6 +551,8 @@ type ZoneStatus struct {
 	Changes  []change       `json:"changes"`
 	Checks   []CheckStatus  `json:"checks"`
 	Vantages map[string]int `json:"vantage_ages_s"`
+	// DS are the DS records of a signed zone's keys, for its parent.
+	DS []string `json:"ds,omitempty"`
 }
 
 // NameStatus is a failover name: what is served now and why.
@@ -576,7 +579,7 @@ func (s *Server) Status() Status {
 	now := time.Now()
 	st := Status{Listen: s.opt.Config.Listen}
 	for _, z := range s.set.Load().zones {
-		zs := ZoneStatus{Origin: z.origin, Serial: s.serial(z), Vantages: map[string]int{}}
+		zs := ZoneStatus{Origin: z.origin, Serial: s.serial(z), Vantages: map[string]int{}, DS: z.DS()}
 		for i := range z.cfg.Failover {
 			f := &z.cfg.Failover[i]
 			zs.Names = append(zs.Names, NameStatus{Name: f.Name, Type: f.Type, Ticket: f.Ticket, Decision: s.decide(f, now)})

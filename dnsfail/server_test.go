@@ -34,10 +34,24 @@ func status(out string) string {
 
 // TestAuthoritativeRulesWithDig checks every rule of an authoritative
 // server with dig and kdig, the clients operators use.
+// The same rules hold for a signed zone (issue 20), whose answers to
+// queries without DO are the same.
 func TestAuthoritativeRulesWithDig(t *testing.T) {
+	for _, signed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unsigned", true: "signed"}[signed], func(t *testing.T) {
+			var keys []string
+			if signed {
+				keys = []string{dnssecKeyFile(t)}
+			}
+			authoritativeRules(t, testConfig(t, bigZone(), nil, func(z *ZoneConfig) { z.DNSSECKeys = keys }))
+		})
+	}
+}
+
+func authoritativeRules(t *testing.T, cfg Config) {
 	o := &owners{}
 	o.set("east", time.Now().Add(time.Hour))
-	s := startServer(t, testConfig(t, bigZone(), nil, nil), o, "east", nil)
+	s := startServer(t, cfg, o, "east", nil)
 	addr := s.Addrs()[0]
 	type want struct {
 		status string

@@ -24,6 +24,9 @@ type zone struct {
 	order    []dns.RR // static records in file order, for transfers
 	// digest names the zone's data (settings, SOA, records), for serials.
 	digest string
+	// signers sign the zone (DNSSEC) and dnskeys is their DNSKEY RRset.
+	signers []*signer
+	dnskeys []dns.RR
 }
 
 func buildZone(cfg ZoneConfig) (*zone, error) {
@@ -32,7 +35,10 @@ func buildZone(cfg ZoneConfig) (*zone, error) {
 		return nil, err
 	}
 	z := &zone{cfg: cfg, origin: cfg.Origin, static: map[string]map[uint16][]dns.RR{}, ents: map[string]bool{},
-		cuts: map[string][]dns.RR{}, failover: map[string]*FailoverConfig{}}
+		cuts: map[string][]dns.RR{}, failover: map[string]*FailoverConfig{}, signers: cfg.signers}
+	for _, sg := range cfg.signers {
+		z.dnskeys = append(z.dnskeys, sg.key)
+	}
 	for _, rr := range rrs {
 		h := rr.Header()
 		h.Name = strings.ToLower(h.Name)

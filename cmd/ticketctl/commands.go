@@ -16,6 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/httpapi"
 	"github.com/geobooth/geobooth/internal/node"
@@ -485,6 +487,70 @@ func printVolumes(w io.Writer, vs []replication.Status) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// cmdDNSDS prints the DS records of a signed zone, as the member serves
+// it (args: "ds", then the command's own).
+func cmdDNSDS(c *client, args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("dns ds", flag.ContinueOnError)
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fail(2, "usage: dns ds ZONE")
+	}
+	zone := dns.Fqdn(strings.ToLower(pos[0]))
+	var st dnsfail.Status
+	if err := c.call(http.MethodGet, "/api/v1/dns", nil, &st); err != nil {
+		return err
+	}
+	for _, z := range st.Zones {
+		if z.Origin != zone {
+			continue
+		}
+		if len(z.DS) == 0 {
+			return fail(1, "%s is not signed (no dnssec_keys)", zone)
+		}
+		for _, ds := range z.DS {
+			fmt.Fprintln(w, ds)
+		}
+		return nil
+	}
+	return fail(1, "%s: no such zone at this member", zone)
+}
+
+// cmdDNSKeygen writes a new DNSSEC key file (args: "keygen", then the
+// command's own).
+func cmdDNSKeygen(_ *client, args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("dns keygen", flag.ContinueOnError)
+	pos, err := parseFlags(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return fail(2, "usage: dns keygen ZONE FILE")
+	}
+	if _, ok := dns.IsDomainName(pos[0]); !ok {
+		return fail(2, "%q is not a zone name", pos[0])
+	}
+	text, err := dnsfail.NewDNSSECKey(pos[0])
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(pos[1], os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "wrote %s: %s", pos[1], strings.SplitN(text, "\n", 2)[0][2:]+"\n")
+	return nil
 }
 
 // cmdDNS shows the member's DNS: each failover name, what it answers now

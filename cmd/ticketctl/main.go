@@ -59,6 +59,8 @@ var table = []command{
 	{name: "repl", synopsis: "[--json] [status VOLUME] | promote|demote VOLUME | verify [--repair] VOLUME PEER",
 		summary: "replicated volumes: role, disk state, peers, lag, resync;\npromote only where the volume's ticket is held; verify compares\nwith a peer's copy online (--repair resyncs the differences from\nthe primary, or from either side with no primary)", run: cmdRepl},
 	{name: "dns", synopsis: "[--json]", summary: "failover names: the answer now and why, target health per vantage point, serial, NOTIFY", run: cmdDNS},
+	{name: "dns ds", synopsis: "ZONE", summary: "the DS records of a signed zone's keys, to give its parent", run: cmdDNSDS},
+	{name: "dns keygen", synopsis: "ZONE FILE", summary: "write a new DNSSEC key for ZONE (ECDSA P-256, combined signing key;\nmode 0600): list it in the zone's dnssec_keys on every member", run: cmdDNSKeygen, local: true},
 	{name: "events", synopsis: "[-f] [--since SEQ] [--count N] [--json]", summary: "the member's recent events, oldest first; -f follows them as they happen", run: cmdEvents},
 	{name: "watch", synopsis: "[--interval D] [--count N]", summary: "a live terminal summary: tickets, members, replication, DNS", run: cmdWatch},
 	{name: "keygen", synopsis: "[-token|-serf] FILE", summary: "write a new cluster key, API token or serf keyring (mode 0600)", run: cmdKeygen, local: true},

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/testenv"
 	"github.com/geobooth/geobooth/internal/tlsfiles"
 )
@@ -258,6 +259,11 @@ func TestEveryExampleConfigLoads(t *testing.T) {
 				}
 				os.WriteFile(filepath.Join(d, sub, "serf.keyring"), []byte(`["MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="]`), 0o600)
 			}
+			key, err := dnsfail.NewDNSSECKey("example.test.")
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(d, "run", "example.test.key"), []byte(key), 0o600)
 			if strings.Contains(string(src), "\n[tls]") {
 				local := strings.TrimSuffix(filepath.Base(p), ".toml")
 				ca, err := tlsfiles.NewCA("example", time.Now(), time.Hour)

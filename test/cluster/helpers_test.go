@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/config"
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 	"github.com/geobooth/geobooth/ticket"
@@ -66,10 +67,27 @@ func sendGarbage(t *testing.T, c *tc.Cluster, to *tc.Member) {
 	}
 }
 
+// exampleDNSSECKey writes the DNSSEC key examples/local/dns.toml names
+// (run/example.test.key, which ./cluster start makes) under dir.
+func exampleDNSSECKey(t *testing.T, dir string) {
+	t.Helper()
+	text, err := dnsfail.NewDNSSECKey("example.test.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "run"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "run", "example.test.key"), []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // copyExampleZones copies examples/local's zones file and zone file into
-// dir (the members' [dns] name dns.toml).
+// dir (the members' [dns] name dns.toml), with a DNSSEC key of its own.
 func copyExampleZones(t *testing.T, dir string) {
 	t.Helper()
+	exampleDNSSECKey(t, dir)
 	for _, f := range []string{"dns.toml", "example.test.zone"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "local", f))
 		if err != nil {

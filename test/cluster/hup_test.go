@@ -102,6 +102,7 @@ func TestHUPReloadsZonesAndTokens(t *testing.T) {
 	}
 	write("example.test.zone", zone)
 	write("dns.toml", zones)
+	exampleDNSSECKey(t, c.Dir)
 	c.StartAll()
 	arb := c.Member("arbitrator")
 	lookup := func(name string) string {

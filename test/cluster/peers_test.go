@@ -53,6 +53,7 @@ func TestPeersShowZonesMismatchVersionAndWire(t *testing.T) {
 		}
 		write(m.Name+".zone", z)
 	}
+	exampleDNSSECKey(t, c.Dir)
 	c.StartAll()
 	east, arb := c.Member("east"), c.Member("arbitrator")
 	peersRow := func(name string) []string {

@@ -78,6 +78,9 @@ func secondariesFollow(t *testing.T, signed bool) {
 		t.Fatalf("examples/local/dns.toml has no %s line", anchor)
 	}
 	zones = []byte(keys + strings.Replace(string(zones), anchor, anchor+"\n"+notify, 1))
+	// Secondaries transfer the zone unsigned (docs/dns.md): this test is
+	// about NOTIFY and transfers, on the zone without DNSSEC.
+	zones = []byte(strings.Replace(string(zones), `dnssec_keys = ["run/example.test.key"]`, "", 1))
 	if err := os.WriteFile(filepath.Join(c.Dir, "dns.toml"), zones, 0o600); err != nil {
 		t.Fatal(err)
 	}

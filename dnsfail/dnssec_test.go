@@ -1,0 +1,136 @@
+package dnsfail
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/geobooth/geobooth/internal/testenv"
+)
+
+// dnssecKeyFile writes a new DNSSEC key of example.test. and returns its
+// path.
+func dnssecKeyFile(t testing.TB) string {
+	t.Helper()
+	text, err := NewDNSSECKey("example.test.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "example.test.key")
+	if err := os.WriteFile(keyFile, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile
+}
+
+// signedZone writes a DNSSEC key for example.test. and returns the
+// config of the test zone signed with it, and delv's trust anchor file.
+func signedZone(t *testing.T) (Config, string) {
+	t.Helper()
+	keyFile := dnssecKeyFile(t)
+	dir := t.TempDir()
+	cfg := testConfig(t, testZone, nil, func(z *ZoneConfig) { z.DNSSECKeys = []string{keyFile} })
+	k := cfg.Zones[0].signers[0].key
+	anchors := filepath.Join(dir, "anchors.conf")
+	conf := fmt.Sprintf("trust-anchors {\n  example.test. static-key %d %d %d \"%s\";\n};\n", k.Flags, k.Protocol, k.Algorithm, k.PublicKey)
+	if err := os.WriteFile(anchors, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, anchors
+}
+
+// delv asks the server through BIND's validator with the zone's key as
+// the trust anchor.
+func delv(t *testing.T, addr, anchors, name, qtype string) string {
+	t.Helper()
+	bin := testenv.RequireTool(t, "delv", "bind9-dnsutils")
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command(bin, "@"+host, "-p", port, "-a", anchors, "+root=example.test.", "+tcp", name, qtype).CombinedOutput()
+	if err != nil {
+		t.Fatalf("delv %s %s: %v\n%s", name, qtype, err, out)
+	}
+	return string(out)
+}
+
+// Issue 20: a failover zone under a signed parent could not be served at
+// all. Signed online, every kind of answer validates in BIND's validator
+// with the zone's key as trust anchor, before and after a failover; the
+// failover answer's signature expires within minutes; a query without DO
+// gets the unsigned answer as before.
+func TestSignedAnswersAreValidatedByDelv(t *testing.T) {
+	cfg, anchors := signedZone(t)
+	o := &owners{}
+	o.set("east", time.Now().Add(time.Hour))
+	s := startServer(t, cfg, o, "east", nil)
+	addr := s.Addrs()[0]
+	cases := []struct{ name, qtype, want string }{
+		{"www.example.test.", "A", "127.0.0.11"},             // a failover answer
+		{"mail.example.test.", "A", "127.0.0.25"},            // a static answer
+		{"app.example.test.", "A", "127.0.0.11"},             // a CNAME to the failover name
+		{"nope.example.test.", "A", "negative response"},     // no such name (compact denial)
+		{"www.example.test.", "AAAA", "negative response"},   // no such type
+		{"internal.example.test.", "A", "negative response"}, // an empty non-terminal
+		{"example.test.", "DNSKEY", "DNSKEY"},
+		{"example.test.", "SOA", "SOA"},
+	}
+	check := func(phase string) {
+		for _, c := range cases {
+			out := delv(t, addr, anchors, c.name, c.qtype)
+			if !strings.Contains(out, "fully validated") || !strings.Contains(out, c.want) {
+				t.Errorf("%s: delv %s %s:\n%s", phase, c.name, c.qtype, out)
+			}
+		}
+	}
+	check("east holds web")
+	// Control: with another key as the anchor, nothing validates.
+	_, other := signedZone(t)
+	if out, _ := exec.Command("delv", "@"+strings.Split(addr, ":")[0], "-p", strings.Split(addr, ":")[1], "-a", other, "+root=example.test.", "+tcp",
+		"www.example.test.", "A").CombinedOutput(); strings.Contains(string(out), "fully validated") {
+		t.Fatalf("validated with a foreign trust anchor:\n%s", out)
+	}
+	o.set("west", time.Now().Add(time.Hour))
+	s.Changed()
+	cases[0].want, cases[2].want = "127.0.0.12", "127.0.0.12"
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if out := delv(t, addr, anchors, "www.example.test.", "A"); !strings.Contains(out, "127.0.0.12") {
+			return fmt.Errorf("after the failover: %s", out)
+		}
+		return nil
+	})
+	check("west holds web")
+
+	// The failover answer's signature is short-lived; without DO, no
+	// signature and NXDOMAIN as before.
+	q := new(dns.Msg)
+	q.SetQuestion("www.example.test.", dns.TypeA)
+	q.SetEdns0(1232, true)
+	r, _, err := (&dns.Client{}).Exchange(q, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sig *dns.RRSIG
+	for _, rr := range r.Answer {
+		if s, ok := rr.(*dns.RRSIG); ok {
+			sig = s
+		}
+	}
+	if sig == nil || time.Until(time.Unix(int64(sig.Expiration), 0)) > failoverSigValidity {
+		t.Fatalf("failover answer's signature: %v", sig)
+	}
+	q = new(dns.Msg)
+	q.SetQuestion("nope.example.test.", dns.TypeA)
+	r, _, err = (&dns.Client{}).Exchange(q, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Rcode != dns.RcodeNameError || len(r.Ns) != 1 {
+		t.Fatalf("without DO: %v", r)
+	}
+}
