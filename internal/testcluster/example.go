@@ -28,6 +28,10 @@ func FromExample(t testing.TB, example string, names ...string) *Cluster {
 	c.run("", "keygen", filepath.Join(run, "auth.key"))
 	c.run("", "keygen", "-token", filepath.Join(run, "api.token"))
 	c.run("", "keygen", "-serf", filepath.Join(run, "serf.keyring"))
+	if example == "local" {
+		// as ./cluster start does: the example zone is signed.
+		c.run("", "dns", "keygen", "example.test.", filepath.Join(run, "example.test.key"))
+	}
 	b, _ := os.ReadFile(filepath.Join(run, "api.token"))
 	c.Token = strings.TrimSpace(string(b))
 	for _, n := range names {

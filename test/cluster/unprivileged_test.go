@@ -69,15 +69,7 @@ func TestDaemonRunsAsItsOwnUserWithOneCapability(t *testing.T) {
 			return fmt.Sprintf("[dns]\nlisten = \"127.0.0.1:%d\"\nzones_file = \"dns.toml\"\n", port)
 		},
 	})
-	for _, f := range []string{"dns.toml", "example.test.zone"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "local", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(c.Dir, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	copyExampleZones(t, c.Dir)
 	// The member's files are its user's, as /etc/geobooth after the chown
 	// docs/operations.md asks for; the folders above and the binaries'
 	// may be crossed by anyone, as /etc and /usr/bin.
