@@ -39,12 +39,15 @@ type hello struct {
 }
 
 type stateMsg struct {
-	role         Role
-	disk         DiskState
-	current      uint64
-	bitmap       uint64 // the generation the sender's bitmap for the receiver tracks from
-	history      []uint64
-	crashed      bool
+	role    Role
+	disk    DiskState
+	current uint64
+	bitmap  uint64 // the generation the sender's bitmap for the receiver tracks from
+	history []uint64
+	crashed bool
+	// discard: the operator asked this side to take the peer's data at
+	// a split brain (discard-my-data).
+	discard      bool
 	primarySince int64
 	dirty        uint64 // bits in the sender's bitmap for the receiver
 }
@@ -461,7 +464,7 @@ func (v *Volume) localState(p *peer) stateMsg {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return stateMsg{role: v.role, disk: v.m.Disk, current: v.m.Current, bitmap: v.m.Bitmap[p.name],
-		history: append([]uint64(nil), v.m.History...), crashed: v.m.CrashedPrimary, primarySince: v.m.PrimarySince,
+		history: append([]uint64(nil), v.m.History...), crashed: v.m.CrashedPrimary, discard: v.m.DiscardMyData, primarySince: v.m.PrimarySince,
 		dirty: p.bm.ones()}
 }
 
@@ -475,11 +478,16 @@ func encodeState(s stateMsg) []byte {
 	e.str(string(s.disk))
 	e.b = append(e.b, encodeGen(s.current, s.history)...)
 	e.u64(s.bitmap)
+	// Flags: 1 crashed, 2 discard (a peer of an older build refuses the
+	// handshake while discard is set, rather than ignore it).
+	var flags uint8
 	if s.crashed {
-		e.u8(1)
-	} else {
-		e.u8(0)
+		flags |= 1
 	}
+	if s.discard {
+		flags |= 2
+	}
+	e.u8(flags)
 	e.u64(uint64(s.primarySince))
 	e.u64(s.dirty)
 	return e.b
@@ -496,9 +504,9 @@ func decodeState(b []byte) (stateMsg, error) {
 	s.disk = DiskState(d.str())
 	s.current, s.history = decodeGen(&d)
 	s.bitmap = d.u64()
-	crashed := d.u8()
-	s.crashed = crashed == 1
-	if d.err == nil && (role > 1 || crashed > 1) {
+	flags := d.u8()
+	s.crashed, s.discard = flags&1 != 0, flags&2 != 0
+	if d.err == nil && (role > 1 || flags > 3) {
 		return s, fmt.Errorf("%w: flag byte out of range", ErrBadFrame)
 	}
 	s.primarySince = int64(d.u64())
@@ -583,13 +591,23 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 	case actTarget:
 		if dc.split {
 			v.met.splitBrains.Inc()
+			why := v.cfg.SplitBrain
 			v.mu.Lock()
 			v.discarded += my.dirty
+			if my.discard {
+				// The operator's discard-my-data is spent: the resync
+				// that follows is an ordinary one if it is cut.
+				why = "discard-my-data"
+				v.m.DiscardMyData = false
+				if err := v.store.save(v.m); err != nil {
+					v.log.Error("save metadata", "err", err)
+				}
+			}
 			v.mu.Unlock()
 			v.met.discarded.Add(float64(my.dirty))
-			v.log.Warn("this replica's writes since the split are discarded by policy", "peer", p.name,
-				"policy", v.cfg.SplitBrain, "discarded_blocks", my.dirty)
-			v.event("split brain", "volume %s: %d blocks written here discarded, %s wins (%s)", v.cfg.Name, my.dirty, p.name, v.cfg.SplitBrain)
+			v.log.Warn("this replica's writes since the split are discarded", "peer", p.name,
+				"by", why, "discarded_blocks", my.dirty)
+			v.event("split brain", "volume %s: %d blocks written here discarded, %s wins (%s)", v.cfg.Name, my.dirty, p.name, why)
 		} else if my.crashed && my.dirty > 0 {
 			v.mu.Lock()
 			v.discarded += my.dirty

@@ -93,6 +93,13 @@ func sameGeneration(a, b stateMsg, self, peer string) decision {
 // splitBrain applies the policy: disconnect, or a winner whose data the
 // other side receives (bitmaps when they share a base, else everything).
 func splitBrain(a, b stateMsg, policy, self, peer string, full bool) decision {
+	// The operator's discard-my-data at one side decides first.
+	switch {
+	case a.discard && !b.discard:
+		return decision{action: actTarget, full: full, split: true, reason: "split brain: this replica's changes are discarded (discard-my-data)"}
+	case b.discard && !a.discard:
+		return decision{action: actSource, full: full, split: true, reason: "split brain: the peer's changes are discarded (discard-my-data at the peer)"}
+	}
 	win := 0 // 1: a wins, -1: b wins
 	leastChanges := func() int {
 		switch {

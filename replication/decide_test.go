@@ -9,6 +9,7 @@ func TestHandshakeDecisions(t *testing.T) {
 	}
 	pri := func(s stateMsg) stateMsg { s.role = Primary; return s }
 	crashed := func(s stateMsg) stateMsg { s.crashed = true; return s }
+	discard := func(s stateMsg) stateMsg { s.discard = true; return s }
 	cases := []struct {
 		name   string
 		a, b   stateMsg
@@ -28,6 +29,10 @@ func TestHandshakeDecisions(t *testing.T) {
 		{"both wrote since parting", sec(g2, g1, 3, g1), sec(g3, g1, 5, g1), SplitBrainDisconnect, actSplitBrain, false},
 		{"split brain, least changes loses", sec(g2, g1, 3, g1), sec(g3, g1, 5, g1), SplitBrainDiscardLeastChanges, actTarget, false},
 		{"split brain, secondary loses", sec(g2, g1, 3, g1), pri(sec(g3, g1, 1, g1)), SplitBrainDiscardSecondary, actTarget, false},
+		{"split brain, discard-my-data here", discard(sec(g2, g1, 3, g1)), sec(g3, g1, 5, g1), SplitBrainDisconnect, actTarget, false},
+		{"split brain, discard-my-data at the peer beats the policy", sec(g2, g1, 3, g1), discard(sec(g3, g1, 5, g1)), SplitBrainDiscardLeastChanges, actSource, false},
+		{"split brain, discard-my-data at both: the policy", discard(sec(g2, g1, 3, g1)), discard(sec(g3, g1, 5, g1)), SplitBrainDisconnect, actSplitBrain, false},
+		{"discard-my-data without a split brain changes nothing", discard(sec(g1, 0, 0)), sec(g2, g1, 7, g1), SplitBrainDisconnect, actTarget, false},
 		{"peer far behind (history only)", sec(g3, 0, 0, g2, g1), sec(g1, 0, 0), SplitBrainDisconnect, actSource, true},
 		{"diverged without a bitmap", sec(g3, 0, 0, g2, g1), sec(0x44, 0, 0, 0x55, g1), SplitBrainDisconnect, actSplitBrain, false},
 		{"unrelated", sec(g1, 0, 0), sec(g2, 0, 0), SplitBrainDisconnect, actRefuse, false},

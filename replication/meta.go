@@ -57,6 +57,9 @@ type meta struct {
 	CrashedPrimary bool  `json:"crashed_primary"`
 	PrimarySince   int64 `json:"primary_since"`
 	Clean          bool  `json:"clean"`
+	// DiscardMyData: the operator resolved a split brain here; spent at
+	// the next handshake that finds it.
+	DiscardMyData bool `json:"discard_my_data,omitempty"`
 }
 
 func newGeneration() uint64 {

@@ -74,6 +74,23 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 		}
 		httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: v.Name() + " is secondary"})
 	})
+	recovery := func(run func(*replication.Volume) error, done string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			v := volume(w, r)
+			if v == nil {
+				return
+			}
+			if err := run(v); err != nil {
+				httpapi.WriteJSON(w, http.StatusConflict, httpapi.CommandResult{Error: err.Error()})
+				return
+			}
+			httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: v.Name() + ": " + done})
+		}
+	}
+	r.With(auth).Post("/api/v1/replication/{volume}/invalidate",
+		recovery((*replication.Volume).Invalidate, "data discarded here: a full sync from the peer follows"))
+	r.With(auth).Post("/api/v1/replication/{volume}/discard-my-data",
+		recovery((*replication.Volume).DiscardMyData, "the changes made here since the split go at the next handshake: the peer's data wins"))
 	r.With(auth).Post("/api/v1/replication/{volume}/verify", func(w http.ResponseWriter, r *http.Request) {
 		v := volume(w, r)
 		if v == nil {

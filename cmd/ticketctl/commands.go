@@ -414,7 +414,7 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	const use = "usage: repl [--json] | repl status VOLUME | repl promote|demote VOLUME | repl verify [--repair] VOLUME PEER"
+	const use = "usage: repl [--json] | repl status VOLUME | repl promote|demote|invalidate|discard-my-data VOLUME | repl verify [--repair] VOLUME PEER"
 	switch {
 	case len(pos) == 0:
 		var vs []replication.Status
@@ -434,7 +434,7 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 			return printJSON(w, v)
 		}
 		return printVolumes(w, []replication.Status{v})
-	case len(pos) == 2 && (pos[0] == "promote" || pos[0] == "demote"):
+	case len(pos) == 2 && (pos[0] == "promote" || pos[0] == "demote" || pos[0] == "invalidate" || pos[0] == "discard-my-data"):
 		var r httpapi.CommandResult
 		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/"+pos[0], nil, &r); err != nil {
 			return err

@@ -46,6 +46,8 @@ var Routes = []Route{
 	{"GET", "/api/v1/replication/{volume}", "one volume", "read", "", nil},
 	{"POST", "/api/v1/replication/{volume}/promote", "make the volume primary here (only where its ticket is held)", "token", "", []string{"site"}},
 	{"POST", "/api/v1/replication/{volume}/demote", "make the volume secondary here", "token", "", []string{"site"}},
+	{"POST", "/api/v1/replication/{volume}/invalidate", "discard this replica's data and take a full sync from a connected peer (refused at a primary)", "token", "", []string{"site"}},
+	{"POST", "/api/v1/replication/{volume}/discard-my-data", "resolve a split brain here: this replica's changes since the split go at the next handshake (refused at a primary)", "token", "", []string{"site"}},
 	{"POST", "/api/v1/replication/{volume}/verify", "compare the volume with a peer's copy online", "token", "VerifyRequest", []string{"site"}},
 }
 

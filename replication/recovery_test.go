@@ -1,0 +1,101 @@
+package replication
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+// Issue 18: recovering a damaged replica meant moving files away by hand.
+// invalidate at west, whose copy was damaged behind the engine's back,
+// replaces every block with east's by a full sync; it is refused at the
+// primary and without a connected peer holding good data.
+func TestInvalidateResyncsFullyFromThePeer(t *testing.T) {
+	p := newPair(t, 4<<20, nil)
+	east, west := p.open("east"), p.open("west")
+	p.waitState("east", InSync)
+	must(t, east.Promote(context.Background(), false))
+	must(t, east.WriteAt(randomData(1, 4<<20), 0, true))
+	drained(t, east)
+	if err := east.Invalidate(); !errors.Is(err, ErrWouldDiscardPrimary) {
+		t.Fatalf("invalidate at the primary: %v", err)
+	}
+	// Damage west's copy on disk, as a failing disk or a careless dd would.
+	f, err := os.OpenFile(p.cfgs["west"].Path, os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteAt(bytes.Repeat([]byte{0xbd}, 3*BlockSize), 100*BlockSize)
+	must(t, err)
+	must(t, f.Close())
+	if bytes.Equal(p.file("east"), p.file("west")) {
+		t.Fatal("west's copy was not damaged")
+	}
+	must(t, west.Invalidate())
+	if d := west.Status().Disk; d != Inconsistent {
+		t.Fatalf("west's disk after invalidate: %s", d)
+	}
+	p.waitState("east", InSync)
+	p.waitState("west", InSync)
+	drained(t, east)
+	p.assertEqual()
+	if d := west.Status().Disk; d != UpToDate {
+		t.Fatalf("west's disk after the full sync: %s", d)
+	}
+	// Without a peer: refused (nothing to take the data from).
+	p.close("east")
+	p.waitState("west", Disconnected)
+	if err := west.Invalidate(); err == nil || !strings.Contains(err.Error(), "no connected peer") {
+		t.Fatalf("invalidate without a peer: %v", err)
+	}
+}
+
+// Issue 18: a split brain with the disconnect policy waited for files to
+// be moved by hand. discard-my-data at west (demoted) makes east's data
+// win at the next handshake: west's write since the split is gone, and
+// counted; east's stays. It is refused at a primary and without a split
+// brain.
+func TestDiscardMyDataResolvesASplitBrain(t *testing.T) {
+	p, px := proxied(t, 4<<20, nil)
+	east, west := p.vols["east"], p.vols["west"]
+	if err := west.DiscardMyData(); err == nil || !strings.Contains(err.Error(), "no peer is in split brain") {
+		t.Fatalf("discard-my-data without a split brain: %v", err)
+	}
+	must(t, east.WriteAt(randomData(1, 64<<10), 0, true))
+	drained(t, east)
+	px.set(func(px *proxy) { px.cut = true })
+	px.drop()
+	p.waitState("east", Disconnected)
+	p.waitState("west", Disconnected)
+	must(t, east.WriteAt(bytes.Repeat([]byte{0xe}, BlockSize), 1<<20, true))
+	must(t, west.Promote(context.Background(), false))
+	must(t, west.WriteAt(bytes.Repeat([]byte{0xf}, 2*BlockSize), 2<<20, true))
+	px.set(func(px *proxy) { px.cut = false })
+	p.waitState("east", SplitBrain)
+	p.waitState("west", SplitBrain)
+	if err := west.DiscardMyData(); !errors.Is(err, ErrWouldDiscardPrimary) {
+		t.Fatalf("discard-my-data at a primary: %v", err)
+	}
+	must(t, west.Demote(context.Background()))
+	must(t, west.DiscardMyData())
+	p.waitState("east", InSync)
+	p.waitState("west", InSync)
+	drained(t, east)
+	p.assertEqual()
+	if got := p.file("west")[2<<20]; got != 0 {
+		t.Fatalf("west's write since the split survived: %#x", got)
+	}
+	if got := p.file("west")[1<<20]; got != 0xe {
+		t.Fatalf("east's write since the split did not reach west: %#x", got)
+	}
+	if n := west.Status().Discarded; n != 2 {
+		t.Fatalf("west counted %d discarded blocks, want its 2", n)
+	}
+	west.mu.Lock()
+	spent := !west.m.DiscardMyData
+	west.mu.Unlock()
+	if !spent {
+		t.Fatal("discard-my-data still set after the resync it asked for")
+	}
+}
