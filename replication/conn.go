@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -67,6 +68,17 @@ type session struct {
 	pending      []pendingOp
 	pendingBytes int64
 	rsStarted    bool
+	// discarding: this side is the target of a resync that discards its
+	// own writes (a split brain lost, a crashed primary's tail). A block
+	// that differs from the source's is counted as discarded when this
+	// side wrote it: marked in mine (its bitmap at the handshake) and not
+	// in theirs (the source's), or in both when mine is exact (a split
+	// brain; a crashed primary's marks also cover its hot extents, where
+	// a block the source wrote may not have been written here at all).
+	discarding bool
+	mine       []uint64
+	theirs     []uint64
+	mineExact  bool
 }
 
 type pendingOp struct {
@@ -589,33 +601,25 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 		p.setState(SyncSource)
 		p.startResync(s.gen)
 	case actTarget:
+		// Blocks that differ from the peer's are what this replica
+		// loses: the resync counts them as they arrive (discardedBlock),
+		// not the bitmap's marks (a crashed primary's hot extents are
+		// marked whether or not the peer has them).
 		if dc.split {
 			v.met.splitBrains.Inc()
 			why := v.cfg.SplitBrain
-			v.mu.Lock()
-			v.discarded += my.dirty
 			if my.discard {
-				// The operator's discard-my-data is spent: the resync
-				// that follows is an ordinary one if it is cut.
 				why = "discard-my-data"
-				v.m.DiscardMyData = false
-				if err := v.store.save(v.m); err != nil {
-					v.log.Error("save metadata", "err", err)
-				}
 			}
-			v.mu.Unlock()
-			v.met.discarded.Add(float64(my.dirty))
+			s.discarding, s.mine, s.theirs, s.mineExact = true, p.bm.snapshot(), peerWords, true
 			v.log.Warn("this replica's writes since the split are discarded", "peer", p.name,
-				"by", why, "discarded_blocks", my.dirty)
-			v.event("split brain", "volume %s: %d blocks written here discarded, %s wins (%s)", v.cfg.Name, my.dirty, p.name, why)
+				"by", why, "blocks_at_most", my.dirty)
+			v.event("split brain", "volume %s: the blocks written here since the split (at most %d) are discarded, %s wins (%s)", v.cfg.Name, my.dirty, p.name, why)
 		} else if my.crashed && my.dirty > 0 {
-			v.mu.Lock()
-			v.discarded += my.dirty
-			v.mu.Unlock()
-			v.met.discarded.Add(float64(my.dirty))
-			v.log.Warn("this replica crashed as primary and the peer went on: its unreplicated writes are discarded",
-				"peer", p.name, "discarded_blocks_at_most", my.dirty)
-			v.event("writes discarded", "volume %s: at most %d blocks this old primary had not replicated are discarded; resyncing from %s", v.cfg.Name, my.dirty, p.name)
+			s.discarding, s.mine, s.theirs, s.mineExact = true, p.bm.snapshot(), peerWords, false
+			v.log.Warn("this replica crashed as primary and the peer went on: the writes it had not replicated are discarded",
+				"peer", p.name, "blocks_at_most", my.dirty)
+			v.event("writes discarded", "volume %s: the writes this old primary had not replicated (at most %d blocks) are discarded; resyncing from %s", v.cfg.Name, my.dirty, p.name)
 		}
 		v.setDisk(Inconsistent)
 		p.setState(SyncTarget)
@@ -842,6 +846,9 @@ func (p *peer) handle(s *session, f frame) error {
 			return fmt.Errorf("%w: resync data at %d", ErrBadFrame, off)
 		}
 		s.startTarget()
+		if s.discarding {
+			s.countDiscarded(off, data)
+		}
 		if _, err := v.be.WriteAt(data, off); err != nil {
 			v.setDisk(Inconsistent)
 			return fmt.Errorf("resync write: %w", err)
@@ -914,6 +921,9 @@ func (s *session) finishTarget(cur uint64, hist []uint64) error {
 	v.m.Current, v.m.History = cur, hist
 	v.m.Bitmap[p.name] = 0
 	v.m.CrashedPrimary = false
+	// The operator's discard-my-data is spent once the resync it asked
+	// for ends (a cut one starts again at the next handshake).
+	v.m.DiscardMyData = false
 	v.m.Disk = UpToDate
 	err := v.store.save(v.m)
 	v.mu.Unlock()
@@ -927,7 +937,50 @@ func (s *session) finishTarget(cur uint64, hist []uint64) error {
 	s.rsStarted = false
 	p.setState(InSync)
 	v.log.Info("resync finished: in sync with the peer", "peer", p.name)
+	if s.discarding {
+		v.mu.Lock()
+		n := v.discarded
+		v.mu.Unlock()
+		v.log.Warn("resync that discarded this replica's writes finished", "peer", p.name, "discarded_blocks_total", n)
+		s.discarding, s.mine, s.theirs = false, nil, nil
+	}
 	return nil
+}
+
+// wroteHere says whether this side wrote block blk since it parted from
+// the source, as far as the bitmaps tell.
+func (s *session) wroteHere(blk int64) bool {
+	marked := func(words []uint64) bool {
+		w := blk / 64
+		return w < int64(len(words)) && words[w]&(1<<(blk%64)) != 0
+	}
+	return marked(s.mine) && (s.mineExact || !marked(s.theirs))
+}
+
+// countDiscarded counts the blocks of a resync chunk that this replica
+// wrote (wroteHere) and that differ from the source's: writes of its own
+// that the resync throws away.
+func (s *session) countDiscarded(off int64, data []byte) {
+	v := s.p.v
+	local := make([]byte, len(data))
+	if _, err := v.be.ReadAt(local, off); err != nil {
+		v.log.Warn("cannot read the blocks a resync replaces: not counted", "offset", off, "err", err)
+		return
+	}
+	n := 0
+	for i := 0; i+BlockSize <= len(data); i += BlockSize {
+		blk := (off + int64(i)) / BlockSize
+		if s.wroteHere(blk) && !bytes.Equal(local[i:i+BlockSize], data[i:i+BlockSize]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	v.mu.Lock()
+	v.discarded += uint64(n)
+	v.mu.Unlock()
+	v.met.discarded.Add(float64(n))
 }
 
 // announceRole tells the connected peers of a role change.

@@ -41,7 +41,7 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 			ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.0001, 1.5, 36)}, []string{"peer"}),
 		epochs:       c("geobooth_replication_epochs_total", "Epochs closed (flush, FUA, or max_epoch)."),
 		splitBrains:  c("geobooth_replication_split_brain_total", "Split brains detected at connect."),
-		discarded:    c("geobooth_replication_discarded_blocks_total", "Blocks of this replica discarded by a resync after a split brain or a crash as primary."),
+		discarded:    c("geobooth_replication_discarded_blocks_total", "Blocks this replica wrote that a resync replaced with different data from the peer (a split brain lost, a crash as primary with writes not replicated)."),
 		pullAheads:   c("geobooth_replication_pull_ahead_total", "Times a peer fell behind and was tracked in the bitmap only."),
 		badFrames:    c("geobooth_replication_bad_frames_total", "Connections dropped for a bad frame (checksum, sequence, format)."),
 		authFailures: c("geobooth_replication_auth_failures_total", "Connections refused because the peer did not prove the key."),

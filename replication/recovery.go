@@ -57,7 +57,7 @@ func (v *Volume) Invalidate() error {
 // DiscardMyData resolves a split brain at the side whose changes are to
 // go: at the next handshake with the peer it split from, this replica
 // takes the peer's data (its blocks written since the split are
-// discarded, and counted). Refused at a primary, and where no peer is in
+// discarded, and counted); the flag is spent when that resync ends. Refused at a primary, and where no peer is in
 // split brain with this replica.
 func (v *Volume) DiscardMyData() error {
 	v.fence.Lock()

@@ -8,16 +8,19 @@ import (
 // Status is a volume's state for ticketctl repl, the API and the
 // dashboard.
 type Status struct {
-	Volume      string       `json:"volume"`
-	Ticket      string       `json:"ticket,omitempty"`
-	Role        Role         `json:"role"`
-	Disk        DiskState    `json:"disk"`
-	Size        int64        `json:"size"`
-	Generation  string       `json:"generation"`
-	Export      string       `json:"export,omitempty"`
-	SplitBrains int          `json:"split_brains"`
-	Discarded   uint64       `json:"discarded_blocks"`
-	Peers       []PeerStatus `json:"peers"`
+	Volume      string    `json:"volume"`
+	Ticket      string    `json:"ticket,omitempty"`
+	Role        Role      `json:"role"`
+	Disk        DiskState `json:"disk"`
+	Size        int64     `json:"size"`
+	Generation  string    `json:"generation"`
+	Export      string    `json:"export,omitempty"`
+	SplitBrains int       `json:"split_brains"`
+	// Discarded counts the blocks this replica wrote that a resync
+	// replaced with the peer's different data (a split brain lost, a
+	// crash as primary with writes not replicated): data lost here.
+	Discarded uint64       `json:"discarded_blocks"`
+	Peers     []PeerStatus `json:"peers"`
 }
 
 // PeerStatus is the replication state with one peer.
