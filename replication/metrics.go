@@ -19,6 +19,9 @@ type volumeMetrics struct {
 	authFailures prometheus.Counter
 	applyErrors  prometheus.Counter
 	verifyDiffs  prometheus.Counter
+	// verifyProgress: the share of the volume the running (or last)
+	// verify has compared.
+	verifyProgress prometheus.Gauge
 	// leaseRefusals: writes refused because the primary's lease ended.
 	leaseRefusals prometheus.Counter
 	nbdRefused    prometheus.Counter
@@ -47,6 +50,8 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 		authFailures: c("geobooth_replication_auth_failures_total", "Connections refused because the peer did not prove the key."),
 		applyErrors:  c("geobooth_replication_apply_errors_total", "Replicated writes this replica failed to apply (ENOSPC, EIO)."),
 		verifyDiffs:  c("geobooth_replication_verify_differing_blocks_total", "Blocks online verify found different."),
+		verifyProgress: prometheus.NewGauge(prometheus.GaugeOpts{Name: "geobooth_replication_verify_progress_ratio",
+			Help: "The share of the volume the running (or last) online verify has compared.", ConstLabels: l}),
 		leaseRefusals: c("geobooth_replication_lease_refused_writes_total",
 			"Writes refused because this primary's lease had ended (a site that lost its ticket never accepts a write)."),
 		connRefused: c("geobooth_replication_connections_refused_total", "Replication connections closed at accept because the maximum were open."),
@@ -59,7 +64,7 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 	primary := prometheus.NewDesc("geobooth_replication_primary", "1 while this replica is primary.", nil, l)
 	upToDate := prometheus.NewDesc("geobooth_replication_disk_up_to_date", "1 while this replica is UpToDate.", nil, l)
 	m.collectors = []prometheus.Collector{m.bytesWritten, m.shipped, m.resynced, m.ackSeconds, m.epochs, m.splitBrains, m.discarded, m.pullAheads,
-		m.badFrames, m.authFailures, m.applyErrors, m.verifyDiffs, m.leaseRefusals, m.nbdRefused, m.connRefused,
+		m.badFrames, m.authFailures, m.applyErrors, m.verifyDiffs, m.verifyProgress, m.leaseRefusals, m.nbdRefused, m.connRefused,
 		collectorFunc{descs: []*prometheus.Desc{lagBytes, lagSecs, resync, connected, primary, upToDate}, collect: func(ch chan<- prometheus.Metric) {
 			st := v.Status()
 			b := func(x bool) float64 {

@@ -136,3 +136,47 @@ func TestDiscardedCountsOnlyBlocksThatDiffered(t *testing.T) {
 		t.Fatalf("the discarded-blocks metric counted %v", n)
 	}
 }
+
+// Issue 18: repl verify ran inside one HTTP request, and ticketctl gave up
+// after 15 s. StartVerify runs it in the background: Status shows it
+// running, a second one is refused meanwhile, and the outcome (the
+// differing blocks) stays in Status with the progress metric at 1.
+func TestVerifyRunsInTheBackground(t *testing.T) {
+	p, px := proxied(t, 16<<20, nil)
+	east := p.vols["east"]
+	must(t, east.WriteAt(randomData(1, 16<<20), 0, true))
+	drained(t, east)
+	f, err := os.OpenFile(p.cfgs["west"].Path, os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteAt(bytes.Repeat([]byte{0x5}, 2*BlockSize), 7*BlockSize)
+	must(t, err)
+	must(t, f.Close())
+	// West's answers are held back: the verify cannot end yet.
+	px.set(func(px *proxy) { px.stallBack = true })
+	job, err := east.StartVerify("west", false)
+	must(t, err)
+	if !job.Running || job.Total != 16<<20/BlockSize {
+		t.Fatalf("started job: %+v", job)
+	}
+	if st := east.Status().Verify; st == nil || !st.Running {
+		t.Fatalf("status while running: %+v", st)
+	}
+	if _, err := east.StartVerify("west", false); !errors.Is(err, ErrVerifyRunning) {
+		t.Fatalf("a second verify while one runs: %v", err)
+	}
+	px.set(func(px *proxy) { px.stallBack = false })
+	var done *VerifyJob
+	eventually(t, 30*time.Second, func() error {
+		done = east.Status().Verify
+		if done == nil || done.Running {
+			return errors.New("still running")
+		}
+		return nil
+	})
+	if done.Error != "" || done.Checked != done.Total || done.Differing != 2 || len(done.First) != 2 || done.First[0] != 7 {
+		t.Fatalf("verify outcome: %+v", done)
+	}
+	if r := testCounter(east.met.verifyProgress); r != 1 {
+		t.Fatalf("progress metric %v at the end", r)
+	}
+}

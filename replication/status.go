@@ -19,8 +19,10 @@ type Status struct {
 	// Discarded counts the blocks this replica wrote that a resync
 	// replaced with the peer's different data (a split brain lost, a
 	// crash as primary with writes not replicated): data lost here.
-	Discarded uint64       `json:"discarded_blocks"`
-	Peers     []PeerStatus `json:"peers"`
+	Discarded uint64 `json:"discarded_blocks"`
+	// Verify is the running online verify, or the last one.
+	Verify *VerifyJob   `json:"verify,omitempty"`
+	Peers  []PeerStatus `json:"peers"`
 }
 
 // PeerStatus is the replication state with one peer.
@@ -43,6 +45,10 @@ func (v *Volume) Status() Status {
 	v.mu.Lock()
 	st := Status{Volume: v.cfg.Name, Ticket: v.cfg.Ticket, Role: v.role, Disk: v.m.Disk, Size: int64(v.cfg.Size),
 		Generation: fmt.Sprintf("%016x", v.m.Current), SplitBrains: v.splitBrains, Discarded: v.discarded}
+	if v.job != nil {
+		j := *v.job
+		st.Verify = &j
+	}
 	v.mu.Unlock()
 	if st.Role == Primary && v.cfg.NBDListen != "" {
 		st.Export = "nbd://" + v.cfg.NBDListen + "/" + v.cfg.Export

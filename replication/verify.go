@@ -25,6 +25,12 @@ type VerifyReport struct {
 // either side when neither is (the operator names the good copy by where
 // they run it). The peer refuses the resync frames when it is primary.
 func (v *Volume) Verify(ctx context.Context, peerName string, repair bool) (VerifyReport, error) {
+	return v.verify(ctx, peerName, repair, nil)
+}
+
+// verify is Verify, telling progress how many blocks were compared and
+// how many differ as it goes.
+func (v *Volume) verify(ctx context.Context, peerName string, repair bool, progress func(checked int64, differing int)) (VerifyReport, error) {
 	p := v.peers[peerName]
 	if p == nil {
 		return VerifyReport{}, fmt.Errorf("no peer %q", peerName)
@@ -43,6 +49,7 @@ func (v *Volume) Verify(ctx context.Context, peerName string, repair bool) (Veri
 		ch    chan []int64
 	}
 	var inflight []pending
+	var compared int64
 	collect := func(pd pending) error {
 		select {
 		case diff, ok := <-pd.ch:
@@ -51,6 +58,10 @@ func (v *Volume) Verify(ctx context.Context, peerName string, repair bool) (Veri
 			}
 			for _, b := range diff {
 				rep.Differing = append(rep.Differing, pd.first+b)
+			}
+			compared = min(pd.first+resyncChunk, v.blocks)
+			if progress != nil {
+				progress(compared, len(rep.Differing))
 			}
 			return nil
 		case <-ctx.Done():

@@ -102,6 +102,8 @@ type Volume struct {
 	closed      bool
 	splitBrains int
 	discarded   uint64
+	// job is the running online verify, or the last one.
+	job *VerifyJob
 }
 
 // nbdExport is the running NBD server of a primary (see nbd.go).

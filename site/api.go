@@ -100,7 +100,8 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 		if !httpapi.Decode(w, r, &req) {
 			return
 		}
-		rep, err := v.Verify(r.Context(), req.Peer, req.Repair)
+		// In the background: GET /api/v1/replication/{volume} follows it.
+		job, err := v.StartVerify(req.Peer, req.Repair)
 		if err != nil {
 			code := http.StatusConflict
 			if errors.Is(err, replication.ErrClosed) {
@@ -109,6 +110,6 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 			httpapi.WriteJSON(w, code, httpapi.CommandResult{Error: err.Error()})
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, rep)
+		httpapi.WriteJSON(w, http.StatusAccepted, job)
 	})
 }

@@ -410,11 +410,12 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("repl", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
 	repair := fs.Bool("repair", false, "verify: resync the blocks found different")
+	noWait := fs.Bool("no-wait", false, "verify: start it and return (repl status follows it)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
-	const use = "usage: repl [--json] | repl status VOLUME | repl promote|demote|invalidate|discard-my-data VOLUME | repl verify [--repair] VOLUME PEER"
+	const use = "usage: repl [--json] | repl status VOLUME | repl promote|demote|invalidate|discard-my-data VOLUME | repl verify [--repair] [--no-wait] VOLUME PEER"
 	switch {
 	case len(pos) == 0:
 		var vs []replication.Status
@@ -442,20 +443,39 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 		fmt.Fprintln(w, r.Detail)
 		return nil
 	case len(pos) == 3 && pos[0] == "verify":
-		var rep replication.VerifyReport
-		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/verify", httpapi.VerifyRequest{Peer: pos[2], Repair: *repair}, &rep); err != nil {
+		var job replication.VerifyJob
+		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/verify", httpapi.VerifyRequest{Peer: pos[2], Repair: *repair}, &job); err != nil {
 			return err
 		}
-		if *asJSON {
-			return printJSON(w, rep)
+		if *noWait {
+			fmt.Fprintf(w, "%s: verify against %s started (ticketctl repl status %s follows it)\n", pos[1], pos[2], pos[1])
+			return nil
 		}
-		fmt.Fprintf(w, "%s: %d blocks checked against %s, %d different", pos[1], rep.Checked, rep.Peer, len(rep.Differing))
-		if rep.Resynced {
+		// The verify runs in the daemon; follow it however long it takes.
+		for job.Running {
+			time.Sleep(500 * time.Millisecond)
+			var st replication.Status
+			if err := c.call(http.MethodGet, "/api/v1/replication/"+pos[1], nil, &st); err != nil {
+				return err
+			}
+			if st.Verify == nil || !st.Verify.Started.Equal(job.Started) {
+				return fail(1, "%s: the verify was replaced by another", pos[1])
+			}
+			job = *st.Verify
+		}
+		if *asJSON {
+			return printJSON(w, job)
+		}
+		if job.Error != "" {
+			return fail(1, "%s: verify against %s: %s (%d of %d blocks checked)", pos[1], job.Peer, job.Error, job.Checked, job.Total)
+		}
+		fmt.Fprintf(w, "%s: %d blocks checked against %s, %d different", pos[1], job.Checked, job.Peer, job.Differing)
+		if job.Resynced {
 			fmt.Fprint(w, " (resynced)")
 		}
 		fmt.Fprintln(w)
-		if len(rep.Differing) > 0 && !rep.Resynced {
-			return fail(1, "%s differs from %s in %d blocks", pos[1], pos[2], len(rep.Differing))
+		if job.Differing > 0 && !job.Resynced {
+			return fail(1, "%s differs from %s in %d blocks", pos[1], pos[2], job.Differing)
 		}
 		return nil
 	}
@@ -485,8 +505,27 @@ func printVolumes(w io.Writer, vs []replication.Status) error {
 		if v.SplitBrains > 0 {
 			fmt.Fprintf(tw, "%s\tSPLIT BRAIN: %d detected, %d blocks discarded here\t\t\t\t\t\t\t\n", v.Volume, v.SplitBrains, v.Discarded)
 		}
+		if j := v.Verify; j != nil {
+			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\n", v.Volume, verifyLine(*j))
+		}
 	}
 	return tw.Flush()
+}
+
+// verifyLine says how the running (or last) verify of a volume stands.
+func verifyLine(j replication.VerifyJob) string {
+	pct := 100 * float64(j.Checked) / float64(max(j.Total, 1))
+	switch {
+	case j.Running:
+		return fmt.Sprintf("VERIFY against %s: %.0f%% (%d of %d blocks), %d different so far, since %s", j.Peer, pct, j.Checked, j.Total, j.Differing, j.Started.Format(time.TimeOnly))
+	case j.Error != "":
+		return fmt.Sprintf("VERIFY against %s failed at %.0f%%: %s", j.Peer, pct, j.Error)
+	}
+	line := fmt.Sprintf("VERIFY against %s done: %d blocks, %d different", j.Peer, j.Checked, j.Differing)
+	if j.Resynced {
+		line += ", resynced"
+	}
+	return line
 }
 
 // cmdDNSDS prints the DS records of a signed zone, as the member serves

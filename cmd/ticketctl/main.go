@@ -56,7 +56,7 @@ var table = []command{
 	{name: "activate", synopsis: "TICKET", summary: "let the ticket's resources run again in this site's CIB",
 		run: func(c *client, a []string, w io.Writer) error { return cmdCIB(c, a, w, "activate") }},
 	{name: "held", synopsis: "TICKET", summary: "exit 0 when the member asked holds the ticket, 1 when not (for scripts and agents)", run: cmdHeld},
-	{name: "repl", synopsis: "[--json] [status VOLUME] | promote|demote|invalidate|discard-my-data VOLUME | verify [--repair] VOLUME PEER",
+	{name: "repl", synopsis: "[--json] [status VOLUME] | promote|demote|invalidate|discard-my-data VOLUME | verify [--repair] [--no-wait] VOLUME PEER",
 		summary: "replicated volumes: role, disk state, peers, lag, resync;\npromote only where the volume's ticket is held; verify compares\nwith a peer's copy online (--repair resyncs the differences from\nthe primary, or from either side with no primary); invalidate\ndiscards this copy for a full sync from a peer; discard-my-data\nresolves a split brain at the side whose changes are to go", run: cmdRepl},
 	{name: "dns", synopsis: "[--json]", summary: "failover names: the answer now and why, target health per vantage point, serial, NOTIFY", run: cmdDNS},
 	{name: "dns ds", synopsis: "ZONE", summary: "the DS records of a signed zone's keys, to give its parent", run: cmdDNSDS},

@@ -393,7 +393,8 @@ resync_rate = "2MiB"`)
 
 // TestManualSplitBrainPolicyWaitsForTheOperator: with split_brain =
 // "manual", the old primary that comes back after west took over and
-// wrote stays disconnected and reports the split brain.
+// wrote stays disconnected and reports the split brain; the operator's
+// discard-my-data at it then resolves it (issue 18).
 func TestManualSplitBrainPolicyWaitsForTheOperator(t *testing.T) {
 	slow(t)
 	c := newDataCluster(t, `split_brain = "manual"`)
@@ -444,6 +445,21 @@ func TestManualSplitBrainPolicyWaitsForTheOperator(t *testing.T) {
 	m := regexp.MustCompile(`(?m)^geobooth_replication_split_brain_total\{volume="data"\} (\d+)$`).FindStringSubmatch(metrics)
 	if err != nil || m == nil || m[1] == "0" {
 		t.Fatalf("split brain metric: %v %q", err, m)
+	}
+	// The operator keeps west's data (docs/operations.md): discard-my-data
+	// at east. East's 1 MiB written alone is discarded and counted, west's
+	// write arrives, and the copies are equal.
+	if out, errOut, code := east.Ctl("repl", "discard-my-data", "data"); code != 0 {
+		t.Fatalf("discard-my-data at east: exit %d, %s%s", code, out, errOut)
+	}
+	es = c.waitVolume(t, "east", 20*time.Second, "in sync with west", func(s replication.Status) bool {
+		return s.Disk == replication.UpToDate && len(s.Peers) == 1 && s.Peers[0].State == replication.InSync
+	})
+	if es.Discarded != 256 {
+		t.Fatalf("east counted %d discarded blocks, want the 256 it wrote alone", es.Discarded)
+	}
+	if d := firstDifference(c.exported(t, "west"), c.image(t, "east")); d != "" {
+		t.Fatalf("east differs from west after discard-my-data: %s", d)
 	}
 }
 
