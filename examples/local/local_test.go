@@ -115,6 +115,16 @@ func TestDashboardAndMetricsFollowAFailover(t *testing.T) {
 		}
 		return nil
 	})
+	// An online verify, run in the background, shows in the volume's row.
+	if out, errOut, code := west.Ctl("repl", "verify", "data", "east"); code != 0 || !strings.Contains(out, "0 different") {
+		t.Fatalf("repl verify at west: exit %d, %s%s", code, out, errOut)
+	}
+	tc.Eventually(t, 10*time.Second, func() error {
+		if cells := b.Texts(volumeRow); len(cells) < 3 || !strings.Contains(cells[2], "verify vs east: 0 different") {
+			return fmt.Errorf("replication row after a verify = %q", cells)
+		}
+		return nil
+	})
 	b.Screenshot(filepath.Join(artifacts(t), "dashboard-1280x800.png"))
 
 	// Mark the page, fail east over, and see west appear in the same page.

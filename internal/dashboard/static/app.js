@@ -173,6 +173,14 @@
       peers.forEach((p, i) => {
         const here = el("td", { class: "disk disk-" + v.disk }, `${v.role} · ${v.disk}`);
         if (v.split_brains > 0) here.append(el("br"), el("b", { class: "split" }, `split brain ×${v.split_brains}`));
+        if (v.verify) {
+          // The running (or last) online verify.
+          const j = v.verify, pct = Math.floor(100 * j.checked_blocks / Math.max(j.total_blocks, 1));
+          here.append(el("br"), j.running
+            ? el("span", { class: "verify" }, el("progress", { max: j.total_blocks, value: j.checked_blocks }), ` verify vs ${j.peer}: ${pct}%, ${j.differing_blocks} different`)
+            : el("small", { class: j.error || (j.differing_blocks > 0 && !j.resynced) ? "bad" : "ok" },
+              j.error ? `verify vs ${j.peer} failed: ${j.error}` : `verify vs ${j.peer}: ${j.differing_blocks} different${j.resynced ? ", resynced" : ""}`));
+        }
         if (!p) {
           body.append(el("tr", { "data-volume": v.volume }, el("td", {}, v.volume), el("td", {}, v.ticket || "-"), here,
             el("td", { colSpan: 6 }, "no peer")));
