@@ -175,3 +175,30 @@ func TestSignedZonePassesDNSViz(t *testing.T) {
 		t.Fatalf("dnsviz found invalid signatures:\n%s", all)
 	}
 }
+
+// The rollover of docs/dns.md, midway: with both keys listed, the DNSKEY
+// RRset holds both and every answer is signed by both, so a validator
+// anchored on either key (the parent's old DS or its new one) validates.
+func TestTwoKeysDuringARollover(t *testing.T) {
+	oldKey, newKey := dnssecKeyFile(t), dnssecKeyFile(t)
+	cfg := testConfig(t, testZone, nil, func(z *ZoneConfig) { z.DNSSECKeys = []string{oldKey, newKey} })
+	o := &owners{}
+	o.set("east", time.Now().Add(time.Hour))
+	s := startServer(t, cfg, o, "east", nil)
+	if ds := s.Status().Zones[0].DS; len(ds) != 2 {
+		t.Fatalf("DS records: %v", ds)
+	}
+	for i, sg := range cfg.Zones[0].signers {
+		k := sg.key
+		anchors := filepath.Join(t.TempDir(), "anchors.conf")
+		conf := fmt.Sprintf("trust-anchors {\n  example.test. static-key %d %d %d \"%s\";\n};\n", k.Flags, k.Protocol, k.Algorithm, k.PublicKey)
+		if err := os.WriteFile(anchors, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range [][2]string{{"www.example.test.", "A"}, {"nope.example.test.", "A"}, {"example.test.", "DNSKEY"}} {
+			if out := delv(t, s.Addrs()[0], anchors, q[0], q[1]); !strings.Contains(out, "fully validated") {
+				t.Errorf("anchored on key %d: delv %s %s:\n%s", i+1, q[0], q[1], out)
+			}
+		}
+	}
+}
