@@ -137,11 +137,9 @@ func (c *sigCache) sign(sg *signer, rrset []dns.RR, origTTL uint32, validity tim
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d/%d/%d/", sg.tag, origTTL, validity)
 	for _, rr := range rrset {
-		h := *rr.Header()
 		c := dns.Copy(rr)
-		*c.Header() = h
 		c.Header().Ttl = 0
-		c.Header().Name = strings.ToLower(h.Name)
+		c.Header().Name = strings.ToLower(c.Header().Name)
 		b.WriteString(c.String())
 		b.WriteByte('\n')
 	}

@@ -133,26 +133,7 @@ func runServer(t testing.TB, o Options) (*Server, func()) {
 
 // startServer runs a server until the test ends.
 func startServer(t testing.TB, cfg Config, o *owners, self string, broadcast func(string, []byte) error) *Server {
-	s, err := New(Options{Config: cfg, Self: self, StateDir: filepath.Join(t.TempDir(), "dns"), Owners: o.get, Broadcast: broadcast,
-		Members: []string{"east", "west", "arbitrator"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	testenv.Eventually(t, 5*time.Second, func() error {
-		if len(s.Addrs()) == 0 {
-			return fmt.Errorf("not listening yet")
-		}
-		return nil
-	})
+	s, _ := runServer(t, Options{Config: cfg, Self: self, StateDir: filepath.Join(t.TempDir(), "dns"), Owners: o.get, Broadcast: broadcast})
 	return s
 }
 

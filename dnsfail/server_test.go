@@ -506,21 +506,7 @@ func TestOneTargetDownIsWithdrawnAndItsGaugeReadsZero(t *testing.T) {
 		site.Targets = []string{"127.0.0.11", "127.0.0.13"}
 		z.Failover[0].Sites["east"] = site
 	})
-	s, err := New(Options{Config: cfg, Self: "east", StateDir: t.TempDir(), Owners: o.get, Registry: reg,
-		Members: []string{"east", "west", "arbitrator"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	testenv.Eventually(t, 5*time.Second, func() error {
-		if len(s.Addrs()) == 0 {
-			return fmt.Errorf("not listening yet")
-		}
-		return nil
-	})
+	s, _ := runServer(t, Options{Config: cfg, Self: "east", StateDir: t.TempDir(), Owners: o.get, Registry: reg})
 	gauges := func() map[string]float64 {
 		mfs, err := reg.Gather()
 		if err != nil {
