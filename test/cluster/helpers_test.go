@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand"
 	"net"
 	"os"
@@ -97,4 +98,26 @@ func copyExampleZones(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// dnsMembers writes (not starts) east, west and an arbitrator, each with
+// a DNS server on a port of its own (returned by member) serving the
+// zones file zonesFile(member) of the cluster's folder.
+func dnsMembers(t *testing.T, zonesFile func(member string) string) (*tc.Cluster, map[string]int) {
+	t.Helper()
+	ports := map[string]int{}
+	c := tc.New(t, tc.Spec{
+		Members: []tc.MemberSpec{{Name: "east", Role: "site"}, {Name: "west", Role: "site"}, {Name: "arbitrator", Role: "arbitrator"}},
+		Tickets: exampleTickets,
+		Extra: func(m *tc.Member) string {
+			ports[m.Name] = tc.FreePort(t)
+			return fmt.Sprintf("[dns]\nlisten = \"127.0.0.1:%d\"\nzones_file = %q\n", ports[m.Name], zonesFile(m.Name))
+		},
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.DumpLogs()
+		}
+	})
+	return c, ports
 }

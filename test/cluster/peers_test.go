@@ -17,20 +17,7 @@ import (
 // ZONES column, a metric), as is each member's version and wire version;
 // a reload that makes them equal clears it.
 func TestPeersShowZonesMismatchVersionAndWire(t *testing.T) {
-	ports := map[string]int{}
-	c := tc.New(t, tc.Spec{
-		Members: []tc.MemberSpec{{Name: "east", Role: "site"}, {Name: "west", Role: "site"}, {Name: "arbitrator", Role: "arbitrator"}},
-		Tickets: exampleTickets,
-		Extra: func(m *tc.Member) string {
-			ports[m.Name] = tc.FreePort(t)
-			return fmt.Sprintf("[dns]\nlisten = \"127.0.0.1:%d\"\nzones_file = \"dns-%s.toml\"\n", ports[m.Name], m.Name)
-		},
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			c.DumpLogs()
-		}
-	})
+	c, _ := dnsMembers(t, func(m string) string { return "dns-" + m + ".toml" })
 	zone, err := os.ReadFile(filepath.Join("..", "..", "examples", "local", "example.test.zone"))
 	if err != nil {
 		t.Fatal(err)

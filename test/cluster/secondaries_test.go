@@ -39,20 +39,7 @@ func TestSecondariesFollowAFailoverFromEveryMember(t *testing.T) {
 func secondariesFollow(t *testing.T, signed bool) {
 	nsdBin := tc.RequireTool(t, "nsd", "nsd")
 	knotBin := tc.RequireTool(t, "knotd", "knot")
-	ports := map[string]int{}
-	c := tc.New(t, tc.Spec{
-		Members: []tc.MemberSpec{{Name: "east", Role: "site"}, {Name: "west", Role: "site"}, {Name: "arbitrator", Role: "arbitrator"}},
-		Tickets: exampleTickets,
-		Extra: func(m *tc.Member) string {
-			ports[m.Name] = tc.FreePort(t)
-			return fmt.Sprintf("[dns]\nlisten = \"127.0.0.1:%d\"\nzones_file = \"dns.toml\"\n", ports[m.Name])
-		},
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			c.DumpLogs()
-		}
-	})
+	c, ports := dnsMembers(t, func(string) string { return "dns.toml" })
 	copyExampleZones(t, c.Dir)
 	nsdPort, knotPort := tc.FreePort(t), tc.FreePort(t)
 	secret := make([]byte, 32)

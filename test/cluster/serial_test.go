@@ -18,20 +18,7 @@ import (
 // same serial at every member, and no member's serial ever goes back.
 func TestOneSerialOnEveryMember(t *testing.T) {
 	slow(t)
-	ports := map[string]int{}
-	c := tc.New(t, tc.Spec{
-		Members: []tc.MemberSpec{{Name: "east", Role: "site"}, {Name: "west", Role: "site"}, {Name: "arbitrator", Role: "arbitrator"}},
-		Tickets: exampleTickets,
-		Extra: func(m *tc.Member) string {
-			ports[m.Name] = tc.FreePort(t)
-			return fmt.Sprintf("[dns]\nlisten = \"127.0.0.1:%d\"\nzones_file = \"dns.toml\"\n", ports[m.Name])
-		},
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			c.DumpLogs()
-		}
-	})
+	c, ports := dnsMembers(t, func(string) string { return "dns.toml" })
 	copyExampleZones(t, c.Dir)
 	c.StartAll()
 	names := []string{"east", "west", "arbitrator"}
