@@ -595,3 +595,31 @@ func TestCloseDuringAHandshakeReturns(t *testing.T) {
 	}
 	delete(p.vols, "east")
 }
+
+// A primary that sees its peer gone starts a new generation at its very
+// next write: an observer woken by the disconnect may write at once, and
+// that write must not land in the generation the peer holds (the peer,
+// promoted meanwhile, would then look like it holds everything east has).
+func TestTheFirstWriteAfterAPeerIsLostStartsAGeneration(t *testing.T) {
+	for round := 0; round < 30; round++ {
+		p, px := proxied(t, 4<<20, nil)
+		east := p.vols["east"]
+		must(t, east.WriteAt(randomData(int64(round), BlockSize), 0, true))
+		drained(t, east)
+		east.mu.Lock()
+		before := east.m.Current
+		east.mu.Unlock()
+		px.set(func(px *proxy) { px.cut = true })
+		px.drop()
+		p.waitState("east", Disconnected)
+		must(t, east.WriteAt(bytes.Repeat([]byte{0xe}, BlockSize), 1<<20, true))
+		east.mu.Lock()
+		after := east.m.Current
+		east.mu.Unlock()
+		if after == before {
+			t.Fatalf("round %d: the first write after the peer was lost stayed in generation %016x", round, before)
+		}
+		p.close("east")
+		p.close("west")
+	}
+}

@@ -342,6 +342,10 @@ func (p *peer) waitDrained(ctx context.Context) error {
 // goes into its bitmap; a primary starts a new generation at its next
 // write.
 func (p *peer) disconnect(cause error) {
+	// The volume's lock around the change: whoever sees the peer gone (a
+	// waiter woken below, a writer) also sees the new generation pending.
+	v := p.v
+	v.mu.Lock()
 	p.mu.Lock()
 	conn := p.conn
 	p.conn = nil
@@ -356,22 +360,20 @@ func (p *peer) disconnect(cause error) {
 	if wasConnected && p.behindSince.IsZero() {
 		p.behindSince = time.Now()
 	}
+	if wasConnected && v.role == Primary {
+		v.needNewGen = true
+	}
 	for id, ch := range p.verifies {
 		close(ch)
 		delete(p.verifies, id)
 	}
 	p.cond.Broadcast()
 	p.mu.Unlock()
+	v.mu.Unlock()
 	if conn != nil {
 		conn.Close()
 	}
 	if wasConnected {
-		v := p.v
-		v.mu.Lock()
-		if v.role == Primary {
-			v.needNewGen = true
-		}
-		v.mu.Unlock()
 		if cause != nil && !errors.Is(cause, ErrClosed) {
 			v.log.Warn("replication peer lost", "peer", p.name, "err", cause)
 		}
