@@ -82,6 +82,9 @@ type Command struct {
 type HandlerDone struct {
 	Token uint64
 	OK    bool
+	// Why it failed (a local check's refusal, a handler's exit), for the
+	// ticket's reason and the operator.
+	Detail string
 }
 
 // HandoverDone reports whether the owner is ready to hand over (services

@@ -455,6 +455,13 @@ func (s *State) prereqsMet(auto bool) bool {
 	return true
 }
 
+func failedBecause(what, detail string) string {
+	if detail == "" {
+		return what
+	}
+	return what + ": " + detail
+}
+
 func (s *State) handlerDone(o *out, in HandlerDone, now time.Duration) {
 	if in.Token == 0 || in.Token != s.handlerToken {
 		return
@@ -466,14 +473,14 @@ func (s *State) handlerDone(o *out, in HandlerDone, now time.Duration) {
 			s.startElection(o, s.acquireReason, s.acquireForce, now)
 			return
 		}
-		s.event(o, EvHandlerFailed, None, now, "before-acquire handler failed, not acquiring")
+		s.event(o, EvHandlerFailed, None, now, "%s", failedBecause("before-acquire handler failed, not acquiring", in.Detail))
 		s.consumeForce()
 		if !s.manual() && s.acquireReason != ReasonMove {
 			s.acquireAt = now + s.cfg.RenewalFreq
 		}
 	case HandlerRenew:
 		if !in.OK && s.hold == owner {
-			s.event(o, EvHandlerFailed, s.self(), now, "before-acquire handler failed at renewal, releasing")
+			s.event(o, EvHandlerFailed, s.self(), now, "%s", failedBecause("before-acquire handler failed at renewal, releasing", in.Detail))
 			s.stopThen(o, afterRelease, 0, None, now, "handler failed")
 		}
 	}

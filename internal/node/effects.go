@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -156,7 +157,7 @@ func (n *Node) runHandler(name string, r *rt, e ticket.RunHandler) {
 		if err != nil {
 			n.met.handlerRuns.WithLabelValues(name, "check_failed").Inc()
 			n.log.Warn("local check refuses the ticket", "ticket", name, "err", err)
-			n.doneWith(name, ticket.HandlerDone{Token: e.Token, OK: false})
+			n.doneWith(name, ticket.HandlerDone{Token: e.Token, OK: false, Detail: err.Error()})
 			return
 		}
 	}
@@ -204,7 +205,11 @@ func (n *Node) runHandler(name string, r *rt, e ticket.RunHandler) {
 		}
 		n.log.Warn("before_acquire_handler failed", "ticket", name, "kind", kind, "handler", argv[0], "exit", code, "err", err, "output", trimOutput(out))
 	}
-	n.doneWith(name, ticket.HandlerDone{Token: e.Token, OK: err == nil})
+	done := ticket.HandlerDone{Token: e.Token, OK: err == nil}
+	if err != nil {
+		done.Detail = fmt.Sprintf("%s: %v", filepath.Base(argv[0]), err)
+	}
+	n.doneWith(name, done)
 }
 
 func trimOutput(b []byte) string {
