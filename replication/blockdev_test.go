@@ -3,6 +3,7 @@ package replication
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,7 +50,13 @@ func TestVolumeOnBlockDevices(t *testing.T) {
 	east := p.open("east")
 	p.open("west")
 	p.waitState("east", InSync)
-	must(t, east.Promote(context.Background(), false))
+	// Devices hold whatever they held: new replicas on them are
+	// Inconsistent, and the first primary is the operator's choice.
+	if err := east.Promote(context.Background(), false); !errors.Is(err, ErrNotUpToDate) {
+		t.Fatalf("promotion of a new replica on a device: %v", err)
+	}
+	must(t, east.Promote(context.Background(), true))
+	p.waitState("east", SyncSource, InSync)
 	data := randomData(11, 1<<20)
 	must(t, east.WriteAt(data, 3<<20, true))
 	drained(t, east)

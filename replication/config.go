@@ -109,9 +109,15 @@ type VolumeConfig struct {
 	ALExtents int  `toml:"al_extents"`
 	// Csums: a resync sends block checksums first and skips equal blocks.
 	Csums bool `toml:"csums"`
-	// NewReplicas: "uptodate" (replicas created together, empty, start in
-	// sync: DRBD's skip of the initial sync) or "full" (first sync copies
-	// everything).
+	// NewReplicas says how a replica without metadata starts. "sync" (the
+	// default): one on a file geobooth creates (blank) is equal to every
+	// other blank one and starts UpToDate; one on storage that already
+	// held data (a device, an existing file) is Inconsistent and takes a
+	// full sync from the first primary (a forced grant, or the operator's
+	// skip-initial-sync for devices known blank). "full": every new
+	// replica is Inconsistent, blank or not. "uptodate": every new replica
+	// is declared equal, DRBD's skipped initial sync; only for copies the
+	// operator made identical before the first start.
 	NewReplicas  string           `toml:"new_replicas"`
 	PingInterval confkit.Duration `toml:"ping_interval"`
 	Timeout      confkit.Duration `toml:"timeout"`
@@ -124,7 +130,7 @@ type VolumeConfig struct {
 // DefaultVolume returns a volume section's defaults.
 func DefaultVolume() VolumeConfig {
 	return VolumeConfig{SplitBrain: SplitBrainDisconnect, ResyncRate: 100 << 20, SendBuffer: 64 << 20,
-		MaxEpoch: 4 << 20, ALExtents: 64, Csums: true, NewReplicas: "uptodate",
+		MaxEpoch: 4 << 20, ALExtents: 64, Csums: true, NewReplicas: "sync",
 		PingInterval: confkit.Duration(time.Second), Timeout: confkit.Duration(5 * time.Second),
 		DrainTimeout: confkit.Duration(30 * time.Second)}
 }
@@ -213,9 +219,9 @@ func (c *VolumeConfig) Validate() []confkit.FieldError {
 		bad("split_brain", "%q: want disconnect (or manual), discard-secondary, discard-least-changes or discard-younger-primary", c.SplitBrain)
 	}
 	switch c.NewReplicas {
-	case "uptodate", "full":
+	case "sync", "full", "uptodate":
 	default:
-		bad("new_replicas", "%q: want uptodate or full", c.NewReplicas)
+		bad("new_replicas", "%q: want sync, full or uptodate", c.NewReplicas)
 	}
 	if c.SendBuffer < 1<<20 {
 		bad("send_buffer", "%d: at least 1MiB", c.SendBuffer)

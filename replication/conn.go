@@ -560,7 +560,7 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 	p.connGen++
 	s.gen = p.connGen
 	p.conn = s.conn
-	p.remoteRole, p.remoteDisk = remote.role, remote.disk
+	p.remoteRole, p.remoteDisk, p.remoteGen = remote.role, remote.disk, remote.current
 	p.lastErr = ""
 	p.mu.Unlock()
 	if old != nil {
@@ -751,7 +751,7 @@ func (p *peer) receiveLoop(s *session) error {
 // or the side an operator ran a repair on).
 func changesReplica(t frameType) bool {
 	switch t {
-	case fWrite, fTrim, fZero, fBarrier, fGen, fBehind, fRSData, fRSCsum, fRSDone:
+	case fWrite, fTrim, fZero, fBarrier, fGen, fBehind, fRSData, fRSCsum, fRSDone, fSkipSync:
 		return true
 	}
 	return false
@@ -827,10 +827,29 @@ func (p *peer) handle(s *session, f frame) error {
 			return err
 		}
 		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.m.Current == 0 {
+			// Only a full sync gives a new replica its first generation.
+			return fmt.Errorf("%w: a generation for a replica that was never synced", ErrBadFrame)
+		}
 		v.m.Current, v.m.History = cur, hist
-		err := v.store.save(v.m)
-		v.mu.Unlock()
-		return err
+		return v.store.save(v.m)
+	case fSkipSync:
+		g := d.u64()
+		if err := d.done(); err != nil {
+			return err
+		}
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.m.Current != 0 {
+			return fmt.Errorf("%w: %s skipped the initial sync, but this replica was written or synced already", ErrBadFrame, p.name)
+		}
+		v.m.Current, v.m.Disk = g, UpToDate
+		if err := v.store.save(v.m); err != nil {
+			return err
+		}
+		v.log.Warn("initial sync skipped by the operator at the peer: the replicas are declared blank and equal", "peer", p.name)
+		return nil
 	case fBehind:
 		if err := d.done(); err != nil {
 			return err

@@ -69,6 +69,7 @@ type peer struct {
 	unackedBytes int64
 	remoteRole   Role
 	remoteDisk   DiskState
+	remoteGen    uint64 // the peer's generation at the handshake
 	lastErr      string
 	lastRecv     time.Time
 	resyncTotal  int64

@@ -54,6 +54,52 @@ func (v *Volume) Invalidate() error {
 	return nil
 }
 
+var errInitialSync = errors.New("initial sync from the first primary")
+
+// SkipInitialSync is the operator's statement that this replica and every
+// peer are blank (new devices, zeroed): all of them take the same first
+// generation and become UpToDate without a full sync (DRBD's
+// new-current-uuid --clear-bitmap). Refused unless every peer is connected,
+// and once this side or a peer was written (it holds a generation).
+func (v *Volume) SkipInitialSync() error {
+	v.fence.Lock()
+	defer v.fence.Unlock()
+	v.mu.Lock()
+	cur := v.m.Current
+	v.mu.Unlock()
+	if cur != 0 {
+		return fmt.Errorf("skip-initial-sync: this replica was written or synced already (generation %016x)", cur)
+	}
+	for _, name := range v.order {
+		p := v.peers[name]
+		p.mu.Lock()
+		connected, remote := p.connectedLocked(), p.remoteGen
+		p.mu.Unlock()
+		if !connected {
+			return fmt.Errorf("skip-initial-sync: peer %s is not connected: every replica must be seen new", name)
+		}
+		if remote != 0 {
+			return fmt.Errorf("skip-initial-sync: peer %s was written or synced already (generation %016x)", name, remote)
+		}
+	}
+	g := genesis(v.cfg)
+	v.mu.Lock()
+	v.m.Current, v.m.Disk = g, UpToDate
+	err := v.store.save(v.m)
+	v.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("skip-initial-sync: %w", err)
+	}
+	var e enc
+	e.u64(g)
+	for _, name := range v.order {
+		v.peers[name].enqueue(fSkipSync, e.b)
+	}
+	v.log.Warn("initial sync skipped by the operator: the replicas are declared blank and equal", "generation", fmt.Sprintf("%016x", g))
+	v.event("initial sync skipped", "volume %s: the replicas are declared blank and equal", v.cfg.Name)
+	return nil
+}
+
 // DiscardMyData resolves a split brain at the side whose changes are to
 // go: at the next handshake with the peer it split from, this replica
 // takes the peer's data (its blocks written since the split are

@@ -144,10 +144,10 @@ func Open(o Options) (*Volume, error) {
 	}
 	if !existed {
 		m = &meta{Version: 1, Volume: cfg.Name, Size: int64(cfg.Size), Bitmap: map[string]uint64{}, Disk: UpToDate, Clean: true}
-		if cfg.NewReplicas == "full" {
-			m.Disk = Inconsistent
-		} else {
+		if cfg.NewReplicas == "uptodate" || cfg.NewReplicas == "sync" && v.created {
 			m.Current = genesis(cfg)
+		} else {
+			m.Disk = Inconsistent
 		}
 	}
 	if m.Size != int64(cfg.Size) || m.Volume != cfg.Name {
@@ -367,6 +367,13 @@ func (v *Volume) Promote(ctx context.Context, force bool) error {
 			return fmt.Errorf("peer %s is primary: demote it first", p.name)
 		}
 	}
+	// The first primary of replicas that were never synced: its data
+	// becomes the volume's, in a generation of its own, and every peer
+	// takes a full sync from it.
+	first := v.m.Current == 0
+	if first {
+		v.m.Current = newGeneration()
+	}
 	v.role = Primary
 	v.m.Primary = true
 	v.m.PrimarySince = time.Now().UnixNano()
@@ -386,6 +393,15 @@ func (v *Volume) Promote(ctx context.Context, force bool) error {
 	}
 	v.log.Info("promoted", "force", force)
 	v.event("promoted", "volume %s is primary here (force %v)", v.cfg.Name, force)
+	if first {
+		// A peer connected as new learns of the generation at a new
+		// handshake, which starts its full sync; writes wait (the
+		// fence) until its link is down, so none is taken for synced.
+		v.log.Info("initial sync: this replica is the first primary; the new peers take a full sync from it")
+		for _, p := range v.peers {
+			p.disconnect(errInitialSync)
+		}
+	}
 	v.announceRole(Primary)
 	return v.startNBD()
 }

@@ -40,6 +40,7 @@ const (
 	fPing
 	fBehind
 	fRole
+	fSkipSync
 	frameTypeEnd
 )
 

@@ -89,6 +89,8 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 	}
 	r.With(auth).Post("/api/v1/replication/{volume}/invalidate",
 		recovery((*replication.Volume).Invalidate, "data discarded here: a full sync from the peer follows"))
+	r.With(auth).Post("/api/v1/replication/{volume}/skip-initial-sync",
+		recovery((*replication.Volume).SkipInitialSync, "the replicas are declared blank and equal: UpToDate without a full sync"))
 	r.With(auth).Post("/api/v1/replication/{volume}/discard-my-data",
 		recovery((*replication.Volume).DiscardMyData, "the changes made here since the split go at the next handshake: the peer's data wins"))
 	r.With(auth).Post("/api/v1/replication/{volume}/verify", func(w http.ResponseWriter, r *http.Request) {

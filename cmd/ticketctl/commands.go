@@ -98,7 +98,7 @@ func defaultWait(t httpapi.Ticket) time.Duration {
 
 func cmdGrant(c *client, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("grant", flag.ContinueOnError)
-	force := fs.Bool("F", false, "force: skip waiting for an unreachable owner's lease (you must be sure it is down)")
+	force := fs.Bool("F", false, "force: skip waiting for an unreachable owner's lease (you must be sure it is down), and promote replicas that are not UpToDate (the first primary of new replicas)")
 	site := fs.String("s", "", "the site to grant to (default: the site of the daemon asked)")
 	noWait := fs.Bool("no-wait", false, "return once the grant is under way")
 	timeout := fs.Duration("timeout", 0, "how long to wait for the ticket to be held (default from the ticket's expire)")
@@ -415,7 +415,7 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	const use = "usage: repl [--json] | repl status VOLUME | repl promote|demote|invalidate|discard-my-data VOLUME | repl verify [--repair] [--no-wait] VOLUME PEER"
+	const use = "usage: repl [--json] | repl status VOLUME | repl promote|demote|invalidate|discard-my-data|skip-initial-sync VOLUME | repl verify [--repair] [--no-wait] VOLUME PEER"
 	switch {
 	case len(pos) == 0:
 		var vs []replication.Status
@@ -435,7 +435,7 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 			return printJSON(w, v)
 		}
 		return printVolumes(w, []replication.Status{v})
-	case len(pos) == 2 && (pos[0] == "promote" || pos[0] == "demote" || pos[0] == "invalidate" || pos[0] == "discard-my-data"):
+	case len(pos) == 2 && (pos[0] == "promote" || pos[0] == "demote" || pos[0] == "invalidate" || pos[0] == "discard-my-data" || pos[0] == "skip-initial-sync"):
 		var r httpapi.CommandResult
 		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/"+pos[0], nil, &r); err != nil {
 			return err

@@ -33,6 +33,12 @@ func newDataCluster(t *testing.T, extra string) *dataCluster {
 
 // newDataClusterTLS is newDataCluster, with TLS on every link if withTLS.
 func newDataClusterTLS(t *testing.T, extra string, withTLS bool) *dataCluster {
+	return newDataClusterPrepared(t, extra, withTLS, nil)
+}
+
+// newDataClusterPrepared is newDataClusterTLS; prepare (if set) runs in
+// the cluster's folder before the members start.
+func newDataClusterPrepared(t *testing.T, extra string, withTLS bool, prepare func(dir string)) *dataCluster {
 	tc.RequireTool(t, "qemu-io", "qemu-utils")
 	repl := map[string]int{"east": tc.FreePort(t), "west": tc.FreePort(t)}
 	nbd := map[string]int{"east": tc.FreePort(t), "west": tc.FreePort(t)}
@@ -65,6 +71,9 @@ drain_timeout = "10s"
 			c.DumpLogs()
 		}
 	})
+	if prepare != nil {
+		prepare(c.Dir)
+	}
 	c.StartAll()
 	dc := &dataCluster{Cluster: c, nbd: map[string]string{}, dir: c.Dir}
 	for n, p := range nbd {
