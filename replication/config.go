@@ -98,6 +98,13 @@ type VolumeConfig struct {
 	// also served as the default (empty) name.
 	Export     string `toml:"export"`
 	SplitBrain string `toml:"split_brain"`
+	// Protocol: "A" (asynchronous, the default: a write completes when it
+	// is on the local replica and queued for the peers) or "C" (a write
+	// completes only when every connected peer has it on stable storage:
+	// a failover loses nothing acknowledged; for sites at metro
+	// distance). A peer that is not connected does not hold writes back:
+	// they go into its bitmap, as in A.
+	Protocol string `toml:"protocol"`
 	// ResyncRate caps resync traffic (bytes/s; 0: no cap).
 	ResyncRate Size `toml:"resync_rate"`
 	// SendBuffer bounds what is queued or unacknowledged per peer; beyond
@@ -130,7 +137,7 @@ type VolumeConfig struct {
 // DefaultVolume returns a volume section's defaults.
 func DefaultVolume() VolumeConfig {
 	return VolumeConfig{SplitBrain: SplitBrainDisconnect, ResyncRate: 100 << 20, SendBuffer: 64 << 20,
-		MaxEpoch: 4 << 20, ALExtents: 64, Csums: true, NewReplicas: "sync",
+		MaxEpoch: 4 << 20, ALExtents: 64, Csums: true, NewReplicas: "sync", Protocol: "A",
 		PingInterval: confkit.Duration(time.Second), Timeout: confkit.Duration(5 * time.Second),
 		DrainTimeout: confkit.Duration(30 * time.Second)}
 }
@@ -158,6 +165,9 @@ func (c VolumeConfig) WithDefaults() VolumeConfig {
 	}
 	if c.NewReplicas == "" {
 		c.NewReplicas = d.NewReplicas
+	}
+	if c.Protocol == "" {
+		c.Protocol = d.Protocol
 	}
 	if c.PingInterval == 0 {
 		c.PingInterval = d.PingInterval
@@ -217,6 +227,9 @@ func (c *VolumeConfig) Validate() []confkit.FieldError {
 	case SplitBrainDisconnect, SplitBrainDiscardSecondary, SplitBrainDiscardLeastChanges, SplitBrainDiscardYoungerPrimary:
 	default:
 		bad("split_brain", "%q: want disconnect (or manual), discard-secondary, discard-least-changes or discard-younger-primary", c.SplitBrain)
+	}
+	if c.Protocol != "A" && c.Protocol != "C" {
+		bad("protocol", "%q: want A (asynchronous) or C (synchronous)", c.Protocol)
 	}
 	switch c.NewReplicas {
 	case "sync", "full", "uptodate":

@@ -146,7 +146,8 @@ func (p *peer) ship(epoch uint64, kind opKind, off, n int64, payload []byte) {
 		typ, data = fZero, 0
 	}
 	p.enqueueLocked(item{typ: typ, payload: payload, bytes: data})
-	if p.queued+p.unackedBytes > int64(p.v.cfg.SendBuffer) {
+	// Protocol C never pulls ahead: its writers wait for the peer instead.
+	if p.v.cfg.Protocol != "C" && p.queued+p.unackedBytes > int64(p.v.cfg.SendBuffer) {
 		p.pullAheadLocked()
 	}
 }
@@ -304,6 +305,38 @@ func (p *peer) lag() (int64, time.Duration) {
 		age = time.Since(p.behindSince)
 	}
 	return b, age
+}
+
+// waitAcked waits until the peer acknowledged every epoch up to e, or is
+// not streamed to (disconnected, pulled ahead: the writes are in its
+// bitmap).
+func (p *peer) waitAcked(ctx context.Context, e uint64) error {
+	acked := func() bool {
+		return p.state != InSync && p.state != SyncSource || len(p.unacked) == 0 || p.unacked[0].epoch > e
+	}
+	p.mu.Lock()
+	done := acked()
+	p.mu.Unlock()
+	if done {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		if acked() {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait for %s to acknowledge: %w", p.name, ErrClosed)
+		}
+		p.cond.Wait()
+	}
 }
 
 // waitDrained waits until the peer is in sync and acknowledged every

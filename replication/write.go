@@ -60,22 +60,41 @@ func (v *Volume) modify(kind opKind, p []byte, off, n int64, fua bool) error {
 		}
 		return nil
 	}
+	epoch, err := v.modifyLocal(kind, p, off, n, fua)
+	if err != nil || v.cfg.Protocol != "C" {
+		return err
+	}
+	// Protocol C: the write's epoch was closed; it completes when every
+	// connected peer acknowledged it, which a secondary does once the
+	// epoch is on its stable storage. The fence is not held meanwhile: a
+	// demotion does not wait for a peer.
+	for _, name := range v.order {
+		if err := v.peers[name].waitAcked(v.ctx, epoch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// modifyLocal writes locally and ships the write; it returns the epoch the
+// write went into.
+func (v *Volume) modifyLocal(kind opKind, p []byte, off, n int64, fua bool) (uint64, error) {
 	v.fence.RLock()
 	defer v.fence.RUnlock()
 	if v.Role() != Primary {
-		return ErrNotPrimary
+		return 0, ErrNotPrimary
 	}
 	if v.leaseEnded() {
 		v.met.leaseRefusals.Inc()
-		return ErrLeaseEnded
+		return 0, ErrLeaseEnded
 	}
 	v.wmu.Lock()
 	defer v.wmu.Unlock()
 	if err := v.beforeWrite(); err != nil {
-		return err
+		return 0, err
 	}
 	if err := v.al.activate(off, n); err != nil {
-		return fmt.Errorf("activity log: %w", err)
+		return 0, fmt.Errorf("activity log: %w", err)
 	}
 	var err error
 	switch kind {
@@ -85,7 +104,7 @@ func (v *Volume) modify(kind opKind, p []byte, off, n int64, fua bool) error {
 		err = v.be.Punch(off, n)
 	}
 	if err != nil {
-		return fmt.Errorf("write to the local replica: %w", err)
+		return 0, fmt.Errorf("write to the local replica: %w", err)
 	}
 	v.mu.Lock()
 	v.epochWrites++
@@ -103,16 +122,17 @@ func (v *Volume) modify(kind opKind, p []byte, off, n int64, fua bool) error {
 	for _, name := range v.order {
 		v.peers[name].ship(v.epoch, kind, off, n, payload)
 	}
+	epoch := v.epoch
 	full := v.epochBytes >= int64(v.cfg.MaxEpoch)
-	if full && !fua {
+	if (full || v.cfg.Protocol == "C") && !fua {
 		v.closeEpochLocked()
 	}
 	v.mu.Unlock()
 	v.met.bytesWritten.Add(float64(n))
 	if fua {
-		return v.syncAndClose()
+		return epoch, v.syncAndClose()
 	}
-	return nil
+	return epoch, nil
 }
 
 // beforeWrite starts a new generation before the first write after a peer

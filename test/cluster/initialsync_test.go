@@ -19,7 +19,7 @@ import (
 // byte-equal.
 func TestNewReplicasOnOldContentsSyncFullyFromTheFirstPrimary(t *testing.T) {
 	const size = 32 << 20
-	c := newDataClusterPrepared(t, `resync_rate = "16MiB"`, false, func(dir string) {
+	c := newDataClusterWith(t, dataOptions{extra: `resync_rate = "16MiB"`, prepare: func(dir string) {
 		for i, m := range []string{"east", "west"} {
 			b := make([]byte, size)
 			rand.New(rand.NewSource(int64(i + 1))).Read(b)
@@ -27,7 +27,7 @@ func TestNewReplicasOnOldContentsSyncFullyFromTheFirstPrimary(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-	})
+	}})
 	for _, m := range []string{"east", "west"} {
 		c.waitVolume(t, m, 20*time.Second, "Inconsistent and connected", func(st replication.Status) bool {
 			return st.Disk == replication.Inconsistent && len(st.Peers) == 1 && st.Peers[0].Connected

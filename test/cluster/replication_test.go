@@ -33,12 +33,22 @@ func newDataCluster(t *testing.T, extra string) *dataCluster {
 
 // newDataClusterTLS is newDataCluster, with TLS on every link if withTLS.
 func newDataClusterTLS(t *testing.T, extra string, withTLS bool) *dataCluster {
-	return newDataClusterPrepared(t, extra, withTLS, nil)
+	return newDataClusterWith(t, dataOptions{extra: extra, tls: withTLS})
 }
 
-// newDataClusterPrepared is newDataClusterTLS; prepare (if set) runs in
-// the cluster's folder before the members start.
-func newDataClusterPrepared(t *testing.T, extra string, withTLS bool, prepare func(dir string)) *dataCluster {
+// dataOptions shape a data cluster.
+type dataOptions struct {
+	extra string // added to the volume sections
+	tls   bool
+	// prepare runs in the cluster's folder before the members start.
+	prepare func(dir string)
+	// via, if set, gives the address a site dials to reach the other's
+	// replication port (a proxy in between).
+	via func(to string, port int) string
+}
+
+func newDataClusterWith(t *testing.T, opt dataOptions) *dataCluster {
+	extra, withTLS, via := opt.extra, opt.tls, opt.via
 	tc.RequireTool(t, "qemu-io", "qemu-utils")
 	repl := map[string]int{"east": tc.FreePort(t), "west": tc.FreePort(t)}
 	nbd := map[string]int{"east": tc.FreePort(t), "west": tc.FreePort(t)}
@@ -52,6 +62,10 @@ func newDataClusterPrepared(t *testing.T, extra string, withTLS bool, prepare fu
 				return ""
 			}
 			o := other[m.Name]
+			peer := fmt.Sprintf("127.0.0.1:%d", repl[o])
+			if via != nil {
+				peer = via(o, repl[o])
+			}
 			return fmt.Sprintf(`
 [[volumes]]
 name = "data"
@@ -60,10 +74,10 @@ size = "32MiB"
 path = "data-%s.img"
 listen = "127.0.0.1:%d"
 nbd_listen = "127.0.0.1:%d"
-peers = [{ name = %q, address = "127.0.0.1:%d" }]
+peers = [{ name = %q, address = %q }]
 drain_timeout = "10s"
 %s
-`, m.Name, repl[m.Name], nbd[m.Name], o, repl[o], extra)
+`, m.Name, repl[m.Name], nbd[m.Name], o, peer, extra)
 		},
 	})
 	t.Cleanup(func() {
@@ -71,8 +85,8 @@ drain_timeout = "10s"
 			c.DumpLogs()
 		}
 	})
-	if prepare != nil {
-		prepare(c.Dir)
+	if opt.prepare != nil {
+		opt.prepare(c.Dir)
 	}
 	c.StartAll()
 	dc := &dataCluster{Cluster: c, nbd: map[string]string{}, dir: c.Dir}
