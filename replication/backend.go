@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,12 +24,16 @@ type Backend interface {
 }
 
 // fileBackend is a sparse file of a fixed size.
-type fileBackend struct{ f *os.File }
+type fileBackend struct {
+	f      *os.File
+	device bool
+}
 
 // openFile opens (creating it sparse when missing) the backing file of a
-// volume of size bytes. A file of another size is refused. A block device
-// (a logical volume, a partition) is opened exclusively — one that is
-// mounted or open elsewhere is refused — and must hold at least size
+// volume of size bytes. A file smaller than size is refused; of a larger
+// one (a resize cut short) the volume uses the first size bytes. A block
+// device (a logical volume, a partition) is opened exclusively — one that
+// is mounted or open elsewhere is refused — and must hold at least size
 // bytes (the volume uses the first size).
 func openFile(path string, size int64) (*fileBackend, bool, error) {
 	if IsBlockDevice(path) {
@@ -36,6 +41,11 @@ func openFile(path string, size int64) (*fileBackend, bool, error) {
 	}
 	created := false
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if os.IsNotExist(err) && strings.HasPrefix(filepath.Clean(path), "/dev/") {
+		// A device that is not there (an LV not created or activated):
+		// a file in /dev would vanish at reboot, with the data.
+		return nil, false, fmt.Errorf("block device %s does not exist (create or activate it; geobooth makes files, not devices)", path)
+	}
 	if os.IsNotExist(err) {
 		if err = os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, false, fmt.Errorf("create the folder of volume file %s: %w", path, err)
@@ -54,7 +64,7 @@ func openFile(path string, size int64) (*fileBackend, bool, error) {
 		f.Close()
 		return nil, false, fmt.Errorf("stat volume file %s: %w", path, err)
 	}
-	if st.Size() != size {
+	if st.Size() < size {
 		f.Close()
 		return nil, false, fmt.Errorf("volume file %s has %d bytes, the volume %d", path, st.Size(), size)
 	}
@@ -79,7 +89,7 @@ func openDevice(path string, size int64) (*fileBackend, bool, error) {
 		f.Close()
 		return nil, false, fmt.Errorf("block device %s has %d bytes, the volume %d", path, end, size)
 	}
-	return &fileBackend{f: f}, false, nil
+	return &fileBackend{f: f, device: true}, false, nil
 }
 
 // IsBlockDevice reports whether path is a block device (its metadata then

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,32 +12,12 @@ import (
 	"github.com/geobooth/geobooth/internal/testenv"
 )
 
-// loopDevice attaches a new file of size bytes to a loop device, detached
-// when the test ends.
-func loopDevice(t *testing.T, size int64) string {
-	t.Helper()
-	testenv.RequireRoot(t, "attaching loop devices")
-	losetup := testenv.RequireTool(t, "losetup", "mount")
-	img := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(img)
-	must(t, err)
-	must(t, f.Truncate(size))
-	f.Close()
-	out, err := exec.Command(losetup, "-f", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v\n%s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command(losetup, "-d", dev).Run() })
-	return dev
-}
-
 // Issue 18: a block device as path failed ("has 0 bytes": its Stat size
 // is 0), and its metadata would have gone to /dev. On loop devices, with
 // the metadata in a folder of its own: the volume replicates, keeps its
 // metadata across a restart, and a device too small or in use is refused.
 func TestVolumeOnBlockDevices(t *testing.T) {
-	devs := map[string]string{"east": loopDevice(t, 16<<20), "west": loopDevice(t, 20<<20)}
+	devs := map[string]string{"east": testenv.LoopDevice(t, 16<<20), "west": testenv.LoopDevice(t, 20<<20)}
 	meta := t.TempDir()
 	p := newPair(t, 16<<20, func(c *VolumeConfig) {
 		name := "east"
@@ -91,5 +70,20 @@ func TestVolumeOnBlockDevices(t *testing.T) {
 	p.close("east")
 	if _, err := Open(Options{Config: small, Self: "east", Key: testKey, Log: quietLog()}); err == nil || !strings.Contains(err.Error(), "has 16777216 bytes") {
 		t.Fatalf("a device too small was opened: %v", err)
+	}
+}
+
+// A device path that does not exist (an LV not yet created) is refused,
+// not created as a file in /dev, which vanishes at reboot.
+func TestAMissingDeviceIsNotCreatedAsAFile(t *testing.T) {
+	c := DefaultVolume()
+	c.Name, c.Size, c.Path, c.Listen, c.MetaDir = "data", 1<<20, "/dev/geobooth-test-vg/web", "127.0.0.1:0", t.TempDir()
+	c.Peers = []PeerConfig{{Name: "west", Address: "127.0.0.1:1"}}
+	_, err := Open(Options{Config: c, Self: "east", Key: testKey, Log: quietLog()})
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("a missing device: %v", err)
+	}
+	if _, err := os.Stat("/dev/geobooth-test-vg"); err == nil {
+		t.Fatal("a folder was made in /dev")
 	}
 }

@@ -287,6 +287,19 @@ func (f *File) resolve(p string) string {
 	return filepath.Join(filepath.Dir(f.Path), p)
 }
 
+// inState makes a path absolute against the state folder.
+func (f *File) inState(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(f.StateDir, p)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 type addFunc func(key, format string, args ...any)
 
 func (f *File) check(add addFunc, md toml.MetaData) {
@@ -444,13 +457,20 @@ func (f *File) checkVolumes(add addFunc) {
 	names, paths := map[string]bool{}, map[string]bool{}
 	for i := range f.Volumes {
 		v := f.Volumes[i].WithDefaults()
-		v.Path = f.resolve(v.Path)
-		v.MetaDir = f.resolve(v.MetaDir)
+		key := fmt.Sprintf("volumes.%d", i)
+		// Relative paths name files of the member's state (the unit
+		// keeps the configuration's folder read-only).
+		rel := v.Path
+		v.Path = f.inState(v.Path)
+		v.MetaDir = f.inState(v.MetaDir)
+		if old := f.resolve(rel); old != v.Path && fileExists(old) && !fileExists(v.Path) {
+			add(key+".path", "%q is now the state folder's %s, but the volume's file is at %s (beside the configuration, where earlier versions put it): move it (with its .meta, .al and .bitmap-* files) into the state folder, or give path as an absolute path",
+				rel, v.Path, old)
+		}
 		if v.MetaDir == "" && replication.IsBlockDevice(v.Path) {
 			// /dev is gone at reboot: the metadata lives with the state.
 			v.MetaDir = filepath.Join(f.StateDir, "volumes", v.Name)
 		}
-		key := fmt.Sprintf("volumes.%d", i)
 		for _, e := range v.Validate() {
 			add(key+"."+e.Key, "%s", e.Msg)
 		}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -199,8 +198,36 @@ func TestVolumesAreResolvedAndChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := f.Volumes[0]
-	if v.Path != filepath.Join(d, "data.img") || v.Export != "data" || v.SplitBrain != "disconnect" || time.Duration(v.DrainTimeout) != 30*time.Second {
+	if v.Path != filepath.Join(d, "run", "east", "data.img") || v.Export != "data" || v.SplitBrain != "disconnect" || time.Duration(v.DrainTimeout) != 30*time.Second {
 		t.Fatalf("volume not resolved: %+v", v)
+	}
+	// Issue 18: a relative path resolved into the configuration's folder,
+	// which the unit makes read-only. It names a file of the state folder
+	// now, the -state-dir override included.
+	moved := t.TempDir()
+	f, err = Load(filepath.Join(d, "member.toml"), moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := f.Volumes[0]; v.Path != filepath.Join(moved, "data.img") {
+		t.Fatalf("with -state-dir %s the volume's file is %s", moved, v.Path)
+	}
+	// A file left where earlier versions put it is not silently replaced
+	// by a new blank one.
+	if err := os.WriteFile(filepath.Join(d, "data.img"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(filepath.Join(d, "member.toml"), ""); err == nil || !strings.Contains(err.Error(), "beside the configuration, where earlier versions put it") {
+		t.Fatalf("a volume file at the old place: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(d, "run", "east"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(d, "data.img"), filepath.Join(d, "run", "east", "data.img")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(filepath.Join(d, "member.toml"), ""); err != nil {
+		t.Fatalf("after the move into the state folder: %v", err)
 	}
 	cases := []struct {
 		name, from, to string
@@ -311,21 +338,7 @@ func copyTree(t *testing.T, from, to string) {
 // /dev. It goes to the state folder unless meta_dir says otherwise; a
 // file's stays beside it.
 func TestBlockDeviceMetadataGoesToTheStateFolder(t *testing.T) {
-	testenv.RequireRoot(t, "attaching a loop device")
-	losetup := testenv.RequireTool(t, "losetup", "mount")
-	img := filepath.Join(t.TempDir(), "disk.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 4<<20); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(losetup, "-f", "--show", img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup: %v\n%s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	defer exec.Command(losetup, "-d", dev).Run()
+	dev := testenv.LoopDevice(t, 4<<20)
 	vol := strings.Replace(goodVolume, `path = "data.img"`, fmt.Sprintf("path = %q", dev), 1)
 	d := dir(t, map[string]string{"member.toml": goodMember + vol})
 	f, err := Load(filepath.Join(d, "member.toml"), "")

@@ -114,3 +114,33 @@ func FreePort(t testing.TB) int {
 	t.Fatal("no free port")
 	return 0
 }
+
+// LoopDevice attaches a new blank file of size bytes to a loop device
+// (root only: skipped without it, failed in CI) and returns the device's
+// path; it is detached when the test ends.
+func LoopDevice(t testing.TB, size int64) string {
+	t.Helper()
+	RequireRoot(t, "attaching loop devices")
+	losetup := RequireTool(t, "losetup", "mount")
+	img := filepath.Join(t.TempDir(), "disk.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Truncate(size)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(losetup, "-f", "--show", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v\n%s", err, out)
+	}
+	dev := string(out[:len(out)-1])
+	t.Cleanup(func() {
+		if out, err := exec.Command(losetup, "-d", dev).CombinedOutput(); err != nil {
+			t.Logf("losetup -d %s: %v\n%s", dev, err, out)
+		}
+	})
+	return dev
+}

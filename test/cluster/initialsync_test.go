@@ -23,7 +23,11 @@ func TestNewReplicasOnOldContentsSyncFullyFromTheFirstPrimary(t *testing.T) {
 		for i, m := range []string{"east", "west"} {
 			b := make([]byte, size)
 			rand.New(rand.NewSource(int64(i + 1))).Read(b)
-			if err := os.WriteFile(filepath.Join(dir, "data-"+m+".img"), b, 0o600); err != nil {
+			p := imagePath(dir, m)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}

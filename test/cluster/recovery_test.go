@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +52,7 @@ func TestReplInvalidateThroughTicketctl(t *testing.T) {
 // a careless dd would.
 func (c *dataCluster) damage(t *testing.T, member string, off int64, b []byte) {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(c.dir, "data-"+member+".img"), os.O_WRONLY, 0)
+	f, err := os.OpenFile(imagePath(c.dir, member), os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

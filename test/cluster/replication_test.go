@@ -170,10 +170,16 @@ func qemuIO(t *testing.T, url string, readOnly bool, cmds ...string) (string, er
 	return s, err
 }
 
+// imagePath is a member's backing file: its relative path resolves in
+// the member's state folder.
+func imagePath(dir, member string) string {
+	return filepath.Join(dir, "state", member, "data-"+member+".img")
+}
+
 // image reads a member's backing file.
 func (c *dataCluster) image(t *testing.T, member string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(c.dir, "data-"+member+".img"))
+	b, err := os.ReadFile(imagePath(c.dir, member))
 	if err != nil {
 		t.Fatal(err)
 	}

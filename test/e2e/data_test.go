@@ -57,10 +57,10 @@ func exported(t *testing.T, site string) []byte {
 	return b
 }
 
-// replica reads a site's backing file.
+// replica reads a site's backing device.
 func (g *geo) replica(site string) []byte {
 	g.t.Helper()
-	b, err := os.ReadFile(filepath.Join(g.host[site], "data.img"))
+	b, err := os.ReadFile(g.dev[site])
 	if err != nil {
 		g.t.Fatal(err)
 	}

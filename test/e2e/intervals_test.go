@@ -33,6 +33,18 @@ func TestServiceIntervalsFindOverlaps(t *testing.T) {
 			{Site: "west", Op: "grant", Start: 5*s + guardInterval + 1, End: 9 * s, Svc: "running"},
 			{Site: "east", Op: "revoke", Start: 20 * s, End: 21 * s, Svc: "stopped"},
 		}},
+		// The CIB write the dying daemon had started (a renewal's grant)
+		// lands just after the kill: the guard still stops the service.
+		{name: "killed owner's last grant lands after the kill", killed: map[string][]time.Duration{"east": {5 * s}}, events: []event{
+			{Site: "east", Op: "grant", Start: 1 * s, End: 2 * s, Svc: "running"},
+			{Site: "east", Op: "grant", Start: 5*s + 10*time.Millisecond, End: 5*s + 150*time.Millisecond, Svc: "running"},
+			{Site: "west", Op: "grant", Start: 5*s + guardInterval + 1, End: 9 * s, Svc: "running"},
+		}},
+		{name: "killed owner restarted, granted again", overlap: true, killed: map[string][]time.Duration{"east": {5 * s}}, events: []event{
+			{Site: "east", Op: "grant", Start: 1 * s, End: 2 * s, Svc: "running"},
+			{Site: "east", Op: "grant", Start: 20 * s, End: 21 * s, Svc: "running"},
+			{Site: "west", Op: "grant", Start: 22 * s, End: 23 * s, Svc: "running"},
+		}},
 		{name: "killed owner, west faster than the guard", overlap: true, killed: map[string][]time.Duration{"east": {5 * s}}, events: []event{
 			{Site: "east", Op: "grant", Start: 1 * s, End: 2 * s, Svc: "running"},
 			{Site: "west", Op: "grant", Start: 6 * s, End: 7 * s, Svc: "running"},
