@@ -60,6 +60,23 @@ func openBitmap(path string, blocks int64) (*bitmap, error) {
 	return b, nil
 }
 
+// grow extends the bitmap to blocks (the new blocks clean), in its file
+// too.
+func (b *bitmap) grow(blocks int64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	words := (blocks + 63) / 64
+	if words <= int64(len(b.words)) {
+		return nil
+	}
+	size := (words*8 + BlockSize - 1) / BlockSize * BlockSize
+	if err := b.f.Truncate(size); err != nil {
+		return fmt.Errorf("grow bitmap %s: %w", b.f.Name(), err)
+	}
+	b.words = append(b.words, make([]uint64, words-int64(len(b.words)))...)
+	return nil
+}
+
 // setRange marks blocks [first, last] dirty.
 func (b *bitmap) setRange(first, last int64) {
 	b.mu.Lock()

@@ -279,7 +279,7 @@ func (v *Volume) hello() hello {
 		panic(fmt.Sprintf("no randomness for a nonce: %v", err))
 	}
 	return hello{version: protoVersion, volume: v.cfg.Name, member: v.self, policy: v.cfg.SplitBrain,
-		size: uint64(v.cfg.Size), nonce: nonce}
+		size: uint64(v.Size()), nonce: nonce}
 }
 
 func encodeHello(h hello) []byte {
@@ -393,8 +393,8 @@ func (p *peer) handshake(s *session, mine, theirs hello) (authed bool, err error
 	switch {
 	case theirs.volume != v.cfg.Name:
 		return true, fmt.Errorf("peer serves volume %q, not %q", theirs.volume, v.cfg.Name)
-	case theirs.size != uint64(v.cfg.Size):
-		return true, fmt.Errorf("peer's volume has %d bytes, ours %d", theirs.size, v.cfg.Size)
+	case theirs.size != uint64(v.Size()):
+		return true, fmt.Errorf("peer's volume has %d bytes, ours %d (grown at one side only: run repl resize again at the primary)", theirs.size, v.Size())
 	case theirs.policy != v.cfg.SplitBrain:
 		return true, fmt.Errorf("peer's split_brain policy %q differs from ours %q", theirs.policy, v.cfg.SplitBrain)
 	}
@@ -448,7 +448,7 @@ func (p *peer) readStateAndBitmap(s *session) (stateMsg, []uint64, error) {
 	if err != nil {
 		return stateMsg{}, nil, err
 	}
-	words := make([]uint64, (p.v.blocks+63)/64)
+	words := make([]uint64, (p.v.blocks()+63)/64)
 	for {
 		f, err := s.in.read()
 		if err != nil {
@@ -594,7 +594,7 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 			v.event("split brain", "volume %s: %s's %d changed blocks discarded (%s)", v.cfg.Name, p.name, remote.dirty, v.cfg.SplitBrain)
 		}
 		if dc.full {
-			p.bm.setRange(0, v.blocks-1)
+			p.bm.setRange(0, v.blocks()-1)
 		} else {
 			p.bm.merge(peerWords)
 		}
@@ -751,7 +751,7 @@ func (p *peer) receiveLoop(s *session) error {
 // or the side an operator ran a repair on).
 func changesReplica(t frameType) bool {
 	switch t {
-	case fWrite, fTrim, fZero, fBarrier, fGen, fBehind, fRSData, fRSCsum, fRSDone, fSkipSync:
+	case fWrite, fTrim, fZero, fBarrier, fGen, fBehind, fRSData, fRSCsum, fRSDone, fSkipSync, fResize:
 		return true
 	}
 	return false
@@ -887,6 +887,10 @@ func (p *peer) handle(s *session, f frame) error {
 		return s.answerVerify(&d)
 	case fVerifyResp:
 		return p.takeVerify(&d)
+	case fResize:
+		return p.takeResize(&d)
+	case fResizeDone:
+		return p.takeResizeDone(&d)
 	}
 	return fmt.Errorf("%w: unexpected frame type %d after the handshake", ErrBadFrame, f.typ)
 }

@@ -93,6 +93,8 @@ func FuzzDispatchAfterHandshake(f *testing.F) {
 		f.Add(primary, append(frameBytes(fRSData, rsData), frameBytes(fRSDone, encodeGen(0xbad, []uint64{1}))...))
 		f.Add(primary, frameBytes(fGen, encodeGen(0xbad, nil)))
 		f.Add(primary, frameBytes(fSkipSync, []byte{0, 0, 0, 0, 0, 0, 0xba, 0xd1}))
+		f.Add(primary, frameBytes(fResize, []byte{0, 0, 0, 0, 0, 0x20, 0, 0}))
+		f.Add(primary, frameBytes(fResizeDone, []byte{0, 0, 0, 0, 0, 0x20, 0, 0, 0, 0, 0, 2, 'n', 'o'}))
 		f.Add(primary, append(frameBytes(fBehind, nil), frameBytes(fRSNeed, []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1})...))
 		f.Add(primary, frameBytes(fVerifyReq, append(make([]byte, 8), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)))
 	}

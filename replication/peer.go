@@ -77,7 +77,9 @@ type peer struct {
 	behindSince  time.Time
 	// verify requests in flight, by id.
 	verifies map[uint64]chan []int64
-	nextID   uint64
+	// resizeDone takes the peer's answer to a resize request.
+	resizeDone chan string
+	nextID     uint64
 	// needs carries RS_NEED answers to the resync loop.
 	needs          chan rsNeed
 	rsSinceBarrier int64
@@ -400,6 +402,10 @@ func (p *peer) disconnect(cause error) {
 	for id, ch := range p.verifies {
 		close(ch)
 		delete(p.verifies, id)
+	}
+	if p.resizeDone != nil {
+		close(p.resizeDone)
+		p.resizeDone = nil
 	}
 	p.cond.Broadcast()
 	p.mu.Unlock()

@@ -113,6 +113,7 @@ func TestPrimaryRefusesFramesThatWouldChangeIt(t *testing.T) {
 		{"resync done", fRSDone, func() []byte { return encodeGen(0xbad, []uint64{0xbad}) }},
 		{"generation", fGen, func() []byte { return encodeGen(0xbad, []uint64{0xbad}) }},
 		{"behind", fBehind, func() []byte { return nil }},
+		{"resize", fResize, func() []byte { return []byte{0, 0, 0, 0, 0x10, 0, 0, 0} }},
 		{"skip initial sync", fSkipSync, func() []byte { return []byte{0, 0, 0, 0, 0, 0, 0xba, 0xd1} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

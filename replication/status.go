@@ -43,7 +43,7 @@ type PeerStatus struct {
 // Status reports the volume's state now.
 func (v *Volume) Status() Status {
 	v.mu.Lock()
-	st := Status{Volume: v.cfg.Name, Ticket: v.cfg.Ticket, Role: v.role, Disk: v.m.Disk, Size: int64(v.cfg.Size),
+	st := Status{Volume: v.cfg.Name, Ticket: v.cfg.Ticket, Role: v.role, Disk: v.m.Disk, Size: v.Size(),
 		Generation: fmt.Sprintf("%016x", v.m.Current), SplitBrains: v.splitBrains, Discarded: v.discarded}
 	if v.job != nil {
 		j := *v.job

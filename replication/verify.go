@@ -59,7 +59,7 @@ func (v *Volume) verify(ctx context.Context, peerName string, repair bool, progr
 			for _, b := range diff {
 				rep.Differing = append(rep.Differing, pd.first+b)
 			}
-			compared = min(pd.first+resyncChunk, v.blocks)
+			compared = min(pd.first+resyncChunk, v.blocks())
 			if progress != nil {
 				progress(compared, len(rep.Differing))
 			}
@@ -70,8 +70,8 @@ func (v *Volume) verify(ctx context.Context, peerName string, repair bool, progr
 			return fmt.Errorf("verify: no answer from %s", peerName)
 		}
 	}
-	for first := int64(0); first < v.blocks; first += resyncChunk {
-		n := min(int64(resyncChunk), v.blocks-first)
+	for first := int64(0); first < v.blocks(); first += resyncChunk {
+		n := min(int64(resyncChunk), v.blocks()-first)
 		for len(inflight) >= 16 {
 			if err := collect(inflight[0]); err != nil {
 				return rep, err

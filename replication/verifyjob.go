@@ -45,19 +45,19 @@ func (v *Volume) StartVerify(peer string, repair bool) (VerifyJob, error) {
 		v.mu.Unlock()
 		return j, ErrVerifyRunning
 	}
-	v.job = &VerifyJob{Peer: peer, Repair: repair, Running: true, Started: time.Now(), Total: v.blocks}
+	v.job = &VerifyJob{Peer: peer, Repair: repair, Running: true, Started: time.Now(), Total: v.blocks()}
 	j := *v.job
 	v.wg.Add(1)
 	v.mu.Unlock()
 	v.met.verifyProgress.Set(0)
-	v.log.Info("verify started", "peer", peer, "repair", repair, "blocks", v.blocks)
+	v.log.Info("verify started", "peer", peer, "repair", repair, "blocks", v.blocks())
 	go func() {
 		defer v.wg.Done()
 		rep, err := v.verify(v.ctx, peer, repair, func(checked int64, differing int) {
 			v.mu.Lock()
 			v.job.Checked, v.job.Differing = checked, differing
 			v.mu.Unlock()
-			v.met.verifyProgress.Set(float64(checked) / float64(max(v.blocks, 1)))
+			v.met.verifyProgress.Set(float64(checked) / float64(max(v.blocks(), 1)))
 		})
 		end := time.Now()
 		v.mu.Lock()

@@ -71,7 +71,7 @@ type Volume struct {
 	be      Backend
 	store   metaStore
 	al      *activityLog
-	blocks  int64
+	size    atomic.Int64 // bytes: the configuration's, or more once grown online
 	met     *volumeMetrics
 	peers   map[string]*peer
 	order   []string
@@ -123,24 +123,34 @@ func Open(o Options) (*Volume, error) {
 		o.Registry = prometheus.NewRegistry()
 	}
 	v := &Volume{cfg: cfg, self: o.Self, key: o.Key, tls: o.TLS, log: o.Log.With("volume", cfg.Name), be: o.Backend,
-		store: metaStore{path: cfg.metaBase() + ".meta"}, blocks: int64(cfg.Size) / BlockSize, peers: map[string]*peer{},
+		store: metaStore{path: cfg.metaBase() + ".meta"}, peers: map[string]*peer{},
 		role: Secondary, events: o.Events}
 	if cfg.MetaDir != "" {
 		if err := os.MkdirAll(cfg.MetaDir, 0o700); err != nil {
 			return nil, fmt.Errorf("volume %q: metadata folder: %w", cfg.Name, err)
 		}
 	}
+	m, existed, err := v.store.load()
+	if err != nil {
+		if v.be != nil {
+			v.be.Close()
+		}
+		return nil, err
+	}
+	// A volume grown online (Resize) is larger than the configuration
+	// says; the metadata holds its size.
+	size := int64(cfg.Size)
+	if existed && m.Size > size {
+		o.Log.Warn("the volume was grown online: set size in the configuration to match", "volume", cfg.Name, "size", m.Size, "configured", size)
+		size = m.Size
+	}
+	v.size.Store(size)
 	if v.be == nil {
-		fb, created, err := openFile(cfg.Path, int64(cfg.Size))
+		fb, created, err := openFile(cfg.Path, size)
 		if err != nil {
 			return nil, err
 		}
 		v.be, v.created = fb, created
-	}
-	m, existed, err := v.store.load()
-	if err != nil {
-		v.be.Close()
-		return nil, err
 	}
 	if !existed {
 		m = &meta{Version: 1, Volume: cfg.Name, Size: int64(cfg.Size), Bitmap: map[string]uint64{}, Disk: UpToDate, Clean: true}
@@ -150,7 +160,7 @@ func Open(o Options) (*Volume, error) {
 			m.Disk = Inconsistent
 		}
 	}
-	if m.Size != int64(cfg.Size) || m.Volume != cfg.Name {
+	if m.Size != size || m.Volume != cfg.Name {
 		v.be.Close()
 		return nil, fmt.Errorf("volume %q: metadata is for volume %q of %d bytes", cfg.Name, m.Volume, m.Size)
 	}
@@ -163,7 +173,7 @@ func Open(o Options) (*Volume, error) {
 	v.al = al
 	v.al.evict = v.evictExtent
 	for _, p := range cfg.Peers {
-		bm, err := openBitmap(cfg.metaBase()+".bitmap-"+p.Name, v.blocks)
+		bm, err := openBitmap(cfg.metaBase()+".bitmap-"+p.Name, v.blocks())
 		if err != nil {
 			v.be.Close()
 			return nil, err
@@ -199,12 +209,12 @@ func (v *Volume) recoverFromCrash(exts []uint32, alErr error) {
 		if alErr != nil {
 			v.log.Error("activity log unreadable after a crash: every block counts as dirty", "err", alErr)
 			for _, p := range v.peers {
-				p.bm.setRange(0, v.blocks-1)
+				p.bm.setRange(0, v.blocks()-1)
 			}
 		}
 		for _, e := range exts {
 			first := int64(e) << extentShift / BlockSize
-			last := min(first+extentSize/BlockSize, v.blocks) - 1
+			last := min(first+extentSize/BlockSize, v.blocks()) - 1
 			for _, p := range v.peers {
 				p.bm.setRange(first, last)
 			}
@@ -309,7 +319,10 @@ func (v *Volume) closeFiles() error {
 func (v *Volume) Name() string { return v.cfg.Name }
 
 // Size returns the volume's size in bytes.
-func (v *Volume) Size() int64 { return int64(v.cfg.Size) }
+func (v *Volume) Size() int64 { return v.size.Load() }
+
+// blocks is the volume's size in blocks.
+func (v *Volume) blocks() int64 { return v.size.Load() / BlockSize }
 
 // Role returns the current role.
 func (v *Volume) Role() Role {

@@ -41,6 +41,8 @@ const (
 	fBehind
 	fRole
 	fSkipSync
+	fResize
+	fResizeDone
 	frameTypeEnd
 )
 

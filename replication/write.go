@@ -12,8 +12,8 @@ import (
 // durable before acknowledging it.
 
 func (v *Volume) checkRange(off, n int64) error {
-	if off < 0 || n < 0 || off+n > int64(v.cfg.Size) || off+n < off {
-		return fmt.Errorf("%w: %d bytes at %d (size %d)", ErrOutOfRange, n, off, v.cfg.Size)
+	if off < 0 || n < 0 || off+n > v.Size() || off+n < off {
+		return fmt.Errorf("%w: %d bytes at %d (size %d)", ErrOutOfRange, n, off, v.Size())
 	}
 	return nil
 }

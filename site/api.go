@@ -1,7 +1,9 @@
 package site
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -93,6 +95,28 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 		recovery((*replication.Volume).SkipInitialSync, "the replicas are declared blank and equal: UpToDate without a full sync"))
 	r.With(auth).Post("/api/v1/replication/{volume}/discard-my-data",
 		recovery((*replication.Volume).DiscardMyData, "the changes made here since the split go at the next handshake: the peer's data wins"))
+	r.With(auth).Post("/api/v1/replication/{volume}/resize", func(w http.ResponseWriter, r *http.Request) {
+		v := volume(w, r)
+		if v == nil {
+			return
+		}
+		var req httpapi.ResizeRequest
+		if !httpapi.Decode(w, r, &req) {
+			return
+		}
+		size, err := replication.ParseSize(req.Size)
+		if err != nil {
+			httpapi.WriteJSON(w, http.StatusBadRequest, httpapi.CommandResult{Error: "size: " + err.Error()})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		if err := v.Resize(ctx, size); err != nil {
+			httpapi.WriteJSON(w, http.StatusConflict, httpapi.CommandResult{Error: err.Error()})
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: fmt.Sprintf("%s: %d bytes at every replica (set size in every member's configuration to match)", v.Name(), size)})
+	})
 	r.With(auth).Post("/api/v1/replication/{volume}/verify", func(w http.ResponseWriter, r *http.Request) {
 		v := volume(w, r)
 		if v == nil {

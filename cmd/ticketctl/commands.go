@@ -415,7 +415,7 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	const use = "usage: repl [--json] | repl status VOLUME | repl promote|demote|invalidate|discard-my-data|skip-initial-sync VOLUME | repl verify [--repair] [--no-wait] VOLUME PEER"
+	const use = "usage: repl [--json] | repl status VOLUME | repl promote|demote|invalidate|discard-my-data|skip-initial-sync VOLUME | repl resize VOLUME SIZE | repl verify [--repair] [--no-wait] VOLUME PEER"
 	switch {
 	case len(pos) == 0:
 		var vs []replication.Status
@@ -438,6 +438,13 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 	case len(pos) == 2 && (pos[0] == "promote" || pos[0] == "demote" || pos[0] == "invalidate" || pos[0] == "discard-my-data" || pos[0] == "skip-initial-sync"):
 		var r httpapi.CommandResult
 		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/"+pos[0], nil, &r); err != nil {
+			return err
+		}
+		fmt.Fprintln(w, r.Detail)
+		return nil
+	case len(pos) == 3 && pos[0] == "resize":
+		var r httpapi.CommandResult
+		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/resize", httpapi.ResizeRequest{Size: pos[2]}, &r); err != nil {
 			return err
 		}
 		fmt.Fprintln(w, r.Detail)

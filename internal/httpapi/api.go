@@ -363,6 +363,12 @@ type VerifyRequest struct {
 	Repair bool   `json:"repair"`
 }
 
+// ResizeRequest is the body of POST /api/v1/replication/{volume}/resize.
+type ResizeRequest struct {
+	// Size is the new size: bytes, or "128MiB", "1GiB".
+	Size string `json:"size"`
+}
+
 // AttrRequest is the body of PUT .../attrs/{attr}.
 type AttrRequest struct {
 	Value string `json:"value"`

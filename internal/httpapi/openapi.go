@@ -47,6 +47,7 @@ var Routes = []Route{
 	{"POST", "/api/v1/replication/{volume}/promote", "make the volume primary here (only where its ticket is held)", "token", "", []string{"site"}},
 	{"POST", "/api/v1/replication/{volume}/demote", "make the volume secondary here", "token", "", []string{"site"}},
 	{"POST", "/api/v1/replication/{volume}/invalidate", "discard this replica's data and take a full sync from a connected peer (refused at a primary)", "token", "", []string{"site"}},
+	{"POST", "/api/v1/replication/{volume}/resize", "grow the volume online to size (at the primary, every peer connected, the backing storage grown at every site first)", "token", "ResizeRequest", []string{"site"}},
 	{"POST", "/api/v1/replication/{volume}/skip-initial-sync", "declare new, never-written replicas blank and equal: UpToDate at every site without the initial full sync (refused unless every peer is connected and new)", "token", "", []string{"site"}},
 	{"POST", "/api/v1/replication/{volume}/discard-my-data", "resolve a split brain here: this replica's changes since the split go at the next handshake (refused at a primary)", "token", "", []string{"site"}},
 	{"POST", "/api/v1/replication/{volume}/verify", "start an online compare with a peer's copy in the background (202; GET /api/v1/replication/{volume} follows it)", "token", "VerifyRequest", []string{"site"}},
