@@ -1,11 +1,14 @@
 // Command replication measures the replication engine against the disk it
-// runs on, in one run: raw sequential write throughput to a file, the
-// same writes through a primary volume with one asynchronous peer on
-// loopback (same disk), the ratio, and the replication lag (p50/p99, from
-// each epoch's first write to the peer's durable acknowledgement) at a
-// steady rate of half the raw throughput. It prints one table.
+// runs on, in one run: raw sequential write throughput to a file (or, with
+// -devices, a loop device), the same writes through a primary volume with
+// one asynchronous peer on loopback (same disk), the ratio, the
+// replication lag (p50/p99, from each epoch's first write to the peer's
+// durable acknowledgement) at a steady rate of half the raw throughput, and
+// protocol C's latency for one 4 KiB write against the physical bound (a
+// raw 4 KiB write and fdatasync, plus a loopback round trip). Rounds are
+// interleaved and medians reported. It prints one table.
 //
-//	go run ./bench/replication [-size 512MiB] [-runs 3] [-dir DIR]
+//	go run ./bench/replication [-size 512MiB] [-runs 5] [-dir DIR] [-devices]
 package main
 
 import (
@@ -31,7 +34,8 @@ import (
 
 func main() {
 	sizeFlag := flag.String("size", "512MiB", "bytes written per throughput run")
-	runs := flag.Int("runs", 3, "runs per measurement (the median is reported)")
+	runs := flag.Int("runs", 5, "interleaved rounds per measurement (the median is reported)")
+	devices := flag.Bool("devices", false, "measure on loop devices (root; losetup) instead of files")
 	dir := flag.String("dir", "", "folder on the disk to measure (default: a temporary folder)")
 	lagFor := flag.Duration("lag-for", 5*time.Second, "how long the steady-rate lag run lasts")
 	flag.Parse()
@@ -52,28 +56,39 @@ func main() {
 		chunk[i] = byte(i*7 + i>>11)
 	}
 
+	st := storage{dir: *dir}
+	if *devices {
+		st = newLoopStorage(*dir, max(size, lagVolume))
+		defer st.close()
+	}
 	creds := makeTLS(*dir)
-	var raw, vol, volTLS []float64
+	var raw, vol, volTLS, cLat, bound []float64
 	for r := 0; r < *runs; r++ {
-		raw = append(raw, rawRun(*dir, size, chunk))
-		vol = append(vol, volumeRun(*dir, size, chunk, nil))
-		volTLS = append(volTLS, volumeRun(*dir, size, chunk, creds))
+		raw = append(raw, rawRun(st, size, chunk))
+		vol = append(vol, volumeRun(st, size, chunk, nil))
+		volTLS = append(volTLS, volumeRun(st, size, chunk, creds))
+		cLat = append(cLat, protocolCRun(st))
+		bound = append(bound, rawSyncLatency(st)+loopbackRTT())
 	}
 	rawMB, volMB, tlsMB := median(raw), median(vol), median(volTLS)
-	p50, p99, achieved := lagRun(*dir, rawMB/2, *lagFor, chunk)
+	p50, p99, achieved := lagRun(st, rawMB/2, *lagFor, chunk)
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "measure\tvalue\t\n")
-	fmt.Fprintf(tw, "raw sequential write to a file (1 MiB writes, fdatasync at end)\t%.0f MB/s\t\n", rawMB)
+	fmt.Fprintf(tw, "raw sequential write to the %s (1 MiB writes, fdatasync at end)\t%.0f MB/s\t\n", st.rawKind(), rawMB)
 	fmt.Fprintf(tw, "through the volume, one async peer on loopback (flush at end)\t%.0f MB/s\t\n", volMB)
 	fmt.Fprintf(tw, "ratio volume / raw (target >= 0.90)\t%.2f\t\n", volMB/rawMB)
+	fmt.Fprintf(tw, "ratio volume / (raw / 2): both replicas write to this one disk\t%.2f\t\n", volMB/(rawMB/2))
 	fmt.Fprintf(tw, "through the volume, the peer over mutual TLS 1.3\t%.0f MB/s\t\n", tlsMB)
 	fmt.Fprintf(tw, "ratio volume with TLS / raw\t%.2f\t\n", tlsMB/rawMB)
 	fmt.Fprintf(tw, "steady rate for the lag run (half of raw)\t%.0f MB/s\t\n", achieved)
 	fmt.Fprintf(tw, "replication lag p50\t%.1f ms\t\n", p50*1000)
 	fmt.Fprintf(tw, "replication lag p99 (target < 100 ms)\t%.1f ms\t\n", p99*1000)
+	fmt.Fprintf(tw, "protocol C: one 4 KiB write, median\t%.2f ms\t\n", median(cLat)*1000)
+	fmt.Fprintf(tw, "bound: raw 4 KiB write + fdatasync, plus a loopback round trip\t%.2f ms\t\n", median(bound)*1000)
+	fmt.Fprintf(tw, "ratio protocol C / bound\t%.2f\t\n", median(cLat)/median(bound))
 	tw.Flush()
-	fmt.Printf("(%d interleaved runs of %s each, medians; raw %v, volume %v, with TLS %v)\n", *runs, *sizeFlag, round(raw), round(vol), round(volTLS))
+	fmt.Printf("(%d interleaved rounds of %s each on %s, medians; raw %v, volume %v, with TLS %v MB/s)\n", *runs, *sizeFlag, st.kind(), round(raw), round(vol), round(volTLS))
 }
 
 func fail(err error) {
@@ -95,15 +110,11 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// rawRun writes size bytes to a new file and syncs it.
-func rawRun(dir string, size int64, chunk []byte) float64 {
-	path := filepath.Join(dir, "raw.img")
-	os.Remove(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		fail(err)
-	}
-	defer os.Remove(path)
+// rawRun writes size bytes to a new file (or the raw device) and syncs
+// it.
+func rawRun(st storage, size int64, chunk []byte) float64 {
+	f := st.raw()
+	defer st.doneRaw(f)
 	start := time.Now()
 	for off := int64(0); off < size; off += int64(len(chunk)) {
 		if _, err := f.WriteAt(chunk, off); err != nil {
@@ -114,7 +125,6 @@ func rawRun(dir string, size int64, chunk []byte) float64 {
 		fail(err)
 	}
 	took := time.Since(start)
-	f.Close()
 	return float64(size) / took.Seconds() / 1e6
 }
 
@@ -159,7 +169,8 @@ func makeTLS(dir string) map[string]replication.TLS {
 
 // pair opens a primary (east) and a secondary (west) in sync, over TLS
 // with creds.
-func pair(dir string, size int64, reg prometheus.Registerer, creds map[string]replication.TLS) (*replication.Volume, *replication.Volume) {
+func pair(st storage, size int64, reg prometheus.Registerer, creds map[string]replication.TLS, protocol string) (*replication.Volume, *replication.Volume) {
+	dir := st.dir
 	os.RemoveAll(filepath.Join(dir, "vol"))
 	ea, wa := freeAddr(), freeAddr()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -167,8 +178,14 @@ func pair(dir string, size int64, reg prometheus.Registerer, creds map[string]re
 		c := replication.DefaultVolume()
 		c.Name, c.Size, c.Listen = "bench", replication.Size(size), addr
 		c.Path = filepath.Join(dir, "vol", name, "bench.img")
+		if dev := st.devs[name]; dev != "" {
+			// Its metadata is new each run: the devices hold the last
+			// run's bytes, which the bench does not read.
+			c.Path, c.MetaDir, c.NewReplicas = dev, filepath.Join(dir, "vol", name), "uptodate"
+		}
 		c.Peers = []replication.PeerConfig{{Name: peer, Address: peerAddr}}
 		c.SendBuffer = 256 << 20
+		c.Protocol = protocol
 		os.MkdirAll(filepath.Dir(c.Path), 0o755)
 		v, err := replication.Open(replication.Options{Config: c, Self: name, Key: []byte("bench-key-0123456"), Log: log, Registry: reg,
 			TLS: creds[name]})
@@ -196,8 +213,8 @@ func pair(dir string, size int64, reg prometheus.Registerer, creds map[string]re
 }
 
 // volumeRun writes size bytes through a primary volume and flushes.
-func volumeRun(dir string, size int64, chunk []byte, creds map[string]replication.TLS) float64 {
-	east, west := pair(dir, size, prometheus.NewRegistry(), creds)
+func volumeRun(st storage, size int64, chunk []byte, creds map[string]replication.TLS) float64 {
+	east, west := pair(st, size, prometheus.NewRegistry(), creds, "A")
 	defer west.Close()
 	defer east.Close()
 	start := time.Now()
@@ -221,10 +238,10 @@ func volumeRun(dir string, size int64, chunk []byte, creds map[string]replicatio
 // lagRun writes at rate MB/s (1 MiB writes, a flush every 4 MiB) for d and
 // returns the p50 and p99 of the per-epoch acknowledgement lag, and the
 // rate achieved.
-func lagRun(dir string, rate float64, d time.Duration, chunk []byte) (float64, float64, float64) {
-	const volSize = 1 << 30
+func lagRun(st storage, rate float64, d time.Duration, chunk []byte) (float64, float64, float64) {
+	const volSize = lagVolume
 	reg := prometheus.NewRegistry()
-	east, west := pair(dir, volSize, reg, nil)
+	east, west := pair(st, volSize, reg, nil, "A")
 	defer west.Close()
 	defer east.Close()
 	interval := time.Duration(float64(len(chunk)) / (rate * 1e6) * float64(time.Second))

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/geobooth/geobooth/replication"
+)
+
+// lagVolume is the size of the lag run's volume.
+const lagVolume = 1 << 30
+
+// storage is where the bench writes: files in dir, or (devs set) loop
+// devices over files in dir, one raw and one per replica.
+type storage struct {
+	dir  string
+	devs map[string]string // "raw", "east", "west" → /dev/loopN
+}
+
+func (s storage) kind() string {
+	if s.devs == nil {
+		return "files"
+	}
+	return "loop devices"
+}
+
+func (s storage) rawKind() string {
+	if s.devs == nil {
+		return "file"
+	}
+	return "raw loop device"
+}
+
+// newLoopStorage attaches three loop devices of size bytes.
+func newLoopStorage(dir string, size int64) storage {
+	s := storage{dir: dir, devs: map[string]string{}}
+	for _, name := range []string{"raw", "east", "west"} {
+		img := filepath.Join(dir, name+"-backing.img")
+		f, err := os.Create(img)
+		if err != nil {
+			fail(err)
+		}
+		err = f.Truncate(size)
+		f.Close()
+		if err != nil {
+			fail(err)
+		}
+		out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
+		if err != nil {
+			s.close()
+			fail(fmt.Errorf("losetup (-devices needs root): %v: %s", err, out))
+		}
+		s.devs[name] = strings.TrimSpace(string(out))
+	}
+	return s
+}
+
+func (s storage) close() {
+	for _, dev := range s.devs {
+		exec.Command("losetup", "-d", dev).Run()
+	}
+}
+
+// raw opens the raw target: a new file, or the raw loop device.
+func (s storage) raw() *os.File {
+	if dev := s.devs["raw"]; dev != "" {
+		f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+		if err != nil {
+			fail(err)
+		}
+		return f
+	}
+	path := filepath.Join(s.dir, "raw.img")
+	os.Remove(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		fail(err)
+	}
+	return f
+}
+
+func (s storage) doneRaw(f *os.File) {
+	f.Close()
+	if s.devs == nil {
+		os.Remove(f.Name())
+	}
+}
+
+// latencyWrites is how many 4 KiB writes a latency run times.
+const latencyWrites = 500
+
+// protocolCRun times one 4 KiB write at a time through a protocol C
+// volume (each completes once the peer has it on stable storage) and
+// returns the median, in seconds.
+func protocolCRun(st storage) float64 {
+	east, west := pair(st, 64<<20, nil, nil, "C")
+	defer west.Close()
+	defer east.Close()
+	block := make([]byte, replication.BlockSize)
+	took := make([]float64, 0, latencyWrites)
+	for i := 0; i < latencyWrites; i++ {
+		block[0] = byte(i)
+		start := time.Now()
+		if err := east.WriteAt(block, int64(i%1024)*replication.BlockSize, false); err != nil {
+			fail(err)
+		}
+		took = append(took, time.Since(start).Seconds())
+	}
+	return median(took)
+}
+
+// rawSyncLatency times a 4 KiB write and fdatasync on the raw target (what
+// the secondary does for each protocol C write), median in seconds.
+func rawSyncLatency(st storage) float64 {
+	f := st.raw()
+	defer st.doneRaw(f)
+	if st.devs == nil {
+		if err := f.Truncate(64 << 20); err != nil {
+			fail(err)
+		}
+	}
+	block := make([]byte, replication.BlockSize)
+	took := make([]float64, 0, latencyWrites)
+	for i := 0; i < latencyWrites; i++ {
+		block[0] = byte(i)
+		start := time.Now()
+		if _, err := f.WriteAt(block, int64(i%1024)*replication.BlockSize); err != nil {
+			fail(err)
+		}
+		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+			fail(err)
+		}
+		took = append(took, time.Since(start).Seconds())
+	}
+	return median(took)
+}
+
+// loopbackRTT is the median round trip of 64 bytes over a TCP loopback
+// connection, in seconds.
+func loopbackRTT() float64 {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b := make([]byte, 64)
+		for {
+			if _, err := c.Read(b); err != nil {
+				return
+			}
+			if _, err := c.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		fail(err)
+	}
+	defer c.Close()
+	b := make([]byte, 64)
+	took := make([]float64, 0, latencyWrites)
+	for i := 0; i < latencyWrites; i++ {
+		start := time.Now()
+		if _, err := c.Write(b); err != nil {
+			fail(err)
+		}
+		if _, err := c.Read(b); err != nil {
+			fail(err)
+		}
+		took = append(took, time.Since(start).Seconds())
+	}
+	sort.Float64s(took)
+	return took[len(took)/2]
+}
