@@ -919,6 +919,9 @@ func (s *session) applyEpoch() error {
 			v.met.applyErrors.Inc()
 			return fmt.Errorf("sync a replicated epoch: %w (replica marked Inconsistent)", err)
 		}
+		if err := v.noteSource(s.p.name); err != nil {
+			return err
+		}
 	}
 	s.pending, s.pendingBytes = nil, 0
 	return nil

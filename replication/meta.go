@@ -60,6 +60,11 @@ type meta struct {
 	// DiscardMyData: the operator resolved a split brain here; spent at
 	// the next handshake that finds it.
 	DiscardMyData bool `json:"discard_my_data,omitempty"`
+	// Source is the primary whose writes this secondary last applied. The
+	// other secondaries of that primary may hold more or less of its last
+	// writes than this one: if this replica is promoted, it reconciles
+	// them (a full resync, by checksums when csums is on).
+	Source string `json:"source,omitempty"`
 }
 
 func newGeneration() uint64 {

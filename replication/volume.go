@@ -387,6 +387,15 @@ func (v *Volume) Promote(ctx context.Context, force bool) error {
 	if first {
 		v.m.Current = newGeneration()
 	}
+	src, others := v.m.Source, []string(nil)
+	if src != "" {
+		for _, name := range v.order {
+			if name != src {
+				others = append(others, name)
+			}
+		}
+	}
+	v.m.Source = ""
 	v.role = Primary
 	v.m.Primary = true
 	v.m.PrimarySince = time.Now().UnixNano()
@@ -406,6 +415,7 @@ func (v *Volume) Promote(ctx context.Context, force bool) error {
 	}
 	v.log.Info("promoted", "force", force)
 	v.event("promoted", "volume %s is primary here (force %v)", v.cfg.Name, force)
+	v.reconcile(src, others)
 	if first {
 		// A peer connected as new learns of the generation at a new
 		// handshake, which starts its full sync; writes wait (the
@@ -417,6 +427,46 @@ func (v *Volume) Promote(ctx context.Context, force bool) error {
 	}
 	v.announceRole(Primary)
 	return v.startNBD()
+}
+
+// noteSource records the primary this secondary applies writes from (once
+// per change).
+func (v *Volume) noteSource(name string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m.Source == name {
+		return nil
+	}
+	v.m.Source = name
+	if err := v.store.save(v.m); err != nil {
+		return fmt.Errorf("record the primary %s: %w", name, err)
+	}
+	return nil
+}
+
+// reconcile, at a promotion, marks every block for the secondaries that
+// followed the same primary src as this replica (names): they may hold
+// more or less of its last writes. A connected one is resynced at once;
+// one away, when it is back (its bitmap then covers the volume).
+func (v *Volume) reconcile(src string, names []string) {
+	for _, name := range names {
+		p := v.peers[name]
+		p.bm.setRange(0, v.blocks()-1)
+		if err := p.bm.flush(); err != nil {
+			v.log.Error("save the bitmap of a secondary to reconcile", "peer", name, "err", err)
+		}
+		p.mu.Lock()
+		gen, ok := p.connGen, p.state == InSync
+		if ok {
+			p.state = SyncSource
+		}
+		p.mu.Unlock()
+		v.log.Warn("reconciling a secondary of the lost primary: it may hold more or less of its last writes than this replica",
+			"peer", name, "primary_before", src, "now", ok)
+		if ok {
+			p.startResync(gen)
+		}
+	}
 }
 
 // Demote makes the replica secondary at once: the NBD export stops, and
