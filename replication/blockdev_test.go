@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/geobooth/geobooth/internal/testenv"
 )
@@ -85,5 +88,56 @@ func TestAMissingDeviceIsNotCreatedAsAFile(t *testing.T) {
 	}
 	if _, err := os.Stat("/dev/geobooth-test-vg"); err == nil {
 		t.Fatal("a folder was made in /dev")
+	}
+}
+
+// Issue 18: online grow on block devices: refused until every site's
+// device is large enough (as after lvextend at one site only), then the
+// volume grows without stopping.
+func TestResizeOnBlockDevices(t *testing.T) {
+	devs, backing := map[string]string{}, map[string]string{}
+	for _, n := range []string{"east", "west"} {
+		devs[n], backing[n] = testenv.LoopDeviceOver(t, 16<<20)
+	}
+	meta := t.TempDir()
+	p := newPair(t, 16<<20, func(c *VolumeConfig) {
+		name := "east"
+		if strings.Contains(c.Path, "west") {
+			name = "west"
+		}
+		c.Path, c.MetaDir = devs[name], filepath.Join(meta, name)
+	})
+	east, west := p.open("east"), p.open("west")
+	p.waitState("east", InSync)
+	must(t, east.SkipInitialSync())
+	eventually(t, 10*time.Second, func() error {
+		if d := west.Status().Disk; d != UpToDate {
+			return fmt.Errorf("west is %s", d)
+		}
+		return nil
+	})
+	must(t, east.Promote(context.Background(), false))
+	grow := func(name string) {
+		must(t, os.Truncate(backing[name], 24<<20))
+		if out, err := exec.Command("losetup", "-c", devs[name]).CombinedOutput(); err != nil {
+			t.Fatalf("losetup -c: %v\n%s", err, out)
+		}
+	}
+	if err := east.Resize(context.Background(), 24<<20); err == nil || !strings.Contains(err.Error(), "grow it first") {
+		t.Fatalf("resize before any device grew: %v", err)
+	}
+	grow("east")
+	if err := east.Resize(context.Background(), 24<<20); err == nil || !strings.Contains(err.Error(), "peer west") {
+		t.Fatalf("resize with west's device not grown: %v", err)
+	}
+	grow("west")
+	must(t, east.Resize(context.Background(), 24<<20))
+	data := randomData(12, 1<<20)
+	must(t, east.WriteAt(data, 23<<20, true))
+	drained(t, east)
+	w, err := os.ReadFile(devs["west"])
+	must(t, err)
+	if !bytes.Equal(w[23<<20:24<<20], data) {
+		t.Fatal("west's device does not hold the write past the old end")
 	}
 }

@@ -120,6 +120,14 @@ func FreePort(t testing.TB) int {
 // path; it is detached when the test ends.
 func LoopDevice(t testing.TB, size int64) string {
 	t.Helper()
+	dev, _ := LoopDeviceOver(t, size)
+	return dev
+}
+
+// LoopDeviceOver is LoopDevice; it returns the backing file too (grow it,
+// then losetup -c the device, to grow the device).
+func LoopDeviceOver(t testing.TB, size int64) (dev, backing string) {
+	t.Helper()
 	RequireRoot(t, "attaching loop devices")
 	losetup := RequireTool(t, "losetup", "mount")
 	img := filepath.Join(t.TempDir(), "disk.img")
@@ -136,11 +144,11 @@ func LoopDevice(t testing.TB, size int64) string {
 	if err != nil {
 		t.Fatalf("losetup: %v\n%s", err, out)
 	}
-	dev := string(out[:len(out)-1])
+	dev = string(out[:len(out)-1])
 	t.Cleanup(func() {
 		if out, err := exec.Command(losetup, "-d", dev).CombinedOutput(); err != nil {
 			t.Logf("losetup -d %s: %v\n%s", dev, err, out)
 		}
 	})
-	return dev
+	return dev, img
 }
