@@ -105,6 +105,14 @@ type VolumeConfig struct {
 	// distance). A peer that is not connected does not hold writes back:
 	// they go into its bitmap, as in A.
 	Protocol string `toml:"protocol"`
+	// OnCongestion: what protocol A does when a peer has more than
+	// send_buffer queued or unacknowledged. "pull-ahead" (the default):
+	// the primary goes on and tracks the peer in its bitmap, resyncing it
+	// when the link drains (the application never waits for the WAN);
+	// "block": writers wait until the peer drained below send_buffer
+	// (DRBD's default; no catch-up resync, the lag stays bounded by
+	// send_buffer).
+	OnCongestion string `toml:"on_congestion"`
 	// ResyncRate caps resync traffic (bytes/s; 0: no cap).
 	ResyncRate Size `toml:"resync_rate"`
 	// SendBuffer bounds what is queued or unacknowledged per peer; beyond
@@ -137,7 +145,7 @@ type VolumeConfig struct {
 // DefaultVolume returns a volume section's defaults.
 func DefaultVolume() VolumeConfig {
 	return VolumeConfig{SplitBrain: SplitBrainDisconnect, ResyncRate: 100 << 20, SendBuffer: 64 << 20,
-		MaxEpoch: 4 << 20, ALExtents: 64, Csums: true, NewReplicas: "sync", Protocol: "A",
+		MaxEpoch: 4 << 20, ALExtents: 64, Csums: true, NewReplicas: "sync", Protocol: "A", OnCongestion: "pull-ahead",
 		PingInterval: confkit.Duration(time.Second), Timeout: confkit.Duration(5 * time.Second),
 		DrainTimeout: confkit.Duration(30 * time.Second)}
 }
@@ -168,6 +176,9 @@ func (c VolumeConfig) WithDefaults() VolumeConfig {
 	}
 	if c.Protocol == "" {
 		c.Protocol = d.Protocol
+	}
+	if c.OnCongestion == "" {
+		c.OnCongestion = d.OnCongestion
 	}
 	if c.PingInterval == 0 {
 		c.PingInterval = d.PingInterval
@@ -230,6 +241,9 @@ func (c *VolumeConfig) Validate() []confkit.FieldError {
 	}
 	if c.Protocol != "A" && c.Protocol != "C" {
 		bad("protocol", "%q: want A (asynchronous) or C (synchronous)", c.Protocol)
+	}
+	if c.OnCongestion != "pull-ahead" && c.OnCongestion != "block" {
+		bad("on_congestion", "%q: want pull-ahead or block", c.OnCongestion)
 	}
 	switch c.NewReplicas {
 	case "sync", "full", "uptodate":

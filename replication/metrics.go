@@ -15,10 +15,13 @@ type volumeMetrics struct {
 	splitBrains  prometheus.Counter
 	discarded    prometheus.Counter
 	pullAheads   prometheus.Counter
-	badFrames    prometheus.Counter
-	authFailures prometheus.Counter
-	applyErrors  prometheus.Counter
-	verifyDiffs  prometheus.Counter
+	// congestionWaits counts writes that waited for a peer to drain
+	// (on_congestion "block").
+	congestionWaits prometheus.Counter
+	badFrames       prometheus.Counter
+	authFailures    prometheus.Counter
+	applyErrors     prometheus.Counter
+	verifyDiffs     prometheus.Counter
 	// verifyProgress: the share of the volume the running (or last)
 	// verify has compared.
 	verifyProgress prometheus.Gauge
@@ -42,14 +45,15 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 		ackSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "geobooth_replication_ack_seconds",
 			Help:        "Replication lag of each epoch: from its first write to the peer's durable acknowledgement.",
 			ConstLabels: l, Buckets: prometheus.ExponentialBuckets(0.0001, 1.5, 36)}, []string{"peer"}),
-		epochs:       c("geobooth_replication_epochs_total", "Epochs closed (flush, FUA, or max_epoch)."),
-		splitBrains:  c("geobooth_replication_split_brain_total", "Split brains detected at connect."),
-		discarded:    c("geobooth_replication_discarded_blocks_total", "Blocks this replica wrote that a resync replaced with different data from the peer (a split brain lost, a crash as primary with writes not replicated)."),
-		pullAheads:   c("geobooth_replication_pull_ahead_total", "Times a peer fell behind and was tracked in the bitmap only."),
-		badFrames:    c("geobooth_replication_bad_frames_total", "Connections dropped for a bad frame (checksum, sequence, format)."),
-		authFailures: c("geobooth_replication_auth_failures_total", "Connections refused because the peer did not prove the key."),
-		applyErrors:  c("geobooth_replication_apply_errors_total", "Replicated writes this replica failed to apply (ENOSPC, EIO)."),
-		verifyDiffs:  c("geobooth_replication_verify_differing_blocks_total", "Blocks online verify found different."),
+		epochs:          c("geobooth_replication_epochs_total", "Epochs closed (flush, FUA, or max_epoch)."),
+		splitBrains:     c("geobooth_replication_split_brain_total", "Split brains detected at connect."),
+		discarded:       c("geobooth_replication_discarded_blocks_total", "Blocks this replica wrote that a resync replaced with different data from the peer (a split brain lost, a crash as primary with writes not replicated)."),
+		pullAheads:      c("geobooth_replication_pull_ahead_total", "Times a peer fell behind and was tracked in the bitmap only."),
+		congestionWaits: c("geobooth_replication_congestion_waits_total", "Writes that waited for a peer to drain below send_buffer (on_congestion block)."),
+		badFrames:       c("geobooth_replication_bad_frames_total", "Connections dropped for a bad frame (checksum, sequence, format)."),
+		authFailures:    c("geobooth_replication_auth_failures_total", "Connections refused because the peer did not prove the key."),
+		applyErrors:     c("geobooth_replication_apply_errors_total", "Replicated writes this replica failed to apply (ENOSPC, EIO)."),
+		verifyDiffs:     c("geobooth_replication_verify_differing_blocks_total", "Blocks online verify found different."),
 		verifyProgress: prometheus.NewGauge(prometheus.GaugeOpts{Name: "geobooth_replication_verify_progress_ratio",
 			Help: "The share of the volume the running (or last) online verify has compared.", ConstLabels: l}),
 		leaseRefusals: c("geobooth_replication_lease_refused_writes_total",
@@ -63,7 +67,7 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 	connected := prometheus.NewDesc("geobooth_replication_peer_connected", "1 while the replication link with a peer is up.", []string{"peer"}, l)
 	primary := prometheus.NewDesc("geobooth_replication_primary", "1 while this replica is primary.", nil, l)
 	upToDate := prometheus.NewDesc("geobooth_replication_disk_up_to_date", "1 while this replica is UpToDate.", nil, l)
-	m.collectors = []prometheus.Collector{m.bytesWritten, m.shipped, m.resynced, m.ackSeconds, m.epochs, m.splitBrains, m.discarded, m.pullAheads,
+	m.collectors = []prometheus.Collector{m.bytesWritten, m.shipped, m.resynced, m.ackSeconds, m.epochs, m.splitBrains, m.discarded, m.pullAheads, m.congestionWaits,
 		m.badFrames, m.authFailures, m.applyErrors, m.verifyDiffs, m.verifyProgress, m.leaseRefusals, m.nbdRefused, m.connRefused,
 		collectorFunc{descs: []*prometheus.Desc{lagBytes, lagSecs, resync, connected, primary, upToDate}, collect: func(ch chan<- prometheus.Metric) {
 			st := v.Status()

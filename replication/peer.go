@@ -148,8 +148,9 @@ func (p *peer) ship(epoch uint64, kind opKind, off, n int64, payload []byte) {
 		typ, data = fZero, 0
 	}
 	p.enqueueLocked(item{typ: typ, payload: payload, bytes: data})
-	// Protocol C never pulls ahead: its writers wait for the peer instead.
-	if p.v.cfg.Protocol != "C" && p.queued+p.unackedBytes > int64(p.v.cfg.SendBuffer) {
+	// Protocol C and on_congestion "block" never pull ahead: their
+	// writers wait for the peer instead.
+	if p.v.cfg.Protocol != "C" && p.v.cfg.OnCongestion != "block" && p.queued+p.unackedBytes > int64(p.v.cfg.SendBuffer) {
 		p.pullAheadLocked()
 	}
 }
@@ -339,6 +340,36 @@ func (p *peer) waitAcked(ctx context.Context, e uint64) error {
 		}
 		p.cond.Wait()
 	}
+}
+
+// waitCongestion waits until the peer has at most limit bytes queued or
+// unacknowledged, or is not streamed to.
+func (p *peer) waitCongestion(ctx context.Context, limit int64) error {
+	full := func() bool {
+		return (p.state == InSync || p.state == SyncSource) && p.queued+p.unackedBytes > limit
+	}
+	p.mu.Lock()
+	wait := full()
+	p.mu.Unlock()
+	if !wait {
+		return nil
+	}
+	p.v.met.congestionWaits.Inc()
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for full() {
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait for %s to drain: %w", p.name, ErrClosed)
+		}
+		p.cond.Wait()
+	}
+	return nil
 }
 
 // waitDrained waits until the peer is in sync and acknowledged every

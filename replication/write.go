@@ -61,8 +61,14 @@ func (v *Volume) modify(kind opKind, p []byte, off, n int64, fua bool) error {
 		return nil
 	}
 	epoch, err := v.modifyLocal(kind, p, off, n, fua)
-	if err != nil || v.cfg.Protocol != "C" {
+	if err != nil {
 		return err
+	}
+	if v.cfg.Protocol != "C" {
+		if v.cfg.OnCongestion == "block" {
+			return v.waitCongestion()
+		}
+		return nil
 	}
 	// Protocol C: the write's epoch was closed; it completes when every
 	// connected peer acknowledged it, which a secondary does once the
@@ -70,6 +76,33 @@ func (v *Volume) modify(kind opKind, p []byte, off, n int64, fua bool) error {
 	// demotion does not wait for a peer.
 	for _, name := range v.order {
 		if err := v.peers[name].waitAcked(v.ctx, epoch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitCongestion (on_congestion "block"): the write is done here and
+// queued; when a peer has more than send_buffer queued or unacknowledged,
+// the writer waits (outside the fence) until it has room again. Peers
+// acknowledge whole epochs, so the open one is closed first.
+func (v *Volume) waitCongestion() error {
+	limit := int64(v.cfg.SendBuffer)
+	congested := false
+	for _, name := range v.order {
+		p := v.peers[name]
+		p.mu.Lock()
+		congested = congested || (p.state == InSync || p.state == SyncSource) && p.queued+p.unackedBytes > limit
+		p.mu.Unlock()
+	}
+	if !congested {
+		return nil
+	}
+	v.mu.Lock()
+	v.closeEpochLocked()
+	v.mu.Unlock()
+	for _, name := range v.order {
+		if err := v.peers[name].waitCongestion(v.ctx, limit); err != nil {
 			return err
 		}
 	}

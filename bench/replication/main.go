@@ -36,6 +36,7 @@ func main() {
 	sizeFlag := flag.String("size", "512MiB", "bytes written per throughput run")
 	runs := flag.Int("runs", 5, "interleaved rounds per measurement (the median is reported)")
 	devices := flag.Bool("devices", false, "measure on loop devices (root; losetup) instead of files")
+	flag.StringVar(&onCongestion, "on-congestion", "pull-ahead", "the volumes' on_congestion: pull-ahead or block")
 	dir := flag.String("dir", "", "folder on the disk to measure (default: a temporary folder)")
 	lagFor := flag.Duration("lag-for", 5*time.Second, "how long the steady-rate lag run lasts")
 	flag.Parse()
@@ -88,8 +89,11 @@ func main() {
 	fmt.Fprintf(tw, "bound: raw 4 KiB write + fdatasync, plus a loopback round trip\t%.2f ms\t\n", median(bound)*1000)
 	fmt.Fprintf(tw, "ratio protocol C / bound\t%.2f\t\n", median(cLat)/median(bound))
 	tw.Flush()
-	fmt.Printf("(%d interleaved rounds of %s each on %s, medians; raw %v, volume %v, with TLS %v MB/s)\n", *runs, *sizeFlag, st.kind(), round(raw), round(vol), round(volTLS))
+	fmt.Printf("(%d interleaved rounds of %s each on %s, on_congestion %s, medians; raw %v, volume %v, with TLS %v MB/s)\n", *runs, *sizeFlag, st.kind(), onCongestion, round(raw), round(vol), round(volTLS))
 }
+
+// onCongestion is the volumes' on_congestion (-on-congestion).
+var onCongestion string
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "bench/replication:", err)
@@ -185,7 +189,7 @@ func pair(st storage, size int64, reg prometheus.Registerer, creds map[string]re
 		}
 		c.Peers = []replication.PeerConfig{{Name: peer, Address: peerAddr}}
 		c.SendBuffer = 256 << 20
-		c.Protocol = protocol
+		c.Protocol, c.OnCongestion = protocol, onCongestion
 		os.MkdirAll(filepath.Dir(c.Path), 0o755)
 		v, err := replication.Open(replication.Options{Config: c, Self: name, Key: []byte("bench-key-0123456"), Log: log, Registry: reg,
 			TLS: creds[name]})
