@@ -48,7 +48,9 @@ type stateMsg struct {
 	crashed bool
 	// discard: the operator asked this side to take the peer's data at
 	// a split brain (discard-my-data).
-	discard      bool
+	discard bool
+	// blank: a replica geobooth created, never written or synced.
+	blank        bool
 	primarySince int64
 	dirty        uint64 // bits in the sender's bitmap for the receiver
 }
@@ -476,7 +478,7 @@ func (v *Volume) localState(p *peer) stateMsg {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return stateMsg{role: v.role, disk: v.m.Disk, current: v.m.Current, bitmap: v.m.Bitmap[p.name],
-		history: append([]uint64(nil), v.m.History...), crashed: v.m.CrashedPrimary, discard: v.m.DiscardMyData, primarySince: v.m.PrimarySince,
+		history: append([]uint64(nil), v.m.History...), crashed: v.m.CrashedPrimary, discard: v.m.DiscardMyData, blank: v.m.Blank, primarySince: v.m.PrimarySince,
 		dirty: p.bm.ones()}
 }
 
@@ -490,14 +492,18 @@ func encodeState(s stateMsg) []byte {
 	e.str(string(s.disk))
 	e.b = append(e.b, encodeGen(s.current, s.history)...)
 	e.u64(s.bitmap)
-	// Flags: 1 crashed, 2 discard (a peer of an older build refuses the
-	// handshake while discard is set, rather than ignore it).
+	// Flags: 1 crashed, 2 discard, 4 blank (a peer of an older build
+	// refuses the handshake while discard or blank is set, rather than
+	// ignore it).
 	var flags uint8
 	if s.crashed {
 		flags |= 1
 	}
 	if s.discard {
 		flags |= 2
+	}
+	if s.blank {
+		flags |= 4
 	}
 	e.u8(flags)
 	e.u64(uint64(s.primarySince))
@@ -517,8 +523,8 @@ func decodeState(b []byte) (stateMsg, error) {
 	s.current, s.history = decodeGen(&d)
 	s.bitmap = d.u64()
 	flags := d.u8()
-	s.crashed, s.discard = flags&1 != 0, flags&2 != 0
-	if d.err == nil && (role > 1 || flags > 3) {
+	s.crashed, s.discard, s.blank = flags&1 != 0, flags&2 != 0, flags&4 != 0
+	if d.err == nil && (role > 1 || flags > 7) {
 		return s, fmt.Errorf("%w: flag byte out of range", ErrBadFrame)
 	}
 	s.primarySince = int64(d.u64())
@@ -832,7 +838,7 @@ func (p *peer) handle(s *session, f frame) error {
 			// Only a full sync gives a new replica its first generation.
 			return fmt.Errorf("%w: a generation for a replica that was never synced", ErrBadFrame)
 		}
-		v.m.Current, v.m.History = cur, hist
+		v.m.Current, v.m.History, v.m.Blank = cur, hist, false
 		return v.store.save(v.m)
 	case fSkipSync:
 		g := d.u64()
@@ -946,7 +952,7 @@ func (s *session) finishTarget(cur uint64, hist []uint64) error {
 	v.mu.Lock()
 	v.m.Current, v.m.History = cur, hist
 	v.m.Bitmap[p.name] = 0
-	v.m.CrashedPrimary = false
+	v.m.CrashedPrimary, v.m.Blank = false, false
 	// The operator's discard-my-data is spent once the resync it asked
 	// for ends (a cut one starts again at the next handshake).
 	v.m.DiscardMyData = false

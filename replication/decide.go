@@ -43,6 +43,10 @@ func decide(a, b stateMsg, policy, self, peer string) decision {
 		return decision{action: actSource, full: true, reason: "the peer is new: full sync to it"}
 	case a.current == b.current:
 		return sameGeneration(a, b, self, peer)
+	case a.blank && !b.blank:
+		return decision{action: actTarget, full: true, reason: "this replica is blank: full sync from the peer"}
+	case b.blank && !a.blank:
+		return decision{action: actSource, full: true, reason: "the peer is blank: full sync to it"}
 	case a.bitmap != 0 && a.bitmap == b.current:
 		return decision{action: actSource, reason: "the peer missed this replica's writes: incremental resync"}
 	case b.bitmap != 0 && b.bitmap == a.current:

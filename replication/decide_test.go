@@ -10,6 +10,7 @@ func TestHandshakeDecisions(t *testing.T) {
 	pri := func(s stateMsg) stateMsg { s.role = Primary; return s }
 	crashed := func(s stateMsg) stateMsg { s.crashed = true; return s }
 	discard := func(s stateMsg) stateMsg { s.discard = true; return s }
+	blank := func(s stateMsg) stateMsg { s.blank = true; return s }
 	cases := []struct {
 		name   string
 		a, b   stateMsg
@@ -36,6 +37,9 @@ func TestHandshakeDecisions(t *testing.T) {
 		{"peer far behind (history only)", sec(g3, 0, 0, g2, g1), sec(g1, 0, 0), SplitBrainDisconnect, actSource, true},
 		{"diverged without a bitmap", sec(g3, 0, 0, g2, g1), sec(0x44, 0, 0, 0x55, g1), SplitBrainDisconnect, actSplitBrain, false},
 		{"unrelated", sec(g1, 0, 0), sec(g2, 0, 0), SplitBrainDisconnect, actRefuse, false},
+		{"blank here, unrelated data at the peer", blank(sec(g1, 0, 0)), pri(sec(g2, 0, 0)), SplitBrainDisconnect, actTarget, true},
+		{"blank at the peer, unrelated data here", sec(g2, 0, 0), blank(sec(g1, 0, 0)), SplitBrainDisconnect, actSource, true},
+		{"both blank: equal", blank(sec(g1, 0, 0)), blank(sec(g1, 0, 0)), SplitBrainDisconnect, actNone, false},
 	}
 	for _, c := range cases {
 		d := decide(c.a, c.b, c.policy, "east", "west")

@@ -47,6 +47,7 @@ func FuzzFrameReader(f *testing.F) {
 func FuzzDecodeState(f *testing.F) {
 	f.Add(encodeState(stateMsg{role: Primary, disk: UpToDate, current: 9, bitmap: 3, history: []uint64{1, 2}, dirty: 5}))
 	f.Add(encodeState(stateMsg{role: Secondary, disk: UpToDate, current: 9, bitmap: 3, crashed: true, discard: true, dirty: 5}))
+	f.Add(encodeState(stateMsg{role: Secondary, disk: UpToDate, current: 9, blank: true}))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := decodeState(b)

@@ -146,3 +146,26 @@ func TestSkipInitialSyncIsRefusedWhenThePeerWrote(t *testing.T) {
 	drained(t, west)
 	p.assertEqual()
 }
+
+// A site whose disk was replaced comes back with a blank file geobooth
+// creates. If the others' history no longer holds the generation blank
+// replicas start in (here: the volume began with a forced first primary),
+// the handshake found no common generation and refused "unrelated data";
+// a blank replica has nothing to lose: it takes a full sync.
+func TestABlankReplicaJoiningOldDataTakesAFullSync(t *testing.T) {
+	p := newPair(t, 4<<20, func(c *VolumeConfig) {
+		if strings.Contains(c.Path, "east") {
+			c.NewReplicas = "full"
+		}
+	})
+	east := p.open("east")
+	must(t, east.Promote(context.Background(), true))
+	must(t, east.WriteAt(randomData(5, 4<<20), 0, true))
+	west := p.open("west")
+	p.waitState("east", InSync)
+	drained(t, east)
+	p.assertEqual()
+	if d := west.Status().Disk; d != UpToDate {
+		t.Fatalf("west after the full sync: %s", d)
+	}
+}

@@ -65,6 +65,10 @@ type meta struct {
 	// writes than this one: if this replica is promoted, it reconciles
 	// them (a full resync, by checksums when csums is on).
 	Source string `json:"source,omitempty"`
+	// Blank: the replica is a file geobooth created and nothing was
+	// written to it or synced into it yet. A blank replica that meets data
+	// it shares no generation with takes a full sync instead of refusing.
+	Blank bool `json:"blank,omitempty"`
 }
 
 func newGeneration() uint64 {

@@ -155,7 +155,7 @@ func Open(o Options) (*Volume, error) {
 	if !existed {
 		m = &meta{Version: 1, Volume: cfg.Name, Size: int64(cfg.Size), Bitmap: map[string]uint64{}, Disk: UpToDate, Clean: true}
 		if cfg.NewReplicas == "uptodate" || cfg.NewReplicas == "sync" && v.created {
-			m.Current = genesis(cfg)
+			m.Current, m.Blank = genesis(cfg), v.created
 		} else {
 			m.Disk = Inconsistent
 		}
@@ -434,10 +434,10 @@ func (v *Volume) Promote(ctx context.Context, force bool) error {
 func (v *Volume) noteSource(name string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.m.Source == name {
+	if v.m.Source == name && !v.m.Blank {
 		return nil
 	}
-	v.m.Source = name
+	v.m.Source, v.m.Blank = name, false
 	if err := v.store.save(v.m); err != nil {
 		return fmt.Errorf("record the primary %s: %w", name, err)
 	}

@@ -175,8 +175,16 @@ func (v *Volume) beforeWrite() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.needNewGen && v.m.Current != 0 {
+		if !v.m.Blank {
+			return nil
+		}
+		v.m.Blank = false
+		if err := v.store.save(v.m); err != nil {
+			return fmt.Errorf("first write: %w", err)
+		}
 		return nil
 	}
+	v.m.Blank = false
 	if v.m.Current != 0 {
 		for _, name := range v.order {
 			p := v.peers[name]
