@@ -62,9 +62,19 @@ func TestANewReplicaOnOldContentsGetsAFullSyncFromTheFirstPrimary(t *testing.T) 
 	}
 	drained(t, east)
 	p.assertEqual()
-	if d := west.Status().Disk; d != UpToDate {
-		t.Fatalf("west after the initial sync: %s", d)
-	}
+	// West turns UpToDate when it processes the end of the resync, a
+	// moment after east saw it acknowledged.
+	waitDisk(t, west, UpToDate)
+}
+
+func waitDisk(t *testing.T, v *Volume, want DiskState) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		if d := v.Status().Disk; d != want {
+			return fmt.Errorf("disk %s, want %s", d, want)
+		}
+		return nil
+	})
 }
 
 // Two replicas on storage geobooth created itself (blank, sparse files)
@@ -165,7 +175,5 @@ func TestABlankReplicaJoiningOldDataTakesAFullSync(t *testing.T) {
 	p.waitState("east", InSync)
 	drained(t, east)
 	p.assertEqual()
-	if d := west.Status().Disk; d != UpToDate {
-		t.Fatalf("west after the full sync: %s", d)
-	}
+	waitDisk(t, west, UpToDate)
 }

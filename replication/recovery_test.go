@@ -41,9 +41,7 @@ func TestInvalidateResyncsFullyFromThePeer(t *testing.T) {
 	p.waitState("west", InSync)
 	drained(t, east)
 	p.assertEqual()
-	if d := west.Status().Disk; d != UpToDate {
-		t.Fatalf("west's disk after the full sync: %s", d)
-	}
+	waitDisk(t, west, UpToDate)
 	// Without a peer: refused (nothing to take the data from).
 	p.close("east")
 	p.waitState("west", Disconnected)
