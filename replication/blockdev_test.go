@@ -15,6 +15,18 @@ import (
 	"github.com/geobooth/geobooth/internal/testenv"
 )
 
+// onDevices puts each side's replica on its device in devs, its
+// metadata in a folder of meta.
+func onDevices(devs map[string]string, meta string) func(*VolumeConfig) {
+	return func(c *VolumeConfig) {
+		name := "east"
+		if strings.Contains(c.Path, "west") {
+			name = "west"
+		}
+		c.Path, c.MetaDir = devs[name], filepath.Join(meta, name)
+	}
+}
+
 // Issue 18: a block device as path failed ("has 0 bytes": its Stat size
 // is 0), and its metadata would have gone to /dev. On loop devices, with
 // the metadata in a folder of its own: the volume replicates, keeps its
@@ -22,13 +34,7 @@ import (
 func TestVolumeOnBlockDevices(t *testing.T) {
 	devs := map[string]string{"east": testenv.LoopDevice(t, 16<<20), "west": testenv.LoopDevice(t, 20<<20)}
 	meta := t.TempDir()
-	p := newPair(t, 16<<20, func(c *VolumeConfig) {
-		name := "east"
-		if strings.Contains(c.Path, "west") {
-			name = "west"
-		}
-		c.Path, c.MetaDir = devs[name], filepath.Join(meta, name)
-	})
+	p := newPair(t, 16<<20, onDevices(devs, meta))
 	east := p.open("east")
 	p.open("west")
 	p.waitState("east", InSync)
@@ -99,14 +105,7 @@ func TestResizeOnBlockDevices(t *testing.T) {
 	for _, n := range []string{"east", "west"} {
 		devs[n], backing[n] = testenv.LoopDeviceOver(t, 16<<20)
 	}
-	meta := t.TempDir()
-	p := newPair(t, 16<<20, func(c *VolumeConfig) {
-		name := "east"
-		if strings.Contains(c.Path, "west") {
-			name = "west"
-		}
-		c.Path, c.MetaDir = devs[name], filepath.Join(meta, name)
-	})
+	p := newPair(t, 16<<20, onDevices(devs, t.TempDir()))
 	east, west := p.open("east"), p.open("west")
 	p.waitState("east", InSync)
 	must(t, east.SkipInitialSync())

@@ -1036,12 +1036,7 @@ func (v *Volume) announceRole(r Role) {
 // waitState waits until the peer reaches one of states, for tests and
 // operators.
 func (p *peer) waitState(ctx context.Context, states ...PeerState) error {
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		p.cond.Broadcast()
-		p.mu.Unlock()
-	})
-	defer stop()
+	defer p.wakeOnDone(ctx)()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {

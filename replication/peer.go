@@ -310,77 +310,57 @@ func (p *peer) lag() (int64, time.Duration) {
 	return b, age
 }
 
-// waitAcked waits until the peer acknowledged every epoch up to e, or is
-// not streamed to (disconnected, pulled ahead: the writes are in its
-// bitmap).
-func (p *peer) waitAcked(ctx context.Context, e uint64) error {
-	acked := func() bool {
-		return p.state != InSync && p.state != SyncSource || len(p.unacked) == 0 || p.unacked[0].epoch > e
-	}
-	p.mu.Lock()
-	done := acked()
-	p.mu.Unlock()
-	if done {
-		return nil
-	}
-	stop := context.AfterFunc(ctx, func() {
+// wakeOnDone wakes the peer's waiters when ctx ends, so that a wait on
+// p.cond gives up; the wait calls the returned stop when it is over.
+func (p *peer) wakeOnDone(ctx context.Context) func() bool {
+	return context.AfterFunc(ctx, func() {
 		p.mu.Lock()
 		p.cond.Broadcast()
 		p.mu.Unlock()
 	})
-	defer stop()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for {
-		if acked() {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("wait for %s to acknowledge: %w", p.name, ErrClosed)
-		}
-		p.cond.Wait()
-	}
 }
 
-// waitCongestion waits until the peer has at most limit bytes queued or
-// unacknowledged, or is not streamed to.
-func (p *peer) waitCongestion(ctx context.Context, limit int64) error {
-	full := func() bool {
-		return (p.state == InSync || p.state == SyncSource) && p.queued+p.unackedBytes > limit
-	}
-	p.mu.Lock()
-	wait := full()
-	p.mu.Unlock()
-	if !wait {
-		return nil
-	}
-	p.v.met.congestionWaits.Inc()
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		p.cond.Broadcast()
-		p.mu.Unlock()
-	})
-	defer stop()
+// waitUntil waits until cond (called with p.mu held) holds, or ctx ends
+// (its error).
+func (p *peer) waitUntil(ctx context.Context, cond func() bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for full() {
-		if ctx.Err() != nil {
-			return fmt.Errorf("wait for %s to drain: %w", p.name, ErrClosed)
+	if cond() {
+		return nil
+	}
+	defer p.wakeOnDone(ctx)()
+	for !cond() {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		p.cond.Wait()
 	}
 	return nil
 }
 
+// waitAcked waits until the peer acknowledged every epoch up to e, or is
+// not streamed to (disconnected, pulled ahead: the writes are in its
+// bitmap).
+func (p *peer) waitAcked(ctx context.Context, e uint64) error {
+	err := p.waitUntil(ctx, func() bool {
+		return p.state != InSync && p.state != SyncSource || len(p.unacked) == 0 || p.unacked[0].epoch > e
+	})
+	if err != nil {
+		return fmt.Errorf("wait for %s to acknowledge: %w", p.name, ErrClosed)
+	}
+	return nil
+}
+
+// congestedLocked: the peer is streamed to and has more than limit bytes
+// queued or unacknowledged.
+func (p *peer) congestedLocked(limit int64) bool {
+	return (p.state == InSync || p.state == SyncSource) && p.queued+p.unackedBytes > limit
+}
+
 // waitDrained waits until the peer is in sync and acknowledged every
 // epoch sent to it.
 func (p *peer) waitDrained(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		p.cond.Broadcast()
-		p.mu.Unlock()
-	})
-	defer stop()
+	defer p.wakeOnDone(ctx)()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {

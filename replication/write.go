@@ -92,18 +92,20 @@ func (v *Volume) waitCongestion() error {
 	for _, name := range v.order {
 		p := v.peers[name]
 		p.mu.Lock()
-		congested = congested || (p.state == InSync || p.state == SyncSource) && p.queued+p.unackedBytes > limit
+		congested = congested || p.congestedLocked(limit)
 		p.mu.Unlock()
 	}
 	if !congested {
 		return nil
 	}
+	v.met.congestionWaits.Inc()
 	v.mu.Lock()
 	v.closeEpochLocked()
 	v.mu.Unlock()
 	for _, name := range v.order {
-		if err := v.peers[name].waitCongestion(v.ctx, limit); err != nil {
-			return err
+		p := v.peers[name]
+		if err := p.waitUntil(v.ctx, func() bool { return !p.congestedLocked(limit) }); err != nil {
+			return fmt.Errorf("wait for %s to drain: %w", name, ErrClosed)
 		}
 	}
 	return nil
