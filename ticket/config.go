@@ -289,6 +289,18 @@ func (c *Config) LeaseLength() time.Duration {
 	return time.Duration(float64(c.Expire) * (1 - d) / (1 + d))
 }
 
+// observerTrust is how long, on its own clock from when it processed it,
+// a member may act on an owner whose renewal said it would act as the
+// owner (its lease less the stop's lead) for rem more on its own clock
+// when it was sent: rem·(1−d)/(1+d), the least
+// that is in real time on the member's clock, less one ticket timeout for
+// the renewal's time in flight (a renewal that takes longer is late, as
+// the protocol's timing assumes everywhere).
+func (c *Config) observerTrust(rem time.Duration) time.Duration {
+	d := c.MaxClockDrift
+	return time.Duration(float64(rem)*(1-d)/(1+d)) - c.Timeout
+}
+
 // stopBudget is how long, on the member's own clock, its resources may
 // take to stop: stop_timeout of real time, on a clock up to 1+d fast.
 func (c *Config) stopBudget() time.Duration { return c.stretched(c.StopTimeout) }

@@ -37,6 +37,12 @@ func (s *State) onRenew(o *out, m Message, now time.Duration) {
 	r.Round, r.Acked = m.Round, s.P.Acked
 	r.Site, _ = s.provenOwner(now)
 	r.AttrDigest = attrDigest(s.P.Attrs)
+	if m.Flags&FlagGranted != 0 {
+		if m.Term >= s.P.Term {
+			s.trust(m, now)
+		}
+		return
+	}
 	if m.Term < s.P.Term {
 		r.Reason = RefuseStaleTerm
 		if s.manual() && s.P.Owner != None {
@@ -56,6 +62,7 @@ func (s *State) onRenew(o *out, m Message, now time.Duration) {
 		// Only a holder renews (a restarted manual owner asking to be
 		// confirmed does not hold yet): this proves its lease.
 		s.setView(o, m.From, m.Term, s.lockFor(now), now, true)
+		s.trust(m, now)
 	}
 	if !s.P.Managed {
 		// An owner renews: the ticket is granted, whether or not we may
@@ -86,6 +93,19 @@ func (s *State) onRenew(o *out, m Message, now time.Duration) {
 		r.Flags |= FlagAttrsDiffer
 	}
 	o.msgs = append(o.msgs, r)
+}
+
+// trust records, from an owner's renewal, until when we may act on it:
+// the time it reported it would still act as the owner, as observerTrust
+// discounts it.
+func (s *State) trust(m Message, now time.Duration) {
+	if m.Remaining <= 0 || m.Remaining == forever {
+		return
+	}
+	until := now + s.cfg.observerTrust(m.Remaining)
+	if s.trustOwner != m.From || s.trustTerm != m.Term || until > s.trustUntil {
+		s.trustOwner, s.trustTerm, s.trustUntil = m.From, m.Term, until
+	}
 }
 
 // setView records what we know of the owner, from a message that proves
@@ -192,6 +212,26 @@ func (s *State) checkRenewal(o *out, now time.Duration) {
 		s.leaseEnd, s.stopAt = end, end-s.cfg.stopLead()
 		s.viewExpires = end
 		o.effect(LeaseRenewed{Term: s.P.Term, LeaseEnd: end})
+		s.announceLease(o, r, now)
+	}
+}
+
+// announceLease tells every member, once a majority granted a renewal,
+// how long we now act as the owner: the round's renewal once more, marked
+// granted, which members neither answer nor promise anything for (a
+// member of an older version takes it for a retransmission, as safe). Its
+// first transmission carried the lease as it was before, as every member
+// must assume until a majority grants more (observerTrust); without this
+// a member would stop acting on the owner before the next renewal.
+func (s *State) announceLease(o *out, r *round, now time.Duration) {
+	for i := range s.cl.Members {
+		if i == s.self() {
+			continue
+		}
+		m := s.msg(MsgRenew, i)
+		m.Term, m.Round, m.Reason, m.Flags, m.Site = r.Term, r.ID, r.Reason, r.Flags|FlagGranted, r.Site
+		m.Remaining = remaining(s.stopAt, now)
+		o.msgs = append(o.msgs, m)
 	}
 }
 

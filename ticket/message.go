@@ -122,6 +122,10 @@ const (
 	FlagManaged
 	// FlagAttrsDiffer asks the receiver to exchange attributes.
 	FlagAttrsDiffer
+	// FlagGranted marks a renewal that a majority already granted, sent
+	// again to say how long the owner now acts as such: receivers learn
+	// that and nothing else (no answer, no promise).
+	FlagGranted
 )
 
 // Attr is one ticket attribute with its last-writer-wins version.

@@ -112,6 +112,12 @@ type State struct {
 	viewExpires time.Duration
 	viewHeard   time.Duration
 	viewSince   time.Duration
+	// trustUntil: until when we may act on the owner of the view, which
+	// told us in its own renewal how long its lease still ran (trustOwner
+	// in trustTerm; see observerTrust).
+	trustOwner int
+	trustTerm  uint64
+	trustUntil time.Duration
 
 	hold holding
 	// heldTerm is the term of the lease we hold or last held; a release
@@ -185,7 +191,7 @@ const (
 // a Boot input first.
 func NewState(cfg *Config, cl *Cluster) State {
 	return State{cfg: cfg, cl: cl, P: Persistent{Acked: None, Owner: None},
-		promiseTo: None, viewOwner: None, moveTo: None, relSite: None, lostOwner: None, handedTo: None}
+		promiseTo: None, viewOwner: None, trustOwner: None, moveTo: None, relSite: None, lostOwner: None, handedTo: None}
 }
 
 // Config returns the ticket's settings.
@@ -193,6 +199,10 @@ func (s *State) Config() *Config { return s.cfg }
 
 // forever stands for "no end" (manual tickets).
 const forever = time.Duration(math.MaxInt64)
+
+// Forever is the duration with no end that views and messages carry for a
+// manual ticket.
+const Forever = forever
 
 // View is what a member reports about a ticket.
 type View struct {
@@ -209,7 +219,15 @@ type View struct {
 	Managed        bool
 	State          string
 	// Expires: the local monotonic instant the lease ends as seen here.
-	Expires    time.Duration
+	Expires time.Duration
+	// SafeUntil is until when this member may act on Owner — answer DNS
+	// with it, report it as the holder to a client that acts on it — on
+	// its own clock: at the holder, until it begins to stop (its lease's
+	// end less the stop's lead); at any other member, until that instant
+	// as the owner last reported it in a renewal, less the drift and
+	// delay margins (0 until one arrives); forever for a manual ticket; 0
+	// without an owner.
+	SafeUntil  time.Duration
 	LastChange time.Duration
 	Reason     string
 	Attrs      []Attr
@@ -227,11 +245,12 @@ func (s *State) View(now time.Duration) View {
 	switch {
 	case s.hold == owner && now < s.stopAt:
 		v.Owner, v.HeldLocally, v.Term = s.cl.Self, true, s.P.Term
-		v.Expires = s.leaseEnd
+		v.Expires, v.SafeUntil = s.leaseEnd, s.stopAt
 		v.LeaseRemaining = remaining(s.leaseEnd, now)
 	case s.viewOwner != None && s.viewOwner != s.self() && now < s.viewExpires:
 		v.Owner, v.Term, v.Expires = s.viewOwner, s.viewTerm, s.viewExpires
 		v.LeaseRemaining = remaining(s.viewExpires, now)
+		v.SafeUntil = s.safeUntil()
 	}
 	switch {
 	case !s.booted:
@@ -255,6 +274,24 @@ func (s *State) View(now time.Duration) View {
 		v.State = "restarting"
 	}
 	return v
+}
+
+// safeUntil is until when we may act on the owner of our view: for ever
+// for a manual ticket; for an auto ticket, until the end of the lease its
+// owner last reported, discounted for drift and delay (observerTrust).
+// Our own view of the lease is no measure of that: a renewal shows that
+// the owner held the ticket when it sent it, not that a majority granted
+// the extension it asks for.
+func (s *State) safeUntil() time.Duration {
+	switch {
+	case s.viewExpires == forever:
+		return forever
+	case s.trustOwner != s.viewOwner || s.trustTerm != s.viewTerm:
+		return 0
+	case s.cfg.Mutations.ObserverTrustsRenewals:
+		return s.viewExpires - (s.cfg.Expire - s.cfg.LeaseLength() + s.cfg.Timeout)
+	}
+	return min(s.trustUntil, s.viewExpires)
 }
 
 func remaining(end, now time.Duration) time.Duration {

@@ -117,7 +117,7 @@ func (s *State) broadcast(o *out, t MsgType) {
 }
 
 // sendRound sends the round's request to every member that has not answered.
-func (s *State) sendRound(o *out, r *round, t MsgType) {
+func (s *State) sendRound(o *out, r *round, t MsgType, now time.Duration) {
 	for i := range s.cl.Members {
 		if i == s.self() || r.acked(i) || r.nacked(i) {
 			continue
@@ -126,6 +126,12 @@ func (s *State) sendRound(o *out, r *round, t MsgType) {
 		m.Term, m.Round, m.Reason, m.Flags, m.Site = r.Term, r.ID, r.Reason, r.Flags, r.Site
 		if t == MsgRenew {
 			m.AttrDigest = attrDigest(s.P.Attrs)
+			if s.hold == owner && !s.manual() {
+				// How long we still act as the owner (until we begin to
+				// stop; after that we may even vote for another site), so
+				// that members act on us no longer (observerTrust).
+				m.Remaining = remaining(s.stopAt, now)
+			}
 		}
 		if t == MsgAttrs {
 			m.Attrs = append([]Attr(nil), s.P.Attrs...)
@@ -137,7 +143,7 @@ func (s *State) sendRound(o *out, r *round, t MsgType) {
 func (s *State) startRound(o *out, r *round, t MsgType, term uint64, reason Reason, flags Flags, site int, now time.Duration) {
 	*r = round{Active: true, ID: s.newRoundID(), Term: term, Reason: reason, Flags: flags, Site: site,
 		FirstSent: now, NextSend: now + s.cfg.Timeout, Sends: 1, Acks: 1 << uint(s.self())}
-	s.sendRound(o, r, t)
+	s.sendRound(o, r, t, now)
 }
 
 func popcount(x uint64) int {
@@ -258,7 +264,7 @@ func (s *State) tickRound(o *out, r *round, t MsgType, now time.Duration) {
 	if r.Sends <= s.cfg.Retries {
 		r.Sends++
 		r.NextSend = now + s.cfg.Timeout
-		s.sendRound(o, r, t)
+		s.sendRound(o, r, t, now)
 		return
 	}
 	r.Active = false

@@ -405,11 +405,18 @@ func (s *State) electionFailed(o *out, now time.Duration, why string) {
 		s.P.Acked = None
 		o.persist = true
 	}
-	for i := range s.cl.Members {
-		if i != s.self() && r.acked(i) {
-			m := s.msg(MsgRelease, i)
-			m.Term, m.Round, m.Reason = r.Term, r.ID, ReasonAbort
-			o.msgs = append(o.msgs, m)
+	if s.stopToken == 0 && !s.running {
+		// Free the voters only when nothing of ours runs or stops: after
+		// a lease lost during a reassertion, the votes of that round may
+		// be all that still binds them (an owner that won and at once
+		// reasserted never had a renewal acknowledged), and the
+		// resources it guarded are still stopping.
+		for i := range s.cl.Members {
+			if i != s.self() && r.acked(i) {
+				m := s.msg(MsgRelease, i)
+				m.Term, m.Round, m.Reason = r.Term, r.ID, ReasonAbort
+				o.msgs = append(o.msgs, m)
+			}
 		}
 	}
 	s.consumeForce()

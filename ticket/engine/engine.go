@@ -84,6 +84,7 @@ type tk struct {
 
 type held struct {
 	version uint64
+	at      time.Duration // when the step produced them
 	msgs    []ticket.Message
 	effs    []ticket.Effect
 }
@@ -317,7 +318,7 @@ func (e *Engine) step(t *tk, in ticket.Input, now time.Duration) {
 		if t.durable >= t.version {
 			e.release(t, msgs, later)
 		} else {
-			t.held = append(t.held, held{version: t.version, msgs: msgs, effs: later})
+			t.held = append(t.held, held{version: t.version, at: now, msgs: msgs, effs: later})
 		}
 	}
 	e.track(t, now)
@@ -365,6 +366,19 @@ func (e *Engine) release(t *tk, msgs []ticket.Message, effs []ticket.Effect) {
 		e.out.Effects = append(e.out.Effects, Effect{Ticket: t.cfg.Name, Effect: ef})
 	}
 	e.out.Send = append(e.out.Send, msgs...)
+}
+
+// aged returns messages that waited d for their state to be written, with
+// the durations they carry (a lease's or a promise's remaining time, as of
+// when they were made) shortened by that wait, so that no member trusts
+// an owner, or waits on a promise, for longer than the sender meant.
+func aged(msgs []ticket.Message, d time.Duration) []ticket.Message {
+	for i := range msgs {
+		if r := msgs[i].Remaining; r > 0 && r != ticket.Forever {
+			msgs[i].Remaining = max(0, r-d)
+		}
+	}
+	return msgs
 }
 
 // track follows whether an acquisition of ours (its handler, then its
@@ -462,7 +476,11 @@ func (e *Engine) Saved(now time.Duration, id uint64, failed map[string]error) {
 			if h.version > v {
 				break
 			}
-			e.release(t, h.msgs, h.effs)
+			msgs := h.msgs
+			if !t.cfg.Mutations.UnagedMessages {
+				msgs = aged(msgs, now-h.at)
+			}
+			e.release(t, msgs, h.effs)
 			n++
 		}
 		t.held = t.held[n:]

@@ -100,3 +100,11 @@ func TestSimulatorCatchesMissingSlackMargin(t *testing.T) {
 func TestSimulatorCatchesVotersIgnoringPromises(t *testing.T) {
 	catchWithin(t, mutationSeeds, mutate(func(m *mutation.Set) { m.IgnorePromises = true }))
 }
+
+func TestSimulatorCatchesObserversTrustingEveryRenewal(t *testing.T) {
+	catchWithin(t, mutationSeeds, mutate(func(m *mutation.Set) { m.ObserverTrustsRenewals = true }))
+}
+
+func TestSimulatorCatchesMessagesNotAgedWhileTheirStateWasWritten(t *testing.T) {
+	catchWithin(t, mutationSeeds, mutate(func(m *mutation.Set) { m.UnagedMessages = true }))
+}

@@ -14,6 +14,9 @@ import (
 //     members would acknowledge it. A lease outliving the promises it
 //     rests on fails here at once, before another site happens to take
 //     the ticket.
+//   - Trust: while a member acts on an owner it does not hold the ticket
+//     for (its view's SafeUntil: DNS answers with that site), no other
+//     site could gather a majority either.
 //   - Proof: a member shows a site as the owner in a term only if that
 //     site held the ticket in that term.
 //   - Stops (in the shell model): a stop whose resources go down within
@@ -53,17 +56,20 @@ func (s *sim) checkTicket(name string) {
 		s.blame(name, running, "%s runs at two sites: %v", name, s.names(running))
 		return
 	}
-	s.checkLease(name, holders, running)
+	s.checkLease(name, append(holders, running...), "holds or runs")
+	if s.violation == "" {
+		s.checkTrust(name, append(holders, running...))
+	}
 	if s.violation == "" {
 		s.checkProofs(name)
 	}
 }
 
-// checkLease: while x holds or runs the ticket, no other site could gather
-// a majority of acknowledgements.
-func (s *sim) checkLease(name string, holders, running []int) {
+// checkLease: while x holds or runs the ticket (or is trusted as its
+// owner), no other site could gather a majority of acknowledgements.
+func (s *sim) checkLease(name string, sites []int, what string) {
 	quorum := len(s.ms)/2 + 1
-	for _, x := range append(holders, running...) {
+	for _, x := range sites {
 		for _, y := range s.sites() {
 			if y == x {
 				continue
@@ -79,8 +85,37 @@ func (s *sim) checkLease(name string, holders, running []int) {
 				}
 			}
 			if len(would) >= quorum {
-				s.blame(name, []int{x, y}, "%s holds or runs %s while %v would acknowledge %s",
-					s.name(x), name, s.names(would), s.name(y))
+				s.blame(name, []int{x, y}, "%s %s %s while %v would acknowledge %s",
+					s.name(x), what, name, s.names(would), s.name(y))
+				return
+			}
+		}
+	}
+}
+
+// checkTrust: while a member that does not hold the ticket acts on its
+// owner (DNS answers with that site), no other site holds it or runs its
+// resources — unless the owner gave the ticket up early (a move, a
+// release, a forced grant elsewhere): a member that missed that message
+// cannot know.
+func (s *sim) checkTrust(name string, active []int) {
+	for _, m := range s.ms {
+		if !m.up {
+			continue
+		}
+		now := m.now(s.now)
+		v := m.eng.State(name).View(now)
+		if v.Owner == ticket.None || v.HeldLocally || v.Mode != ticket.Auto || now >= v.SafeUntil {
+			continue
+		}
+		o := s.member(m, v.Owner)
+		if o == nil || s.gaveUp[siteKey{name, o.i}] >= v.Term {
+			continue
+		}
+		for _, y := range active {
+			if y != o.i {
+				s.blame(name, []int{o.i, y}, "%s acts on %s as the owner of %s (term %d, for %v more) while %s holds or runs it",
+					s.name(m.i), s.name(o.i), name, v.Term, v.SafeUntil-now, s.name(y))
 				return
 			}
 		}

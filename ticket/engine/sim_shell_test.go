@@ -191,8 +191,14 @@ func (s *sim) effect(m *simMember, e Effect) {
 	case ticket.Reply:
 		s.logf("%s reply %d: %v %s", s.name(m.i), ef.ID, ef.Err, ef.Detail)
 	case ticket.Event:
-		if ef.Kind == ticket.EvAcquired {
+		switch ef.Kind {
+		case ticket.EvAcquired:
 			s.held[heldKey{e.Ticket, m.i, ef.Term}] = true
+		case ticket.EvMoved, ticket.EvReleased, ticket.EvRevoked, ticket.EvYielded:
+			// Given up before its lease ran out: a member that missed the
+			// message trusts the lease it knew of (checkTrust).
+			k := siteKey{e.Ticket, m.i}
+			s.gaveUp[k] = max(s.gaveUp[k], ef.Term)
 		}
 		s.logf("%s %s event %s term %d owner %d: %s", s.name(m.i), e.Ticket, ef.Kind, ef.Term, ef.Owner, ef.Reason)
 	}

@@ -141,6 +141,9 @@ type sim struct {
 	deadForGood int
 	// held records every (ticket, site, term) that held the ticket.
 	held map[heldKey]bool
+	// gaveUp: the last term in which a site moved, released or yielded
+	// the ticket.
+	gaveUp map[siteKey]uint64
 	// forces: when forced grants were issued.
 	forces []int64
 	// refusals: boots refused for a configuration change.
@@ -150,6 +153,11 @@ type sim struct {
 // maxEvents bounds a run: a loop of events at one instant, or a storm of
 // messages that never ends, fails instead of hanging.
 const maxEvents = 2_000_000
+
+type siteKey struct {
+	ticket string
+	site   int
+}
 
 type heldKey struct {
 	ticket string
@@ -191,7 +199,7 @@ func (s *sim) randDur(max time.Duration) int64 {
 func (s *sim) chance(p float64) bool { return p > 0 && s.rnd.Float64() < p }
 
 func newSim(seed int64, p simParams) *sim {
-	s := &sim{rnd: rand.New(rand.NewSource(seed)), p: p, deadForGood: ticket.None, held: map[heldKey]bool{}}
+	s := &sim{rnd: rand.New(rand.NewSource(seed)), p: p, deadForGood: ticket.None, held: map[heldKey]bool{}, gaveUp: map[siteKey]uint64{}}
 	n := len(p.cfg.Members)
 	s.links = make([][]bool, n)
 	for i := range s.links {

@@ -39,4 +39,11 @@ type Set struct {
 	// StopLatency (engine): every stop reaches the resources this long
 	// after the state machine asked for it.
 	StopLatency time.Duration
+	// ObserverTrustsRenewals: a member that does not hold the ticket acts
+	// on the owner for as long as its own view of the lease runs (less a
+	// fixed margin), as if every renewal it saw had been granted.
+	ObserverTrustsRenewals bool
+	// UnagedMessages (engine): messages that waited for their state to be
+	// written leave with the remaining times they were made with.
+	UnagedMessages bool
 }
