@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/go-chi/chi/v5"
 
 	"github.com/geobooth/geobooth/internal/config"
@@ -19,7 +21,7 @@ func New(cfg *config.File, log *slog.Logger) (*daemon.Daemon, error) {
 	d := daemon.New(cfg, log)
 	d.Parts.Mount = append(d.Parts.Mount, func(r chi.Router, auth func(http.Handler) http.Handler) {
 		noCIB := func(w http.ResponseWriter, r *http.Request) {
-			httpapi.WriteJSON(w, http.StatusConflict, httpapi.CommandResult{Error: "an arbitrator has no CIB: standby and activate act on a site's local Pacemaker (ask the site)"})
+			httpapi.WriteJSON(w, http.StatusConflict, api.CommandResult{Error: "an arbitrator has no CIB: standby and activate act on a site's local Pacemaker (ask the site)"})
 		}
 		r.With(auth).Post("/api/v1/tickets/{name}/standby", noCIB)
 		r.With(auth).Post("/api/v1/tickets/{name}/activate", noCIB)
@@ -29,7 +31,7 @@ func New(cfg *config.File, log *slog.Logger) (*daemon.Daemon, error) {
 			httpapi.WriteJSON(w, http.StatusOK, []struct{}{})
 		})
 		noData := func(w http.ResponseWriter, r *http.Request) {
-			httpapi.WriteJSON(w, http.StatusNotFound, httpapi.CommandResult{Error: "an arbitrator holds no replicated volumes: ask a site"})
+			httpapi.WriteJSON(w, http.StatusNotFound, api.CommandResult{Error: "an arbitrator holds no replicated volumes: ask a site"})
 		}
 		r.Get("/api/v1/replication/{volume}", noData)
 		r.With(auth).Post("/api/v1/replication/{volume}/*", noData)

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geobooth/geobooth/dnsfail/dnskey"
+
 	"github.com/miekg/dns"
 )
 
@@ -40,7 +42,7 @@ const (
 	// after a failover must not validate for long.
 	failoverSigValidity = 10 * time.Minute
 	staticSigValidity   = 7 * 24 * time.Hour
-	dnskeyTTL           = 3600
+	dnskeyTTL           = dnskey.TTL
 )
 
 // signer is one DNSSEC key of a zone.
@@ -50,22 +52,7 @@ type signer struct {
 	tag  uint16
 }
 
-// NewDNSSECKey makes a combined signing key (ECDSA P-256) for zone origin
-// and returns the text of its key file: the DNSKEY record, then the
-// private key in BIND's format.
-func NewDNSSECKey(origin string) (string, error) {
-	origin = dns.Fqdn(strings.ToLower(origin))
-	k := &dns.DNSKEY{Hdr: dns.RR_Header{Name: origin, Rrtype: dns.TypeDNSKEY, Class: dns.ClassINET, Ttl: dnskeyTTL},
-		Flags: 257, Protocol: 3, Algorithm: dns.ECDSAP256SHA256}
-	priv, err := k.Generate(256)
-	if err != nil {
-		return "", fmt.Errorf("DNSSEC key for %s: %w", origin, err)
-	}
-	return fmt.Sprintf("; geobooth DNSSEC key of %s: combined signing key, ECDSAP256SHA256, key tag %d\n%s\n%s",
-		origin, k.KeyTag(), k.String(), k.PrivateKeyString(priv)), nil
-}
-
-// loadSigner reads a key file of NewDNSSECKey for zone origin; the file
+// loadSigner reads a key file of dnskey.New for zone origin; the file
 // must not be readable by group or others.
 func loadSigner(path, origin string) (*signer, error) {
 	st, err := os.Stat(path)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/dnsfail/dnskey"
+
 	"github.com/miekg/dns"
 
 	"github.com/geobooth/geobooth/internal/testenv"
@@ -19,7 +21,7 @@ import (
 // path.
 func dnssecKeyFile(t testing.TB) string {
 	t.Helper()
-	text, err := NewDNSSECKey("example.test.")
+	text, err := dnskey.New("example.test.")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +201,29 @@ func TestTwoKeysDuringARollover(t *testing.T) {
 			if out := delv(t, s.Addrs()[0], anchors, q[0], q[1]); !strings.Contains(out, "fully validated") {
 				t.Errorf("anchored on key %d: delv %s %s:\n%s", i+1, q[0], q[1], out)
 			}
+		}
+	}
+}
+
+// dnskey makes key files without miekg/dns (so that ticketctl need not
+// link it): what it writes must be what this package and BIND read, with
+// the key tag miekg/dns computes.
+func TestKeyFilesOfDnskeyLoadWithTheirKeyTag(t *testing.T) {
+	for range 20 {
+		path := dnssecKeyFile(t)
+		sg, err := loadSigner(path, "example.test.")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("key tag %d\n", sg.key.KeyTag()); !strings.Contains(string(b), want) {
+			t.Fatalf("key file does not say %q:\n%s", want, b)
+		}
+		if sg.key.Flags != 257 || sg.key.Algorithm != dns.ECDSAP256SHA256 || sg.key.Header().Ttl != dnskeyTTL {
+			t.Fatalf("key = %v", sg.key)
 		}
 	}
 }

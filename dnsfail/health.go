@@ -18,11 +18,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 )
 
-type hstate string
+type hstate = api.HealthState
 
 const (
 	stateUnknown hstate = "unknown"

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -82,21 +84,10 @@ type Server struct {
 	runCtx context.Context
 }
 
-type notifyState struct {
-	Target  string    `json:"target"`
-	Key     string    `json:"key,omitempty"`
-	Serial  uint32    `json:"serial"`
-	Result  string    `json:"result"`
-	At      time.Time `json:"at"`
-	Retries int       `json:"retries"`
-}
-
-type change struct {
-	At     time.Time `json:"at"`
-	Zone   string    `json:"zone"`
-	Serial uint32    `json:"serial"`
-	What   string    `json:"what"`
-}
+type (
+	notifyState = api.DNSNotify
+	change      = api.DNSChange
+)
 
 // New loads the zones and the serials; Run serves.
 func New(o Options) (*Server, error) {
@@ -535,44 +526,13 @@ func (s *Server) exchange(ctx context.Context, c *dns.Client, m *dns.Msg, server
 	return err
 }
 
-// Status is what GET /api/v1/dns shows.
-type Status struct {
-	Listen string       `json:"listen"`
-	Zones  []ZoneStatus `json:"zones"`
-}
-
-// ZoneStatus is one zone's state.
-type ZoneStatus struct {
-	Origin   string         `json:"origin"`
-	Serial   uint32         `json:"serial"`
-	Names    []NameStatus   `json:"names"`
-	Notify   []notifyState  `json:"notify"`
-	Update   *notifyState   `json:"update,omitempty"`
-	Changes  []change       `json:"changes"`
-	Checks   []CheckStatus  `json:"checks"`
-	Vantages map[string]int `json:"vantage_ages_s"`
-	// DS are the DS records of a signed zone's keys, for its parent.
-	DS []string `json:"ds,omitempty"`
-}
-
-// NameStatus is a failover name: what is served now and why.
-type NameStatus struct {
-	Name   string `json:"name"`
-	Type   string `json:"type"`
-	Ticket string `json:"ticket"`
-	Decision
-}
-
-// CheckStatus is one check with every vantage point's view.
-type CheckStatus struct {
-	Check    string            `json:"check"`
-	Site     string            `json:"site"`
-	Target   string            `json:"target"`
-	State    hstate            `json:"state"`
-	Vantages map[string]hstate `json:"vantages"`
-	Local    string            `json:"local_result,omitempty"`
-	Progress string            `json:"progress,omitempty"`
-}
+// Status is what GET /api/v1/dns shows, and its parts: the API's types.
+type (
+	Status      = api.DNS
+	ZoneStatus  = api.DNSZone
+	NameStatus  = api.DNSName
+	CheckStatus = api.DNSCheck
+)
 
 // Status returns the server's state.
 func (s *Server) Status() Status {
@@ -582,7 +542,9 @@ func (s *Server) Status() Status {
 		zs := ZoneStatus{Origin: z.origin, Serial: s.serial(z), Vantages: map[string]int{}, DS: z.DS()}
 		for i := range z.cfg.Failover {
 			f := &z.cfg.Failover[i]
-			zs.Names = append(zs.Names, NameStatus{Name: f.Name, Type: f.Type, Ticket: f.Ticket, Decision: s.decide(f, now)})
+			d := s.decide(f, now)
+			zs.Names = append(zs.Names, NameStatus{Name: f.Name, Type: f.Type, Ticket: f.Ticket,
+				Targets: d.Targets, TTL: d.TTL, Owner: d.Owner, Why: d.Why})
 			for _, site := range f.siteNames() {
 				t := f.Sites[site]
 				for _, target := range t.Targets {

@@ -8,10 +8,12 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+
+	"github.com/geobooth/geobooth/api"
 )
 
 // Role is a volume's role: only the primary accepts writes.
-type Role string
+type Role = api.Role
 
 // Roles.
 const (
@@ -20,7 +22,7 @@ const (
 )
 
 // DiskState is how good a replica's data is, as DRBD tracks it.
-type DiskState string
+type DiskState = api.DiskState
 
 // Disk states.
 const (

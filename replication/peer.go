@@ -7,11 +7,13 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/geobooth/geobooth/api"
 )
 
 // PeerState is the replication state with one peer, as this replica sees
 // it.
-type PeerState string
+type PeerState = api.PeerState
 
 // Peer states.
 const (

@@ -3,27 +3,16 @@ package replication
 import (
 	"errors"
 	"time"
+
+	"github.com/geobooth/geobooth/api"
 )
+
+// VerifyJob is the running verify, or the last one (the API's type).
+type VerifyJob = api.VerifyJob
 
 // A verify of a large volume takes longer than any HTTP request should:
 // StartVerify runs it in the background, and Status shows its progress
 // (and the outcome of the last one) until the next.
-
-// VerifyJob is the running verify, or the last one.
-type VerifyJob struct {
-	Peer      string     `json:"peer"`
-	Repair    bool       `json:"repair"`
-	Running   bool       `json:"running"`
-	Started   time.Time  `json:"started"`
-	Ended     *time.Time `json:"ended,omitempty"`
-	Total     int64      `json:"total_blocks"`
-	Checked   int64      `json:"checked_blocks"`
-	Differing int        `json:"differing_blocks"`
-	// First differing blocks (at most 100), when it ended.
-	First    []int64 `json:"first_differing,omitempty"`
-	Resynced bool    `json:"resynced"`
-	Error    string  `json:"error,omitempty"`
-}
 
 // ErrVerifyRunning: a verify of the volume is already under way.
 var ErrVerifyRunning = errors.New("a verify of this volume is already running")

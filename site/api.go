@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/go-chi/chi/v5"
 
 	"github.com/geobooth/geobooth/internal/daemon"
@@ -26,12 +28,12 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 	volume := func(w http.ResponseWriter, r *http.Request) *replication.Volume {
 		v := byName[chi.URLParam(r, "volume")]
 		if v == nil {
-			httpapi.WriteJSON(w, http.StatusNotFound, httpapi.CommandResult{Error: "unknown volume " + chi.URLParam(r, "volume")})
+			httpapi.WriteJSON(w, http.StatusNotFound, api.CommandResult{Error: "unknown volume " + chi.URLParam(r, "volume")})
 		}
 		return v
 	}
 	r.Get("/api/v1/replication", func(w http.ResponseWriter, r *http.Request) {
-		out := make([]replication.Status, 0, len(vols))
+		out := make([]api.Volume, 0, len(vols))
 		for _, v := range vols {
 			out = append(out, v.Status())
 		}
@@ -50,7 +52,7 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 		t := v.Status().Ticket
 		view := d.Node.View(t)
 		if !view.HeldLocally {
-			httpapi.WriteJSON(w, http.StatusConflict, httpapi.CommandResult{
+			httpapi.WriteJSON(w, http.StatusConflict, api.CommandResult{
 				Error: "ticket " + t + " is not held here (owner " + view.Owner + "): only its holder may be primary"})
 			return
 		}
@@ -60,10 +62,10 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 		}
 		res.setLease(t, end)
 		if err := v.Promote(r.Context(), false); err != nil {
-			httpapi.WriteJSON(w, http.StatusConflict, httpapi.CommandResult{Error: err.Error()})
+			httpapi.WriteJSON(w, http.StatusConflict, api.CommandResult{Error: err.Error()})
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: v.Name() + " is primary"})
+		httpapi.WriteJSON(w, http.StatusOK, api.CommandResult{OK: true, Detail: v.Name() + " is primary"})
 	})
 	r.With(auth).Post("/api/v1/replication/{volume}/demote", func(w http.ResponseWriter, r *http.Request) {
 		v := volume(w, r)
@@ -71,10 +73,10 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 			return
 		}
 		if err := v.Demote(r.Context()); err != nil {
-			httpapi.WriteJSON(w, http.StatusInternalServerError, httpapi.CommandResult{Error: err.Error()})
+			httpapi.WriteJSON(w, http.StatusInternalServerError, api.CommandResult{Error: err.Error()})
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: v.Name() + " is secondary"})
+		httpapi.WriteJSON(w, http.StatusOK, api.CommandResult{OK: true, Detail: v.Name() + " is secondary"})
 	})
 	recovery := func(run func(*replication.Volume) error, done string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -83,10 +85,10 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 				return
 			}
 			if err := run(v); err != nil {
-				httpapi.WriteJSON(w, http.StatusConflict, httpapi.CommandResult{Error: err.Error()})
+				httpapi.WriteJSON(w, http.StatusConflict, api.CommandResult{Error: err.Error()})
 				return
 			}
-			httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: v.Name() + ": " + done})
+			httpapi.WriteJSON(w, http.StatusOK, api.CommandResult{OK: true, Detail: v.Name() + ": " + done})
 		}
 	}
 	r.With(auth).Post("/api/v1/replication/{volume}/invalidate",
@@ -100,29 +102,29 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 		if v == nil {
 			return
 		}
-		var req httpapi.ResizeRequest
+		var req api.ResizeRequest
 		if !httpapi.Decode(w, r, &req) {
 			return
 		}
 		size, err := replication.ParseSize(req.Size)
 		if err != nil {
-			httpapi.WriteJSON(w, http.StatusBadRequest, httpapi.CommandResult{Error: "size: " + err.Error()})
+			httpapi.WriteJSON(w, http.StatusBadRequest, api.CommandResult{Error: "size: " + err.Error()})
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 		defer cancel()
 		if err := v.Resize(ctx, size); err != nil {
-			httpapi.WriteJSON(w, http.StatusConflict, httpapi.CommandResult{Error: err.Error()})
+			httpapi.WriteJSON(w, http.StatusConflict, api.CommandResult{Error: err.Error()})
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: fmt.Sprintf("%s: %d bytes at every replica (set size in every member's configuration to match)", v.Name(), size)})
+		httpapi.WriteJSON(w, http.StatusOK, api.CommandResult{OK: true, Detail: fmt.Sprintf("%s: %d bytes at every replica (set size in every member's configuration to match)", v.Name(), size)})
 	})
 	r.With(auth).Post("/api/v1/replication/{volume}/verify", func(w http.ResponseWriter, r *http.Request) {
 		v := volume(w, r)
 		if v == nil {
 			return
 		}
-		var req httpapi.VerifyRequest
+		var req api.VerifyRequest
 		if !httpapi.Decode(w, r, &req) {
 			return
 		}
@@ -133,7 +135,7 @@ func mountReplication(r chi.Router, auth func(http.Handler) http.Handler, d *dae
 			if errors.Is(err, replication.ErrClosed) {
 				code = http.StatusServiceUnavailable
 			}
-			httpapi.WriteJSON(w, code, httpapi.CommandResult{Error: err.Error()})
+			httpapi.WriteJSON(w, code, api.CommandResult{Error: err.Error()})
 			return
 		}
 		httpapi.WriteJSON(w, http.StatusAccepted, job)

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/go-chi/chi/v5"
 
 	"github.com/geobooth/geobooth/internal/config"
@@ -147,7 +149,7 @@ func cibAction(d *daemon.Daemon, f func(context.Context, string) error, what str
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := chi.URLParam(r, "name")
 		if d.Node == nil || d.Node.View(name).Name == "" {
-			httpapi.WriteJSON(w, http.StatusNotFound, httpapi.CommandResult{Error: "unknown ticket " + name})
+			httpapi.WriteJSON(w, http.StatusNotFound, api.CommandResult{Error: "unknown ticket " + name})
 			return
 		}
 		if err := f(r.Context(), name); err != nil {
@@ -155,11 +157,11 @@ func cibAction(d *daemon.Daemon, f func(context.Context, string) error, what str
 			if errors.Is(err, pacemaker.ErrNoPacemaker) {
 				code = http.StatusConflict
 			}
-			httpapi.WriteJSON(w, code, httpapi.CommandResult{Error: err.Error()})
+			httpapi.WriteJSON(w, code, api.CommandResult{Error: err.Error()})
 			return
 		}
 		d.Node.SetStandby(name, what == "standby")
 		d.Node.Note(name, what, "in the local CIB, by the operator")
-		httpapi.WriteJSON(w, http.StatusOK, httpapi.CommandResult{OK: true, Detail: name + " " + what + " in the local CIB"})
+		httpapi.WriteJSON(w, http.StatusOK, api.CommandResult{OK: true, Detail: name + " " + what + " in the local CIB"})
 	}
 }

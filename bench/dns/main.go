@@ -35,6 +35,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/geobooth/geobooth/dnsfail/dnskey"
+
 	bk "github.com/geobooth/geobooth/bench/internal/benchkit"
 	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/confkit"
@@ -302,7 +304,7 @@ func serveGeobooth(dir, listen string, signed bool) {
 		Failover: []dnsfail.FailoverConfig{{Name: "www", Type: "A", TTL: confkit.Duration(5 * time.Second), Ticket: "web",
 			Sites: map[string]dnsfail.SiteTargets{"east": {Targets: []string{"127.0.0.11"}}, "west": {Targets: []string{"127.0.0.12"}}}}}}
 	if signed {
-		key, err := dnsfail.NewDNSSECKey("example.test.")
+		key, err := dnskey.New("example.test.")
 		if err != nil {
 			fail(err)
 		}

@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"github.com/geobooth/geobooth/api"
 
-	"github.com/geobooth/geobooth/internal/httpapi"
+	"github.com/BurntSushi/toml"
 )
 
 // client talks to one geoboothd's HTTP API.
@@ -157,7 +157,7 @@ func (c *client) call(method, path string, body, out any) error {
 		return fail(3, "read answer from %s: %v", c.base, err)
 	}
 	if resp.StatusCode >= 300 {
-		var r httpapi.CommandResult
+		var r api.CommandResult
 		if json.Unmarshal(data, &r) == nil && r.Error != "" {
 			msg := r.Error
 			if r.Detail != "" {
@@ -190,8 +190,8 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-func (c *client) ticket(name string) (httpapi.Ticket, error) {
-	var t httpapi.Ticket
+func (c *client) ticket(name string) (api.Ticket, error) {
+	var t api.Ticket
 	err := c.call(http.MethodGet, "/api/v1/tickets/"+name, nil, &t)
 	return t, err
 }

@@ -16,12 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/geobooth/geobooth/api"
 
-	"github.com/geobooth/geobooth/dnsfail"
-	"github.com/geobooth/geobooth/internal/httpapi"
-	"github.com/geobooth/geobooth/internal/node"
-	"github.com/geobooth/geobooth/replication"
+	"github.com/geobooth/geobooth/dnsfail/dnskey"
 )
 
 func printJSON(w io.Writer, v any) error {
@@ -37,7 +34,7 @@ func orDash(s string) string {
 	return s
 }
 
-func leaseText(t httpapi.Ticket) string {
+func leaseText(t api.Ticket) string {
 	switch {
 	case t.Owner == "":
 		return "-"
@@ -58,7 +55,7 @@ func cmdList(c *client, args []string, w io.Writer) error {
 	if len(pos) != 0 {
 		return fail(2, "usage: list [--json] (no arguments; %q is one too many)", pos[0])
 	}
-	var ts []httpapi.Ticket
+	var ts []api.Ticket
 	if err := c.call(http.MethodGet, "/api/v1/tickets", nil, &ts); err != nil {
 		return err
 	}
@@ -74,7 +71,7 @@ func cmdList(c *client, args []string, w io.Writer) error {
 }
 
 // waitFor polls the ticket until done says so, or the timeout passes.
-func waitFor(c *client, name string, timeout time.Duration, done func(httpapi.Ticket) (bool, error)) (httpapi.Ticket, error) {
+func waitFor(c *client, name string, timeout time.Duration, done func(api.Ticket) (bool, error)) (api.Ticket, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		t, err := c.ticket(name)
@@ -92,7 +89,7 @@ func waitFor(c *client, name string, timeout time.Duration, done func(httpapi.Ti
 }
 
 // defaultWait covers a lease to wait out, acquire_after, elections.
-func defaultWait(t httpapi.Ticket) time.Duration {
+func defaultWait(t api.Ticket) time.Duration {
 	return time.Duration(t.Expire*2.5*float64(time.Second)) + 30*time.Second
 }
 
@@ -118,8 +115,8 @@ func cmdGrant(c *client, args []string, w io.Writer) error {
 	if target == "" {
 		target = before.Local
 	}
-	var r httpapi.CommandResult
-	if err := c.call(http.MethodPost, "/api/v1/tickets/"+name+"/grant", httpapi.GrantRequest{Site: target, Force: *force}, &r); err != nil {
+	var r api.CommandResult
+	if err := c.call(http.MethodPost, "/api/v1/tickets/"+name+"/grant", api.GrantRequest{Site: target, Force: *force}, &r); err != nil {
 		return err
 	}
 	if *noWait {
@@ -133,7 +130,7 @@ func cmdGrant(c *client, args []string, w io.Writer) error {
 	if wait == 0 {
 		wait = defaultWait(before)
 	}
-	_, err = waitFor(c, name, wait, func(t httpapi.Ticket) (bool, error) {
+	_, err = waitFor(c, name, wait, func(t api.Ticket) (bool, error) {
 		if t.Owner != "" && t.Owner != target && t.Owner != before.Owner {
 			return false, fail(1, "%s was granted to %s instead", name, t.Owner)
 		}
@@ -162,12 +159,12 @@ func cmdRevoke(c *client, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var r httpapi.CommandResult
-	if err := c.call(http.MethodPost, "/api/v1/tickets/"+name+"/revoke", httpapi.RevokeRequest{Force: *force}, &r); err != nil {
+	var r api.CommandResult
+	if err := c.call(http.MethodPost, "/api/v1/tickets/"+name+"/revoke", api.RevokeRequest{Force: *force}, &r); err != nil {
 		return err
 	}
 	if !*noWait && !*force {
-		if _, err := waitFor(c, name, 3*time.Duration(before.Expire*float64(time.Second))+10*time.Second, func(t httpapi.Ticket) (bool, error) {
+		if _, err := waitFor(c, name, 3*time.Duration(before.Expire*float64(time.Second))+10*time.Second, func(t api.Ticket) (bool, error) {
 			return t.Owner == "" && !t.Managed, nil
 		}); err != nil {
 			return fail(1, "%v: the owner must be reachable to revoke (revoke -F only revokes here)", err)
@@ -192,8 +189,8 @@ func cmdMove(c *client, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var r httpapi.CommandResult
-	if err := c.call(http.MethodPost, "/api/v1/tickets/"+name+"/move", httpapi.MoveRequest{Site: target}, &r); err != nil {
+	var r api.CommandResult
+	if err := c.call(http.MethodPost, "/api/v1/tickets/"+name+"/move", api.MoveRequest{Site: target}, &r); err != nil {
 		return err
 	}
 	if before.Owner == target {
@@ -206,7 +203,7 @@ func cmdMove(c *client, args []string, w io.Writer) error {
 	if wait == 0 {
 		wait = defaultWait(before) + time.Minute
 	}
-	_, err = waitFor(c, name, wait, func(t httpapi.Ticket) (bool, error) {
+	_, err = waitFor(c, name, wait, func(t api.Ticket) (bool, error) {
 		if t.Owner == target {
 			return true, nil
 		}
@@ -234,7 +231,7 @@ func cmdPeers(c *client, args []string, w io.Writer) error {
 	if len(pos) != 0 {
 		return fail(2, "usage: peers [--json] (no arguments; %q is one too many)", pos[0])
 	}
-	var ps []node.Peer
+	var ps []api.Peer
 	if err := c.call(http.MethodGet, "/api/v1/peers", nil, &ps); err != nil {
 		return err
 	}
@@ -309,7 +306,7 @@ func cmdAttr(c *client, args []string, w io.Writer) error {
 		fmt.Fprintln(w, a["value"])
 		return nil
 	case op == "set" && len(pos) == 4:
-		return c.call(http.MethodPut, path+"/"+pos[2], httpapi.AttrRequest{Value: pos[3]}, nil)
+		return c.call(http.MethodPut, path+"/"+pos[2], api.AttrRequest{Value: pos[3]}, nil)
 	case op == "delete" && len(pos) == 3:
 		return c.call(http.MethodDelete, path+"/"+pos[2], nil, nil)
 	}
@@ -349,7 +346,7 @@ func cmdCIB(c *client, args []string, w io.Writer, op string) error {
 	if len(pos) != 1 {
 		return fail(2, "usage: %s TICKET", op)
 	}
-	var r httpapi.CommandResult
+	var r api.CommandResult
 	if err := c.call(http.MethodPost, "/api/v1/tickets/"+pos[0]+"/"+op, nil, &r); err != nil {
 		return err
 	}
@@ -418,7 +415,7 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 	const use = "usage: repl [--json] | repl status VOLUME | repl promote|demote|invalidate|discard-my-data|skip-initial-sync VOLUME | repl resize VOLUME SIZE | repl verify [--repair] [--no-wait] VOLUME PEER"
 	switch {
 	case len(pos) == 0:
-		var vs []replication.Status
+		var vs []api.Volume
 		if err := c.call(http.MethodGet, "/api/v1/replication", nil, &vs); err != nil {
 			return err
 		}
@@ -427,31 +424,31 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 		}
 		return printVolumes(w, vs)
 	case len(pos) == 2 && pos[0] == "status":
-		var v replication.Status
+		var v api.Volume
 		if err := c.call(http.MethodGet, "/api/v1/replication/"+pos[1], nil, &v); err != nil {
 			return err
 		}
 		if *asJSON {
 			return printJSON(w, v)
 		}
-		return printVolumes(w, []replication.Status{v})
+		return printVolumes(w, []api.Volume{v})
 	case len(pos) == 2 && (pos[0] == "promote" || pos[0] == "demote" || pos[0] == "invalidate" || pos[0] == "discard-my-data" || pos[0] == "skip-initial-sync"):
-		var r httpapi.CommandResult
+		var r api.CommandResult
 		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/"+pos[0], nil, &r); err != nil {
 			return err
 		}
 		fmt.Fprintln(w, r.Detail)
 		return nil
 	case len(pos) == 3 && pos[0] == "resize":
-		var r httpapi.CommandResult
-		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/resize", httpapi.ResizeRequest{Size: pos[2]}, &r); err != nil {
+		var r api.CommandResult
+		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/resize", api.ResizeRequest{Size: pos[2]}, &r); err != nil {
 			return err
 		}
 		fmt.Fprintln(w, r.Detail)
 		return nil
 	case len(pos) == 3 && pos[0] == "verify":
-		var job replication.VerifyJob
-		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/verify", httpapi.VerifyRequest{Peer: pos[2], Repair: *repair}, &job); err != nil {
+		var job api.VerifyJob
+		if err := c.call(http.MethodPost, "/api/v1/replication/"+pos[1]+"/verify", api.VerifyRequest{Peer: pos[2], Repair: *repair}, &job); err != nil {
 			return err
 		}
 		if *noWait {
@@ -461,7 +458,7 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 		// The verify runs in the daemon; follow it however long it takes.
 		for job.Running {
 			time.Sleep(500 * time.Millisecond)
-			var st replication.Status
+			var st api.Volume
 			if err := c.call(http.MethodGet, "/api/v1/replication/"+pos[1], nil, &st); err != nil {
 				return err
 			}
@@ -489,7 +486,7 @@ func cmdRepl(c *client, args []string, w io.Writer) error {
 	return fail(2, "%s", use)
 }
 
-func printVolumes(w io.Writer, vs []replication.Status) error {
+func printVolumes(w io.Writer, vs []api.Volume) error {
 	if len(vs) == 0 {
 		_, err := fmt.Fprintln(w, "no replicated volumes at this member (a site's are its [[volumes]]; an arbitrator holds none)")
 		return err
@@ -520,7 +517,7 @@ func printVolumes(w io.Writer, vs []replication.Status) error {
 }
 
 // verifyLine says how the running (or last) verify of a volume stands.
-func verifyLine(j replication.VerifyJob) string {
+func verifyLine(j api.VerifyJob) string {
 	pct := 100 * float64(j.Checked) / float64(max(j.Total, 1))
 	switch {
 	case j.Running:
@@ -546,8 +543,11 @@ func cmdDNSDS(c *client, args []string, w io.Writer) error {
 	if len(pos) != 1 {
 		return fail(2, "usage: dns ds ZONE")
 	}
-	zone := dns.Fqdn(strings.ToLower(pos[0]))
-	var st dnsfail.Status
+	zone, err := dnskey.Origin(pos[0])
+	if err != nil {
+		return fail(2, "%v", err)
+	}
+	var st api.DNS
 	if err := c.call(http.MethodGet, "/api/v1/dns", nil, &st); err != nil {
 		return err
 	}
@@ -577,10 +577,10 @@ func cmdDNSKeygen(_ *client, args []string, w io.Writer) error {
 	if len(pos) != 2 {
 		return fail(2, "usage: dns keygen ZONE FILE")
 	}
-	if _, ok := dns.IsDomainName(pos[0]); !ok {
-		return fail(2, "%q is not a zone name", pos[0])
+	if _, err := dnskey.Origin(pos[0]); err != nil {
+		return fail(2, "%v", err)
 	}
-	text, err := dnsfail.NewDNSSECKey(pos[0])
+	text, err := dnskey.New(pos[0])
 	if err != nil {
 		return err
 	}
@@ -612,7 +612,7 @@ func cmdDNS(c *client, args []string, w io.Writer) error {
 	if len(pos) != 0 {
 		return fail(2, "usage: dns [--json]")
 	}
-	var st dnsfail.Status
+	var st api.DNS
 	if err := c.call(http.MethodGet, "/api/v1/dns", nil, &st); err != nil {
 		return err
 	}
@@ -691,12 +691,12 @@ func cmdWatch(c *client, args []string, w io.Writer) error {
 		if err := cmdPeers(c, nil, &b); err != nil {
 			fmt.Fprintf(&b, "members: %v\n", err)
 		}
-		var vs []replication.Status
+		var vs []api.Volume
 		if c.call(http.MethodGet, "/api/v1/replication", nil, &vs) == nil && len(vs) > 0 {
 			b.WriteString("\n")
 			printVolumes(&b, vs)
 		}
-		var ds dnsfail.Status
+		var ds api.DNS
 		if c.call(http.MethodGet, "/api/v1/dns", nil, &ds) == nil {
 			for _, z := range ds.Zones {
 				fmt.Fprintf(&b, "\nDNS %s serial %d\n", z.Origin, z.Serial)

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/node"
+	"github.com/geobooth/geobooth/api"
 )
 
 // cmdEvents prints the member's recent events, oldest first, or follows
@@ -30,7 +30,7 @@ func cmdEvents(c *client, args []string, w io.Writer) error {
 	if len(pos) != 0 {
 		return fail(2, "usage: events [-f] [--since SEQ] [--count N] [--json] (no arguments; %q is one too many)", pos[0])
 	}
-	print := func(e node.Event) error {
+	print := func(e api.Event) error {
 		if *asJSON {
 			b, _ := json.Marshal(e)
 			_, err := fmt.Fprintf(w, "%s\n", b)
@@ -40,7 +40,7 @@ func cmdEvents(c *client, args []string, w io.Writer) error {
 		return err
 	}
 	if !*follow {
-		var evs []node.Event
+		var evs []api.Event
 		if *since > 0 {
 			err = c.call(http.MethodGet, "/api/v1/events?since="+strconv.FormatUint(*since, 10), nil, &evs)
 		} else {
@@ -67,7 +67,7 @@ func cmdEvents(c *client, args []string, w io.Writer) error {
 				fmt.Fprintln(w, "(events were dropped here: the member keeps only its most recent ones)")
 				return nil
 			}
-			var e node.Event
+			var e api.Event
 			if err := json.Unmarshal(data, &e); err != nil {
 				return fail(1, "bad event from %s: %v", c.base, err)
 			}
@@ -98,7 +98,7 @@ func cmdEvents(c *client, args []string, w io.Writer) error {
 var errDone = fmt.Errorf("done")
 
 // eventLine is an event as one line of text.
-func eventLine(e node.Event) string {
+func eventLine(e api.Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %-8s %-14s", e.Time.Local().Format("2006-01-02 15:04:05.000"), orDash(e.Ticket), e.Kind)
 	if e.Term > 0 {

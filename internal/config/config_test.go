@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/dnsfail"
+	"github.com/geobooth/geobooth/dnsfail/dnskey"
+
 	"github.com/geobooth/geobooth/internal/testenv"
 	"github.com/geobooth/geobooth/internal/tlsfiles"
 )
@@ -286,7 +287,7 @@ func TestEveryExampleConfigLoads(t *testing.T) {
 				}
 				os.WriteFile(filepath.Join(d, sub, "serf.keyring"), []byte(`["MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="]`), 0o600)
 			}
-			key, err := dnsfail.NewDNSSECKey("example.test.")
+			key, err := dnskey.New("example.test.")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/go-chi/chi/v5"
 
 	"github.com/geobooth/geobooth/dnsfail"
@@ -22,41 +24,18 @@ func (d *Daemon) setupDNS(mb *membership.Membership) error {
 	if !d.Config.DNS.Enabled() {
 		d.Parts.Mount = append(d.Parts.Mount, func(r chi.Router, _ func(http.Handler) http.Handler) {
 			r.Get("/api/v1/dns", func(w http.ResponseWriter, r *http.Request) {
-				httpapi.WriteJSON(w, http.StatusNotFound, httpapi.CommandResult{Error: "this member serves no DNS: its configuration has no [dns] section"})
+				httpapi.WriteJSON(w, http.StatusNotFound, api.CommandResult{Error: "this member serves no DNS: its configuration has no [dns] section"})
 			})
 		})
 		return nil
 	}
-	// A member that does not hold the ticket honours the owner's lease
-	// for expire from when it processed the renewal; the owner itself
-	// counts only expire·(1−d)/(1+d) from before it sent it, and the
-	// renewal may have waited in queues in between. DNS at such a member
-	// stops answering with the owner that much earlier, and a ticket
-	// timeout more for the wait, so no answer outlives the owner's own
-	// lease.
-	margin := map[string]time.Duration{}
-	for i := range d.Config.Tickets {
-		tc := &d.Config.Tickets[i]
-		margin[tc.Name] = tc.Expire - tc.LeaseLength() + tc.Timeout
-	}
+	// The owner a member may answer with, and until when, is the ticket
+	// core's rule (no answer outlives the owner's lease); DNS only reads it.
 	owners := func(t string) (string, time.Time) {
 		if d.Node == nil {
 			return "", time.Time{}
 		}
-		v := d.Node.View(t)
-		if v.Owner == "" {
-			return "", time.Time{}
-		}
-		if v.Expires == nil {
-			if v.Mode == "manual" {
-				return v.Owner, time.Time{}
-			}
-			return "", time.Time{}
-		}
-		if v.HeldLocally {
-			return v.Owner, *v.Expires
-		}
-		return v.Owner, v.Expires.Add(-margin[t])
+		return d.Node.Trusted(t)
 	}
 	opt := dnsfail.Options{Config: d.Config.DNS, Self: d.Config.Local, StateDir: filepath.Join(d.Config.StateDir, "dns"),
 		Owners: owners, Log: d.Log.With("component", "dns"), Registry: d.Registry,

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/geobooth/geobooth/internal/httpapi"
 	"github.com/geobooth/geobooth/internal/node"
 )
@@ -21,7 +23,7 @@ import (
 var static embed.FS
 
 var page = template.Must(template.New("index.html").Funcs(template.FuncMap{
-	"pct": func(t httpapi.Ticket) int {
+	"pct": func(t api.Ticket) int {
 		if t.Expire <= 0 {
 			return 0
 		}
@@ -49,8 +51,8 @@ var page = template.Must(template.New("index.html").Funcs(template.FuncMap{
 // Source is what the page shows.
 type Source interface {
 	Views() []node.View
-	Peers() []node.Peer
-	Events() []node.Event
+	Peers() []api.Peer
+	Events() []api.Event
 }
 
 // Options configure the page.
@@ -71,9 +73,9 @@ type Options struct {
 type pageData struct {
 	Options
 	Now     time.Time
-	Tickets []httpapi.Ticket
-	Peers   []node.Peer
-	Events  []node.Event
+	Tickets []api.Ticket
+	Peers   []api.Peer
+	Events  []api.Event
 }
 
 // Handler serves / and /static/.

@@ -6,14 +6,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/geobooth/geobooth/internal/node"
 )
 
 type noSource struct{}
 
-func (noSource) Views() []node.View   { return nil }
-func (noSource) Peers() []node.Peer   { return nil }
-func (noSource) Events() []node.Event { return nil }
+func (noSource) Views() []node.View  { return nil }
+func (noSource) Peers() []api.Peer   { return nil }
+func (noSource) Events() []api.Event { return nil }
 
 // Issue 19: GET /static/ served the page's unrendered template (and a
 // listing). Only the script and the style sheet are served there.

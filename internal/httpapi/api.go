@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/geobooth/geobooth/api"
 	"github.com/geobooth/geobooth/internal/node"
 	"github.com/geobooth/geobooth/ticket"
 )
@@ -30,9 +31,9 @@ type Backend interface {
 	View(name string) node.View
 	Do(ctx context.Context, name string, cmd ticket.Command) (ticket.Reply, error)
 	MemberIndex(name string) int
-	Events() []node.Event
-	EventsSince(seq uint64) ([]node.Event, bool, <-chan struct{})
-	Peers() []node.Peer
+	Events() []api.Event
+	EventsSince(seq uint64) ([]api.Event, bool, <-chan struct{})
+	Peers() []api.Peer
 }
 
 // Options configure the API.
@@ -54,40 +55,15 @@ type Options struct {
 	Version string
 }
 
-// Ticket is one ticket in API answers and `ticketctl list --json`.
-type Ticket struct {
-	Name           string            `json:"name"`
-	Owner          string            `json:"owner"`
-	Term           uint64            `json:"term"`
-	Mode           string            `json:"mode"`
-	State          string            `json:"state"`
-	LeaseRemaining float64           `json:"lease_remaining_s"`
-	HeldLocally    bool              `json:"held_locally"`
-	Managed        bool              `json:"managed"`
-	Local          string            `json:"local"`
-	Expires        *time.Time        `json:"expires,omitempty"`
-	LastChange     *time.Time        `json:"last_change,omitempty"`
-	Reason         string            `json:"reason,omitempty"`
-	Attrs          map[string]string `json:"attrs"`
-	Expire         float64           `json:"expire_s"`
-}
-
 // FromView renders a view at now.
-func FromView(v node.View, now time.Time) Ticket {
-	return Ticket{Name: v.Name, Owner: v.Owner, Term: v.Term, Mode: v.Mode, State: v.State,
+func FromView(v node.View, now time.Time) api.Ticket {
+	return api.Ticket{Name: v.Name, Owner: v.Owner, Term: v.Term, Mode: v.Mode, State: v.State,
 		LeaseRemaining: v.LeaseRemaining(now).Round(time.Millisecond).Seconds(), HeldLocally: v.HeldLocally,
-		Managed: v.Managed, Local: v.Local, Expires: v.Expires, LastChange: v.LastChange, Reason: v.Reason,
+		Managed: v.Managed, Local: v.Local, Expires: v.Expires, SafeUntil: v.SafeUntil, LastChange: v.LastChange, Reason: v.Reason,
 		Attrs: v.Attrs, Expire: v.Expire}
 }
 
-// CommandResult answers a mutation.
-type CommandResult struct {
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail,omitempty"`
-	Error  string `json:"error,omitempty"`
-}
-
-type api struct {
+type server struct {
 	Options
 	streams chan struct{} // a slot per open event stream
 }
@@ -100,7 +76,7 @@ func New(o Options) http.Handler {
 	if o.Tokens == nil {
 		o.Tokens = func() []string { return nil }
 	}
-	a := &api{Options: o, streams: make(chan struct{}, maxStreams)}
+	a := &server{Options: o, streams: make(chan struct{}, maxStreams)}
 	r := chi.NewRouter()
 	r.Use(limitBody)
 	if o.ReadToken {
@@ -146,7 +122,7 @@ func limitBody(next http.Handler) http.Handler {
 // shows state: the API, the metrics and every route a role mounts. Only
 // the liveness probe and the dashboard's shell (its page, rendered
 // without data in this mode, and its static files) answer without it.
-func (a *api) readGuard(next http.Handler) http.Handler {
+func (a *server) readGuard(next http.Handler) http.Handler {
 	guarded := a.auth(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" || r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/static/") || r.URL.Path == "/api/v1/openapi.json" {
@@ -158,19 +134,19 @@ func (a *api) readGuard(next http.Handler) http.Handler {
 }
 
 // auth requires "Authorization: Bearer TOKEN" with a configured token.
-func (a *api) auth(next http.Handler) http.Handler {
+func (a *server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || !a.tokenOK(got) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="geobooth"`)
-			WriteJSON(w, http.StatusUnauthorized, CommandResult{Error: "missing or wrong bearer token"})
+			WriteJSON(w, http.StatusUnauthorized, api.CommandResult{Error: "missing or wrong bearer token"})
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-func (a *api) tokenOK(got string) bool {
+func (a *server) tokenOK(got string) bool {
 	match := 0
 	for _, t := range a.Tokens() {
 		if t != "" {
@@ -189,13 +165,13 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-func (a *api) health(w http.ResponseWriter, r *http.Request) {
+func (a *server) health(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "member": a.Member, "role": a.Role})
 }
 
-func (a *api) list(w http.ResponseWriter, r *http.Request) {
+func (a *server) list(w http.ResponseWriter, r *http.Request) {
 	now := a.Clock()
-	out := []Ticket{}
+	out := []api.Ticket{}
 	for _, v := range a.Backend.Views() {
 		out = append(out, FromView(v, now))
 	}
@@ -203,29 +179,29 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 }
 
 // view finds the ticket named in the path, or answers 404.
-func (a *api) view(w http.ResponseWriter, r *http.Request) (node.View, bool) {
+func (a *server) view(w http.ResponseWriter, r *http.Request) (node.View, bool) {
 	name := chi.URLParam(r, "name")
 	v := a.Backend.View(name)
 	if v.Name == "" {
-		WriteJSON(w, http.StatusNotFound, CommandResult{Error: "unknown ticket " + name})
+		WriteJSON(w, http.StatusNotFound, api.CommandResult{Error: "unknown ticket " + name})
 		return v, false
 	}
 	return v, true
 }
 
-func (a *api) get(w http.ResponseWriter, r *http.Request) {
+func (a *server) get(w http.ResponseWriter, r *http.Request) {
 	if v, ok := a.view(w, r); ok {
 		WriteJSON(w, http.StatusOK, FromView(v, a.Clock()))
 	}
 }
 
-func (a *api) attrs(w http.ResponseWriter, r *http.Request) {
+func (a *server) attrs(w http.ResponseWriter, r *http.Request) {
 	if v, ok := a.view(w, r); ok {
 		WriteJSON(w, http.StatusOK, v.Attrs)
 	}
 }
 
-func (a *api) attr(w http.ResponseWriter, r *http.Request) {
+func (a *server) attr(w http.ResponseWriter, r *http.Request) {
 	v, ok := a.view(w, r)
 	if !ok {
 		return
@@ -233,13 +209,13 @@ func (a *api) attr(w http.ResponseWriter, r *http.Request) {
 	name := chi.URLParam(r, "attr")
 	val, ok := v.Attrs[name]
 	if !ok {
-		WriteJSON(w, http.StatusNotFound, CommandResult{Error: "no attribute " + name})
+		WriteJSON(w, http.StatusNotFound, api.CommandResult{Error: "no attribute " + name})
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]string{"name": name, "value": val})
 }
 
-func (a *api) peers(w http.ResponseWriter, r *http.Request) {
+func (a *server) peers(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, a.Backend.Peers())
 }
 
@@ -251,7 +227,7 @@ const maxStreams = 32
 // after SEQ, oldest first; as a stream (Server-Sent Events) when asked
 // with Accept: text/event-stream or ?follow=1, resuming after
 // Last-Event-ID or ?since.
-func (a *api) events(w http.ResponseWriter, r *http.Request) {
+func (a *server) events(w http.ResponseWriter, r *http.Request) {
 	var since uint64
 	cursor := r.URL.Query().Get("since")
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
@@ -260,7 +236,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	if cursor != "" {
 		var err error
 		if since, err = strconv.ParseUint(cursor, 10, 64); err != nil {
-			WriteJSON(w, http.StatusBadRequest, CommandResult{Error: "since / Last-Event-ID: a number (an event's seq)"})
+			WriteJSON(w, http.StatusBadRequest, api.CommandResult{Error: "since / Last-Event-ID: a number (an event's seq)"})
 			return
 		}
 	}
@@ -271,7 +247,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 		}
 		evs, _, _ := a.Backend.EventsSince(since)
 		if evs == nil {
-			evs = []node.Event{}
+			evs = []api.Event{}
 		}
 		WriteJSON(w, http.StatusOK, evs)
 		return
@@ -280,7 +256,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	case a.streams <- struct{}{}:
 		defer func() { <-a.streams }()
 	default:
-		WriteJSON(w, http.StatusServiceUnavailable, CommandResult{Error: fmt.Sprintf("%d event streams are open already", maxStreams)})
+		WriteJSON(w, http.StatusServiceUnavailable, api.CommandResult{Error: fmt.Sprintf("%d event streams are open already", maxStreams)})
 		return
 	}
 	a.stream(w, r, since)
@@ -290,7 +266,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 // with its seq as id, a "gap" event when some after the cursor were
 // dropped, and a comment every 15 s that keeps proxies from closing an
 // idle stream.
-func (a *api) stream(w http.ResponseWriter, r *http.Request, since uint64) {
+func (a *server) stream(w http.ResponseWriter, r *http.Request, since uint64) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -340,40 +316,6 @@ func (a *api) stream(w http.ResponseWriter, r *http.Request, since uint64) {
 	}
 }
 
-// GrantRequest is the body of POST .../grant.
-type GrantRequest struct {
-	Site  string `json:"site"`
-	Force bool   `json:"force"`
-}
-
-// RevokeRequest is the body of POST .../revoke.
-type RevokeRequest struct {
-	Force bool `json:"force"`
-}
-
-// MoveRequest is the body of POST .../move.
-type MoveRequest struct {
-	Site string `json:"site"`
-}
-
-// VerifyRequest is the body of POST /api/v1/replication/{volume}/verify
-// (served by sites with volumes).
-type VerifyRequest struct {
-	Peer   string `json:"peer"`
-	Repair bool   `json:"repair"`
-}
-
-// ResizeRequest is the body of POST /api/v1/replication/{volume}/resize.
-type ResizeRequest struct {
-	// Size is the new size: bytes, or "128MiB", "1GiB".
-	Size string `json:"size"`
-}
-
-// AttrRequest is the body of PUT .../attrs/{attr}.
-type AttrRequest struct {
-	Value string `json:"value"`
-}
-
 // Decode reads a request body: one JSON object of known fields (an empty
 // body is an empty object), and nothing after it.
 func Decode(w http.ResponseWriter, r *http.Request, v any) bool {
@@ -388,23 +330,23 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		err = nil
 	}
 	if err != nil {
-		WriteJSON(w, http.StatusBadRequest, CommandResult{Error: "bad request body: " + err.Error()})
+		WriteJSON(w, http.StatusBadRequest, api.CommandResult{Error: "bad request body: " + err.Error()})
 		return false
 	}
 	return true
 }
 
-func (a *api) site(w http.ResponseWriter, name string) (int, bool) {
+func (a *server) site(w http.ResponseWriter, name string) (int, bool) {
 	i := a.Backend.MemberIndex(name)
 	if i < 0 {
-		WriteJSON(w, http.StatusBadRequest, CommandResult{Error: "unknown site " + name})
+		WriteJSON(w, http.StatusBadRequest, api.CommandResult{Error: "unknown site " + name})
 		return 0, false
 	}
 	return i, true
 }
 
-func (a *api) grant(w http.ResponseWriter, r *http.Request) {
-	var req GrantRequest
+func (a *server) grant(w http.ResponseWriter, r *http.Request) {
+	var req api.GrantRequest
 	if _, ok := a.view(w, r); !ok || !Decode(w, r, &req) {
 		return
 	}
@@ -418,16 +360,16 @@ func (a *api) grant(w http.ResponseWriter, r *http.Request) {
 	a.do(w, r, ticket.Command{Op: ticket.OpGrant, Site: i, Force: req.Force})
 }
 
-func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
-	var req RevokeRequest
+func (a *server) revoke(w http.ResponseWriter, r *http.Request) {
+	var req api.RevokeRequest
 	if _, ok := a.view(w, r); !ok || !Decode(w, r, &req) {
 		return
 	}
 	a.do(w, r, ticket.Command{Op: ticket.OpRevoke, Force: req.Force})
 }
 
-func (a *api) move(w http.ResponseWriter, r *http.Request) {
-	var req MoveRequest
+func (a *server) move(w http.ResponseWriter, r *http.Request) {
+	var req api.MoveRequest
 	if _, ok := a.view(w, r); !ok || !Decode(w, r, &req) {
 		return
 	}
@@ -438,15 +380,15 @@ func (a *api) move(w http.ResponseWriter, r *http.Request) {
 	a.do(w, r, ticket.Command{Op: ticket.OpMove, Site: i})
 }
 
-func (a *api) setAttr(w http.ResponseWriter, r *http.Request) {
-	var req AttrRequest
+func (a *server) setAttr(w http.ResponseWriter, r *http.Request) {
+	var req api.AttrRequest
 	if _, ok := a.view(w, r); !ok || !Decode(w, r, &req) {
 		return
 	}
 	a.do(w, r, ticket.Command{Op: ticket.OpAttrSet, Attr: chi.URLParam(r, "attr"), Value: req.Value})
 }
 
-func (a *api) deleteAttr(w http.ResponseWriter, r *http.Request) {
+func (a *server) deleteAttr(w http.ResponseWriter, r *http.Request) {
 	if _, ok := a.view(w, r); !ok {
 		return
 	}
@@ -455,20 +397,20 @@ func (a *api) deleteAttr(w http.ResponseWriter, r *http.Request) {
 
 // do runs a command and maps the state machine's answer to a status:
 // 200 done or under way, 409 refused by the protocol's rules, 400 bad input.
-func (a *api) do(w http.ResponseWriter, r *http.Request, cmd ticket.Command) {
+func (a *server) do(w http.ResponseWriter, r *http.Request, cmd ticket.Command) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	rep, err := a.Backend.Do(ctx, chi.URLParam(r, "name"), cmd)
 	switch {
 	case errors.Is(err, node.ErrUnknownTicket):
-		WriteJSON(w, http.StatusNotFound, CommandResult{Error: err.Error()})
+		WriteJSON(w, http.StatusNotFound, api.CommandResult{Error: err.Error()})
 	case err != nil:
-		WriteJSON(w, http.StatusServiceUnavailable, CommandResult{Error: err.Error()})
+		WriteJSON(w, http.StatusServiceUnavailable, api.CommandResult{Error: err.Error()})
 	case rep.Err == nil:
-		WriteJSON(w, http.StatusOK, CommandResult{OK: true, Detail: rep.Detail})
+		WriteJSON(w, http.StatusOK, api.CommandResult{OK: true, Detail: rep.Detail})
 	case errors.Is(rep.Err, ticket.ErrBadAttr), errors.Is(rep.Err, ticket.ErrNotSite), errors.Is(rep.Err, ticket.ErrTooManyAttrs):
-		WriteJSON(w, http.StatusBadRequest, CommandResult{Error: rep.Err.Error(), Detail: rep.Detail})
+		WriteJSON(w, http.StatusBadRequest, api.CommandResult{Error: rep.Err.Error(), Detail: rep.Detail})
 	default:
-		WriteJSON(w, http.StatusConflict, CommandResult{Error: rep.Err.Error(), Detail: rep.Detail})
+		WriteJSON(w, http.StatusConflict, api.CommandResult{Error: rep.Err.Error(), Detail: rep.Detail})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,9 +24,9 @@ func (noTickets) Do(context.Context, string, ticket.Command) (ticket.Reply, erro
 	return ticket.Reply{}, nil
 }
 func (noTickets) MemberIndex(string) int { return -1 }
-func (noTickets) Events() []node.Event   { return nil }
-func (noTickets) Peers() []node.Peer     { return nil }
-func (noTickets) EventsSince(uint64) ([]node.Event, bool, <-chan struct{}) {
+func (noTickets) Events() []api.Event    { return nil }
+func (noTickets) Peers() []api.Peer      { return nil }
+func (noTickets) EventsSince(uint64) ([]api.Event, bool, <-chan struct{}) {
 	return nil, false, make(chan struct{})
 }
 

@@ -10,30 +10,30 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/node"
+	"github.com/geobooth/geobooth/api"
 )
 
 // eventBackend holds a list of events a test adds to.
 type eventBackend struct {
 	noTickets
 	mu      sync.Mutex
-	evs     []node.Event
+	evs     []api.Event
 	dropped uint64 // events up to this seq are gone
 	changed chan struct{}
 }
 
 func (b *eventBackend) add(seq uint64, kind string) {
 	b.mu.Lock()
-	b.evs = append(b.evs, node.Event{Seq: seq, Kind: kind})
+	b.evs = append(b.evs, api.Event{Seq: seq, Kind: kind})
 	close(b.changed)
 	b.changed = make(chan struct{})
 	b.mu.Unlock()
 }
 
-func (b *eventBackend) EventsSince(seq uint64) ([]node.Event, bool, <-chan struct{}) {
+func (b *eventBackend) EventsSince(seq uint64) ([]api.Event, bool, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []node.Event
+	var out []api.Event
 	for _, e := range b.evs {
 		if e.Seq > seq && e.Seq > b.dropped {
 			out = append(out, e)

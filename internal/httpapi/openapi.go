@@ -113,6 +113,6 @@ func OpenAPI(version string) map[string]any {
 	}
 }
 
-func (a *api) openapi(w http.ResponseWriter, _ *http.Request) {
+func (a *server) openapi(w http.ResponseWriter, _ *http.Request) {
 	WriteJSON(w, http.StatusOK, OpenAPI(a.Version))
 }

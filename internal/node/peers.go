@@ -1,6 +1,13 @@
 package node
 
-import "time"
+import (
+	"time"
+
+	"github.com/geobooth/geobooth/api"
+)
+
+// Peer is one member as this member sees it (the API's type).
+type Peer = api.Peer
 
 // MemberStatus is what the membership layer (serf) says of a member.
 type MemberStatus struct {
@@ -11,29 +18,6 @@ type MemberStatus struct {
 // Membership reports serf's view of the members, by name.
 type Membership interface {
 	MemberStatus() map[string]MemberStatus
-}
-
-// Peer is one member as this member sees it, for `ticketctl peers`.
-type Peer struct {
-	Name    string `json:"name"`
-	Role    string `json:"role"`
-	Address string `json:"address"`
-	API     string `json:"api,omitempty"`
-	// Status: self, alive, failed, left, leaving, unknown (serf's view).
-	Status string `json:"status"`
-	// LastHeard: the last authenticated ticket datagram from it.
-	LastHeard *time.Time `json:"last_heard,omitempty"`
-	// ClockOffset: its wall clock minus ours, as seen in that datagram.
-	ClockOffsetMS  float64 `json:"clock_offset_ms"`
-	ConfigMismatch bool    `json:"config_mismatch"`
-	Version        string  `json:"version,omitempty"`
-	ConfigDigest   string  `json:"config_digest,omitempty"`
-	// Wire: the protocol versions it speaks ("ticket/1 replication/1").
-	Wire string `json:"wire,omitempty"`
-	// ZonesDigest summarises the DNS zones it serves; ZonesMismatch: they
-	// differ from this member's (both serve DNS).
-	ZonesDigest   string `json:"zones_digest,omitempty"`
-	ZonesMismatch bool   `json:"zones_mismatch"`
 }
 
 // SetMembership gives the node serf's view for Peers. Call before Run.

@@ -6,8 +6,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/geobooth/geobooth/ticket"
 )
+
+// Event is one entry of the timeline (the API's type).
+type Event = api.Event
 
 // View is one ticket as this member sees it, for the API, ticketctl, the
 // dashboard and DNS. Times are wall clock.
@@ -23,13 +28,20 @@ type View struct {
 	Managed     bool   `json:"managed"`
 	Local       string `json:"local"`
 	// Expires is when the owner's lease ends as this member sees it.
-	Expires    *time.Time        `json:"expires,omitempty"`
+	Expires *time.Time `json:"expires,omitempty"`
+	// SafeUntil is until when this member acts on Owner (its DNS answers
+	// with it): the core's rule (ticket.View.SafeUntil). Absent for a
+	// manual ticket (no end) and before an owner's renewal reached this
+	// member.
+	SafeUntil  *time.Time        `json:"safe_until,omitempty"`
 	LastChange *time.Time        `json:"last_change,omitempty"`
 	Reason     string            `json:"reason,omitempty"`
 	Attrs      map[string]string `json:"attrs"`
 	Expire     float64           `json:"expire_s"`
 	// Standby: the ticket's resources are in standby in this site's CIB.
 	Standby bool `json:"standby,omitempty"`
+	// safeForever: Owner may be acted on with no end (a manual ticket).
+	safeForever bool
 }
 
 // LeaseRemaining is how long the lease still runs at now (0 when there is
@@ -56,6 +68,13 @@ func (n *Node) publish(name string, r *rt, now time.Duration) {
 		if tv.Mode == ticket.Auto {
 			exp := wallOf(n.clock, tv.Expires)
 			v.Expires = &exp
+		}
+		switch {
+		case tv.SafeUntil == ticket.Forever:
+			v.safeForever = true
+		case tv.SafeUntil > 0:
+			su := wallOf(n.clock, tv.SafeUntil)
+			v.SafeUntil = &su
 		}
 	}
 	if tv.LastChange > 0 {
@@ -109,6 +128,25 @@ func (n *Node) View(name string) View {
 	return n.local(n.views[name])
 }
 
+// Trusted returns the owner of the named ticket this member may act on
+// (answer DNS with), and until when (the zero time: no end, a manual
+// ticket); no owner when there is none to act on. The rule is the core's
+// (ticket.View.SafeUntil); this only reads it.
+func (n *Node) Trusted(name string) (string, time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v := n.views[name]
+	switch {
+	case v.Owner == "":
+		return "", time.Time{}
+	case v.safeForever:
+		return v.Owner, time.Time{}
+	case v.SafeUntil != nil:
+		return v.Owner, *v.SafeUntil
+	}
+	return "", time.Time{}
+}
+
 // SetStandby records that the ticket's resources are in standby in this
 // site's CIB (a planned move, or the operator's standby): a ticket held
 // here then shows the state "standby".
@@ -141,20 +179,6 @@ func (n *Node) Views() []View {
 		out = append(out, n.local(n.views[name]))
 	}
 	return out
-}
-
-// Event is one entry of the timeline.
-type Event struct {
-	// Seq orders the events of this member: it only rises, also across
-	// restarts (it starts from the wall clock), so a client resumes a
-	// stream after the last Seq it saw.
-	Seq    uint64    `json:"seq"`
-	Time   time.Time `json:"time"`
-	Ticket string    `json:"ticket"`
-	Kind   string    `json:"kind"`
-	Term   uint64    `json:"term"`
-	Owner  string    `json:"owner"`
-	Reason string    `json:"reason"`
 }
 
 // Note records an event the ticket engine does not see (a split brain of

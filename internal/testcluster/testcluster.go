@@ -23,7 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/httpapi"
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/geobooth/geobooth/internal/testenv"
 )
 
@@ -361,15 +362,15 @@ func (m *Member) signal(sig syscall.Signal) {
 }
 
 // Tickets reads the member's ticket list.
-func (m *Member) Tickets() ([]httpapi.Ticket, error) {
-	var ts []httpapi.Ticket
+func (m *Member) Tickets() ([]api.Ticket, error) {
+	var ts []api.Ticket
 	err := m.getJSON("/api/v1/tickets", &ts)
 	return ts, err
 }
 
 // Ticket reads one ticket.
-func (m *Member) Ticket(name string) (httpapi.Ticket, error) {
-	var t httpapi.Ticket
+func (m *Member) Ticket(name string) (api.Ticket, error) {
+	var t api.Ticket
 	err := m.getJSON("/api/v1/tickets/"+name, &t)
 	return t, err
 }

@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/dnsfail"
+	"github.com/geobooth/geobooth/dnsfail/dnskey"
+
 	"github.com/geobooth/geobooth/internal/config"
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 	"github.com/geobooth/geobooth/ticket"
@@ -72,7 +73,7 @@ func sendGarbage(t *testing.T, c *tc.Cluster, to *tc.Member) {
 // (run/example.test.key, which ./cluster start makes) under dir.
 func exampleDNSSECKey(t *testing.T, dir string) {
 	t.Helper()
-	text, err := dnsfail.NewDNSSECKey("example.test.")
+	text, err := dnskey.New("example.test.")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/geobooth/geobooth/replication"
 )
 
@@ -33,7 +35,7 @@ func TestNewReplicasOnOldContentsSyncFullyFromTheFirstPrimary(t *testing.T) {
 		}
 	}})
 	for _, m := range []string{"east", "west"} {
-		c.waitVolume(t, m, 20*time.Second, "Inconsistent and connected", func(st replication.Status) bool {
+		c.waitVolume(t, m, 20*time.Second, "Inconsistent and connected", func(st api.Volume) bool {
 			return st.Disk == replication.Inconsistent && len(st.Peers) == 1 && st.Peers[0].Connected
 		})
 	}
@@ -50,7 +52,7 @@ func TestNewReplicasOnOldContentsSyncFullyFromTheFirstPrimary(t *testing.T) {
 		t.Fatalf("forced grant: %s%s", out, errOut)
 	}
 	sawProgress := false
-	c.waitVolume(t, "east", 60*time.Second, "primary, the initial sync done", func(st replication.Status) bool {
+	c.waitVolume(t, "east", 60*time.Second, "primary, the initial sync done", func(st api.Volume) bool {
 		if len(st.Peers) != 1 {
 			return false
 		}
@@ -63,7 +65,7 @@ func TestNewReplicasOnOldContentsSyncFullyFromTheFirstPrimary(t *testing.T) {
 	if !sawProgress {
 		t.Error("no progress of the initial sync was seen in the API")
 	}
-	c.waitVolume(t, "west", 10*time.Second, "UpToDate", func(st replication.Status) bool { return st.Disk == replication.UpToDate })
+	c.waitVolume(t, "west", 10*time.Second, "UpToDate", func(st api.Volume) bool { return st.Disk == replication.UpToDate })
 	if e, w := c.image(t, "east"), c.image(t, "west"); !bytes.Equal(e, w) {
 		t.Fatalf("after the initial sync the images differ: %s", firstDifference(e, w))
 	}

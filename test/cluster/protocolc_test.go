@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 	"github.com/geobooth/geobooth/replication"
 )
@@ -36,7 +38,7 @@ func TestProtocolCLosesNoAcknowledgedWriteAtAFailover(t *testing.T) {
 	east.Kill()
 	acked := <-done
 	waitOwner(t, c.Cluster, "web", "west", 20*time.Second)
-	c.waitVolume(t, "west", 10*time.Second, "primary", func(s replication.Status) bool { return s.Role == replication.Primary })
+	c.waitVolume(t, "west", 10*time.Second, "primary", func(s api.Volume) bool { return s.Role == replication.Primary })
 	k, ok := prefix(c.exported(t, "west"), n)
 	if !ok {
 		t.Fatal("west's copy is not a prefix of east's writes")

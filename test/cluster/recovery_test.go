@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	"github.com/geobooth/geobooth/replication"
 )
 
@@ -22,7 +24,7 @@ func TestReplInvalidateThroughTicketctl(t *testing.T) {
 	if _, err := qemuIO(t, c.nbd["east"], false, "write -P 0x5a 0 4M"); err != nil {
 		t.Fatal(err)
 	}
-	c.waitVolume(t, "east", 10*time.Second, "in sync with nothing pending", func(st replication.Status) bool {
+	c.waitVolume(t, "east", 10*time.Second, "in sync with nothing pending", func(st api.Volume) bool {
 		return primaryInSync(st) && st.Peers[0].LagBytes == 0
 	})
 	east, west := c.Member("east"), c.Member("west")
@@ -40,7 +42,7 @@ func TestReplInvalidateThroughTicketctl(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "full sync") {
 		t.Fatalf("invalidate at west: exit %d, %s%s", code, out, errOut)
 	}
-	c.waitVolume(t, "west", 20*time.Second, "UpToDate and in sync again", func(st replication.Status) bool {
+	c.waitVolume(t, "west", 20*time.Second, "UpToDate and in sync again", func(st api.Volume) bool {
 		return st.Disk == replication.UpToDate && len(st.Peers) == 1 && st.Peers[0].State == replication.InSync
 	})
 	if !bytes.Equal(c.image(t, "east"), c.image(t, "west")) {

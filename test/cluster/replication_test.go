@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 	"github.com/geobooth/geobooth/replication"
 )
@@ -96,13 +98,13 @@ drain_timeout = "10s"
 	return dc
 }
 
-func (c *dataCluster) status(t *testing.T, member string) replication.Status {
+func (c *dataCluster) status(t *testing.T, member string) api.Volume {
 	t.Helper()
 	body, err := c.Member(member).Get("/api/v1/replication/data")
 	if err != nil {
 		t.Fatalf("replication status of %s: %v", member, err)
 	}
-	var st replication.Status
+	var st api.Volume
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatalf("replication status of %s: %v\n%s", member, err, body)
 	}
@@ -110,15 +112,15 @@ func (c *dataCluster) status(t *testing.T, member string) replication.Status {
 }
 
 // waitVolume waits until member's volume satisfies ok.
-func (c *dataCluster) waitVolume(t *testing.T, member string, timeout time.Duration, what string, ok func(replication.Status) bool) replication.Status {
+func (c *dataCluster) waitVolume(t *testing.T, member string, timeout time.Duration, what string, ok func(api.Volume) bool) api.Volume {
 	t.Helper()
-	var st replication.Status
+	var st api.Volume
 	tc.Eventually(t, timeout, func() error {
 		body, err := c.Member(member).Get("/api/v1/replication/data")
 		if err != nil {
 			return err
 		}
-		st = replication.Status{}
+		st = api.Volume{}
 		if err := json.Unmarshal([]byte(body), &st); err != nil {
 			return err
 		}
@@ -148,7 +150,7 @@ func (c *dataCluster) grantEast(t *testing.T) {
 	c.waitVolume(t, "east", 10*time.Second, "primary in sync", primaryInSync)
 }
 
-func primaryInSync(st replication.Status) bool {
+func primaryInSync(st api.Volume) bool {
 	return st.Role == replication.Primary && len(st.Peers) == 1 && st.Peers[0].State == replication.InSync
 }
 
@@ -226,7 +228,7 @@ func TestPlannedMoveCarriesEveryWriteBothWays(t *testing.T) {
 	if out, errOut, code := east.Ctl("move", "web", "west"); code != 0 {
 		t.Fatalf("move to west: exit %d: %s%s", code, out, errOut)
 	}
-	st := c.waitVolume(t, "west", 10*time.Second, "primary", func(s replication.Status) bool { return s.Role == replication.Primary })
+	st := c.waitVolume(t, "west", 10*time.Second, "primary", func(s api.Volume) bool { return s.Role == replication.Primary })
 	if st.Disk != replication.UpToDate || st.Peers[0].LagBytes != 0 {
 		t.Fatalf("west after the move: %+v", st)
 	}
@@ -249,7 +251,7 @@ func TestPlannedMoveCarriesEveryWriteBothWays(t *testing.T) {
 	if out, errOut, code := west.Ctl("move", "web", "east"); code != 0 {
 		t.Fatalf("move back to east: exit %d: %s%s", code, out, errOut)
 	}
-	c.waitVolume(t, "east", 10*time.Second, "primary", func(s replication.Status) bool { return s.Role == replication.Primary })
+	c.waitVolume(t, "east", 10*time.Second, "primary", func(s api.Volume) bool { return s.Role == replication.Primary })
 	if out, err := qemuIO(t, c.nbd["east"], true, "read -P 0x11 0 2M", "read -P 0x21 2M 4M", "read -P 0x22 20M 128k", "read -P 0x13 31M 1M"); err != nil {
 		t.Fatalf("east does not serve west's writes: %v\n%s", err, out)
 	}
@@ -349,7 +351,7 @@ resync_rate = "2MiB"`)
 	acked := <-done
 	killed := time.Now()
 	waitOwner(t, c.Cluster, "web", "west", 20*time.Second)
-	st := c.waitVolume(t, "west", 10*time.Second, "primary", func(s replication.Status) bool { return s.Role == replication.Primary })
+	st := c.waitVolume(t, "west", 10*time.Second, "primary", func(s api.Volume) bool { return s.Role == replication.Primary })
 	t.Logf("west primary %v after east was killed; generation %s", time.Since(killed).Round(100*time.Millisecond), st.Generation)
 
 	eastImg := c.image(t, "east")
@@ -378,7 +380,7 @@ resync_rate = "2MiB"`)
 	}
 	east.Start()
 	east.WaitUp(10 * time.Second)
-	c.waitVolume(t, "east", 20*time.Second, "resyncing from west", func(s replication.Status) bool {
+	c.waitVolume(t, "east", 20*time.Second, "resyncing from west", func(s api.Volume) bool {
 		return s.Disk == replication.Inconsistent && len(s.Peers) == 1 && s.Peers[0].State == replication.SyncTarget
 	})
 	// West is lost in the middle of east's resync: east holds no good data
@@ -402,7 +404,7 @@ resync_rate = "2MiB"`)
 	west.WaitUp(10 * time.Second)
 	waitOwner(t, c.Cluster, "web", "west", 30*time.Second)
 	c.waitVolume(t, "west", 60*time.Second, "primary in sync", primaryInSync)
-	es := c.waitVolume(t, "east", 10*time.Second, "secondary UpToDate", func(s replication.Status) bool {
+	es := c.waitVolume(t, "east", 10*time.Second, "secondary UpToDate", func(s api.Volume) bool {
 		return s.Role == replication.Secondary && s.Disk == replication.UpToDate
 	})
 	if m > k && es.Discarded == 0 {
@@ -435,7 +437,7 @@ func TestManualSplitBrainPolicyWaitsForTheOperator(t *testing.T) {
 	// writes each side made knowing it was alone.)
 	west := c.Member("west")
 	west.Kill()
-	c.waitVolume(t, "east", 10*time.Second, "west disconnected", func(s replication.Status) bool { return !s.Peers[0].Connected })
+	c.waitVolume(t, "east", 10*time.Second, "west disconnected", func(s api.Volume) bool { return !s.Peers[0].Connected })
 	if out, err := qemuIO(t, c.nbd["east"], false, "write -P 0x51 0 1M"); err != nil {
 		t.Fatalf("write at east: %v\n%s", err, out)
 	}
@@ -445,13 +447,13 @@ func TestManualSplitBrainPolicyWaitsForTheOperator(t *testing.T) {
 	if _, errOut, code := west.Ctl("grant", "-s", "west", "web"); code != 0 {
 		t.Fatalf("grant to west: %s", errOut)
 	}
-	c.waitVolume(t, "west", 20*time.Second, "primary", func(s replication.Status) bool { return s.Role == replication.Primary })
+	c.waitVolume(t, "west", 20*time.Second, "primary", func(s api.Volume) bool { return s.Role == replication.Primary })
 	if out, err := qemuIO(t, c.nbd["west"], false, "write -P 0x52 4M 1M"); err != nil {
 		t.Fatalf("write at west: %v\n%s", err, out)
 	}
 	east.Start()
 	east.WaitUp(10 * time.Second)
-	es := c.waitVolume(t, "east", 20*time.Second, "split brain", func(s replication.Status) bool {
+	es := c.waitVolume(t, "east", 20*time.Second, "split brain", func(s api.Volume) bool {
 		return s.SplitBrains > 0 && len(s.Peers) == 1 && s.Peers[0].State == replication.SplitBrain
 	})
 	if es.Role != replication.Secondary || es.Discarded != 0 {
@@ -481,7 +483,7 @@ func TestManualSplitBrainPolicyWaitsForTheOperator(t *testing.T) {
 	if out, errOut, code := east.Ctl("repl", "discard-my-data", "data"); code != 0 {
 		t.Fatalf("discard-my-data at east: exit %d, %s%s", code, out, errOut)
 	}
-	es = c.waitVolume(t, "east", 20*time.Second, "in sync with west", func(s replication.Status) bool {
+	es = c.waitVolume(t, "east", 20*time.Second, "in sync with west", func(s api.Volume) bool {
 		return s.Disk == replication.UpToDate && len(s.Peers) == 1 && s.Peers[0].State == replication.InSync
 	})
 	if es.Discarded != 256 {
@@ -518,12 +520,12 @@ func TestFrozenOwnerPastItsLeaseWritesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	c.waitVolume(t, "east", 10*time.Second, "drained", func(s replication.Status) bool { return s.Peers[0].LagBytes == 0 })
+	c.waitVolume(t, "east", 10*time.Second, "drained", func(s api.Volume) bool { return s.Peers[0].LagBytes == 0 })
 
 	east.Pause(true)
 	io.WriteString(stdin, "write -P 0x66 0 64k\nflush\n")
 	waitOwnerOn(t, west, "web", "west", 25*time.Second)
-	c.waitVolume(t, "west", 10*time.Second, "primary", func(s replication.Status) bool { return s.Role == replication.Primary })
+	c.waitVolume(t, "west", 10*time.Second, "primary", func(s api.Volume) bool { return s.Role == replication.Primary })
 	if o, err := qemuIO(t, c.nbd["west"], false, "read -P 0x61 0 64k", "write -P 0x62 0 4k"); err != nil {
 		t.Fatalf("west: %v\n%s", err, o)
 	}
@@ -542,7 +544,7 @@ func TestFrozenOwnerPastItsLeaseWritesNothing(t *testing.T) {
 	}
 	// East's replica follows west's: whatever east may have taken in
 	// before it froze and never acknowledged is gone once it is in sync.
-	c.waitVolume(t, "east", 30*time.Second, "secondary in sync", func(s replication.Status) bool {
+	c.waitVolume(t, "east", 30*time.Second, "secondary in sync", func(s api.Volume) bool {
 		return s.Role == replication.Secondary && s.Disk == replication.UpToDate && len(s.Peers) == 1 && s.Peers[0].State == replication.InSync
 	})
 	if img := c.image(t, "east"); bytes.Contains(img[:64<<10], []byte{0x66}) || !bytes.Equal(img[:4<<10], bytes.Repeat([]byte{0x62}, 4<<10)) {

@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/node"
+	"github.com/geobooth/geobooth/api"
+
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 )
 
@@ -159,7 +160,7 @@ func waitHears(t *testing.T, m *tc.Member, since time.Time, strict bool) {
 		if err != nil {
 			return err
 		}
-		var peers []node.Peer
+		var peers []api.Peer
 		if err := json.Unmarshal([]byte(body), &peers); err != nil {
 			return fmt.Errorf("peers of %s: %v: %s", m.Name, err, body)
 		}

@@ -23,9 +23,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	"golang.org/x/sys/unix"
 
-	"github.com/geobooth/geobooth/internal/httpapi"
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 	"github.com/geobooth/geobooth/internal/testenv"
 	"github.com/geobooth/geobooth/replication"
@@ -386,7 +387,7 @@ func (g *geo) start() {
 		return nil
 	})
 	for _, site := range []string{"east", "west"} {
-		g.waitVolume(site, 10*time.Second, "UpToDate", func(st replication.Status) bool { return st.Disk == replication.UpToDate })
+		g.waitVolume(site, 10*time.Second, "UpToDate", func(st api.Volume) bool { return st.Disk == replication.UpToDate })
 	}
 }
 
@@ -418,12 +419,12 @@ func (g *geo) grant(site string) {
 	g.waitVolume(site, 20*time.Second, "primary in sync", primaryInSync)
 }
 
-func primaryInSync(st replication.Status) bool {
+func primaryInSync(st api.Volume) bool {
 	return st.Role == replication.Primary && len(st.Peers) == 1 && st.Peers[0].State == replication.InSync && st.Peers[0].LagBytes == 0
 }
 
-func (g *geo) volume(site string) (replication.Status, error) {
-	var st replication.Status
+func (g *geo) volume(site string) (api.Volume, error) {
+	var st api.Volume
 	body, err := g.Member(site).Get("/api/v1/replication/data")
 	if err != nil {
 		return st, err
@@ -434,9 +435,9 @@ func (g *geo) volume(site string) (replication.Status, error) {
 	return st, nil
 }
 
-func (g *geo) waitVolume(site string, timeout time.Duration, what string, ok func(replication.Status) bool) replication.Status {
+func (g *geo) waitVolume(site string, timeout time.Duration, what string, ok func(api.Volume) bool) api.Volume {
 	g.t.Helper()
-	var st replication.Status
+	var st api.Volume
 	tc.Eventually(g.t, timeout, func() error {
 		var err error
 		if st, err = g.volume(site); err != nil {
@@ -450,7 +451,7 @@ func (g *geo) waitVolume(site string, timeout time.Duration, what string, ok fun
 	return st
 }
 
-func (g *geo) ticket(name string) (httpapi.Ticket, error) { return g.Member(name).Ticket("web") }
+func (g *geo) ticket(name string) (api.Ticket, error) { return g.Member(name).Ticket("web") }
 
 // waitHolder waits until site holds web in its own view, and returns the
 // time from since until it did.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
+
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 	"github.com/geobooth/geobooth/replication"
 )
@@ -159,7 +161,7 @@ func scenarioKill(t *testing.T, n *network, report func(string, ...any)) {
 	if st := g.cibState("east"); strings.Contains(st, `granted="true"`) {
 		t.Errorf("east's CIB still grants web after its restart: %s", st)
 	}
-	g.waitVolume("east", 60*time.Second, "secondary UpToDate", func(s replication.Status) bool {
+	g.waitVolume("east", 60*time.Second, "secondary UpToDate", func(s api.Volume) bool {
 		return s.Role == replication.Secondary && s.Disk == replication.UpToDate && len(s.Peers) == 1 && s.Peers[0].State == replication.InSync
 	})
 	g.waitVolume("west", 10*time.Second, "primary in sync", primaryInSync)
@@ -224,7 +226,7 @@ func scenarioPartition(t *testing.T, n *network, report func(string, ...any)) {
 		}
 		return nil
 	})
-	es := g.waitVolume("east", 60*time.Second, "secondary in sync", func(s replication.Status) bool {
+	es := g.waitVolume("east", 60*time.Second, "secondary in sync", func(s api.Volume) bool {
 		return s.Role == replication.Secondary && s.Disk == replication.UpToDate && len(s.Peers) == 1 && s.Peers[0].State == replication.InSync
 	})
 	ws := g.waitVolume("west", 10*time.Second, "primary in sync", primaryInSync)
@@ -317,7 +319,7 @@ func scenarioMove(t *testing.T, n *network, report func(string, ...any)) {
 		t.Fatalf("ticketctl move web east: exit %d: %s%s", code, out, errOut)
 	}
 	report("planned move west → east: ticketctl move returned after %.2fs", time.Since(t0).Seconds())
-	st := g.waitVolume("east", 10*time.Second, "primary", func(s replication.Status) bool { return s.Role == replication.Primary })
+	st := g.waitVolume("east", 10*time.Second, "primary", func(s api.Volume) bool { return s.Role == replication.Primary })
 	if len(st.Peers) != 1 || st.Peers[0].LagBytes != 0 {
 		t.Errorf("east's volume after the move: %+v", st)
 	}
