@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
-	"github.com/geobooth/geobooth/internal/sockopt"
+	"github.com/geobooth/geobooth/kit/sockopt"
 )
 
 // The UDP fast path: several sockets on the same port (SO_REUSEPORT, one

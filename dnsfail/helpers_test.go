@@ -17,8 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/geobooth/geobooth/internal/confkit"
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/confkit"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 const testZone = `$ORIGIN example.test.

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 // bus delivers the members' serf events to each other, as serf would.

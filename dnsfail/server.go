@@ -21,7 +21,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/geobooth/geobooth/internal/netcap"
+	"github.com/geobooth/geobooth/kit/netcap"
 )
 
 // maxTCPConns bounds the DNS-over-TCP connections open at once.

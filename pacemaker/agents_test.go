@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	tc "github.com/geobooth/geobooth/internal/testenv"
+	tc "github.com/geobooth/geobooth/kit/testenv"
 )
 
 func agentPath(t *testing.T, name string) string {

@@ -4,7 +4,7 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/kit/confkit"
 )
 
 // Config is the [pacemaker] section of a site's configuration.

@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/geobooth/geobooth/internal/confkit"
-	tc "github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/confkit"
+	tc "github.com/geobooth/geobooth/kit/testenv"
 )
 
 // site is one simulated Pacemaker site: a CIB file the real tools read and

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 // onDevices puts each side's replica on its device in devs, its

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/kit/confkit"
 )
 
 // Size is a byte count read from TOML as an integer or a string with a

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/kit/confkit"
 )
 
 // crash stops a volume as a killed process would: connections drop, and

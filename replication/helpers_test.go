@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/geobooth/geobooth/internal/confkit"
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/confkit"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 var testKey = []byte("replication-test-key")

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 func tool(t *testing.T, name string, args ...string) string {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/testenv"
-	"github.com/geobooth/geobooth/internal/tlsfiles"
+	"github.com/geobooth/geobooth/kit/testenv"
+	"github.com/geobooth/geobooth/kit/tlsfiles"
 )
 
 // clientCreds writes a TLS client folder as qemu's tls-creds-x509 and

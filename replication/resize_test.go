@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 // Issue 18: growing a volume meant stopping it. With the backing storage

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/kit/confkit"
 )
 
 // stranger connects to a member's replication port and reads its hello.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/kit/confkit"
 )
 
 // trio is one volume at three sites, each peering with the two others.

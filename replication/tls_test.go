@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/geobooth/geobooth/internal/tlsfiles"
+	"github.com/geobooth/geobooth/kit/tlsfiles"
 )
 
 // memberTLS makes a CA (or uses ca) and the TLS source of member name,

@@ -15,7 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/geobooth/geobooth/internal/netcap"
+	"github.com/geobooth/geobooth/kit/netcap"
 )
 
 // Errors of the volume API.

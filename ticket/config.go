@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/kit/confkit"
 	"github.com/geobooth/geobooth/ticket/internal/mutation"
 )
 

@@ -39,7 +39,7 @@ import (
 
 	bk "github.com/geobooth/geobooth/bench/internal/benchkit"
 	"github.com/geobooth/geobooth/dnsfail"
-	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/kit/confkit"
 )
 
 const hosts = 1000

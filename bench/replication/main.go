@@ -28,7 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/geobooth/geobooth/internal/tlsfiles"
+	"github.com/geobooth/geobooth/kit/tlsfiles"
 	"github.com/geobooth/geobooth/replication"
 )
 

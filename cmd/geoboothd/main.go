@@ -14,9 +14,9 @@ import (
 	"syscall"
 
 	"github.com/geobooth/geobooth/arbitrator"
-	"github.com/geobooth/geobooth/internal/buildinfo"
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/internal/daemon"
+	"github.com/geobooth/geobooth/kit/buildinfo"
 	"github.com/geobooth/geobooth/site"
 )
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/geobooth/geobooth/internal/buildinfo"
+	"github.com/geobooth/geobooth/kit/buildinfo"
 )
 
 // roff escapes text for a man page.

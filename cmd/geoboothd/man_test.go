@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 // geoboothd(8) lists every option of the daemon's flag set and is valid

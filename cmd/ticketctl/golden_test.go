@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")

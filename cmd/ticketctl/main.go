@@ -17,7 +17,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/geobooth/geobooth/internal/buildinfo"
+	"github.com/geobooth/geobooth/kit/buildinfo"
 )
 
 // exitError carries an exit status with its one-line reason.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/tlsfiles"
+	"github.com/geobooth/geobooth/kit/tlsfiles"
 )
 
 // hostList collects -host flags (repeatable, or comma-separated).

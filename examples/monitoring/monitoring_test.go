@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 var metricName = regexp.MustCompile(`geobooth_[a-z_]+`)

@@ -26,7 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/kit/confkit"
 )
 
 // Kinds are the event kinds a hook may ask for: the ticket's, and those

@@ -24,9 +24,9 @@ import (
 
 	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/alerts"
-	"github.com/geobooth/geobooth/internal/confkit"
 	"github.com/geobooth/geobooth/internal/membership"
-	"github.com/geobooth/geobooth/internal/tlsfiles"
+	"github.com/geobooth/geobooth/kit/confkit"
+	"github.com/geobooth/geobooth/kit/tlsfiles"
 	"github.com/geobooth/geobooth/pacemaker"
 	"github.com/geobooth/geobooth/replication"
 	"github.com/geobooth/geobooth/ticket"
@@ -136,7 +136,7 @@ type API struct {
 	Token, NextToken string `toml:"-"`
 }
 
-// TLS names a member's TLS files (see internal/tlsfiles).
+// TLS names a member's TLS files (see kit/tlsfiles).
 type TLS struct {
 	CAFile   string `toml:"ca_file"`
 	CertFile string `toml:"cert_file"`

@@ -11,8 +11,8 @@ import (
 
 	"github.com/geobooth/geobooth/dnsfail/dnskey"
 
-	"github.com/geobooth/geobooth/internal/testenv"
-	"github.com/geobooth/geobooth/internal/tlsfiles"
+	"github.com/geobooth/geobooth/kit/testenv"
+	"github.com/geobooth/geobooth/kit/tlsfiles"
 )
 
 const goodCluster = `name = "t"

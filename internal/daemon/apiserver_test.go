@@ -13,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 func startAPI(t *testing.T, lim apiLimits) (string, *http.Server) {

@@ -23,13 +23,13 @@ import (
 
 	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/alerts"
-	"github.com/geobooth/geobooth/internal/buildinfo"
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/internal/dashboard"
 	"github.com/geobooth/geobooth/internal/httpapi"
 	"github.com/geobooth/geobooth/internal/membership"
 	"github.com/geobooth/geobooth/internal/node"
-	"github.com/geobooth/geobooth/internal/sdnotify"
+	"github.com/geobooth/geobooth/kit/buildinfo"
+	"github.com/geobooth/geobooth/kit/sdnotify"
 )
 
 // Service is a part of the daemon that runs beside the node (DNS server,
@@ -179,7 +179,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	n, err := node.New(node.Options{Config: d.Config, Log: d.Log, Registry: d.Registry, Clock: d.Clock,
+	n, err := node.New(node.Options{Config: nodeConfig(d.Config), Log: d.Log, Registry: d.Registry, Clock: d.Clock,
 		Resources: d.Parts.Resources, Handover: d.Parts.Handover, ResourceTimeout: d.Parts.ResourceTimeout,
 		HandlerEnv: d.Parts.HandlerEnv, Check: d.Parts.Check, LocalChecks: d.Parts.LocalChecks,
 		HandoverTimeout: d.Parts.HandoverTimeout, Running: d.Parts.Running, AcceptMembershipChange: d.AcceptMembershipChange})
@@ -279,4 +279,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.Log.Info("geoboothd stopped", "member", d.Config.Local)
 		return nil
 	}
+}
+
+// nodeConfig is the ticket runtime's part of the configuration.
+func nodeConfig(f *config.File) node.Config {
+	c := node.Config{ClusterName: f.Cluster.Name, ConfigPath: f.Path, Self: f.Self, StateDir: f.StateDir,
+		Tickets: f.Tickets, HandlerTimeouts: f.HandlerTimeouts, Digest: f.Digest(), MaxElections: f.MaxElections,
+		MaxTimeSkew: f.Cluster.MaxTimeSkew.D(), Key: f.Key, NextKey: f.NextKey}
+	cl := f.TicketCluster()
+	for i, m := range f.Cluster.Members {
+		c.Members = append(c.Members, node.Member{Name: m.Name, Role: cl.Members[i].Role, Weight: m.Weight,
+			Address: m.Address, API: m.API})
+	}
+	return c
 }

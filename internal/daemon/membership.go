@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"maps"
 
-	"github.com/geobooth/geobooth/internal/buildinfo"
 	"github.com/geobooth/geobooth/internal/membership"
 	"github.com/geobooth/geobooth/internal/node"
+	"github.com/geobooth/geobooth/kit/buildinfo"
 	"github.com/geobooth/geobooth/replication"
 	"github.com/geobooth/geobooth/ticket"
 )

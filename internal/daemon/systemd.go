@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/sdnotify"
+	"github.com/geobooth/geobooth/kit/sdnotify"
 )
 
 // readier is a service that says when it serves (its listeners bound).

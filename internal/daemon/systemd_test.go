@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/sdnotify"
+	"github.com/geobooth/geobooth/kit/sdnotify"
 )
 
 type readyService struct{ ready chan struct{} }

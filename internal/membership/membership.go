@@ -28,7 +28,7 @@ import (
 	"github.com/hashicorp/serf/serf"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/geobooth/geobooth/internal/confkit"
+	"github.com/geobooth/geobooth/kit/confkit"
 )
 
 // Config is the [serf] section of a daemon configuration.

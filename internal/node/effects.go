@@ -179,8 +179,8 @@ func (n *Node) runHandler(name string, r *rt, e ticket.RunHandler) {
 	if e.Kind == ticket.HandlerRenew {
 		kind = "renew"
 	}
-	env := map[string]string{"TICKET": name, "LOCAL": n.cfg.Local, "CONF_PATH": n.cfg.Path,
-		"CONF_NAME": n.cfg.Cluster.Name, "TICKET_EXPIRES": expires}
+	env := map[string]string{"TICKET": name, "LOCAL": n.cfg.local(), "CONF_PATH": n.cfg.ConfigPath,
+		"CONF_NAME": n.cfg.ClusterName, "TICKET_EXPIRES": expires}
 	cmd.Env = os.Environ()
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, "BOOTH_"+k+"="+v, "GEOBOOTH_"+k+"="+v)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/ticket"
 	"github.com/geobooth/geobooth/ticket/engine"
 )
@@ -58,7 +57,7 @@ type Observer func(View)
 
 // Options wire a Node.
 type Options struct {
-	Config    *config.File
+	Config    Config
 	Log       *slog.Logger
 	Registry  prometheus.Registerer
 	Clock     Clock
@@ -92,7 +91,7 @@ type Options struct {
 // handovers to goroutines of their own.
 type Node struct {
 	opt   Options
-	cfg   *config.File
+	cfg   Config
 	log   *slog.Logger
 	clock Clock
 	tr    Transport
@@ -159,7 +158,7 @@ func New(opt Options) (*Node, error) {
 		rts: map[string]*rt{}, inputs: make(chan func(time.Duration), 1024), commands: make(chan commandReq),
 		saves: make(chan *engine.Save, 1), views: map[string]View{}, events: newEventRing(200, time.Now()),
 		pending: map[uint64]chan ticket.Reply{}, started: opt.Clock.Wall(), done: make(chan struct{})}
-	st, err := newStore(cfg.StateDir, cfg.TicketCluster())
+	st, err := newStore(cfg.StateDir, cfg.cluster())
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +166,7 @@ func New(opt Options) (*Node, error) {
 	if err := opt.Registry.Register(newPeerCollector(n)); err != nil {
 		return nil, fmt.Errorf("register peer metrics: %w", err)
 	}
-	cl := cfg.TicketCluster()
+	cl := cfg.cluster()
 	var tickets []ticket.Config
 	for _, tc := range cfg.Tickets {
 		tc.LocalChecks = opt.LocalChecks[tc.Name]
@@ -176,7 +175,7 @@ func New(opt Options) (*Node, error) {
 			held: n.met.held.WithLabelValues(tc.Name), term: n.met.term.WithLabelValues(tc.Name),
 			leaseRemaining: n.met.leaseRemaining.WithLabelValues(tc.Name)}
 	}
-	n.eng, err = engine.New(engine.Config{Members: cl.Members, Self: cl.Self, Tickets: tickets, Digest: cfg.Digest(),
+	n.eng, err = engine.New(engine.Config{Members: cl.Members, Self: cl.Self, Tickets: tickets, Digest: cfg.Digest,
 		MaxElections: cfg.MaxElections, AcceptMembershipChange: opt.AcceptMembershipChange})
 	if err != nil {
 		return nil, err
@@ -186,20 +185,20 @@ func New(opt Options) (*Node, error) {
 		// Known from the start: the API answers for a ticket before the
 		// loop has booted it, and its commands wait for the loop.
 		r := n.rts[name]
-		n.views[name] = View{Name: name, Mode: r.cfg.Mode.String(), State: "starting", Local: cfg.Local,
+		n.views[name] = View{Name: name, Mode: r.cfg.Mode.String(), State: "starting", Local: cfg.local(),
 			Attrs: map[string]string{}, Expire: r.cfg.Expire.Seconds()}
 	}
 	n.tr = opt.Transport
 	if n.tr == nil {
-		addrs := make([]string, len(cfg.Cluster.Members))
-		for i, m := range cfg.Cluster.Members {
+		addrs := make([]string, len(cfg.Members))
+		for i, m := range cfg.Members {
 			addrs[i] = m.Address
 		}
 		keys := [][]byte{cfg.Key}
 		if len(cfg.NextKey) > 0 {
 			keys = append(keys, cfg.NextKey)
 		}
-		tr, err := listenUDP(addrs, cfg.Self, keys, cfg.Digest(), cfg.Cluster.MaxTimeSkew.D(), n.clock, n.log, n.met)
+		tr, err := listenUDP(addrs, cfg.Self, keys, cfg.Digest, cfg.MaxTimeSkew, n.clock, n.log, n.met)
 		if err != nil {
 			return nil, err
 		}
@@ -304,9 +303,9 @@ func (n *Node) boot() error {
 		}
 		if r == nil {
 			n.log.Info("ticket has no stored state: abstaining for one lease", "ticket", name)
-		} else if r.Digest != 0 && r.Digest != n.cfg.Digest() {
+		} else if r.Digest != 0 && r.Digest != n.cfg.Digest {
 			n.log.Warn("the cluster configuration changed since this member last ran: it abstains for the longer of the old and the new lease",
-				"ticket", name, "was", fmt.Sprintf("%016x", r.Digest), "now", fmt.Sprintf("%016x", n.cfg.Digest()))
+				"ticket", name, "was", fmt.Sprintf("%016x", r.Digest), "now", fmt.Sprintf("%016x", n.cfg.Digest))
 		}
 		stored[name] = r
 	}
@@ -450,7 +449,7 @@ var ErrUnknownTicket = engine.ErrUnknownTicket
 
 // MemberIndex returns the index of the named member, or -1.
 func (n *Node) MemberIndex(name string) int {
-	for i, m := range n.cfg.Cluster.Members {
+	for i, m := range n.cfg.Members {
 		if m.Name == name {
 			return i
 		}

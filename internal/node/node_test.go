@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/config"
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 	"github.com/geobooth/geobooth/ticket"
 )
 
@@ -79,56 +77,24 @@ func (h *hungCIB) counts() (int, int) {
 	return h.grants, len(h.stopped)
 }
 
-// testNode writes a three-member configuration with short timings and
+// testNode makes a three-member configuration with short timings and
 // returns east's node on a fake transport.
 func testNode(t *testing.T, res Resources) (*Node, *fakeTransport) {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"auth.key", "api.token"} {
-		if err := os.WriteFile(filepath.Join(dir, f), []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := `local = "east"
-auth_key_file = "auth.key"
-state_dir = "state"
-[api]
-listen = "127.0.0.1:0"
-token_file = "api.token"
-[pacemaker]
-driver = "none"
-[cluster]
-name = "test"
-[[cluster.members]]
-name = "east"
-role = "site"
-address = "127.0.0.1:1"
-[[cluster.members]]
-name = "west"
-role = "site"
-address = "127.0.0.1:2"
-[[cluster.members]]
-name = "arbitrator"
-role = "arbitrator"
-address = "127.0.0.1:3"
-[cluster.tickets.web]
-expire = "1s"
-renewal_freq = "400ms"
-timeout = "50ms"
-retries = 3
-acquire_after = "0s"
-stop_timeout = "100ms"
-`
-	p := filepath.Join(dir, "east.toml")
-	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := config.Load(p, "")
-	if err != nil {
-		t.Fatal(err)
+	tc := ticket.Config{Name: "web", Mode: ticket.Auto, Expire: time.Second, RenewalFreq: 400 * time.Millisecond,
+		Timeout: 50 * time.Millisecond, Retries: 3, StopTimeout: 100 * time.Millisecond,
+		MaxClockDrift: ticket.DefaultMaxClockDrift}.WithDefaults()
+	cfg := Config{ClusterName: "test", Self: 0, StateDir: filepath.Join(dir, "state"), Tickets: []ticket.Config{tc},
+		Key: []byte("0123456789abcdef0123456789abcdef"), MaxTimeSkew: 10 * time.Minute, MaxElections: 256,
+		Members: []Member{{Name: "east", Role: ticket.Site, Address: "127.0.0.1:1"},
+			{Name: "west", Role: ticket.Site, Address: "127.0.0.1:2"},
+			{Name: "arbitrator", Role: ticket.Arbitrator, Address: "127.0.0.1:3"}}}
+	if errs := tc.Validate(len(cfg.Members)); len(errs) > 0 {
+		t.Fatal(errs)
 	}
 	tr := newFakeTransport()
-	n, err := New(Options{Config: f, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Transport: tr, Resources: res,
+	n, err := New(Options{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Transport: tr, Resources: res,
 		ResourceTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)

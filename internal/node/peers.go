@@ -29,10 +29,10 @@ func (n *Node) Peers() []Peer {
 	if n.membership != nil {
 		ms = n.membership.MemberStatus()
 	}
-	out := make([]Peer, 0, len(n.cfg.Cluster.Members))
-	ownZones := ms[n.cfg.Local].Tags["zones"]
-	for i, m := range n.cfg.Cluster.Members {
-		p := Peer{Name: m.Name, Role: m.Role, Address: m.Address, API: m.API, Status: "unknown"}
+	out := make([]Peer, 0, len(n.cfg.Members))
+	ownZones := ms[n.cfg.local()].Tags["zones"]
+	for i, m := range n.cfg.Members {
+		p := Peer{Name: m.Name, Role: m.Role.String(), Address: m.Address, API: m.API, Status: "unknown"}
 		if s, ok := ms[m.Name]; ok {
 			p.Status = s.Status
 			p.Version = s.Tags["version"]

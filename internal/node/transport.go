@@ -15,7 +15,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
-	"github.com/geobooth/geobooth/internal/sockopt"
+	"github.com/geobooth/geobooth/kit/sockopt"
 	"github.com/geobooth/geobooth/ticket"
 )
 

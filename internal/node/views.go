@@ -61,7 +61,7 @@ func (v View) LeaseRemaining(now time.Time) time.Duration {
 func (n *Node) publish(name string, r *rt, now time.Duration) {
 	tv, _ := n.eng.View(name, now)
 	v := View{Name: name, Mode: tv.Mode.String(), Term: tv.Term, State: tv.State, HeldLocally: tv.HeldLocally,
-		Managed: tv.Managed, Local: n.cfg.Local, Reason: tv.Reason, Attrs: map[string]string{},
+		Managed: tv.Managed, Local: n.cfg.local(), Reason: tv.Reason, Attrs: map[string]string{},
 		Expire: r.cfg.Expire.Seconds()}
 	if tv.Owner != ticket.None {
 		v.Owner = r.cl.Members[tv.Owner].Name

@@ -25,7 +25,7 @@ import (
 
 	"github.com/geobooth/geobooth/api"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 var (

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 // gatedBackend holds every read until released, and records the most

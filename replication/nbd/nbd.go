@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/netcap"
+	"github.com/geobooth/geobooth/kit/netcap"
 )
 
 // Backend is the exported device.

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	tc "github.com/geobooth/geobooth/internal/testcluster"
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 // lowPort is a free TCP and UDP port below 1024 on 127.0.0.1.

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 func run(t *testing.T, dir string, name string, args ...string) string {

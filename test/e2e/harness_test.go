@@ -28,7 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	tc "github.com/geobooth/geobooth/internal/testcluster"
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 	"github.com/geobooth/geobooth/replication"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/internal/testenv"
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 func TestConnectionsBeyondTheCapAreClosedAndCounted(t *testing.T) {
