@@ -206,3 +206,119 @@ func (d *dec) done() error {
 	}
 	return d.err
 }
+
+type hello struct {
+	version        uint16
+	volume, member string
+	policy         string
+	size           uint64
+	nonce          []byte
+}
+
+type stateMsg struct {
+	role    Role
+	disk    DiskState
+	current uint64
+	bitmap  uint64 // the generation the sender's bitmap for the receiver tracks from
+	history []uint64
+	crashed bool
+	// discard: the operator asked this side to take the peer's data at
+	// a split brain (discard-my-data).
+	discard bool
+	// blank: a replica geobooth created, never written or synced.
+	blank        bool
+	primarySince int64
+	dirty        uint64 // bits in the sender's bitmap for the receiver
+}
+
+func encodeHello(h hello) []byte {
+	var e enc
+	e.u16(h.version)
+	e.str(h.volume)
+	e.str(h.member)
+	e.str(h.policy)
+	e.u64(h.size)
+	e.bytes(h.nonce)
+	return e.b
+}
+
+func readHello(s *session) (hello, error) {
+	f, err := s.in.read()
+	if err != nil {
+		return hello{}, fmt.Errorf("read hello: %w", err)
+	}
+	if f.typ != fHello {
+		return hello{}, fmt.Errorf("%w: expected hello, got type %d", ErrBadFrame, f.typ)
+	}
+	d := dec{b: f.payload}
+	h := hello{version: d.u16(), volume: d.str(), member: d.str(), policy: d.str(), size: d.u64()}
+	h.nonce = append([]byte(nil), d.bytes()...)
+	if err := d.done(); err != nil {
+		return hello{}, err
+	}
+	if h.version != protoVersion {
+		return hello{}, fmt.Errorf("replication protocol %d, this member speaks %d", h.version, protoVersion)
+	}
+	if len(h.nonce) != 32 {
+		return hello{}, fmt.Errorf("%w: nonce of %d bytes", ErrBadFrame, len(h.nonce))
+	}
+	return h, nil
+}
+
+func encodeState(s stateMsg) []byte {
+	var e enc
+	if s.role == Primary {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+	e.str(string(s.disk))
+	e.b = append(e.b, encodeGen(s.current, s.history)...)
+	e.u64(s.bitmap)
+	// Flags: 1 crashed, 2 discard, 4 blank (a peer of an older build
+	// refuses the handshake while discard or blank is set, rather than
+	// ignore it).
+	var flags uint8
+	if s.crashed {
+		flags |= 1
+	}
+	if s.discard {
+		flags |= 2
+	}
+	if s.blank {
+		flags |= 4
+	}
+	e.u8(flags)
+	e.u64(uint64(s.primarySince))
+	e.u64(s.dirty)
+	return e.b
+}
+
+func decodeState(b []byte) (stateMsg, error) {
+	d := dec{b: b}
+	var s stateMsg
+	role := d.u8()
+	s.role = Secondary
+	if role == 1 {
+		s.role = Primary
+	}
+	s.disk = DiskState(d.str())
+	s.current, s.history = decodeGen(&d)
+	s.bitmap = d.u64()
+	flags := d.u8()
+	s.crashed, s.discard, s.blank = flags&1 != 0, flags&2 != 0, flags&4 != 0
+	if d.err == nil && (role > 1 || flags > 7) {
+		return s, fmt.Errorf("%w: flag byte out of range", ErrBadFrame)
+	}
+	s.primarySince = int64(d.u64())
+	s.dirty = d.u64()
+	if err := d.done(); err != nil {
+		return s, err
+	}
+	switch s.disk {
+	case UpToDate, Consistent, Outdated, Inconsistent:
+	default:
+		return s, fmt.Errorf("%w: disk state %q", ErrBadFrame, s.disk)
+	}
+	return s, nil
+}
