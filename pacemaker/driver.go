@@ -32,13 +32,15 @@ type Driver struct {
 
 	state      sync.Mutex
 	standbyFor map[string]bool
+
+	clock Clock
 }
 
 // NewDriver wraps a CIB. escalate is called when a stop is escalated and
 // on_revoke_failure is exit.
 func NewDriver(cib CIB, cfg Config, local, cfgName string, log *slog.Logger, reg prometheus.Registerer, escalate func(error)) *Driver {
 	d := &Driver{cib: cib, cfg: cfg, local: local, cfgName: cfgName, log: log, met: newMetrics(reg),
-		escalate: escalate, standbyFor: map[string]bool{}}
+		escalate: escalate, standbyFor: map[string]bool{}, clock: realClock{}}
 	d.lock.cond = sync.NewCond(&d.lock.mu)
 	d.lock.serial = cfg.CIBFile != ""
 	d.lock.gauge = d.met.waiting
@@ -115,7 +117,7 @@ func (d *Driver) attempts(ctx context.Context, op, ticket string, retries int, f
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("%s %s: %w (last error: %v)", op, ticket, ctx.Err(), err)
-			case <-time.After(retryPause):
+			case <-d.clock.After(retryPause):
 			}
 		}
 		err = d.once(ctx, op, f)
@@ -136,11 +138,11 @@ func (d *Driver) once(ctx context.Context, op string, f func(ctx context.Context
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout.D())
+	cctx, cancel := d.clock.WithTimeout(ctx, d.cfg.Timeout.D())
 	defer cancel()
-	start := time.Now()
+	start := d.clock.Now()
 	err := f(cctx)
-	d.met.seconds.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	d.met.seconds.WithLabelValues(op).Observe(d.clock.Now().Sub(start).Seconds())
 	switch {
 	case err == nil:
 		d.met.calls.WithLabelValues(op, "ok").Inc()
@@ -222,7 +224,7 @@ func (d *Driver) WaitStopped(ctx context.Context, ticket string) error {
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(stoppedPoll):
+		case <-d.clock.After(stoppedPoll):
 		}
 	}
 }
