@@ -12,10 +12,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/geobooth/geobooth/api"
-
 	"github.com/go-chi/chi/v5"
 
+	"github.com/geobooth/geobooth/api"
 	"github.com/geobooth/geobooth/internal/config"
 	"github.com/geobooth/geobooth/internal/daemon"
 	"github.com/geobooth/geobooth/internal/httpapi"
@@ -24,95 +23,126 @@ import (
 	"github.com/geobooth/geobooth/replication"
 )
 
-// New prepares a site daemon: the common daemon plus the Pacemaker driver
-// (crm_ticket, or nothing on a site without Pacemaker), reconciled with the
-// CIB before the tickets start.
-func New(cfg *config.File, log *slog.Logger) (*daemon.Daemon, error) {
-	d := daemon.New(cfg, log)
+// Site is a geoboothd running as a site: the common daemon (its ticket
+// node first), the Pacemaker driver, the replicas, and what the node does
+// with them for the tickets (the node.Site parts).
+type Site struct {
+	*daemon.Daemon
+	driver  *pacemaker.Driver
+	res     *resources
+	volumes []*replication.Volume
+	parts   node.Site
+}
+
+// New prepares a site: the common daemon, then the Pacemaker driver
+// (crm_ticket, or nothing on a site without Pacemaker) and the replicas,
+// built around its node.
+func New(cfg *config.File, log *slog.Logger, opt daemon.Options) (*Site, error) {
+	d, err := daemon.New(cfg, log, opt)
+	if err != nil {
+		return nil, err
+	}
+	s := &Site{Daemon: d}
 	var cib pacemaker.CIB = pacemaker.Noop{}
 	if cfg.Pacemaker.UseCrmTicket() {
 		cib = &pacemaker.CrmTicket{Path: cfg.Pacemaker.CrmTicket, CrmMon: cfg.Pacemaker.CrmMon, CIBFile: cfg.Pacemaker.CIBFile}
 		if cfg.Pacemaker.CIBFile != "" {
-			d.Parts.HandlerEnv = append(d.Parts.HandlerEnv, "CIB_file="+cfg.Pacemaker.CIBFile)
+			s.parts.HandlerEnv = append(s.parts.HandlerEnv, "CIB_file="+cfg.Pacemaker.CIBFile)
 		}
 		log.Info("Pacemaker: tickets go into the CIB with crm_ticket", "crm_ticket", cfg.Pacemaker.CrmTicket, "cib_file", cfg.Pacemaker.CIBFile)
 	} else {
 		log.Info("Pacemaker: none (driver = none, or crm_ticket not installed)")
 	}
-	driver := pacemaker.NewDriver(cib, cfg.Pacemaker, cfg.Local, cfg.Cluster.Name, log.With("component", "pacemaker"), d.Registry,
+	s.driver = pacemaker.NewDriver(cib, cfg.Pacemaker, cfg.Local, cfg.Cluster.Name, log.With("component", "pacemaker"), d.Registry,
 		func(err error) { d.Fail(fmt.Errorf("revoke in the local CIB failed: %w", err)) })
-	res, err := openVolumes(cfg, d, driver, log)
-	if err != nil {
+	s.res = &resources{cib: s.driver, volumes: map[string][]*replication.Volume{}, drain: map[string]time.Duration{},
+		node: d.Node, log: log.With("component", "resources"), lease: map[string]time.Time{}}
+	if err := s.openVolumes(log); err != nil {
 		return nil, err
 	}
-	d.Parts.Resources = res
-	d.Parts.Handover = res
-	d.Parts.ResourceTimeout = driver.CallBudget()
-	d.Parts.BeforeStart = append(d.Parts.BeforeStart, func(ctx context.Context) error {
-		// What the CIB grants runs here: the ticket engine keeps it only
-		// under a lease of ours long enough to stop it in time, and stops
-		// it otherwise (as Booth re-reads its tickets from the CIB).
-		d.Parts.Running = map[string]time.Time{}
-		for _, t := range cfg.Tickets {
-			st, err := driver.State(ctx, t.Name)
-			if err != nil {
-				return fmt.Errorf("read ticket %q from the CIB: %w", t.Name, err)
-			}
-			if st.Granted {
-				d.Parts.Running[t.Name] = st.Expires
-				log.Info("ticket granted in the CIB at start", "ticket", t.Name, "owner", st.Owner, "expires", st.Expires)
-			}
-		}
-		return nil
-	})
-	d.Parts.Mount = append(d.Parts.Mount, func(r chi.Router, auth func(http.Handler) http.Handler) {
-		r.With(auth).Post("/api/v1/tickets/{name}/standby", cibAction(d, driver.Standby, "standby"))
-		r.With(auth).Post("/api/v1/tickets/{name}/activate", cibAction(d, driver.Activate, "activate"))
-	})
-	return d, nil
+	s.parts.Resources, s.parts.Handover = s.res, s.res
+	s.parts.ResourceTimeout = s.driver.CallBudget()
+	return s, nil
 }
 
 // openVolumes opens the site's replicas. The tickets they follow get the
 // built-in data check, and the planned-move budget covers their drains.
-func openVolumes(cfg *config.File, d *daemon.Daemon, cib *pacemaker.Driver, log *slog.Logger) (*resources, error) {
-	res := &resources{cib: cib, volumes: map[string][]*replication.Volume{}, drain: map[string]time.Duration{},
-		node: func() *node.Node { return d.Node }, log: log.With("component", "resources"), lease: map[string]time.Time{}}
+func (s *Site) openVolumes(log *slog.Logger) error {
+	cfg := s.Config
 	if len(cfg.Volumes) == 0 {
-		return res, nil
+		return nil
 	}
-	var all []*replication.Volume
-	budget := 2 * cib.CallBudget()
-	d.Parts.LocalChecks = map[string]bool{}
+	budget := 2 * s.driver.CallBudget()
 	for _, vc := range cfg.Volumes {
 		ticketName := vc.Ticket
 		opts := replication.Options{Config: vc, Self: cfg.Local, Key: cfg.Key,
-			Log: log.With("component", "replication"), Registry: d.Registry,
-			Events: func(kind, detail string) { res.note(ticketName, kind, detail) }}
+			Log: log.With("component", "replication"), Registry: s.Registry,
+			Events: func(kind, detail string) { s.res.note(ticketName, kind, detail) }}
 		if cfg.TLS.Source != nil {
 			opts.TLS = cfg.TLS.Source
 		}
 		v, err := replication.Open(opts)
 		if err != nil {
-			for _, o := range all {
+			for _, o := range s.volumes {
 				o.Close()
 			}
-			return nil, fmt.Errorf("open volume %q: %w", vc.Name, err)
+			return fmt.Errorf("open volume %q: %w", vc.Name, err)
 		}
-		all = append(all, v)
-		res.volumes[vc.Ticket] = append(res.volumes[vc.Ticket], v)
-		res.drain[vc.Name] = time.Duration(vc.DrainTimeout)
+		s.volumes = append(s.volumes, v)
+		s.res.volumes[vc.Ticket] = append(s.res.volumes[vc.Ticket], v)
+		s.res.drain[vc.Name] = time.Duration(vc.DrainTimeout)
 		budget += time.Duration(vc.DrainTimeout)
-		d.Parts.LocalChecks[vc.Ticket] = true
 		log.Info("volume opened", "volume", vc.Name, "ticket", vc.Ticket, "disk", v.Disk(), "size", v.Size(), "nbd", vc.NBDListen)
 	}
-	d.Parts.Check = res.check
-	d.Parts.HandoverTimeout = max(budget, time.Minute)
-	d.Parts.Services = append(d.Parts.Services, &volumeService{vols: all, ready: make(chan struct{})})
-	d.Parts.Sections = append(d.Parts.Sections, "/api/v1/replication")
-	d.Parts.Mount = append(d.Parts.Mount, func(r chi.Router, auth func(http.Handler) http.Handler) {
-		mountReplication(r, auth, d, res, all)
-	})
-	return res, nil
+	s.parts.Check = s.res.check
+	s.parts.HandoverTimeout = max(budget, time.Minute)
+	return nil
+}
+
+// Run reads what the CIB grants (it runs here: the ticket engine keeps it
+// only under a lease of ours long enough to stop it in time, and stops it
+// otherwise, as Booth re-reads its tickets from the CIB), hands the node
+// the site's parts, and runs the daemon.
+func (s *Site) Run(ctx context.Context) error {
+	s.parts.Running = map[string]time.Time{}
+	for _, t := range s.Config.Tickets {
+		st, err := s.driver.State(ctx, t.Name)
+		if err != nil {
+			return fmt.Errorf("read ticket %q from the CIB: %w", t.Name, err)
+		}
+		if st.Granted {
+			s.parts.Running[t.Name] = st.Expires
+			s.Log.Info("ticket granted in the CIB at start", "ticket", t.Name, "owner", st.Owner, "expires", st.Expires)
+		}
+	}
+	s.Node.UseSite(s.parts)
+	return s.Daemon.Run(ctx, s)
+}
+
+// Mount serves standby and activate on the local CIB and, with volumes,
+// the replication API.
+func (s *Site) Mount(r chi.Router, auth func(http.Handler) http.Handler) {
+	r.With(auth).Post("/api/v1/tickets/{name}/standby", s.cibAction(s.driver.Standby, "standby"))
+	r.With(auth).Post("/api/v1/tickets/{name}/activate", s.cibAction(s.driver.Activate, "activate"))
+	if len(s.volumes) > 0 {
+		mountReplication(r, auth, s.Node, s.res, s.volumes)
+	}
+}
+
+// Sections: the dashboard shows the replicas when there are some.
+func (s *Site) Sections() []string {
+	if len(s.volumes) == 0 {
+		return nil
+	}
+	return []string{"/api/v1/replication"}
+}
+
+// Services: the replication links run beside the node.
+func (s *Site) Services() []daemon.Service {
+	if len(s.volumes) == 0 {
+		return nil
+	}
+	return []daemon.Service{&volumeService{vols: s.volumes, ready: make(chan struct{})}}
 }
 
 // volumeService runs the replication links while the daemon runs, and
@@ -145,10 +175,10 @@ func (vs *volumeService) Run(ctx context.Context) error {
 }
 
 // cibAction runs standby or activate on the local CIB.
-func cibAction(d *daemon.Daemon, f func(context.Context, string) error, what string) http.HandlerFunc {
+func (s *Site) cibAction(f func(context.Context, string) error, what string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := chi.URLParam(r, "name")
-		if d.Node == nil || d.Node.View(name).Name == "" {
+		if s.Node.View(name).Name == "" {
 			httpapi.WriteJSON(w, http.StatusNotFound, api.CommandResult{Error: "unknown ticket " + name})
 			return
 		}
@@ -160,8 +190,8 @@ func cibAction(d *daemon.Daemon, f func(context.Context, string) error, what str
 			httpapi.WriteJSON(w, code, api.CommandResult{Error: err.Error()})
 			return
 		}
-		d.Node.SetStandby(name, what == "standby")
-		d.Node.Note(name, what, "in the local CIB, by the operator")
+		s.Node.SetStandby(name, what == "standby")
+		s.Node.Note(name, what, "in the local CIB, by the operator")
 		httpapi.WriteJSON(w, http.StatusOK, api.CommandResult{OK: true, Detail: name + " " + what + " in the local CIB"})
 	}
 }

@@ -22,7 +22,7 @@ type resources struct {
 	cib     *pacemaker.Driver
 	volumes map[string][]*replication.Volume // by ticket
 	drain   map[string]time.Duration         // by volume
-	node    func() *node.Node
+	node    *node.Node
 	log     *slog.Logger
 
 	mu    sync.Mutex
@@ -38,19 +38,11 @@ func (r *resources) setLease(t string, end time.Time) {
 	}
 }
 
-// note puts an event in the node's timeline (once the node runs).
-func (r *resources) note(t, kind, detail string) {
-	if n := r.node(); n != nil {
-		n.Note(t, kind, detail)
-	}
-}
+// note puts an event in the node's timeline.
+func (r *resources) note(t, kind, detail string) { r.node.Note(t, kind, detail) }
 
 // standby shows the ticket's CIB standby in the node's view.
-func (r *resources) standby(t string, on bool) {
-	if n := r.node(); n != nil {
-		n.SetStandby(t, on)
-	}
-}
+func (r *resources) standby(t string, on bool) { r.node.SetStandby(t, on) }
 
 func (r *resources) leaseEnd(t string) time.Time {
 	r.mu.Lock()
@@ -74,9 +66,7 @@ func (r *resources) Grant(ctx context.Context, t string, g node.Grant) error {
 			err = fmt.Errorf("promote volume %q: %w", v.Name(), err)
 			r.log.Error("the ticket's data cannot be served here: giving the ticket up", "ticket", t, "volume", v.Name(), "err", err)
 			r.demote(ctx, t)
-			if n := r.node(); n != nil {
-				n.Release(t, err.Error())
-			}
+			r.node.Release(t, err.Error())
 			return err
 		}
 	}

@@ -64,18 +64,11 @@ func run() int {
 	level := new(slog.LevelVar)
 	level.Set(daemon.LogLevel(cfg.Log.Level))
 	log := newLogger(cfg.Log, level)
-	var d *daemon.Daemon
-	if cfg.Cluster.Members[cfg.Self].Role == "site" {
-		d, err = site.New(cfg, log)
-	} else {
-		d, err = arbitrator.New(cfg, log)
-	}
+	m, err := newMember(cfg, log, daemon.Options{AcceptMembershipChange: *acceptMembers, LogLevel: level})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	d.AcceptMembershipChange = *acceptMembers
-	d.LogLevel = level
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// SIGHUP re-reads the TLS files and the configuration, and applies what
@@ -87,20 +80,35 @@ func run() int {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
-			reload(log, d, *cfgPath, *stateDir)
+			reload(log, m, *cfgPath, *stateDir)
 		}
 	}()
-	if err := d.Run(ctx); err != nil {
+	if err := m.Run(ctx); err != nil {
 		log.Error("geoboothd failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
+// member is a running geoboothd in its role.
+type member interface {
+	Run(ctx context.Context) error
+	Reload(next *config.File) error
+	Running() *config.File
+}
+
+// newMember builds the member of the role its configuration gives it.
+func newMember(cfg *config.File, log *slog.Logger, opt daemon.Options) (member, error) {
+	if cfg.Cluster.Members[cfg.Self].Role == "site" {
+		return site.New(cfg, log, opt)
+	}
+	return arbitrator.New(cfg, log, opt)
+}
+
 // reload handles a SIGHUP.
-func reload(log *slog.Logger, d *daemon.Daemon, path, stateDir string) {
+func reload(log *slog.Logger, d member, path, stateDir string) {
 	log.Info("SIGHUP: reloading", "config", path)
-	if src := d.Config.TLS.Source; src != nil {
+	if src := d.Running().TLS.Source; src != nil {
 		if err := src.Reload(); err != nil {
 			log.Error("SIGHUP: the TLS files do not load; the previous ones stay in use", "err", err)
 		}

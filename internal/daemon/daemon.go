@@ -1,6 +1,7 @@
 // Package daemon assembles what every geoboothd runs, whatever its role:
-// the ticket node, the HTTP API and metrics, and their lifecycle. The role
-// packages (site, arbitrator) add their parts through Parts before Run.
+// the ticket node (built first), membership, DNS, the HTTP API and
+// metrics, and their lifecycle. A role (site, arbitrator) builds its parts
+// around the node and hands them to Run.
 package daemon
 
 import (
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,35 +40,24 @@ type Service interface {
 	Run(ctx context.Context) error
 }
 
-// Parts are what a role adds to the common daemon.
-type Parts struct {
-	Resources  node.Resources
-	Handover   node.Handover
-	Membership node.Membership
-	Services   []Service
-	// Mount adds HTTP routes (DNS status, replication, dashboard).
-	Mount []func(r chi.Router, auth func(http.Handler) http.Handler)
-	// Observers follow ticket views (DNS answers).
-	Observers []node.Observer
-	// Sections are API paths the dashboard shows when present
-	// (/api/v1/dns, /api/v1/replication).
-	Sections []string
-	// BeforeStart runs before the tickets start (CIB reconciliation).
-	BeforeStart []func(ctx context.Context) error
-	// ResourceTimeout bounds one Resources call, retries included.
-	ResourceTimeout time.Duration
-	// HandlerEnv is added to the before-acquire handler's environment.
-	HandlerEnv []string
-	// Check is the role's own check before acquiring and renewing the
-	// tickets listed in LocalChecks (a site's replicas must hold good data).
-	Check       node.Check
-	LocalChecks map[string]bool
-	// HandoverTimeout bounds a planned move's preparation (0: the node's
-	// default).
-	HandoverTimeout time.Duration
-	// Running: tickets found granted in the local CIB at start, with the
-	// lease end recorded there (filled by BeforeStart).
-	Running map[string]time.Time
+// Role is what a site or an arbitrator adds to the daemon when it runs.
+type Role interface {
+	// Mount adds the role's HTTP routes.
+	Mount(r chi.Router, auth func(http.Handler) http.Handler)
+	// Sections are the API paths of the role's parts that the dashboard
+	// shows (/api/v1/replication).
+	Sections() []string
+	// Services run beside the node while the daemon runs.
+	Services() []Service
+}
+
+// Options are what the command line adds to the configuration.
+type Options struct {
+	// AcceptMembershipChange: the operator stopped every member to change
+	// the member list (geoboothd -accept-membership-change).
+	AcceptMembershipChange bool
+	// LogLevel, when set, is the level of the log, changed by Reload.
+	LogLevel *slog.LevelVar
 }
 
 // Daemon is one running geoboothd.
@@ -74,24 +65,19 @@ type Daemon struct {
 	Config   *config.File
 	Log      *slog.Logger
 	Registry *prometheus.Registry
-	Clock    node.Clock
-	Parts    Parts
-	Node     *node.Node
-	// AcceptMembershipChange: the operator stopped every member to change
-	// the member list (geoboothd -accept-membership-change).
-	AcceptMembershipChange bool
+	// Node runs the member's tickets; it exists from New on.
+	Node *node.Node
 	// LogLevel, when set, is the level of Log, changed by Reload.
 	LogLevel *slog.LevelVar
 
-	member    *membership.Membership
-	memberErr error
-	failc     chan error
-	reloadMu  sync.Mutex // guards dns against Reload
-	dns       *dnsfail.Server
-	hooks     *alerts.Hooks
-	alerts    []alerts.Config          // the hooks' configuration in force
-	tags      map[string]string        // serf's, of this member
-	tokens    atomic.Pointer[[]string] // the API's, changed by Reload
+	member   *membership.Membership
+	failc    chan error
+	reloadMu sync.Mutex // guards dns against Reload
+	dns      *dnsfail.Server
+	hooks    *alerts.Hooks
+	alerts   []alerts.Config          // the hooks' configuration in force
+	tags     map[string]string        // serf's, of this member
+	tokens   atomic.Pointer[[]string] // the API's, changed by Reload
 }
 
 // Fail stops the daemon with err (a part that cannot go on, such as a
@@ -104,13 +90,33 @@ func (d *Daemon) Fail(err error) {
 	}
 }
 
-// New prepares a daemon from a loaded configuration.
-func New(cfg *config.File, log *slog.Logger) *Daemon {
+// New prepares a daemon from a loaded configuration: its metrics, its
+// serf member, the ticket node (its UDP socket bound) and, with a [dns]
+// section, the DNS server that follows the node's tickets.
+func New(cfg *config.File, log *slog.Logger, opt Options) (*Daemon, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d := &Daemon{Config: cfg, Log: log, Registry: reg, Clock: node.NewSystemClock(), failc: make(chan error, 1)}
+	d := &Daemon{Config: cfg, Log: log, Registry: reg, LogLevel: opt.LogLevel, failc: make(chan error, 1)}
 	d.tokens.Store(&[]string{cfg.API.Token, cfg.API.NextToken})
-	return d
+	mb, err := d.startMembership()
+	if err != nil {
+		return nil, err
+	}
+	d.member = mb
+	n, err := node.New(node.Options{Config: nodeConfig(cfg), Log: log, Registry: reg, Clock: node.NewSystemClock(),
+		AcceptMembershipChange: opt.AcceptMembershipChange})
+	if err != nil {
+		return nil, err
+	}
+	d.Node = n
+	d.registerInfo(n)
+	if mb != nil {
+		n.SetMembership(serfStatus{mb})
+	}
+	if err := d.setupDNS(); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // timeline gives the alert hooks the node's events.
@@ -152,76 +158,31 @@ func (d *Daemon) registerInfo(n *node.Node) {
 // Role returns the local member's role.
 func (d *Daemon) Role() string { return d.Config.Cluster.Members[d.Config.Self].Role }
 
-// Membership returns the serf member, created on first use (nil when the
-// configuration runs none). Roles call it to subscribe before Run.
-func (d *Daemon) Membership() (*membership.Membership, error) {
-	if d.member == nil && d.memberErr == nil {
-		d.member, d.memberErr = d.startMembership()
-	}
-	return d.member, d.memberErr
-}
+// Membership returns the serf member (nil when the configuration runs
+// none); a role subscribes to its events before Run.
+func (d *Daemon) Membership() *membership.Membership { return d.member }
 
-// Run starts everything and runs until ctx ends or a part fails.
-func (d *Daemon) Run(ctx context.Context) error {
-	mb, err := d.Membership()
+// Run runs the node, the role's parts and the daemon's own until ctx ends
+// or a part fails.
+func (d *Daemon) Run(ctx context.Context, role Role) error {
+	n := d.Node
+	services := role.Services()
+	if d.member != nil {
+		services = append(services, d.member)
+	}
+	sections := role.Sections()
+	if d.dns != nil {
+		services = append(services, d.dns)
+		sections = append(sections, "/api/v1/dns")
+	}
+	ln, err := d.listenAPI()
 	if err != nil {
 		return err
 	}
-	if mb != nil {
-		d.Parts.Membership = serfStatus{mb}
-		d.Parts.Services = append(d.Parts.Services, mb)
-	}
-	if err := d.setupDNS(mb); err != nil {
-		return err
-	}
-	for _, f := range d.Parts.BeforeStart {
-		if err := f(ctx); err != nil {
-			return err
-		}
-	}
-	n, err := node.New(node.Options{Config: nodeConfig(d.Config), Log: d.Log, Registry: d.Registry, Clock: d.Clock,
-		Resources: d.Parts.Resources, Handover: d.Parts.Handover, ResourceTimeout: d.Parts.ResourceTimeout,
-		HandlerEnv: d.Parts.HandlerEnv, Check: d.Parts.Check, LocalChecks: d.Parts.LocalChecks,
-		HandoverTimeout: d.Parts.HandoverTimeout, Running: d.Parts.Running, AcceptMembershipChange: d.AcceptMembershipChange})
-	if err != nil {
-		return err
-	}
-	d.Node = n
-	d.registerInfo(n)
-	for _, o := range d.Parts.Observers {
-		n.Observe(o)
-	}
-	if d.Parts.Membership != nil {
-		n.SetMembership(d.Parts.Membership)
-	}
-	api := httpapi.New(httpapi.Options{Backend: n, Tokens: func() []string { return *d.tokens.Load() },
-		ReadToken: d.Config.API.ReadToken, Gatherer: d.Registry, Member: d.Config.Local, Role: d.Role(), Version: buildinfo.String(),
-		Mount: func(r chi.Router, auth func(http.Handler) http.Handler) {
-			for _, m := range d.Parts.Mount {
-				m(r, auth)
-			}
-			page := dashboard.Handler(dashboard.Options{Source: n, Member: d.Config.Local, Role: d.Role(),
-				Digest: fmt.Sprintf("%016x", d.Config.Digest()), Version: buildinfo.String(), Sections: d.Parts.Sections,
-				ReadToken: d.Config.API.ReadToken})
-			r.Handle("/", page)
-			r.Handle("/static/*", page)
-		}})
-	ln, err := net.Listen("tcp", d.Config.API.Listen)
-	if err != nil {
-		return fmt.Errorf("HTTP API: %w", err)
-	}
-	if src := d.Config.TLS.Source; src != nil {
-		d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "geobooth_tls_certificate_expiry_timestamp_seconds",
-			Help: "When this member's TLS certificate expires (Unix time); the file is re-read when it changes."},
-			func() float64 { return float64(src.NotAfter().Unix()) }))
-		// HTTPS with the member's certificate; a client certificate of
-		// the CA is verified when one is shown (the token still decides).
-		ln = tls.NewListener(ln, src.Server(tls.VerifyClientCertIfGiven))
-	}
-	srv := newAPIServer(api, defaultAPILimits, d.Registry)
+	srv := newAPIServer(d.apiHandler(role, sections), defaultAPILimits, d.Registry)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2+len(d.Parts.Services))
+	errc := make(chan error, 2+len(services))
 	var wg sync.WaitGroup
 	run := func(name string, f func() error) {
 		wg.Add(1)
@@ -240,7 +201,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("alerts", func() error { return hooks.Run(ctx) })
 	run("tickets", func() error { return n.Run(ctx) })
 	run("HTTP API", func() error { return srv.Serve(ln) })
-	for _, s := range d.Parts.Services {
+	for _, s := range services {
 		s := s
 		name := fmt.Sprintf("%T", s)
 		if n, ok := s.(interface{ Name() string }); ok {
@@ -254,7 +215,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer wg.Done()
 		// "started" once every listener is bound and the ticket state read:
 		// a port in use fails the start before it.
-		notifyReady(ctx, sd, d.Log, d.Parts.Services, n.Alive, statusLine(d.Config.Local, d.Role()), sdnotify.WatchdogInterval(), func() {
+		notifyReady(ctx, sd, d.Log, services, n.Alive, statusLine(d.Config.Local, d.Role()), sdnotify.WatchdogInterval(), func() {
 			d.Log.Info("geoboothd started", "member", d.Config.Local, "role", d.Role(), "version", buildinfo.String(),
 				"api", d.Config.API.Listen, "config_digest", fmt.Sprintf("%016x", d.Config.Digest()), "pid", os.Getpid())
 		})
@@ -281,10 +242,55 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
-// nodeConfig is the ticket runtime's part of the configuration.
+// apiHandler is the HTTP API with the role's routes, DNS and the status
+// page mounted.
+func (d *Daemon) apiHandler(role Role, sections []string) http.Handler {
+	n := d.Node
+	return httpapi.New(httpapi.Options{Backend: n, Tokens: func() []string { return *d.tokens.Load() },
+		ReadToken: d.Config.API.ReadToken, Gatherer: d.Registry, Member: d.Config.Local, Role: d.Role(), Version: buildinfo.String(),
+		Mount: func(r chi.Router, auth func(http.Handler) http.Handler) {
+			role.Mount(r, auth)
+			d.mountDNS(r)
+			page := dashboard.Handler(dashboard.Options{Source: n, Member: d.Config.Local, Role: d.Role(),
+				Digest: fmt.Sprintf("%016x", d.Config.Digest()), Version: buildinfo.String(), Sections: sections,
+				ReadToken: d.Config.API.ReadToken})
+			r.Handle("/", page)
+			r.Handle("/static/*", page)
+		}})
+}
+
+// listenAPI binds the API's address: HTTPS with the member's certificate
+// when it has one.
+func (d *Daemon) listenAPI() (net.Listener, error) {
+	ln, err := net.Listen("tcp", d.Config.API.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP API: %w", err)
+	}
+	if src := d.Config.TLS.Source; src != nil {
+		d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "geobooth_tls_certificate_expiry_timestamp_seconds",
+			Help: "When this member's TLS certificate expires (Unix time); the file is re-read when it changes."},
+			func() float64 { return float64(src.NotAfter().Unix()) }))
+		// HTTPS with the member's certificate; a client certificate of
+		// the CA is verified when one is shown (the token still decides).
+		ln = tls.NewListener(ln, src.Server(tls.VerifyClientCertIfGiven))
+	}
+	return ln, nil
+}
+
+// nodeConfig is the ticket runtime's part of the configuration. The
+// tickets a volume follows ask for local checks (the replica's data must
+// be good before acquiring).
 func nodeConfig(f *config.File) node.Config {
+	tickets := slices.Clone(f.Tickets)
+	for i := range tickets {
+		for _, v := range f.Volumes {
+			if v.Ticket == tickets[i].Name {
+				tickets[i].LocalChecks = true
+			}
+		}
+	}
 	c := node.Config{ClusterName: f.Cluster.Name, ConfigPath: f.Path, Self: f.Self, StateDir: f.StateDir,
-		Tickets: f.Tickets, HandlerTimeouts: f.HandlerTimeouts, Digest: f.Digest(), MaxElections: f.MaxElections,
+		Tickets: tickets, HandlerTimeouts: f.HandlerTimeouts, Digest: f.Digest(), MaxElections: f.MaxElections,
 		MaxTimeSkew: f.Cluster.MaxTimeSkew.D(), Key: f.Key, NextKey: f.NextKey}
 	cl := f.TicketCluster()
 	for i, m := range f.Cluster.Members {

@@ -38,6 +38,9 @@ func (d *Daemon) Reload(next *config.File) error {
 	return nil
 }
 
+// Running is the configuration in force.
+func (d *Daemon) Running() *config.File { return d.Config }
+
 // LogLevel is the slog level a [log] level names (info by default).
 func LogLevel(name string) slog.Level {
 	switch name {

@@ -73,8 +73,10 @@ func writeToken(t *testing.T, dir, token string) {
 func TestReloadAppliesTokensAndLevelAndNamesRestarts(t *testing.T) {
 	dir := t.TempDir()
 	writeToken(t, dir, "first-token-0123456789abcdef")
-	d := New(loadAt(t, dir, reloadBase), slog.New(slog.DiscardHandler))
-	d.LogLevel = new(slog.LevelVar)
+	d, err := New(loadAt(t, dir, reloadBase), slog.New(slog.DiscardHandler), Options{LogLevel: new(slog.LevelVar)})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	writeToken(t, dir, "second-token-0123456789abcdef")
 	if err := d.Reload(loadAt(t, dir, strings.Replace(reloadBase, `level = "info"`, `level = "debug"`, 1))); err != nil {

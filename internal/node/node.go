@@ -62,6 +62,16 @@ type Options struct {
 	Registry  prometheus.Registerer
 	Clock     Clock
 	Transport Transport // nil: UDP on the member's configured address
+	// AcceptMembershipChange: the operator stopped every member to change
+	// the member list (see engine.ErrMembershipChanged).
+	AcceptMembershipChange bool
+	Site
+}
+
+// Site is what a site's runtime does for its tickets; an arbitrator has
+// none of it. The site gives it with UseSite once it has built its parts
+// around the node.
+type Site struct {
 	Resources Resources // nil: nothing to start (arbitrators, sites without Pacemaker)
 	Handover  Handover  // nil: ready at once
 	// HandoverTimeout bounds PrepareHandover (default 60 s).
@@ -71,16 +81,13 @@ type Options struct {
 	// HandlerEnv is added to the before-acquire handler's environment
 	// (CIB_file when the site's Pacemaker works on a file).
 	HandlerEnv []string
-	// Check runs before the handler; LocalChecks lists the tickets it
-	// concerns (their state machines then always ask for it).
-	Check       Check
-	LocalChecks map[string]bool
+	// Check runs before the handler of the tickets whose configuration
+	// asks for local checks (ticket.Config.LocalChecks: a site's replicas
+	// must hold good data).
+	Check Check
 	// Running lists the tickets found granted in the local CIB at start,
 	// with the lease end recorded there (zero: none recorded).
 	Running map[string]time.Time
-	// AcceptMembershipChange: the operator stopped every member to change
-	// the member list (see engine.ErrMembershipChanged).
-	AcceptMembershipChange bool
 }
 
 // Node runs the tickets of one member: the shell around the deterministic
@@ -148,12 +155,7 @@ func New(opt Options) (*Node, error) {
 	if opt.Registry == nil {
 		opt.Registry = prometheus.NewRegistry()
 	}
-	if opt.HandoverTimeout == 0 {
-		opt.HandoverTimeout = 60 * time.Second
-	}
-	if opt.ResourceTimeout == 0 {
-		opt.ResourceTimeout = 30 * time.Second
-	}
+	opt.Site = opt.Site.withDefaults()
 	n := &Node{opt: opt, cfg: cfg, log: opt.Log, clock: opt.Clock, met: newMetrics(opt.Registry),
 		rts: map[string]*rt{}, inputs: make(chan func(time.Duration), 1024), commands: make(chan commandReq),
 		saves: make(chan *engine.Save, 1), views: map[string]View{}, events: newEventRing(200, time.Now()),
@@ -169,7 +171,6 @@ func New(opt Options) (*Node, error) {
 	cl := cfg.cluster()
 	var tickets []ticket.Config
 	for _, tc := range cfg.Tickets {
-		tc.LocalChecks = opt.LocalChecks[tc.Name]
 		tickets = append(tickets, tc)
 		n.rts[tc.Name] = &rt{cfg: tc, cl: cl, owner: ticket.None, worker: newWorker(),
 			held: n.met.held.WithLabelValues(tc.Name), term: n.met.term.WithLabelValues(tc.Name),
@@ -443,6 +444,19 @@ func (n *Node) Release(name, why string) {
 		}
 	}()
 }
+
+func (s Site) withDefaults() Site {
+	if s.HandoverTimeout == 0 {
+		s.HandoverTimeout = 60 * time.Second
+	}
+	if s.ResourceTimeout == 0 {
+		s.ResourceTimeout = 30 * time.Second
+	}
+	return s
+}
+
+// UseSite gives the node a site's parts. Call before Run.
+func (n *Node) UseSite(s Site) { n.opt.Site = s.withDefaults() }
 
 // ErrUnknownTicket: no ticket of that name is configured.
 var ErrUnknownTicket = engine.ErrUnknownTicket

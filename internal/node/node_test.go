@@ -94,8 +94,8 @@ func testNode(t *testing.T, res Resources) (*Node, *fakeTransport) {
 		t.Fatal(errs)
 	}
 	tr := newFakeTransport()
-	n, err := New(Options{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Transport: tr, Resources: res,
-		ResourceTimeout: time.Hour})
+	n, err := New(Options{Config: cfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Transport: tr, Site: Site{Resources: res,
+		ResourceTimeout: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}
