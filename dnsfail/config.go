@@ -170,6 +170,31 @@ const (
 	DefaultRateLimitSlip = 2
 )
 
+// loadKeys checks the zones file's TSIG keys (which make the file a
+// secret) and returns them by name.
+func loadKeys(path string, list []KeyConfig, bad report) map[string]KeyConfig {
+	if len(list) > 0 {
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+			bad("zones_file", "%s holds TSIG secrets and is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
+		}
+	}
+	keys := map[string]KeyConfig{}
+	for i, k := range list {
+		if k.Algorithm == "" {
+			k.Algorithm = "hmac-sha256"
+		}
+		k.Name = dns.Fqdn(strings.ToLower(k.Name))
+		if k.Algorithm != "hmac-sha256" {
+			bad("zones_file", "%s: keys.%d.algorithm: %q: only hmac-sha256", path, i, k.Algorithm)
+		}
+		if _, err := decodeSecret(k.Secret); err != nil || k.Secret == "" {
+			bad("zones_file", "%s: keys.%d.secret: want base64 (%v)", path, i, err)
+		}
+		keys[k.Name] = k
+	}
+	return keys
+}
+
 // Enabled reports whether the member serves DNS.
 func (c *Config) Enabled() bool { return c.Listen != "" }
 
@@ -210,25 +235,7 @@ func (c *Config) Load(base string, sites []string) []confkit.FieldError {
 	for _, k := range md.Undecoded() {
 		bad("zones_file", "%s: %s: unknown key", path, k)
 	}
-	if len(zf.Keys) > 0 {
-		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-			bad("zones_file", "%s holds TSIG secrets and is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
-		}
-	}
-	keys := map[string]KeyConfig{}
-	for i, k := range zf.Keys {
-		if k.Algorithm == "" {
-			k.Algorithm = "hmac-sha256"
-		}
-		k.Name = dns.Fqdn(strings.ToLower(k.Name))
-		if k.Algorithm != "hmac-sha256" {
-			bad("zones_file", "%s: keys.%d.algorithm: %q: only hmac-sha256", path, i, k.Algorithm)
-		}
-		if _, err := decodeSecret(k.Secret); err != nil || k.Secret == "" {
-			bad("zones_file", "%s: keys.%d.secret: want base64 (%v)", path, i, err)
-		}
-		keys[k.Name] = k
-	}
+	keys := loadKeys(path, zf.Keys, bad)
 	isSite := map[string]bool{}
 	for _, s := range sites {
 		isSite[s] = true

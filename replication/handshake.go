@@ -200,17 +200,7 @@ func (v *Volume) localState(p *peer) stateMsg {
 // apply carries out the handshake's decision.
 func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error {
 	v := p.v
-	dc := decide(my, remote, v.cfg.SplitBrain, v.self, p.name)
-	overwritesPrimary := dc.action == actTarget && my.role == Primary || dc.action == actSource && remote.role == Primary
-	switch {
-	case overwritesPrimary && dc.split:
-		// A policy may discard a secondary's changes, never a primary's.
-		dc = decision{action: actSplitBrain, reason: "split brain with the losing side primary: " + dc.reason}
-	case overwritesPrimary:
-		dc = decision{action: actRefuse, reason: "the resync would overwrite a primary: " + dc.reason}
-	case my.role == Primary && remote.role == Primary && dc.action != actSplitBrain:
-		dc = decision{action: actRefuse, reason: "both sides are primary"}
-	}
+	dc := guardPrimaries(decide(my, remote, v.cfg.SplitBrain, v.self, p.name), my, remote)
 	p.mu.Lock()
 	// Close cancels the context before it disconnects the peers (under
 	// p.mu): a link whose handshake ends after that is not taken up, or
@@ -268,26 +258,50 @@ func (p *peer) apply(s *session, my, remote stateMsg, peerWords []uint64) error 
 		// loses: the resync counts them as they arrive (discardedBlock),
 		// not the bitmap's marks (a crashed primary's hot extents are
 		// marked whether or not the peer has them).
-		if dc.split {
-			v.met.splitBrains.Inc()
-			why := v.cfg.SplitBrain
-			if my.discard {
-				why = "discard-my-data"
-			}
-			s.discarding, s.mine, s.theirs, s.mineExact = true, p.bm.snapshot(), peerWords, true
-			v.log.Warn("this replica's writes since the split are discarded", "peer", p.name,
-				"by", why, "blocks_at_most", my.dirty)
-			v.event("split brain", "volume %s: the blocks written here since the split (at most %d) are discarded, %s wins (%s)", v.cfg.Name, my.dirty, p.name, why)
-		} else if my.crashed && my.dirty > 0 {
-			s.discarding, s.mine, s.theirs, s.mineExact = true, p.bm.snapshot(), peerWords, false
-			v.log.Warn("this replica crashed as primary and the peer went on: the writes it had not replicated are discarded",
-				"peer", p.name, "blocks_at_most", my.dirty)
-			v.event("writes discarded", "volume %s: the writes this old primary had not replicated (at most %d blocks) are discarded; resyncing from %s", v.cfg.Name, my.dirty, p.name)
-		}
+		p.countLosses(s, dc.split, my, peerWords)
 		v.setDisk(Inconsistent)
 		p.setState(SyncTarget)
 	}
 	return nil
+}
+
+// guardPrimaries: a policy may discard a secondary's changes, never a
+// primary's, and two primaries never resync.
+func guardPrimaries(dc decision, my, remote stateMsg) decision {
+	overwritesPrimary := dc.action == actTarget && my.role == Primary || dc.action == actSource && remote.role == Primary
+	switch {
+	case overwritesPrimary && dc.split:
+		return decision{action: actSplitBrain, reason: "split brain with the losing side primary: " + dc.reason}
+	case overwritesPrimary:
+		return decision{action: actRefuse, reason: "the resync would overwrite a primary: " + dc.reason}
+	case my.role == Primary && remote.role == Primary && dc.action != actSplitBrain:
+		return decision{action: actRefuse, reason: "both sides are primary"}
+	}
+	return dc
+}
+
+// countLosses prepares a resync target to count what it loses: the
+// writes made here since a split brain a policy (or discard-my-data)
+// decided against, or those an old primary had not replicated when it
+// crashed.
+func (p *peer) countLosses(s *session, split bool, my stateMsg, peerWords []uint64) {
+	v := p.v
+	if split {
+		v.met.splitBrains.Inc()
+		why := v.cfg.SplitBrain
+		if my.discard {
+			why = "discard-my-data"
+		}
+		s.discarding, s.mine, s.theirs, s.mineExact = true, p.bm.snapshot(), peerWords, true
+		v.log.Warn("this replica's writes since the split are discarded", "peer", p.name,
+			"by", why, "blocks_at_most", my.dirty)
+		v.event("split brain", "volume %s: the blocks written here since the split (at most %d) are discarded, %s wins (%s)", v.cfg.Name, my.dirty, p.name, why)
+	} else if my.crashed && my.dirty > 0 {
+		s.discarding, s.mine, s.theirs, s.mineExact = true, p.bm.snapshot(), peerWords, false
+		v.log.Warn("this replica crashed as primary and the peer went on: the writes it had not replicated are discarded",
+			"peer", p.name, "blocks_at_most", my.dirty)
+		v.event("writes discarded", "volume %s: the writes this old primary had not replicated (at most %d blocks) are discarded; resyncing from %s", v.cfg.Name, my.dirty, p.name)
+	}
 }
 
 func (p *peer) setState(st PeerState) {

@@ -29,7 +29,8 @@ func (v *Volume) Verify(ctx context.Context, peerName string, repair bool) (Veri
 }
 
 // verify is Verify, telling progress how many blocks were compared and
-// how many differ as it goes.
+// how many differ as it goes. (One function on purpose: the compare loop
+// with its window of outstanding requests and the repair reads as one.)
 func (v *Volume) verify(ctx context.Context, peerName string, repair bool, progress func(checked int64, differing int)) (VerifyReport, error) {
 	p := v.peers[peerName]
 	if p == nil {

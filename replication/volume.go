@@ -109,6 +109,34 @@ type Volume struct {
 // nbdExport is the running NBD server of a primary (see nbd.go).
 type nbdExport interface{ Close() error }
 
+// newMeta is the metadata of a replica met for the first time: with
+// new_replicas = sync, a file geobooth just created is blank and UpToDate
+// (any first primary's data is what it holds), anything else Inconsistent
+// until a full sync; with uptodate, every new replica is declared UpToDate.
+func newMeta(cfg VolumeConfig, created bool) *meta {
+	m := &meta{Version: 1, Volume: cfg.Name, Size: int64(cfg.Size), Bitmap: map[string]uint64{}, Disk: UpToDate, Clean: true}
+	if cfg.NewReplicas == "uptodate" || cfg.NewReplicas == "sync" && created {
+		m.Current, m.Blank = genesis(cfg), created
+	} else {
+		m.Disk = Inconsistent
+	}
+	return m
+}
+
+// openPeers opens the bitmap of each peer.
+func (v *Volume) openPeers() error {
+	for _, p := range v.cfg.Peers {
+		bm, err := openBitmap(v.cfg.metaBase()+".bitmap-"+p.Name, v.blocks())
+		if err != nil {
+			return err
+		}
+		v.peers[p.Name] = newPeer(v, p, bm)
+		v.order = append(v.order, p.Name)
+	}
+	sort.Strings(v.order)
+	return nil
+}
+
 // Open opens (or creates) the local replica. It starts secondary; Start
 // connects to the peers.
 func Open(o Options) (*Volume, error) {
@@ -153,12 +181,7 @@ func Open(o Options) (*Volume, error) {
 		v.be, v.created = fb, created
 	}
 	if !existed {
-		m = &meta{Version: 1, Volume: cfg.Name, Size: int64(cfg.Size), Bitmap: map[string]uint64{}, Disk: UpToDate, Clean: true}
-		if cfg.NewReplicas == "uptodate" || cfg.NewReplicas == "sync" && v.created {
-			m.Current, m.Blank = genesis(cfg), v.created
-		} else {
-			m.Disk = Inconsistent
-		}
+		m = newMeta(cfg, v.created)
 	}
 	if m.Size != size || m.Volume != cfg.Name {
 		v.be.Close()
@@ -172,16 +195,10 @@ func Open(o Options) (*Volume, error) {
 	}
 	v.al = al
 	v.al.evict = v.evictExtent
-	for _, p := range cfg.Peers {
-		bm, err := openBitmap(cfg.metaBase()+".bitmap-"+p.Name, v.blocks())
-		if err != nil {
-			v.be.Close()
-			return nil, err
-		}
-		v.peers[p.Name] = newPeer(v, p, bm)
-		v.order = append(v.order, p.Name)
+	if err := v.openPeers(); err != nil {
+		v.be.Close()
+		return nil, err
 	}
-	sort.Strings(v.order)
 	v.met = newVolumeMetrics(o.Registry, v)
 	if !m.Clean {
 		v.recoverFromCrash(exts, alErr)

@@ -37,6 +37,7 @@ func reply(o *out, id uint64, err error, format string, args ...any) {
 // granting to the holder succeeds; a ticket held elsewhere must be moved; a
 // grant waits out the lease of an owner that stopped renewing (and
 // acquire_after) unless forced, and force is the operator's responsibility.
+// (One function on purpose: Booth's grant rules, in the order they apply.)
 func (s *State) grant(o *out, c Command, now time.Duration) {
 	target := c.Site
 	if !s.cl.IsSite(target) {
