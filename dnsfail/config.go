@@ -172,7 +172,7 @@ const (
 
 // loadKeys checks the zones file's TSIG keys (which make the file a
 // secret) and returns them by name.
-func loadKeys(path string, list []KeyConfig, bad report) map[string]KeyConfig {
+func loadKeys(path string, at func(key string) string, list []KeyConfig, bad report) map[string]KeyConfig {
 	if len(list) > 0 {
 		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
 			bad("zones_file", "%s holds TSIG secrets and is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
@@ -185,10 +185,12 @@ func loadKeys(path string, list []KeyConfig, bad report) map[string]KeyConfig {
 		}
 		k.Name = dns.Fqdn(strings.ToLower(k.Name))
 		if k.Algorithm != "hmac-sha256" {
-			bad("zones_file", "%s: keys.%d.algorithm: %q: only hmac-sha256", path, i, k.Algorithm)
+			key := fmt.Sprintf("keys.%d.algorithm", i)
+			bad("zones_file", "%s: %s: %q: only hmac-sha256", at(key), key, k.Algorithm)
 		}
 		if _, err := decodeSecret(k.Secret); err != nil || k.Secret == "" {
-			bad("zones_file", "%s: keys.%d.secret: want base64 (%v)", path, i, err)
+			key := fmt.Sprintf("keys.%d.secret", i)
+			bad("zones_file", "%s: %s: want base64 (%v)", at(key), key, err)
 		}
 		keys[k.Name] = k
 	}
@@ -227,15 +229,28 @@ func (c *Config) Load(base string, sites []string) []confkit.FieldError {
 	}
 	c.ZonesFile = path
 	var zf zonesFile
-	md, err := toml.DecodeFile(path, &zf)
+	text, err := os.ReadFile(path)
+	if err != nil {
+		bad("zones_file", "%v", err)
+		return errs
+	}
+	md, err := toml.Decode(string(text), &zf)
 	if err != nil {
 		bad("zones_file", "%s: %v", path, err)
 		return errs
 	}
-	for _, k := range md.Undecoded() {
-		bad("zones_file", "%s: %s: unknown key", path, k)
+	// Errors say file:line: key, the line of the key or of what holds it.
+	lines := confkit.KeyLines(string(text))
+	at := func(key string) string {
+		if n := lines.Line(key); n > 0 {
+			return fmt.Sprintf("%s:%d", path, n)
+		}
+		return path
 	}
-	keys := loadKeys(path, zf.Keys, bad)
+	for _, k := range md.Undecoded() {
+		bad("zones_file", "%s: %s: unknown key", at(k.String()), k)
+	}
+	keys := loadKeys(path, at, zf.Keys, bad)
 	isSite := map[string]bool{}
 	for _, s := range sites {
 		isSite[s] = true
@@ -246,18 +261,20 @@ func (c *Config) Load(base string, sites []string) []confkit.FieldError {
 		z.keys, z.dir = keys, filepath.Dir(path)
 		zerrs := z.check(isSite)
 		for _, e := range zerrs {
-			bad("zones_file", "%s: zones.%d.%s: %s", path, i, e.Key, e.Msg)
+			key := fmt.Sprintf("zones.%d.%s", i, e.Key)
+			bad("zones_file", "%s: %s: %s", at(key), key, e.Msg)
 		}
 		if len(zerrs) == 0 {
 			// The zone file itself, as the server will build the zone:
 			// missing, unparsable, a bad record, a clash with a failover
 			// name.
 			if _, err := buildZone(*z); err != nil {
-				bad("zones_file", "%s: zones.%d (%s): %v", path, i, z.Origin, err)
+				bad("zones_file", "%s: zones.%d (%s): %v", at(fmt.Sprintf("zones.%d", i)), i, z.Origin, err)
 			}
 		}
 		if seen[z.Origin] {
-			bad("zones_file", "%s: zones.%d.origin: %q twice", path, i, z.Origin)
+			key := fmt.Sprintf("zones.%d.origin", i)
+			bad("zones_file", "%s: %s: %q twice", at(key), key, z.Origin)
 		}
 		seen[z.Origin] = true
 	}

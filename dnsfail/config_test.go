@@ -151,3 +151,41 @@ transfer_key = "xfr"
 		})
 	}
 }
+
+// A zones-file error says file:line: key (STYLE §4).
+func TestZonesFileErrorsSayFileLineAndKey(t *testing.T) {
+	zones := `[[zones]]
+origin = "example.test."
+file = "example.test.zone"
+
+[[zones.failover]]
+name = "www"
+type = "A"
+ttl = "5s"
+ticket = "web"
+sites = { east = { targets = ["192.0.2.1"] } }
+
+[[zones.failover]]
+name = "api"
+type = "MX"
+ttl = "5s"
+ticket = "web"
+sites = { east = { targets = ["192.0.2.1"] } }
+when_no_owner = "sometimes"
+`
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dns.toml")
+	if err := os.WriteFile(path, []byte(zones), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Listen: "127.0.0.1:53", ZonesFile: path}
+	got := fmt.Sprint(cfg.Load(dir, []string{"east", "west"}))
+	for _, want := range []string{
+		path + `:14: zones.0.failover.1.type: "MX": want A, AAAA or CNAME`,
+		path + `:18: zones.0.failover.1.when_no_owner: "sometimes": want nodata or fallback`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("errors do not say %q:\n%s", want, got)
+		}
+	}
+}

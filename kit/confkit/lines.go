@@ -1,0 +1,101 @@
+package confkit
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Lines maps the keys of a TOML document to the lines that set them, so
+// that a validation error can say file:line: key. Keys are written as
+// the validators write them: tables and keys joined by dots, an element of
+// an array of tables by its index ("zones.0.failover.1.ttl"). It reads the
+// common shapes ([table], [[array]], key = value, dotted keys); a key set
+// inside an inline table maps to the line of the key that holds it.
+type Lines map[string]int
+
+// KeyLines reads a TOML document's key lines.
+func KeyLines(doc string) Lines {
+	lines := Lines{}
+	counts := map[string]int{} // array of tables (its path with indexes) → elements seen
+	table := ""
+	for i, raw := range strings.Split(doc, "\n") {
+		line := strings.TrimSpace(raw)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "[["):
+			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(cutComment(line), "[["), "]]"))
+			base := unquote(strings.TrimSpace(name))
+			if i := strings.LastIndexByte(name, '.'); i >= 0 {
+				base = indexed(name[:i], counts) + "." + unquote(strings.TrimSpace(name[i+1:]))
+			}
+			n := counts[base]
+			counts[base] = n + 1
+			table = base + "." + strconv.Itoa(n)
+			lines[table] = i + 1
+		case strings.HasPrefix(line, "["):
+			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(cutComment(line), "["), "]"))
+			table = indexed(name, counts)
+			lines[table] = i + 1
+		default:
+			key, _, ok := strings.Cut(line, "=")
+			if !ok {
+				continue
+			}
+			full := unquote(strings.TrimSpace(key))
+			if table != "" {
+				full = table + "." + full
+			}
+			if _, seen := lines[full]; !seen {
+				lines[full] = i + 1
+			}
+		}
+	}
+	return lines
+}
+
+// Line is the line of key, or of the nearest key or table that holds it
+// (0: not found).
+func (l Lines) Line(key string) int {
+	for k := key; k != ""; {
+		if n, ok := l[k]; ok {
+			return n
+		}
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return 0
+}
+
+// indexed writes a table's dotted name with the index of the current
+// element of each array of tables on its path.
+func indexed(name string, counts map[string]int) string {
+	var out string
+	for _, part := range strings.Split(name, ".") {
+		part = unquote(strings.TrimSpace(part))
+		if out != "" {
+			out += "."
+		}
+		out += part
+		if n, ok := counts[out]; ok && n > 0 {
+			out += "." + strconv.Itoa(n-1)
+		}
+	}
+	return out
+}
+
+func cutComment(s string) string {
+	if i := strings.Index(s, "#"); i >= 0 {
+		return strings.TrimSpace(s[:i])
+	}
+	return s
+}
+
+func unquote(s string) string {
+	if len(s) >= 2 && (s[0] == '"' && s[len(s)-1] == '"' || s[0] == '\'' && s[len(s)-1] == '\'') {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
