@@ -27,8 +27,9 @@ var layers = [][]string{
 	{"ticket"},
 	{"ticket/engine"},
 	{"internal/node"},
-	// the worlds the ticket drives, and the membership and alerting parts
-	{"replication", "replication/nbd", "dnsfail", "pacemaker", "internal/membership", "internal/alerts"},
+	// the worlds the ticket drives, the membership and alerting parts, and
+	// Booth's protocol (its own engine, beside ticket's)
+	{"replication", "replication/nbd", "dnsfail", "pacemaker", "internal/membership", "internal/alerts", "booth"},
 	// the configuration file, which hands each part its section
 	{"internal/config"},
 	// the HTTP API, then the status page that renders its tickets
