@@ -200,10 +200,10 @@ func Load(path, stateDir string) (*File, error) {
 		}
 		return nil, Errors{{File: abs, Msg: err.Error()}}
 	}
-	lines := keyLines(string(src))
+	lines := confkit.KeyLines(string(src))
 	var errs Errors
 	add := func(key, format string, args ...any) {
-		errs = append(errs, Error{File: abs, Line: lines.find(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, Error{File: abs, Line: lines.Line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 	}
 	for _, k := range md.Undecoded() {
 		add(k.String(), "unknown key")
@@ -222,10 +222,10 @@ func Load(path, stateDir string) (*File, error) {
 			return nil, append(errs, cerrs...)
 		} else {
 			csrc, _ := os.ReadFile(cpath)
-			clines := keyLines(string(csrc))
+			clines := confkit.KeyLines(string(csrc))
 			addCluster = func(key, format string, args ...any) {
 				key = strings.TrimPrefix(key, "cluster.")
-				errs = append(errs, Error{File: cpath, Line: clines.find(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+				errs = append(errs, Error{File: cpath, Line: clines.Line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 			}
 		}
 	}
@@ -262,10 +262,10 @@ func decodeClusterFile(path string, c *Cluster) Errors {
 		}
 		return Errors{{File: path, Msg: err.Error()}}
 	}
-	lines := keyLines(string(src))
+	lines := confkit.KeyLines(string(src))
 	var errs Errors
 	for _, k := range md.Undecoded() {
-		errs = append(errs, Error{File: path, Line: lines.find(k.String()), Key: k.String(), Msg: "unknown key"})
+		errs = append(errs, Error{File: path, Line: lines.Line(k.String()), Key: k.String(), Msg: "unknown key"})
 	}
 	return errs
 }

@@ -19,11 +19,11 @@ func KeyLines(doc string) Lines {
 	counts := map[string]int{} // array of tables (its path with indexes) → elements seen
 	table := ""
 	for i, raw := range strings.Split(doc, "\n") {
-		line := strings.TrimSpace(raw)
+		line := strings.TrimSpace(stripComment(raw))
 		switch {
-		case line == "" || strings.HasPrefix(line, "#"):
+		case line == "":
 		case strings.HasPrefix(line, "[["):
-			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(cutComment(line), "[["), "]]"))
+			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(line, "[["), "]]"))
 			base := unquote(strings.TrimSpace(name))
 			if i := strings.LastIndexByte(name, '.'); i >= 0 {
 				base = indexed(name[:i], counts) + "." + unquote(strings.TrimSpace(name[i+1:]))
@@ -33,7 +33,7 @@ func KeyLines(doc string) Lines {
 			table = base + "." + strconv.Itoa(n)
 			lines[table] = i + 1
 		case strings.HasPrefix(line, "["):
-			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(cutComment(line), "["), "]"))
+			name := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(line, "["), "]"))
 			table = indexed(name, counts)
 			lines[table] = i + 1
 		default:
@@ -41,7 +41,7 @@ func KeyLines(doc string) Lines {
 			if !ok {
 				continue
 			}
-			full := unquote(strings.TrimSpace(key))
+			full := unquoteKey(key)
 			if table != "" {
 				full = table + "." + full
 			}
@@ -86,11 +86,32 @@ func indexed(name string, counts map[string]int) string {
 	return out
 }
 
-func cutComment(s string) string {
-	if i := strings.Index(s, "#"); i >= 0 {
-		return strings.TrimSpace(s[:i])
+// stripComment drops a # comment that is not inside a quoted string.
+func stripComment(s string) string {
+	inStr := byte(0)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case inStr != 0 && c == '\\' && inStr == '"':
+			i++
+		case inStr != 0 && c == inStr:
+			inStr = 0
+		case inStr == 0 && (c == '"' || c == '\''):
+			inStr = c
+		case inStr == 0 && c == '#':
+			return s[:i]
+		}
 	}
 	return s
+}
+
+// unquoteKey normalises a (possibly dotted, possibly quoted) key.
+func unquoteKey(k string) string {
+	parts := strings.Split(k, ".")
+	for i, p := range parts {
+		parts[i] = unquote(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ".")
 }
 
 func unquote(s string) string {
