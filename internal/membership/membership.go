@@ -189,10 +189,17 @@ func New(cfg Config, nodeName, bind string, join []string, tags map[string]strin
 		ml.GossipVerifyIncoming, ml.GossipVerifyOutgoing = true, true
 		sc.KeyringFile = cfg.KeyringFile
 	}
+	held, err := newHeldTransport(host, p, ml.Logger)
+	if err != nil {
+		return nil, err
+	}
+	ml.Transport = held
 	s, err := serf.Create(sc)
 	if err != nil {
+		_ = held.Shutdown()
 		return nil, fmt.Errorf("start serf on %s: %w", bind, err)
 	}
+	held.open()
 	m := &Membership{cfg: cfg, serf: s, events: events, join: join, log: logger, subs: map[string][]func(string, []byte){}}
 	m.met = newMetrics(reg, m)
 	return m, nil
