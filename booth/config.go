@@ -439,3 +439,24 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 func isAlnum(c byte) bool {
 	return isDigit(c) || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
+
+// FindSelf is the member whose address is one of addrs (this host's), as
+// boothd finds itself; it is an error when none or several are.
+func (c *Config) FindSelf(addrs []netip.Addr) (Member, error) {
+	var found []Member
+	for _, m := range c.Members {
+		for _, a := range addrs {
+			if a.Unmap() == m.Address {
+				found = append(found, m)
+				break
+			}
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return Member{}, fmt.Errorf("%s: no member has an address of this host; give it with -booth-address", c.Path)
+	}
+	return Member{}, fmt.Errorf("%s: several members have addresses of this host; give one with -booth-address", c.Path)
+}

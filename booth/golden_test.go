@@ -44,16 +44,16 @@ func TestCodecMatchesRealBoothd(t *testing.T) {
 			if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			ns := boothNamespaces(t, addrs, map[bool]string{false: "n", true: "a"}[auth])
+			ns := testenv.IPv4Namespaces(t, map[bool]string{false: "n", true: "a"}[auth], addrs...)
 			pcap := filepath.Join(dir, "booth.pcap")
-			dump := exec.Command("tcpdump", "-i", ns.bridge, "-U", "-w", pcap, "udp", "port", "9929")
+			dump := exec.Command("tcpdump", "-i", ns.Bridge, "-U", "-w", pcap, "udp", "port", "9929")
 			if err := dump.Start(); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { dump.Process.Kill(); dump.Wait() })
 			// tcpdump is ready once it has created its file.
 			testenv.Eventually(t, 10*time.Second, func() error { _, err := os.Stat(pcap); return err })
-			for i, n := range ns.names {
+			for i, n := range ns.Names {
 				cib := filepath.Join(dir, fmt.Sprintf("cib-%d.xml", i))
 				out, err := exec.Command("cibadmin", "--empty").Output()
 				if err != nil {
@@ -72,11 +72,11 @@ func TestCodecMatchesRealBoothd(t *testing.T) {
 				t.Cleanup(func() { d.Process.Kill(); d.Wait() })
 			}
 			list := func(i int) string {
-				out, _ := exec.Command("ip", "netns", "exec", ns.names[i], "booth", "list", "-c", confPath, "-s", addrs[i]).CombinedOutput()
+				out, _ := exec.Command("ip", "netns", "exec", ns.Names[i], "booth", "list", "-c", confPath, "-s", addrs[i]).CombinedOutput()
 				return string(out)
 			}
 			testenv.Eventually(t, 20*time.Second, func() error {
-				out, err := exec.Command("ip", "netns", "exec", ns.names[0], "booth", "grant", "-c", confPath, "-s", addrs[0], "web").CombinedOutput()
+				out, err := exec.Command("ip", "netns", "exec", ns.Names[0], "booth", "grant", "-c", confPath, "-s", addrs[0], "web").CombinedOutput()
 				if err != nil {
 					return fmt.Errorf("booth grant: %v %s", err, out)
 				}
@@ -133,43 +133,6 @@ func TestCodecMatchesRealBoothd(t *testing.T) {
 			t.Logf("%d datagrams decoded and re-encoded byte for byte: %v", len(datagrams), seen)
 		})
 	}
-}
-
-type namespaces struct {
-	bridge string
-	names  []string
-}
-
-// boothNamespaces makes one IPv4-only namespace per address on a bridge.
-func boothNamespaces(t *testing.T, addrs []string, variant string) namespaces {
-	t.Helper()
-	tag := fmt.Sprintf("%d%s", os.Getpid()%100000, variant)
-	ns := namespaces{bridge: "gbw" + tag}
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-	}
-	run("ip", "link", "add", ns.bridge, "type", "bridge")
-	t.Cleanup(func() { exec.Command("ip", "link", "del", ns.bridge).Run() })
-	run("ip", "link", "set", ns.bridge, "up")
-	for i, a := range addrs {
-		n := fmt.Sprintf("gbw%s-%d", tag, i)
-		run("ip", "netns", "add", n)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
-		veth := fmt.Sprintf("gbw%sv%d", tag, i)
-		run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", n)
-		run("ip", "link", "set", veth, "master", ns.bridge, "up")
-		for _, k := range []string{"all", "default", "lo", "eth0"} {
-			run("ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv6.conf."+k+".disable_ipv6=1")
-		}
-		run("ip", "netns", "exec", n, "ip", "addr", "add", a+"/24", "dev", "eth0")
-		run("ip", "netns", "exec", n, "ip", "link", "set", "eth0", "up")
-		run("ip", "netns", "exec", n, "ip", "link", "set", "lo", "up")
-		ns.names = append(ns.names, n)
-	}
-	return ns
 }
 
 // readPcapUDP returns the UDP payloads of a classic pcap file of Ethernet

@@ -279,3 +279,16 @@ func SiteID(addr netip.Addr) uint32 {
 	b := addr.Unmap().AsSlice()
 	return crc32.ChecksumIEEE(b) & 0x7FFFFFFF
 }
+
+// EncodeText packs a header-only message followed by text, as Booth
+// answers list and peers: the length field counts the text, the HMAC
+// covers the header only.
+func EncodeText(m Message, key []byte, text string) []byte {
+	m.HasTicket = false
+	b := Encode(m, key)
+	binary.BigEndian.PutUint32(b[24:], uint32(len(b)+len(text)))
+	if key != nil {
+		copy(b[len(b)-TrailerSize+4:], mac(key, b[:len(b)-TrailerSize]))
+	}
+	return append(b, text...)
+}

@@ -31,6 +31,8 @@ func run() int {
 	version := flag.Bool("version", false, "print the version and exit")
 	acceptMembers := flag.Bool("accept-membership-change", false,
 		"start although the member list differs from the one the stored ticket state was written under: only when every member was stopped for the change (docs/operations.md)")
+	boothConf := flag.String("booth-config", "", "run as the arbitrator of the Booth cluster of this booth.conf `FILE` instead of from -config (docs/booth.md)")
+	boothAddr := flag.String("booth-address", "", "this member's `ADDRESS` in the booth.conf (default: the one of this host's addresses that it lists)")
 	man := flag.Bool("man", false, "print the manual page (roff) and exit, e.g. geoboothd -man | man -l -")
 	flag.Parse()
 	if *version {
@@ -41,8 +43,13 @@ func run() int {
 		fmt.Print(manPage(flag.CommandLine))
 		return 0
 	}
+	if *boothConf != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runBooth(ctx, *boothConf, *boothAddr, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	}
 	if *cfgPath == "" {
-		fmt.Fprintln(os.Stderr, "geoboothd: -config FILE is required")
+		fmt.Fprintln(os.Stderr, "geoboothd: -config FILE or -booth-config FILE is required")
 		return 2
 	}
 	cfg, err := config.Load(*cfgPath, *stateDir)

@@ -1,0 +1,403 @@
+package booth
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// State is a ticket's state at one member, with Booth's names.
+type State uint8
+
+// Booth's ticket states. An arbitrator is only ever in Init or Follower:
+// only sites stand for election.
+const (
+	StateInit State = iota
+	StateFollower
+	StateCandidate
+	StateLeader
+)
+
+func (s State) String() string {
+	switch s {
+	case StateFollower:
+		return "Fllw"
+	case StateCandidate:
+		return "Cndi"
+	case StateLeader:
+		return "Lead"
+	}
+	return "Init"
+}
+
+// Arbiter is Booth's ticket logic as an arbitrator runs it (raft.c and
+// ticket.c of ClusterLabs Booth, read and re-implemented): it votes,
+// follows the leader's lease from its heartbeats and updates, answers
+// status queries and reports what it knows. It is a pure state machine:
+// the caller passes the time (a monotonic reading) and sends what it
+// returns. Its semantics are Booth's, weaker than geobooth's own ticket
+// core (votes in memory only, truncated lease times); docs/booth.md says
+// where.
+type Arbiter struct {
+	self    Member
+	members map[uint32]Member
+	// unit is this member's lease time unit on the wire.
+	unit    time.Duration
+	tickets []*arbTicket
+	byName  map[string]*arbTicket
+}
+
+// arbTicket is one ticket's state, the fields of Booth's ticket_config
+// that an arbitrator uses.
+type arbTicket struct {
+	cfg   TicketConfig
+	state State
+	// leader is a member's id, 0 for none known, or NoLeader after a
+	// revoke.
+	leader uint32
+	term   uint32
+	// expires is when the lease ends, as this member reckons it; expSet
+	// is false until a lease or a loss was seen (Booth's time_reset).
+	expires    time.Duration
+	expSet     bool
+	votedFor   uint32
+	inElection bool
+	// lastValidTerm is the term of the last ticket this member saw
+	// committed (Booth's last_valid_tk); messages of an older term are
+	// dropped.
+	lastValidTerm uint32
+	hasLastValid  bool
+}
+
+// Send is a message for one member.
+type Send struct {
+	To  uint32
+	Msg Message
+}
+
+// NewArbiter sets up the arbitrator self of cfg.
+func NewArbiter(cfg *Config, self netip.Addr) (*Arbiter, error) {
+	a := &Arbiter{members: map[uint32]Member{}, byName: map[string]*arbTicket{}, unit: time.Second}
+	if cfg.Millis {
+		a.unit = time.Millisecond
+	}
+	found := false
+	for _, m := range cfg.Members {
+		a.members[m.ID] = m
+		if m.Address == self.Unmap() {
+			a.self, found = m, true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("booth: %s is not a member of %s", self, cfg.Path)
+	}
+	if !a.self.Arbitrator {
+		return nil, fmt.Errorf("booth: %s is a site in %s; geoboothd runs only as a Booth arbitrator so far (issue 22)", self, cfg.Path)
+	}
+	for _, tc := range cfg.Tickets {
+		t := &arbTicket{cfg: tc}
+		a.tickets = append(a.tickets, t)
+		a.byName[tc.Name] = t
+	}
+	return a, nil
+}
+
+// Self is this member.
+func (a *Arbiter) Self() Member { return a.self }
+
+// Member returns the member with site id id.
+func (a *Arbiter) Member(id uint32) (Member, bool) {
+	m, ok := a.members[id]
+	return m, ok
+}
+
+// Start is what a starting member sends: a status query for every ticket
+// to every other member, whose answers tell it the current leases.
+func (a *Arbiter) Start() []Send {
+	var out []Send
+	for _, t := range a.tickets {
+		out = append(out, a.broadcast(t, 0, CmdStatus)...)
+	}
+	return out
+}
+
+func (a *Arbiter) broadcast(t *arbTicket, now time.Duration, cmd Code) []Send {
+	var out []Send
+	for id := range a.members {
+		if id != a.self.ID {
+			out = append(out, Send{To: id, Msg: a.message(t, now, cmd, 0, 0)})
+		}
+	}
+	return out
+}
+
+// message is Booth's init_ticket_msg: the ticket as this member sees it.
+func (a *Arbiter) message(t *arbTicket, now time.Duration, cmd, request, result Code) Message {
+	m := Message{Header: Header{From: a.self.ID, Cmd: cmd, Request: request, Result: result}, HasTicket: true}
+	if t == nil {
+		return m
+	}
+	leader := t.leader
+	if !t.owned() {
+		leader = t.votedFor
+		if leader == 0 {
+			leader = NoLeader
+		}
+	}
+	m.Ticket = Ticket{Name: t.cfg.Name, Leader: leader, Term: t.term, ValidFor: uint32(t.left(now) / a.unit)}
+	return m
+}
+
+func (t *arbTicket) owned() bool { return t.leader != 0 && t.leader != NoLeader }
+
+// left is the lease's remaining time, zero when none.
+func (t *arbTicket) left(now time.Duration) time.Duration {
+	if !t.expSet || t.expires <= now {
+		return 0
+	}
+	return t.expires - now
+}
+
+func (t *arbTicket) setExpiry(now, d time.Duration) { t.expires, t.expSet = now+d, true }
+
+// disown forgets the leader and ends the lease now.
+func (t *arbTicket) disown(now time.Duration) {
+	t.leader = 0
+	t.expires, t.expSet = now, true
+}
+
+// reset is Booth's reset_ticket, as far as an arbitrator keeps state.
+func (t *arbTicket) reset(now time.Duration) {
+	t.disown(now)
+	t.state = StateInit
+	t.votedFor = 0
+}
+
+func (t *arbTicket) saveCommitted() { t.lastValidTerm, t.hasLastValid = t.term, true }
+
+// Errors of Receive: the message is dropped (and counted as invalid, as
+// Booth does).
+var (
+	ErrUnknownSender = errors.New("booth: message from a site id not in the configuration")
+	ErrUnknownTicket = errors.New("booth: message about a ticket not in the configuration")
+	ErrUnknownLeader = errors.New("booth: message naming a leader not in the configuration")
+	ErrNoTicket      = errors.New("booth: peer message without a ticket")
+)
+
+// Receive handles a peer's message (already authenticated) at time now
+// and returns the answers.
+func (a *Arbiter) Receive(now time.Duration, m Message) ([]Send, error) {
+	if _, ok := a.members[m.From]; !ok || m.From == a.self.ID {
+		return nil, fmt.Errorf("%w: %#x", ErrUnknownSender, m.From)
+	}
+	if !m.HasTicket {
+		return nil, ErrNoTicket
+	}
+	t := a.byName[m.Ticket.Name]
+	if t == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownTicket, m.Ticket.Name)
+	}
+	if _, ok := a.members[m.Ticket.Leader]; !ok && m.Ticket.Leader != NoLeader {
+		return nil, fmt.Errorf("%w: %#x", ErrUnknownLeader, m.Ticket.Leader)
+	}
+	// Booth drops every message but a status query whose term is older
+	// than the last committed one it knows.
+	if m.Cmd != CmdStatus && t.hasLastValid && t.lastValidTerm > m.Ticket.Term {
+		return nil, nil
+	}
+	var out *Send
+	switch m.Cmd {
+	case CmdRequestVote:
+		out = a.answerVote(t, now, m)
+	case CmdHeartbeat:
+		out = a.answerHeartbeat(t, now, m)
+	case CmdUpdate:
+		out = a.answerUpdate(t, now, m)
+	case CmdRevoke:
+		out = a.answerRevoke(t, now, m)
+	case CmdVoteFor:
+		a.stepDown(t, now, m)
+	case CmdMyIndex:
+		out = a.answerMyIndex(t, now, m)
+	case CmdStatus:
+		if !t.inElection {
+			out = a.reply(t, now, CmdMyIndex, m)
+		}
+	}
+	// Ack., RJC! and unknown opcodes concern candidates and leaders only.
+	if out == nil {
+		return nil, nil
+	}
+	return []Send{*out}, nil
+}
+
+func (a *Arbiter) reply(t *arbTicket, now time.Duration, cmd Code, in Message) *Send {
+	return &Send{To: in.From, Msg: a.message(t, now, cmd, in.Cmd, 0)}
+}
+
+func (a *Arbiter) reject(t *arbTicket, now time.Duration, code Code, in Message) *Send {
+	return &Send{To: in.From, Msg: a.message(t, now, CmdReject, in.Cmd, code)}
+}
+
+// seemsOK is Booth's ticket_seems_ok for a follower: a lease with at
+// least a third of its length to run.
+func (t *arbTicket) seemsOK(now time.Duration) bool {
+	left := t.left(now)
+	return left > 0 && t.state == StateFollower && left >= t.cfg.Expire/3
+}
+
+// answerVote is Booth's vote (answer_REQ_VOTE): refuse a "ticket lost"
+// election while the lease looks fine here, refuse anyone but the
+// leader while the lease runs (unless it steps down), refuse an older
+// term, else vote once per term.
+func (a *Arbiter) answerVote(t *arbTicket, now time.Duration, m Message) *Send {
+	if m.Reason == ReasonLost {
+		if t.state == StateInit && t.leader == NoLeader {
+			return a.reject(t, now, ResultOutdated, m)
+		}
+		if t.seemsOK(now) {
+			return a.reject(t, now, ResultValid, m)
+		}
+	}
+	valid := t.left(now) > 0
+	if m.From != t.leader && valid && m.Reason != ReasonStepDown {
+		return a.reject(t, now, ResultValid, m)
+	}
+	if m.Ticket.Term < t.term {
+		return a.reject(t, now, ResultOlder, m)
+	}
+	t.inElection = true
+	if !valid {
+		t.leader = 0
+	}
+	if m.Ticket.Term > t.term {
+		t.state, t.term = StateFollower, m.Ticket.Term
+		t.votedFor = m.From
+	} else if t.votedFor == 0 {
+		t.votedFor = m.From
+	}
+	s := a.reply(t, now, CmdVoteFor, m)
+	s.Msg.Ticket.Leader = t.votedFor
+	return s
+}
+
+// follow is Booth's become_follower: the lease is the sender's remaining
+// time from now (Booth does not cap it here).
+func (a *Arbiter) follow(t *arbTicket, now time.Duration, m Message) {
+	t.setExpiry(now, time.Duration(m.Ticket.ValidFor)*a.unit)
+	t.term = m.Ticket.Term
+	t.state = StateFollower
+	t.inElection = false
+	t.leader = m.Ticket.Leader
+}
+
+// answerHeartbeat follows a leader's heartbeat and acknowledges it, unless
+// another leader of an older term claims a ticket owned here.
+func (a *Arbiter) answerHeartbeat(t *arbTicket, now time.Duration, m Message) *Send {
+	if m.Ticket.Term < t.term && m.From != t.leader && t.owned() {
+		return a.reject(t, now, ResultOlder, m)
+	}
+	a.follow(t, now, m)
+	return a.reply(t, now, CmdAck, m)
+}
+
+// answerUpdate follows a lease update from the leader (or anyone while no
+// one owns the ticket here) and acknowledges it.
+func (a *Arbiter) answerUpdate(t *arbTicket, now time.Duration, m Message) *Send {
+	if t.owned() && t.leader != m.Ticket.Leader {
+		if t.seemsOK(now) {
+			return a.reject(t, now, ResultValid, m)
+		}
+		return nil
+	}
+	if t.owned() && m.From != t.leader {
+		return a.reject(t, now, ResultOlder, m)
+	}
+	a.follow(t, now, m)
+	return a.reply(t, now, CmdAck, m)
+}
+
+// answerRevoke accepts a revoke from the leader (or repeats the ack of
+// one already done).
+func (a *Arbiter) answerRevoke(t *arbTicket, now time.Duration, m Message) *Send {
+	switch {
+	case t.state == StateInit && t.leader == NoLeader:
+	case t.leader != m.From || t.state != StateFollower:
+		return nil
+	default:
+		t.saveCommitted()
+		t.reset(now)
+		t.leader = NoLeader
+	}
+	return a.reply(t, now, CmdAck, m)
+}
+
+// stepDown handles a vote for nobody from the leader: it gives the ticket
+// away (after a failed before-acquire handler). Other votes are for
+// candidates.
+func (a *Arbiter) stepDown(t *arbTicket, now time.Duration, m Message) {
+	if m.Ticket.Leader != NoLeader || m.From != t.leader || t.state != StateFollower {
+		return
+	}
+	t.saveCommitted()
+	t.reset(now)
+	t.state = StateFollower
+}
+
+// answerMyIndex takes a member's status answer: a newer or still valid
+// ticket is adopted (its lease capped at expire); an older one gets this
+// member's status back.
+func (a *Arbiter) answerMyIndex(t *arbTicket, now time.Duration, m Message) *Send {
+	expired := m.Ticket.ValidFor == 0
+	newer := int64(t.term) - int64(m.Ticket.Term)
+	var out *Send
+	if newer > 0 {
+		out = a.reply(t, now, CmdMyIndex, m)
+	}
+	if newer >= 0 && expired {
+		return out
+	}
+	t.setExpiry(now, min(t.cfg.Expire, time.Duration(m.Ticket.ValidFor)*a.unit))
+	t.term = max(t.term, m.Ticket.Term)
+	t.leader = m.Ticket.Leader
+	if t.owned() {
+		t.state = StateFollower
+	} else {
+		t.state = StateInit
+	}
+	t.saveCommitted()
+	return out
+}
+
+// Tick runs the time-driven part at now: a lease that ran out loses its
+// leader (Booth's ticket_lost); an election that came to nothing is over.
+func (a *Arbiter) Tick(now time.Duration) {
+	for _, t := range a.tickets {
+		switch {
+		case !t.cfg.Manual && t.owned() && t.expSet && t.expires <= now:
+			t.saveCommitted()
+			t.reset(now)
+			t.state = StateFollower
+		case t.state == StateFollower && t.leader == 0 && !t.cfg.Manual:
+			if t.votedFor == 0 || !t.inElection {
+				t.disown(now)
+			} else {
+				t.inElection = false
+			}
+		}
+	}
+}
+
+// NextTick is when Tick has something to do next: the earliest lease end,
+// or one timeout from now.
+func (a *Arbiter) NextTick(now time.Duration) time.Duration {
+	next := now + time.Hour
+	for _, t := range a.tickets {
+		next = min(next, now+t.cfg.Timeout)
+		if t.owned() && t.expSet && t.expires > now {
+			next = min(next, t.expires)
+		}
+	}
+	return next
+}

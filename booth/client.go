@@ -1,0 +1,92 @@
+package booth
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Answer is a client request's reply (a Rslt ticket message), as Booth's
+// process_client_request gives it at an arbitrator: a grant cannot be
+// done here (the booth client refuses before asking; this refuses too),
+// a revoke of a free ticket is idle, one of an owned ticket is
+// redirected to the leader.
+func (a *Arbiter) Answer(now time.Duration, m Message) Message {
+	t := a.byName[m.Ticket.Name]
+	var result Code
+	switch {
+	case !m.HasTicket || t == nil:
+		result = ResultInvalid
+	case m.Cmd == CmdGrant && !t.cfg.Manual && t.owned():
+		result = ResultOver
+	case m.Cmd == CmdGrant:
+		result = ResultInvalid
+	case !t.owned():
+		result = ResultIdle
+	default:
+		result = ResultRedirect
+	}
+	if t == nil {
+		return a.message(nil, now, CmdResult, 0, result)
+	}
+	return a.message(t, now, CmdResult, 0, result)
+}
+
+// TicketView is what this member knows of a ticket.
+type TicketView struct {
+	Name  string
+	State State
+	// Leader is the owner's address, or the zero Addr: Revoked says
+	// whether that is after a revoke ("none") or not known ("NONE").
+	Leader  netip.Addr
+	Revoked bool
+	Term    uint32
+	// Expires is the lease's end on the caller's monotonic clock; zero
+	// when the ticket has no owner.
+	Expires time.Duration
+	Manual  bool
+}
+
+// Tickets lists the tickets in configuration order.
+func (a *Arbiter) Tickets() []TicketView {
+	out := make([]TicketView, 0, len(a.tickets))
+	for _, t := range a.tickets {
+		v := TicketView{Name: t.cfg.Name, State: t.state, Term: t.term, Manual: t.cfg.Manual, Revoked: t.leader == NoLeader}
+		if t.owned() {
+			v.Leader = a.members[t.leader].Address
+			v.Expires = t.expires
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// List is the text of Booth's list answer: one line per ticket with its
+// leader and, when owned, its expiry in local time (wall is the wall
+// clock at the monotonic time now).
+func (a *Arbiter) List(now time.Duration, wall time.Time) string {
+	var b strings.Builder
+	for _, v := range a.Tickets() {
+		leader := "NONE"
+		switch {
+		case v.Leader.IsValid():
+			leader = v.Leader.String()
+		case v.Revoked:
+			leader = "none"
+		}
+		fmt.Fprintf(&b, "ticket: %s, leader: %s", v.Name, leader)
+		if v.Leader.IsValid() {
+			exp := "INF"
+			if !v.Manual {
+				exp = wall.Add(v.Expires - now).Local().Format(time.DateTime)
+			}
+			fmt.Fprintf(&b, ", expires: %s", exp)
+		}
+		if v.Manual {
+			b.WriteString(" [manual mode]")
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}

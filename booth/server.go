@@ -1,0 +1,275 @@
+package booth
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/geobooth/geobooth/kit/netcap"
+)
+
+// Key sizes Booth accepts in an authfile.
+const (
+	maxKey = 64
+	minKey = 8
+)
+
+// LoadAuthKey reads an authfile as Booth does: its first 64 bytes, with
+// surrounding white space trimmed when they are all ASCII; at least 8
+// bytes; the file must not be readable by group or others.
+func LoadAuthKey(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("booth authfile: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("booth authfile: %w", err)
+	}
+	if st.Mode().Perm()&0o044 != 0 {
+		return nil, fmt.Errorf("booth authfile %s: readable by group or others (mode %v); chmod 600 it", path, st.Mode().Perm())
+	}
+	key := make([]byte, maxKey)
+	n, err := io.ReadFull(f, key)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("booth authfile %s: %w", path, err)
+	}
+	key = key[:n]
+	if ascii(key) {
+		key = bytes.TrimSpace(key)
+	}
+	if len(key) < minKey {
+		return nil, fmt.Errorf("booth authfile %s: key of %d bytes, at least %d needed", path, len(key), minKey)
+	}
+	return key, nil
+}
+
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// Limits of the client (TCP) side.
+const (
+	clientTimeout = 5 * time.Second
+	maxClients    = 16
+)
+
+// Server runs an Arbiter on Booth's UDP port and answers Booth's client
+// on the TCP port of the same address.
+type Server struct {
+	cfg  *Config
+	key  []byte
+	log  *slog.Logger
+	port int
+
+	mu    sync.Mutex
+	arb   *Arbiter
+	peers map[uint32]*peerStats
+	// epoch is the monotonic origin of the Arbiter's times; wall0 the
+	// wall clock then (for the timestamps authenticated messages carry).
+	epoch time.Time
+	udp   *net.UDPConn
+}
+
+// peerStats are the counters Booth's peers answer lists.
+type peerStats struct {
+	lastRecv                         time.Time
+	sent, sentErr                    uint64
+	recv, recvErr, authFail, invalid uint64
+	lastSecs, lastUsecs              uint32
+	haveStamp                        bool
+}
+
+// NewServer prepares the arbitrator self of cfg (its authfile is read
+// now).
+func NewServer(cfg *Config, self netip.Addr, log *slog.Logger) (*Server, error) {
+	arb, err := NewArbiter(cfg, self)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, arb: arb, log: log, port: cfg.Port, peers: map[uint32]*peerStats{}}
+	for _, m := range cfg.Members {
+		if m.ID != arb.self.ID {
+			s.peers[m.ID] = &peerStats{}
+		}
+	}
+	if cfg.Authfile != "" {
+		if s.key, err = LoadAuthKey(cfg.Authfile); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Warn("booth.conf has no authfile: Booth's messages travel unauthenticated; set one on every member")
+	}
+	return s, nil
+}
+
+// Run serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	addr := net.JoinHostPort(s.arb.self.Address.String(), strconv.Itoa(s.port))
+	udp, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("booth: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		udp.Close()
+		return fmt.Errorf("booth: %w", err)
+	}
+	s.mu.Lock()
+	s.udp, s.epoch = udp.(*net.UDPConn), time.Now()
+	start := s.arb.Start()
+	s.mu.Unlock()
+	s.log.Info("booth arbitrator up", "address", addr, "config", s.cfg.Path, "tickets", len(s.cfg.Tickets), "authenticated", s.key != nil)
+	s.send(start)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); s.readUDP() }()
+	go func() { defer wg.Done(); s.serveClients(netcap.New(ln, maxClients, nil)) }()
+	go func() { defer wg.Done(); s.tick(ctx) }()
+	<-ctx.Done()
+	udp.Close()
+	ln.Close()
+	wg.Wait()
+	return nil
+}
+
+// now is the Arbiter's clock: monotonic time since Run began.
+func (s *Server) now() time.Duration { return time.Since(s.epoch) }
+
+func (s *Server) tick(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		now := s.now()
+		s.arb.Tick(now)
+		wait := s.arb.NextTick(now) - now
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (s *Server) readUDP() {
+	buf := make([]byte, MaxDatagram)
+	for {
+		n, from, err := s.udp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("booth: receive", "err", err)
+			continue
+		}
+		s.send(s.datagram(buf[:n], from))
+	}
+}
+
+// datagram handles one received datagram and returns the answers.
+func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
+	if len(b) < HeaderSize {
+		s.log.Debug("booth: short datagram", "from", src, "bytes", len(b))
+		return nil
+	}
+	id := binary.BigEndian.Uint32(b[20:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.peers[id]
+	if p == nil {
+		s.log.Debug("booth: datagram from an unknown site id", "from", src, "site_id", fmt.Sprintf("%#x", id))
+		return nil
+	}
+	p.lastRecv = time.Now()
+	p.recv++
+	m, err := Decode(b, s.key)
+	switch {
+	case errors.Is(err, ErrAuth):
+		p.authFail++
+		s.log.Warn("booth: datagram fails authentication", "from", src, "err", err)
+		return nil
+	case err != nil:
+		p.recvErr++
+		s.log.Warn("booth: bad datagram", "from", src, "err", err)
+		return nil
+	}
+	if s.key != nil && !s.fresh(p, m.Header, time.Now()) {
+		p.authFail++
+		s.log.Warn("booth: datagram older than maxtimeskew", "from", src, "max_time_skew_s", s.cfg.MaxTimeSkew)
+		return nil
+	}
+	out, err := s.arb.Receive(s.now(), m)
+	if err != nil {
+		p.invalid++
+		s.log.Warn("booth: message refused", "from", src, "cmd", m.Cmd.String(), "err", err)
+	}
+	return out
+}
+
+// fresh is Booth's replay check: newer than the last message from that
+// peer, or at most maxtimeskew old.
+func (s *Server) fresh(p *peerStats, h Header, wall time.Time) bool {
+	if p != nil && p.haveStamp && (h.Secs > p.lastSecs || h.Secs == p.lastSecs && h.Usecs > p.lastUsecs) {
+		p.lastSecs, p.lastUsecs = h.Secs, h.Usecs
+		return true
+	}
+	sent := time.Unix(int64(h.Secs), int64(h.Usecs)*1000)
+	if !sent.After(wall.Add(-time.Duration(s.cfg.MaxTimeSkew) * time.Second)) {
+		return false
+	}
+	if p != nil {
+		p.lastSecs, p.lastUsecs, p.haveStamp = h.Secs, h.Usecs, true
+	}
+	return true
+}
+
+// stamp sets what Booth puts in an authenticated header: a time that
+// only moves forward (the monotonic clock from the wall time at Run).
+func (s *Server) stamp(h *Header) {
+	if s.key == nil {
+		return
+	}
+	t := s.epoch.Add(s.now())
+	h.Secs, h.Usecs = uint32(t.Unix()), uint32(t.Nanosecond()/1000)
+}
+
+func (s *Server) send(out []Send) {
+	for _, o := range out {
+		s.mu.Lock()
+		to, ok := s.arb.members[o.To]
+		s.stamp(&o.Msg.Header)
+		b := Encode(o.Msg, s.key)
+		s.mu.Unlock()
+		if !ok {
+			continue
+		}
+		_, err := s.udp.WriteToUDPAddrPort(b, netip.AddrPortFrom(to.Address, uint16(s.port)))
+		s.mu.Lock()
+		if p := s.peers[o.To]; p != nil {
+			p.sent++
+			if err != nil {
+				p.sentErr++
+			}
+		}
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Warn("booth: send", "to", to.Address, "cmd", o.Msg.Cmd.String(), "err", err)
+		}
+	}
+}
