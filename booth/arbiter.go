@@ -283,9 +283,19 @@ func (a *Arbiter) answerVote(t *arbTicket, now time.Duration, m Message) *Send {
 }
 
 // follow is Booth's become_follower: the lease is the sender's remaining
-// time from now (Booth does not cap it here).
+// time from now. geoboothd adds two rules, which only ever make it keep a
+// lease longer (and so refuse elections longer) than boothd would: a
+// lease longer than expire is capped at expire (no leader holds longer;
+// a sender whose time unit differs is read as holding for expire), and a
+// lease it learned is not shortened by a later message of the same
+// leader and term (a heartbeat carries the remaining time before the
+// renewal, truncated).
 func (a *Arbiter) follow(t *arbTicket, now time.Duration, m Message) {
-	t.setExpiry(now, time.Duration(m.Ticket.ValidFor)*a.unit)
+	d := min(t.cfg.Expire, time.Duration(m.Ticket.ValidFor)*a.unit)
+	same := t.leader == m.Ticket.Leader && t.term == m.Ticket.Term
+	if !same || t.left(now) < d {
+		t.setExpiry(now, d)
+	}
 	t.term = m.Ticket.Term
 	t.state = StateFollower
 	t.inElection = false

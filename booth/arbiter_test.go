@@ -315,3 +315,25 @@ func TestOnlyAnArbitratorRunsHere(t *testing.T) {
 		t.Fatalf("a stranger: %v", err)
 	}
 }
+
+func TestALearnedLeaseIsNeverShortenedOrOverlong(t *testing.T) {
+	a := testArbiter(t, "")
+	grant(t, a, 0) // east, term 1, until 30 s
+	// A heartbeat of the same leader and term with less time left (the
+	// remaining time before its renewal, truncated) keeps the lease.
+	one(t, a, 5*time.Second, peerMsg(east, CmdHeartbeat, SiteID(east), 1, 24, 0))
+	if v := a.Tickets()[0]; v.Expires != 30*time.Second {
+		t.Fatalf("lease shortened to %v", v.Expires)
+	}
+	// The renewal's update lengthens it.
+	one(t, a, 6*time.Second, peerMsg(east, CmdUpdate, SiteID(east), 1, 30, 0))
+	if v := a.Tickets()[0]; v.Expires != 36*time.Second {
+		t.Fatalf("renewed lease ends at %v, want 36s", v.Expires)
+	}
+	// A remaining time beyond expire (a sender counting in another unit)
+	// is read as expire.
+	one(t, a, 7*time.Second, peerMsg(east, CmdUpdate, SiteID(east), 1, 30000, 0))
+	if v := a.Tickets()[0]; v.Expires != 37*time.Second {
+		t.Fatalf("overlong lease ends at %v, want 37s", v.Expires)
+	}
+}
