@@ -45,7 +45,16 @@ type TicketView struct {
 	// Expires is the lease's end on the caller's monotonic clock; zero
 	// when the ticket has no owner.
 	Expires time.Duration
-	Manual  bool
+	// SafeUntil is until when an observer here (this member's DNS, its
+	// status page) may take Leader as the owner: the end of the lease as
+	// this member follows it. No other site can be elected before then,
+	// since that needs this member's vote, which it refuses while the
+	// lease runs; and the leader keeps its lease at least as long, since
+	// the time it sent was truncated and then travelled. Zero when there
+	// is no owner to trust (manual tickets, whose leases do not expire,
+	// included: they are Booth's, not bounded).
+	SafeUntil time.Duration
+	Manual    bool
 }
 
 // Tickets lists the tickets in configuration order.
@@ -56,6 +65,9 @@ func (a *Arbiter) Tickets() []TicketView {
 		if t.owned() {
 			v.Leader = a.members[t.leader].Address
 			v.Expires = t.expires
+			if !t.cfg.Manual {
+				v.SafeUntil = t.expires
+			}
 		}
 		out = append(out, v)
 	}

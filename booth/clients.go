@@ -64,6 +64,13 @@ func (s *Server) answer(b []byte) []byte {
 	m, err := Decode(b, s.key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	reply := s.reply(m, err)
+	s.met.clients.WithLabelValues(label(m.Cmd), label(Code(binary.BigEndian.Uint32(reply[44:])))).Inc()
+	return reply
+}
+
+// reply is the answer to a decoded request (err: why it did not decode).
+func (s *Server) reply(m Message, err error) []byte {
 	reply := Message{Header: Header{From: s.arb.self.ID, Cmd: CmdResult}}
 	switch {
 	case errors.Is(err, ErrAuth) || err == nil && s.key != nil && !s.fresh(nil, m.Header, time.Now()):

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // FuzzArbiterReceive feeds any sequence of decodable peer messages to an
@@ -65,7 +67,7 @@ func FuzzClientAnswer(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s, err := NewServer(c, arb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := NewServer(c, arb, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/geobooth/geobooth/kit/netcap"
 )
 
@@ -85,6 +87,7 @@ type Server struct {
 	// wall clock then (for the timestamps authenticated messages carry).
 	epoch time.Time
 	udp   *net.UDPConn
+	met   *metrics
 }
 
 // peerStats are the counters Booth's peers answer lists.
@@ -97,8 +100,8 @@ type peerStats struct {
 }
 
 // NewServer prepares the arbitrator self of cfg (its authfile is read
-// now).
-func NewServer(cfg *Config, self netip.Addr, log *slog.Logger) (*Server, error) {
+// now); its metrics go to reg.
+func NewServer(cfg *Config, self netip.Addr, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
 	arb, err := NewArbiter(cfg, self)
 	if err != nil {
 		return nil, err
@@ -116,6 +119,7 @@ func NewServer(cfg *Config, self netip.Addr, log *slog.Logger) (*Server, error) 
 	} else {
 		log.Warn("booth.conf has no authfile: Booth's messages travel unauthenticated; set one on every member")
 	}
+	s.met = newMetrics(reg, s)
 	return s, nil
 }
 
@@ -193,6 +197,7 @@ func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
 	defer s.mu.Unlock()
 	p := s.peers[id]
 	if p == nil {
+		s.met.refused.WithLabelValues("unknown_sender").Inc()
 		s.log.Debug("booth: datagram from an unknown site id", "from", src, "site_id", fmt.Sprintf("%#x", id))
 		return nil
 	}
@@ -202,23 +207,29 @@ func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
 	switch {
 	case errors.Is(err, ErrAuth):
 		p.authFail++
+		s.met.refused.WithLabelValues("auth").Inc()
 		s.log.Warn("booth: datagram fails authentication", "from", src, "err", err)
 		return nil
 	case err != nil:
 		p.recvErr++
+		s.met.refused.WithLabelValues("malformed").Inc()
 		s.log.Warn("booth: bad datagram", "from", src, "err", err)
 		return nil
 	}
 	if s.key != nil && !s.fresh(p, m.Header, time.Now()) {
 		p.authFail++
+		s.met.refused.WithLabelValues("replay").Inc()
 		s.log.Warn("booth: datagram older than maxtimeskew", "from", src, "max_time_skew_s", s.cfg.MaxTimeSkew)
 		return nil
 	}
 	out, err := s.arb.Receive(s.now(), m)
 	if err != nil {
 		p.invalid++
+		s.met.refused.WithLabelValues("invalid").Inc()
 		s.log.Warn("booth: message refused", "from", src, "cmd", m.Cmd.String(), "err", err)
+		return nil
 	}
+	s.met.received.WithLabelValues(label(m.Cmd)).Inc()
 	return out
 }
 
@@ -261,6 +272,7 @@ func (s *Server) send(out []Send) {
 		}
 		_, err := s.udp.WriteToUDPAddrPort(b, netip.AddrPortFrom(to.Address, uint16(s.port)))
 		s.mu.Lock()
+		s.met.sent.WithLabelValues(label(o.Msg.Cmd)).Inc()
 		if p := s.peers[o.To]; p != nil {
 			p.sent++
 			if err != nil {

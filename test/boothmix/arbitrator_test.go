@@ -1,6 +1,7 @@
 package boothmix
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
 	"github.com/geobooth/geobooth/kit/testenv"
 )
 
@@ -24,12 +26,16 @@ func TestGeoboothdArbitratesABoothCluster(t *testing.T) {
 	}
 	requirePeers(t)
 	bin := buildGeoboothd(t, t.TempDir())
+	ctl := buildTicketctl(t, t.TempDir())
 	for _, auth := range []bool{false, true} {
 		t.Run(map[bool]string{false: "no authfile", true: "authfile"}[auth], func(t *testing.T) {
-			arbitrate(t, bin, auth)
+			arbitrate(t, bin, ctl, auth)
 		})
 	}
 }
+
+// statusAddr is geoboothd's status listener, inside its namespace.
+const statusAddr = "127.0.0.1:7809"
 
 const (
 	expire       = 10 * time.Second
@@ -37,7 +43,7 @@ const (
 	timeout      = time.Second
 )
 
-func arbitrate(t *testing.T, bin string, auth bool) {
+func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 	dir := shortDir(t)
 	addrs := []string{"10.79.0.1", "10.79.0.2", "10.79.0.3"}
 	names := []string{"east", "west", "arbitrator"}
@@ -73,7 +79,7 @@ func arbitrate(t *testing.T, bin string, auth bool) {
 				"boothd", "daemon", "-S", "-D", "-c", confPath, "-l", filepath.Join(dir, names[i]+".pid"))}
 	}
 	members[2] = &member{name: names[2], log: filepath.Join(dir, "geoboothd.log"),
-		args: append(ns.Exec(2).Args, bin, "-booth-config", confPath)}
+		args: append(ns.Exec(2).Args, bin, "-booth-config", confPath, "-booth-http", statusAddr)}
 	for _, m := range members {
 		m.start(t)
 		t.Cleanup(func() { m.stop(syscall.SIGKILL) })
@@ -114,6 +120,7 @@ func arbitrate(t *testing.T, bin string, auth bool) {
 	if err != nil || !strings.Contains(out, "site         "+addrs[0]) || !strings.Contains(out, "Recv pkts:") {
 		t.Fatalf("booth peers at geoboothd: %v\n%s", err, out)
 	}
+	checkStatus(t, ns, ctl, addrs[0])
 
 	// geoboothd restarts mid-lease: it learns the lease from the sites'
 	// status answers, and the ticket stays at east.
@@ -175,4 +182,36 @@ func shortDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// checkStatus reads geoboothd's status as ticketctl and Prometheus do:
+// the ticket's owner is leader, both sites are alive, and the metrics
+// count Booth's messages.
+func checkStatus(t *testing.T, ns testenv.Namespaces, ctl, leader string) {
+	t.Helper()
+	out, err := ns.Exec(2, ctl, "-addr", statusAddr, "list", "--json").CombinedOutput()
+	var tickets []api.Ticket
+	if err != nil || json.Unmarshal(out, &tickets) != nil || len(tickets) != 1 || tickets[0].Owner != leader || tickets[0].SafeUntil == nil {
+		t.Fatalf("ticketctl list at geoboothd: %v\n%s", err, out)
+	}
+	out, err = ns.Exec(2, ctl, "-addr", statusAddr, "peers", "--json").CombinedOutput()
+	var peers []api.Peer
+	if err != nil || json.Unmarshal(out, &peers) != nil || len(peers) != 3 {
+		t.Fatalf("ticketctl peers at geoboothd: %v\n%s", err, out)
+	}
+	for _, p := range peers {
+		if want := map[string]string{"site": "alive", "arbitrator": "self"}[p.Role]; p.Status != want {
+			t.Fatalf("peer %s (%s) is %s, want %s", p.Name, p.Role, p.Status, want)
+		}
+	}
+	out, err = ns.Exec(2, "curl", "-sf", "http://"+statusAddr+"/metrics").CombinedOutput()
+	for _, want := range []string{
+		`geobooth_booth_ticket_leader_info{leader="` + leader + `",ticket="web"} 1`,
+		`geobooth_booth_messages_received_total{cmd="HrtB"}`,
+		`geobooth_booth_client_requests_total{cmd="CLst",result="0"}`,
+	} {
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Fatalf("metrics lack %s: %v\n%s", want, err, out)
+		}
+	}
 }

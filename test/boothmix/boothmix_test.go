@@ -170,17 +170,20 @@ func (m *member) stop(sig syscall.Signal) {
 	m.cmd = nil
 }
 
-func buildGeoboothd(t *testing.T, dir string) string {
+func buildGeoboothd(t *testing.T, dir string) string { return build(t, dir, "geoboothd") }
+func buildTicketctl(t *testing.T, dir string) string { return build(t, dir, "ticketctl") }
+
+func build(t *testing.T, dir, cmd string) string {
 	t.Helper()
-	bin := filepath.Join(dir, "geoboothd")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/geobooth/geobooth/cmd/geoboothd").CombinedOutput(); err != nil {
+	bin := filepath.Join(dir, cmd)
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/geobooth/geobooth/cmd/"+cmd).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
 }
 
 func requirePeers(t *testing.T) {
-	for _, tool := range [][2]string{{"boothd", "booth"}, {"booth", "booth"}, {"crm_ticket", "pacemaker-cli-utils"}, {"cibadmin", "pacemaker-cli-utils"}} {
+	for _, tool := range [][2]string{{"boothd", "booth"}, {"booth", "booth"}, {"crm_ticket", "pacemaker-cli-utils"}, {"cibadmin", "pacemaker-cli-utils"}, {"curl", "curl"}} {
 		testenv.RequireTool(t, tool[0], tool[1])
 	}
 	testenv.RequireRoot(t, "network namespaces")

@@ -1,0 +1,174 @@
+package booth
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/geobooth/geobooth/api"
+)
+
+// metrics are the Booth arbitrator's counters (geobooth_booth_*).
+type metrics struct {
+	received *prometheus.CounterVec // by cmd
+	refused  *prometheus.CounterVec // by reason
+	sent     *prometheus.CounterVec // by cmd
+	clients  *prometheus.CounterVec // by cmd and result
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
+	m := &metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_booth_messages_received_total",
+			Help: "Booth peer messages accepted, by opcode."}, []string{"cmd"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_booth_messages_refused_total",
+			Help: "Booth datagrams dropped: unknown_sender, malformed, auth, replay, invalid (unknown ticket or leader)."}, []string{"reason"}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_booth_messages_sent_total",
+			Help: "Booth peer messages sent, by opcode."}, []string{"cmd"}),
+		clients: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "geobooth_booth_client_requests_total",
+			Help: "Booth client requests answered, by opcode and result."}, []string{"cmd", "result"}),
+	}
+	reg.MustRegister(m.received, m.refused, m.sent, m.clients, ticketCollector{s})
+	return m
+}
+
+var (
+	descRemaining = prometheus.NewDesc("geobooth_booth_ticket_lease_remaining_seconds",
+		"Time left of the ticket's lease as this member follows it (0 without an owner).", []string{"ticket"}, nil)
+	descTerm = prometheus.NewDesc("geobooth_booth_ticket_term",
+		"The ticket's term as this member knows it.", []string{"ticket"}, nil)
+	descLeader = prometheus.NewDesc("geobooth_booth_ticket_leader_info",
+		"1 for the ticket's current leader (leader=\"\" when none).", []string{"ticket", "leader"}, nil)
+)
+
+// ticketCollector reports the tickets' state at scrape time.
+type ticketCollector struct{ s *Server }
+
+func (c ticketCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descRemaining
+	ch <- descTerm
+	ch <- descLeader
+}
+
+func (c ticketCollector) Collect(ch chan<- prometheus.Metric) {
+	c.s.mu.Lock()
+	now := c.s.now()
+	views := c.s.arb.Tickets()
+	c.s.mu.Unlock()
+	for _, v := range views {
+		left := 0.0
+		if v.Leader.IsValid() && v.Expires > now {
+			left = (v.Expires - now).Seconds()
+		}
+		leader := ""
+		if v.Leader.IsValid() {
+			leader = v.Leader.String()
+		}
+		ch <- prometheus.MustNewConstMetric(descRemaining, prometheus.GaugeValue, left, v.Name)
+		ch <- prometheus.MustNewConstMetric(descTerm, prometheus.GaugeValue, float64(v.Term), v.Name)
+		ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, 1, v.Name, leader)
+	}
+}
+
+// Handler serves the read-only status of the Booth arbitrator in
+// geobooth's API shapes (ticketctl list and peers read it), and its
+// metrics.
+func (s *Server) Handler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /api/v1/tickets", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.apiTickets()) })
+	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.apiPeers()) })
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// apiTickets is the tickets in the API's shape, times on the wall clock.
+func (s *Server) apiTickets() []api.Ticket {
+	s.mu.Lock()
+	now, wall := s.now(), time.Now()
+	views := s.arb.Tickets()
+	s.mu.Unlock()
+	out := make([]api.Ticket, 0, len(views))
+	for i, v := range views {
+		t := api.Ticket{Name: v.Name, Term: uint64(v.Term), Mode: "auto", State: v.State.String(), Attrs: map[string]string{},
+			Local: s.arb.self.Address.String(), Expire: s.cfg.Tickets[i].Expire.Seconds()}
+		if v.Manual {
+			t.Mode = "manual"
+		}
+		if v.Leader.IsValid() {
+			t.Owner = v.Leader.String()
+			if v.Expires > now {
+				t.LeaseRemaining = (v.Expires - now).Seconds()
+			}
+			exp := wall.Add(v.Expires - now)
+			t.Expires = &exp
+		}
+		if v.SafeUntil > now {
+			safe := wall.Add(v.SafeUntil - now)
+			t.SafeUntil = &safe
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// apiPeers is the members in the API's shape; a member is alive when a
+// datagram from it came within the longest ticket expire.
+func (s *Server) apiPeers() []api.Peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var window time.Duration
+	for _, t := range s.cfg.Tickets {
+		window = max(window, t.Expire)
+	}
+	out := make([]api.Peer, 0, len(s.cfg.Members))
+	for _, m := range s.cfg.Members {
+		p := api.Peer{Name: m.Address.String(), Role: "site", Address: net.JoinHostPort(m.Address.String(), strconv.Itoa(s.port)),
+			Wire: "booth/0x00010003", Status: "unknown"}
+		if m.Arbitrator {
+			p.Role = "arbitrator"
+		}
+		if st := s.peers[m.ID]; st == nil {
+			p.Status = "self"
+		} else if !st.lastRecv.IsZero() {
+			last := st.lastRecv
+			p.LastHeard = &last
+			if time.Since(last) < window {
+				p.Status = "alive"
+			} else {
+				p.Status = "failed"
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// known are the opcodes and results metrics name; any other code is
+// "other", so that a stranger's bytes cannot grow the label sets.
+var known = map[Code]bool{}
+
+func init() {
+	for _, c := range []Code{CmdStatus, CmdMyIndex, CmdRequestVote, CmdVoteFor, CmdHeartbeat, CmdAck, CmdUpdate, CmdRevoke,
+		CmdReject, CmdList, CmdGrant, CmdClientRevoke, CmdPeers, CmdResult, CmdListReply,
+		ResultMore, ResultInvalid, ResultIdle, ResultOver, ResultAuth, ResultRedirect, 0} {
+		known[c] = true
+	}
+}
+
+func label(c Code) string {
+	if known[c] {
+		return c.String()
+	}
+	return "other"
+}
