@@ -88,6 +88,34 @@ type Server struct {
 	epoch time.Time
 	udp   *net.UDPConn
 	met   *metrics
+	// changed, when set, hears that a ticket may have changed (after a
+	// message or a tick).
+	changed func()
+}
+
+// OnChange sets f to be called whenever a ticket may have changed (set
+// before Run).
+func (s *Server) OnChange(f func()) { s.changed = f }
+
+// Owner is the ticket's owner as an observer here may take it (the site's
+// address) and until when: the lease rule of TicketView.SafeUntil, on the
+// wall clock. No owner: "" and the zero time.
+func (s *Server) Owner(ticket string) (string, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, v := range s.arb.Tickets() {
+		if v.Name == ticket && v.Leader.IsValid() && v.SafeUntil > now {
+			return v.Leader.String(), time.Now().Add(v.SafeUntil - now)
+		}
+	}
+	return "", time.Time{}
+}
+
+func (s *Server) notify() {
+	if s.changed != nil {
+		s.changed()
+	}
 }
 
 // peerStats are the counters Booth's peers answer lists.
@@ -163,6 +191,7 @@ func (s *Server) tick(ctx context.Context) {
 		s.arb.Tick(now)
 		wait := s.arb.NextTick(now) - now
 		s.mu.Unlock()
+		s.notify()
 		select {
 		case <-ctx.Done():
 			return
@@ -183,6 +212,7 @@ func (s *Server) readUDP() {
 			continue
 		}
 		s.send(s.datagram(buf[:n], from))
+		s.notify()
 	}
 }
 
@@ -285,3 +315,6 @@ func (s *Server) send(out []Send) {
 		}
 	}
 }
+
+// Self is this member's address.
+func (s *Server) Self() netip.Addr { return s.arb.self.Address }

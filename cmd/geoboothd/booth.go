@@ -9,19 +9,33 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/geobooth/geobooth/booth"
+	"github.com/geobooth/geobooth/dnsfail"
+	"github.com/geobooth/geobooth/kit/confkit"
 	"github.com/geobooth/geobooth/kit/netcap"
 )
 
+// boothOptions are the flags of the Booth mode.
+type boothOptions struct {
+	config, address string
+	// status: the loopback address:port of the status listener.
+	status string
+	// dns, zones: the DNS listener and the zones file, for DNS failover
+	// following the Booth tickets; stateDir keeps its serials.
+	dns, zones, stateDir string
+}
+
 // runBooth runs geoboothd as the arbitrator of a Booth cluster, from its
-// booth.conf (docs/booth.md); with status set, it also serves its status
-// and metrics over HTTP there.
-func runBooth(ctx context.Context, path, address, status string, log *slog.Logger) int {
+// booth.conf (docs/booth.md); it also serves its status and metrics over
+// HTTP and DNS failover on the Booth tickets when asked.
+func runBooth(ctx context.Context, o boothOptions, log *slog.Logger) int {
+	path, address := o.config, o.address
 	cfg, err := booth.LoadConfig(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "geoboothd:", err)
@@ -48,8 +62,21 @@ func runBooth(ctx context.Context, path, address, status string, log *slog.Logge
 		fmt.Fprintln(os.Stderr, "geoboothd:", err)
 		return 2
 	}
-	if status != "" {
-		stop, err := serveStatus(status, s.Handler(reg), log)
+	var dnsSrv *dnsfail.Server
+	if o.dns != "" {
+		if dnsSrv, err = boothDNS(o, cfg, s, log, reg); err != nil {
+			fmt.Fprintln(os.Stderr, "geoboothd:", err)
+			return 2
+		}
+		s.OnChange(dnsSrv.Changed)
+		go func() {
+			if err := dnsSrv.Run(ctx); err != nil {
+				log.Error("DNS failed", "err", err)
+			}
+		}()
+	}
+	if o.status != "" {
+		stop, err := serveStatus(o.status, s.Handler(reg), log)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "geoboothd:", err)
 			return 2
@@ -97,4 +124,38 @@ func serveStatus(addr string, h http.Handler, log *slog.Logger) (func(), error) 
 		}
 	}()
 	return func() { srv.Close() }, nil
+}
+
+// boothDNS sets up DNS failover on the Booth tickets: the zones file as
+// for any geobooth member, its failover names' sites named by the sites'
+// addresses in booth.conf.
+func boothDNS(o boothOptions, cfg *booth.Config, s *booth.Server, log *slog.Logger, reg prometheus.Registerer) (*dnsfail.Server, error) {
+	if o.zones == "" || o.stateDir == "" {
+		return nil, errors.New("-booth-dns needs -booth-zones FILE and -state-dir DIR (for the zones' serials)")
+	}
+	zones, err := filepath.Abs(o.zones)
+	if err != nil {
+		return nil, err
+	}
+	dc := dnsfail.Config{Listen: o.dns, ZonesFile: zones}
+	var sites, members []string
+	for _, m := range cfg.Members {
+		members = append(members, m.Address.String())
+		if !m.Arbitrator {
+			sites = append(sites, m.Address.String())
+		}
+	}
+	if errs := dc.Load(".", sites); len(errs) > 0 {
+		return nil, fmt.Errorf("%s: %w", o.zones, errors.Join(fieldErrors(errs)...))
+	}
+	return dnsfail.New(dnsfail.Options{Config: dc, Self: s.Self().String(), StateDir: filepath.Join(o.stateDir, "dns"),
+		Owners: s.Owner, Log: log.With("component", "dns"), Registry: reg, Members: members})
+}
+
+func fieldErrors(fe []confkit.FieldError) []error {
+	out := make([]error, len(fe))
+	for i, e := range fe {
+		out[i] = e
+	}
+	return out
 }

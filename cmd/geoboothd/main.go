@@ -33,6 +33,8 @@ func run() int {
 		"start although the member list differs from the one the stored ticket state was written under: only when every member was stopped for the change (docs/operations.md)")
 	boothConf := flag.String("booth-config", "", "run as the arbitrator of the Booth cluster of this booth.conf `FILE` instead of from -config (docs/booth.md)")
 	boothAddr := flag.String("booth-address", "", "this member's `ADDRESS` in the booth.conf (default: the one of this host's addresses that it lists)")
+	boothDNS := flag.String("booth-dns", "", "with -booth-config: serve DNS failover on the Booth tickets at this `ADDRESS:PORT` (with -booth-zones and -state-dir)")
+	boothZones := flag.String("booth-zones", "", "with -booth-dns: the zones `FILE`, as [dns] zones_file of a geobooth member; failover sites are named by their booth.conf addresses")
 	boothHTTP := flag.String("booth-http", "", "with -booth-config: serve status (ticketctl list/peers) and /metrics on this loopback `ADDRESS:PORT`")
 	man := flag.Bool("man", false, "print the manual page (roff) and exit, e.g. geoboothd -man | man -l -")
 	flag.Parse()
@@ -47,7 +49,8 @@ func run() int {
 	if *boothConf != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return runBooth(ctx, *boothConf, *boothAddr, *boothHTTP, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		return runBooth(ctx, boothOptions{config: *boothConf, address: *boothAddr, status: *boothHTTP,
+			dns: *boothDNS, zones: *boothZones, stateDir: *stateDir}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	}
 	if *cfgPath == "" {
 		fmt.Fprintln(os.Stderr, "geoboothd: -config FILE or -booth-config FILE is required")

@@ -34,8 +34,11 @@ func TestGeoboothdArbitratesABoothCluster(t *testing.T) {
 	}
 }
 
-// statusAddr is geoboothd's status listener, inside its namespace.
-const statusAddr = "127.0.0.1:7809"
+// geoboothd's status and DNS listeners, inside its namespace.
+const (
+	statusAddr = "127.0.0.1:7809"
+	dnsAddr    = "127.0.0.1:5300"
+)
 
 const (
 	expire       = 10 * time.Second
@@ -79,7 +82,8 @@ func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 				"boothd", "daemon", "-S", "-D", "-c", confPath, "-l", filepath.Join(dir, names[i]+".pid"))}
 	}
 	members[2] = &member{name: names[2], log: filepath.Join(dir, "geoboothd.log"),
-		args: append(ns.Exec(2).Args, bin, "-booth-config", confPath, "-booth-http", statusAddr)}
+		args: append(ns.Exec(2).Args, bin, "-booth-config", confPath, "-booth-http", statusAddr,
+			"-booth-dns", dnsAddr, "-booth-zones", writeZones(t, dir, addrs[0], addrs[1]), "-state-dir", filepath.Join(dir, "state"))}
 	for _, m := range members {
 		m.start(t)
 		t.Cleanup(func() { m.stop(syscall.SIGKILL) })
@@ -107,6 +111,7 @@ func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 		}
 	}
 
+	answers := sampleDNS(t, ns, 2)
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if out, err := booth(0, "grant", "web"); err != nil {
 			return fmt.Errorf("booth grant at east: %v %s", err, out)
@@ -153,6 +158,7 @@ func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 		t.Fatalf("grant intervals %+v: want east's and west's", ivs)
 	}
 	checkNoOverlap(t, ivs)
+	checkDNS(t, answers(), ivs, map[string]string{eastTarget: "east", westTarget: "west"})
 	for _, iv := range ivs {
 		t.Logf("%s held web for %v", iv.site, (iv.end - iv.start).Round(100*time.Millisecond))
 	}
