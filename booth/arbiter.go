@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/geobooth/geobooth/booth/boothconf"
 )
 
 // State is a ticket's state at one member, with Booth's names.
@@ -40,8 +42,8 @@ func (s State) String() string {
 // core (votes in memory only, truncated lease times); docs/booth.md says
 // where.
 type Arbiter struct {
-	self    Member
-	members map[uint32]Member
+	self    boothconf.Member
+	members map[uint32]boothconf.Member
 	// unit is this member's lease time unit on the wire.
 	unit    time.Duration
 	tickets []*arbTicket
@@ -51,7 +53,7 @@ type Arbiter struct {
 // arbTicket is one ticket's state, the fields of Booth's ticket_config
 // that an arbitrator uses.
 type arbTicket struct {
-	cfg   TicketConfig
+	cfg   boothconf.TicketConfig
 	state State
 	// leader is a member's id, 0 for none known, or NoLeader after a
 	// revoke.
@@ -77,8 +79,8 @@ type Send struct {
 }
 
 // NewArbiter sets up the arbitrator self of cfg.
-func NewArbiter(cfg *Config, self netip.Addr) (*Arbiter, error) {
-	a := &Arbiter{members: map[uint32]Member{}, byName: map[string]*arbTicket{}, unit: time.Second}
+func NewArbiter(cfg *boothconf.Config, self netip.Addr) (*Arbiter, error) {
+	a := &Arbiter{members: map[uint32]boothconf.Member{}, byName: map[string]*arbTicket{}, unit: time.Second}
 	if cfg.Millis {
 		a.unit = time.Millisecond
 	}
@@ -104,10 +106,10 @@ func NewArbiter(cfg *Config, self netip.Addr) (*Arbiter, error) {
 }
 
 // Self is this member.
-func (a *Arbiter) Self() Member { return a.self }
+func (a *Arbiter) Self() boothconf.Member { return a.self }
 
-// Member returns the member with site id id.
-func (a *Arbiter) Member(id uint32) (Member, bool) {
+// boothconf.Member returns the member with site id id.
+func (a *Arbiter) Member(id uint32) (boothconf.Member, bool) {
 	m, ok := a.members[id]
 	return m, ok
 }

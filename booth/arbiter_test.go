@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/geobooth/geobooth/booth/boothconf"
 )
 
 var (
@@ -17,7 +19,7 @@ var (
 func testArbiter(t *testing.T, extra string) *Arbiter {
 	t.Helper()
 	conf := "site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n expire = 30\n timeout = 2\n retries = 3\n" + extra
-	c, err := ParseConfig(strings.NewReader(conf), "booth.conf")
+	c, err := boothconf.ParseConfig(strings.NewReader(conf), "booth.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +31,7 @@ func testArbiter(t *testing.T, extra string) *Arbiter {
 }
 
 func peerMsg(from netip.Addr, cmd Code, leader uint32, term, valid uint32, reason Code) Message {
-	return Message{Header: Header{From: SiteID(from), Cmd: cmd, Reason: reason}, HasTicket: true,
+	return Message{Header: Header{From: boothconf.SiteID(from), Cmd: cmd, Reason: reason}, HasTicket: true,
 		Ticket: Ticket{Name: "web", Leader: leader, Term: term, ValidFor: valid}}
 }
 
@@ -57,30 +59,30 @@ func none(t *testing.T, a *Arbiter, now time.Duration, m Message) {
 // grant makes east the leader at term 1 with 30 s at now.
 func grant(t *testing.T, a *Arbiter, now time.Duration) {
 	t.Helper()
-	v := one(t, a, now, peerMsg(east, CmdRequestVote, SiteID(east), 1, 0, ReasonAdmin))
-	if v.Cmd != CmdVoteFor || v.Ticket.Leader != SiteID(east) {
+	v := one(t, a, now, peerMsg(east, CmdRequestVote, boothconf.SiteID(east), 1, 0, ReasonAdmin))
+	if v.Cmd != CmdVoteFor || v.Ticket.Leader != boothconf.SiteID(east) {
 		t.Fatalf("vote = %+v", v)
 	}
-	ack := one(t, a, now, peerMsg(east, CmdHeartbeat, SiteID(east), 1, 30, 0))
-	if ack.Cmd != CmdAck || ack.Request != CmdHeartbeat || ack.Ticket.Leader != SiteID(east) {
+	ack := one(t, a, now, peerMsg(east, CmdHeartbeat, boothconf.SiteID(east), 1, 30, 0))
+	if ack.Cmd != CmdAck || ack.Request != CmdHeartbeat || ack.Ticket.Leader != boothconf.SiteID(east) {
 		t.Fatalf("heartbeat answer = %+v", ack)
 	}
 }
 
 func TestArbitratorVotesOncePerTerm(t *testing.T) {
 	a := testArbiter(t, "")
-	v := one(t, a, 0, peerMsg(east, CmdRequestVote, SiteID(east), 1, 0, ReasonAdmin))
-	if v.Cmd != CmdVoteFor || v.Request != CmdRequestVote || v.Ticket.Leader != SiteID(east) || v.Result != 0 {
+	v := one(t, a, 0, peerMsg(east, CmdRequestVote, boothconf.SiteID(east), 1, 0, ReasonAdmin))
+	if v.Cmd != CmdVoteFor || v.Request != CmdRequestVote || v.Ticket.Leader != boothconf.SiteID(east) || v.Result != 0 {
 		t.Fatalf("first vote = %+v", v)
 	}
 	// West asks in the same term: the vote stays east's.
-	v = one(t, a, time.Second, peerMsg(west, CmdRequestVote, SiteID(west), 1, 0, ReasonAdmin))
-	if v.Ticket.Leader != SiteID(east) {
+	v = one(t, a, time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 1, 0, ReasonAdmin))
+	if v.Ticket.Leader != boothconf.SiteID(east) {
 		t.Fatalf("second vote in term 1 went to %#x", v.Ticket.Leader)
 	}
 	// A newer term gets a new vote.
-	v = one(t, a, 2*time.Second, peerMsg(west, CmdRequestVote, SiteID(west), 2, 0, ReasonAdmin))
-	if v.Ticket.Leader != SiteID(west) || v.Ticket.Term != 2 {
+	v = one(t, a, 2*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonAdmin))
+	if v.Ticket.Leader != boothconf.SiteID(west) || v.Ticket.Term != 2 {
 		t.Fatalf("vote in term 2 = %+v", v)
 	}
 }
@@ -88,19 +90,19 @@ func TestArbitratorVotesOncePerTerm(t *testing.T) {
 func TestArbitratorRefusesElectionsWhileTheLeaseRuns(t *testing.T) {
 	a := testArbiter(t, "")
 	grant(t, a, 0)
-	r := one(t, a, 5*time.Second, peerMsg(west, CmdRequestVote, SiteID(west), 2, 0, ReasonAdmin))
-	if r.Cmd != CmdReject || r.Result != ResultValid || r.Request != CmdRequestVote || r.Ticket.Leader != SiteID(east) {
+	r := one(t, a, 5*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonAdmin))
+	if r.Cmd != CmdReject || r.Result != ResultValid || r.Request != CmdRequestVote || r.Ticket.Leader != boothconf.SiteID(east) {
 		t.Fatalf("election during the lease: %+v", r)
 	}
 	// "Ticket lost" from west while more than a third of the lease is
 	// left: still valid.
-	r = one(t, a, 10*time.Second, peerMsg(west, CmdRequestVote, SiteID(west), 2, 0, ReasonLost))
+	r = one(t, a, 10*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonLost))
 	if r.Result != ResultValid {
 		t.Fatalf("ticket-lost election with 20 s of 30 left: %+v", r)
 	}
 	// A step-down election is allowed during the lease.
-	v := one(t, a, 11*time.Second, peerMsg(west, CmdRequestVote, SiteID(west), 2, 0, ReasonStepDown))
-	if v.Cmd != CmdVoteFor || v.Ticket.Leader != SiteID(west) {
+	v := one(t, a, 11*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonStepDown))
+	if v.Cmd != CmdVoteFor || v.Ticket.Leader != boothconf.SiteID(west) {
 		t.Fatalf("step-down election: %+v", v)
 	}
 }
@@ -112,16 +114,16 @@ func TestArbitratorVotesOnceTheLeaseRanOut(t *testing.T) {
 	if v := a.Tickets()[0]; v.Leader.IsValid() || v.State != StateFollower {
 		t.Fatalf("after the lease: %+v", v)
 	}
-	v := one(t, a, 31*time.Second, peerMsg(west, CmdRequestVote, SiteID(west), 2, 0, ReasonLost))
-	if v.Cmd != CmdVoteFor || v.Ticket.Leader != SiteID(west) {
+	v := one(t, a, 31*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonLost))
+	if v.Cmd != CmdVoteFor || v.Ticket.Leader != boothconf.SiteID(west) {
 		t.Fatalf("election after the lease: %+v", v)
 	}
 }
 
 func TestArbitratorRejectsAnOlderTerm(t *testing.T) {
 	a := testArbiter(t, "")
-	one(t, a, 0, peerMsg(east, CmdRequestVote, SiteID(east), 5, 0, ReasonAdmin))
-	r := one(t, a, time.Second, peerMsg(west, CmdRequestVote, SiteID(west), 4, 0, ReasonAdmin))
+	one(t, a, 0, peerMsg(east, CmdRequestVote, boothconf.SiteID(east), 5, 0, ReasonAdmin))
+	r := one(t, a, time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 4, 0, ReasonAdmin))
 	if r.Cmd != CmdReject || r.Result != ResultOlder || r.Ticket.Term != 5 {
 		t.Fatalf("older term: %+v", r)
 	}
@@ -130,19 +132,19 @@ func TestArbitratorRejectsAnOlderTerm(t *testing.T) {
 func TestTicketLostElectionAfterARevokeIsOutdated(t *testing.T) {
 	a := testArbiter(t, "")
 	grant(t, a, 0)
-	ack := one(t, a, time.Second, peerMsg(east, CmdRevoke, SiteID(east), 1, 29, ReasonAdmin))
+	ack := one(t, a, time.Second, peerMsg(east, CmdRevoke, boothconf.SiteID(east), 1, 29, ReasonAdmin))
 	if ack.Cmd != CmdAck || ack.Request != CmdRevoke || ack.Ticket.Leader != NoLeader {
 		t.Fatalf("revoke answer: %+v", ack)
 	}
 	if got := a.List(time.Second, time.Now()); got != "ticket: web, leader: none\n" {
 		t.Fatalf("list after revoke = %q", got)
 	}
-	r := one(t, a, 2*time.Second, peerMsg(west, CmdRequestVote, SiteID(west), 1, 0, ReasonLost))
+	r := one(t, a, 2*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 1, 0, ReasonLost))
 	if r.Result != ResultOutdated {
 		t.Fatalf("ticket-lost election after a revoke: %+v", r)
 	}
 	// The revoke is acknowledged again when repeated.
-	if ack := one(t, a, 3*time.Second, peerMsg(east, CmdRevoke, SiteID(east), 1, 0, ReasonAdmin)); ack.Cmd != CmdAck {
+	if ack := one(t, a, 3*time.Second, peerMsg(east, CmdRevoke, boothconf.SiteID(east), 1, 0, ReasonAdmin)); ack.Cmd != CmdAck {
 		t.Fatalf("repeated revoke: %+v", ack)
 	}
 }
@@ -150,7 +152,7 @@ func TestTicketLostElectionAfterARevokeIsOutdated(t *testing.T) {
 func TestOnlyTheLeaderRevokesOrStepsDown(t *testing.T) {
 	a := testArbiter(t, "")
 	grant(t, a, 0)
-	none(t, a, time.Second, peerMsg(west, CmdRevoke, SiteID(west), 1, 0, ReasonAdmin))
+	none(t, a, time.Second, peerMsg(west, CmdRevoke, boothconf.SiteID(west), 1, 0, ReasonAdmin))
 	none(t, a, time.Second, peerMsg(west, CmdVoteFor, NoLeader, 1, 0, ReasonLocalFail))
 	if v := a.Tickets()[0]; v.Leader != east {
 		t.Fatalf("west's revoke or step-down was taken: %+v", v)
@@ -165,7 +167,7 @@ func TestLeaseIsReceiptPlusTheTruncatedRemainder(t *testing.T) {
 	a := testArbiter(t, "")
 	grant(t, a, 0)
 	// An update with 29 s left, received at 10 s: the lease ends at 39 s.
-	ack := one(t, a, 10*time.Second, peerMsg(east, CmdUpdate, SiteID(east), 1, 29, 0))
+	ack := one(t, a, 10*time.Second, peerMsg(east, CmdUpdate, boothconf.SiteID(east), 1, 29, 0))
 	if ack.Cmd != CmdAck || ack.Request != CmdUpdate {
 		t.Fatalf("update answer: %+v", ack)
 	}
@@ -174,14 +176,14 @@ func TestLeaseIsReceiptPlusTheTruncatedRemainder(t *testing.T) {
 	}
 	// What this member sends is truncated to whole seconds.
 	st := one(t, a, 10*time.Second+1500*time.Millisecond, peerMsg(west, CmdStatus, NoLeader, 0, 0, 0))
-	if st.Cmd != CmdMyIndex || st.Request != CmdStatus || st.Ticket.ValidFor != 27 || st.Ticket.Leader != SiteID(east) {
+	if st.Cmd != CmdMyIndex || st.Request != CmdStatus || st.Ticket.ValidFor != 27 || st.Ticket.Leader != boothconf.SiteID(east) {
 		t.Fatalf("status answer: %+v", st)
 	}
 }
 
 func TestMillisecondConfigurationsSpeakMilliseconds(t *testing.T) {
 	a := testArbiter(t, " acquire-after = 1500ms\n")
-	one(t, a, 0, peerMsg(east, CmdHeartbeat, SiteID(east), 1, 30000, 0))
+	one(t, a, 0, peerMsg(east, CmdHeartbeat, boothconf.SiteID(east), 1, 30000, 0))
 	if v := a.Tickets()[0]; v.Expires != 30*time.Second {
 		t.Fatalf("lease of 30000 units in a ms configuration ends at %v", v.Expires)
 	}
@@ -194,11 +196,11 @@ func TestMillisecondConfigurationsSpeakMilliseconds(t *testing.T) {
 func TestAnotherLeaderIsRefusedWhileTheLeaseRuns(t *testing.T) {
 	a := testArbiter(t, "")
 	grant(t, a, 0)
-	r := one(t, a, time.Second, peerMsg(west, CmdUpdate, SiteID(west), 1, 30, 0))
+	r := one(t, a, time.Second, peerMsg(west, CmdUpdate, boothconf.SiteID(west), 1, 30, 0))
 	if r.Cmd != CmdReject || r.Result != ResultValid {
 		t.Fatalf("west's update during east's lease: %+v", r)
 	}
-	r = one(t, a, time.Second, peerMsg(west, CmdHeartbeat, SiteID(west), 0, 30, 0))
+	r = one(t, a, time.Second, peerMsg(west, CmdHeartbeat, boothconf.SiteID(west), 0, 30, 0))
 	if r.Cmd != CmdReject || r.Result != ResultOlder {
 		t.Fatalf("west's heartbeat of an older term: %+v", r)
 	}
@@ -215,16 +217,16 @@ func TestStatusAnswersTeachARestartedArbitrator(t *testing.T) {
 	}
 	// East leads with 20 s left at term 3: adopted. A lease longer than
 	// expire is capped at expire.
-	none(t, a, time.Second, peerMsg(east, CmdMyIndex, SiteID(east), 3, 20, 0))
+	none(t, a, time.Second, peerMsg(east, CmdMyIndex, boothconf.SiteID(east), 3, 20, 0))
 	if v := a.Tickets()[0]; v.Leader != east || v.Term != 3 || v.Expires != 21*time.Second || v.State != StateFollower {
 		t.Fatalf("after east's status: %+v", v)
 	}
-	none(t, a, 3*time.Second, peerMsg(west, CmdMyIndex, SiteID(west), 4, 9999, 0))
+	none(t, a, 3*time.Second, peerMsg(west, CmdMyIndex, boothconf.SiteID(west), 4, 9999, 0))
 	if v := a.Tickets()[0]; v.Expires != 33*time.Second || v.Leader != west {
 		t.Fatalf("lease not capped at expire: %+v", v)
 	}
 	// Messages of a term older than the last committed one are dropped.
-	none(t, a, 4*time.Second, peerMsg(east, CmdHeartbeat, SiteID(east), 3, 30, 0))
+	none(t, a, 4*time.Second, peerMsg(east, CmdHeartbeat, boothconf.SiteID(east), 3, 30, 0))
 	if v := a.Tickets()[0]; v.Leader != west {
 		t.Fatalf("an older term was taken: %+v", v)
 	}
@@ -234,7 +236,7 @@ func TestAnOlderStatusGetsOursBack(t *testing.T) {
 	a := testArbiter(t, "")
 	grant(t, a, 0)
 	st := one(t, a, time.Second, peerMsg(west, CmdMyIndex, NoLeader, 0, 0, 0))
-	if st.Cmd != CmdMyIndex || st.Request != CmdMyIndex || st.Ticket.Term != 1 || st.Ticket.Leader != SiteID(east) {
+	if st.Cmd != CmdMyIndex || st.Request != CmdMyIndex || st.Ticket.Term != 1 || st.Ticket.Leader != boothconf.SiteID(east) {
 		t.Fatalf("answer to an older status: %+v", st)
 	}
 	if v := a.Tickets()[0]; v.Leader != east {
@@ -244,10 +246,10 @@ func TestAnOlderStatusGetsOursBack(t *testing.T) {
 
 func TestNoStatusDuringAnElection(t *testing.T) {
 	a := testArbiter(t, "")
-	one(t, a, 0, peerMsg(east, CmdRequestVote, SiteID(east), 1, 0, ReasonAdmin))
+	one(t, a, 0, peerMsg(east, CmdRequestVote, boothconf.SiteID(east), 1, 0, ReasonAdmin))
 	none(t, a, time.Second, peerMsg(west, CmdStatus, NoLeader, 0, 0, 0))
 	a.Tick(2 * time.Second) // nobody won: the election is over here
-	if st := one(t, a, 3*time.Second, peerMsg(west, CmdStatus, NoLeader, 0, 0, 0)); st.Ticket.Leader != SiteID(east) {
+	if st := one(t, a, 3*time.Second, peerMsg(west, CmdStatus, NoLeader, 0, 0, 0)); st.Ticket.Leader != boothconf.SiteID(east) {
 		t.Fatalf("status after the election carries the vote: %+v", st)
 	}
 }
@@ -260,15 +262,15 @@ func TestStrangersAreRefused(t *testing.T) {
 	}{
 		{peerMsg(netip.MustParseAddr("192.0.2.9"), CmdHeartbeat, NoLeader, 1, 1, 0), ErrUnknownSender},
 		{peerMsg(arb, CmdHeartbeat, NoLeader, 1, 1, 0), ErrUnknownSender},
-		{Message{Header: Header{From: SiteID(east), Cmd: CmdHeartbeat}}, ErrNoTicket},
-		{peerMsg(east, CmdHeartbeat, SiteID(netip.MustParseAddr("192.0.2.9")), 1, 1, 0), ErrUnknownLeader},
+		{Message{Header: Header{From: boothconf.SiteID(east), Cmd: CmdHeartbeat}}, ErrNoTicket},
+		{peerMsg(east, CmdHeartbeat, boothconf.SiteID(netip.MustParseAddr("192.0.2.9")), 1, 1, 0), ErrUnknownLeader},
 		{peerMsg(east, CmdHeartbeat, 0, 1, 1, 0), ErrUnknownLeader},
 	} {
 		if _, err := a.Receive(0, c.m); !errors.Is(err, c.want) {
 			t.Errorf("%+v: error %v, want %v", c.m, err, c.want)
 		}
 	}
-	m := peerMsg(east, CmdHeartbeat, SiteID(east), 1, 1, 0)
+	m := peerMsg(east, CmdHeartbeat, boothconf.SiteID(east), 1, 1, 0)
 	m.Ticket.Name = "db"
 	if _, err := a.Receive(0, m); !errors.Is(err, ErrUnknownTicket) {
 		t.Errorf("unknown ticket: %v", err)
@@ -294,7 +296,7 @@ func TestClientAnswersAtTheArbitrator(t *testing.T) {
 		t.Fatalf("grant of an owned ticket: %v", r)
 	}
 	ans := a.Answer(0, Message{Header: Header{Cmd: CmdClientRevoke}, HasTicket: true, Ticket: Ticket{Name: "web"}})
-	if ans.Result != ResultRedirect || ans.Ticket.Leader != SiteID(east) || ans.Cmd != CmdResult {
+	if ans.Result != ResultRedirect || ans.Ticket.Leader != boothconf.SiteID(east) || ans.Cmd != CmdResult {
 		t.Fatalf("revoke at the arbitrator: %+v", ans)
 	}
 	wall := time.Date(2026, 12, 3, 10, 0, 0, 0, time.Local)
@@ -304,7 +306,7 @@ func TestClientAnswersAtTheArbitrator(t *testing.T) {
 }
 
 func TestOnlyAnArbitratorRunsHere(t *testing.T) {
-	c, err := ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"), "booth.conf")
+	c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"), "booth.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,18 +323,18 @@ func TestALearnedLeaseIsNeverShortenedOrOverlong(t *testing.T) {
 	grant(t, a, 0) // east, term 1, until 30 s
 	// A heartbeat of the same leader and term with less time left (the
 	// remaining time before its renewal, truncated) keeps the lease.
-	one(t, a, 5*time.Second, peerMsg(east, CmdHeartbeat, SiteID(east), 1, 24, 0))
+	one(t, a, 5*time.Second, peerMsg(east, CmdHeartbeat, boothconf.SiteID(east), 1, 24, 0))
 	if v := a.Tickets()[0]; v.Expires != 30*time.Second {
 		t.Fatalf("lease shortened to %v", v.Expires)
 	}
 	// The renewal's update lengthens it.
-	one(t, a, 6*time.Second, peerMsg(east, CmdUpdate, SiteID(east), 1, 30, 0))
+	one(t, a, 6*time.Second, peerMsg(east, CmdUpdate, boothconf.SiteID(east), 1, 30, 0))
 	if v := a.Tickets()[0]; v.Expires != 36*time.Second {
 		t.Fatalf("renewed lease ends at %v, want 36s", v.Expires)
 	}
 	// A remaining time beyond expire (a sender counting in another unit)
 	// is read as expire.
-	one(t, a, 7*time.Second, peerMsg(east, CmdUpdate, SiteID(east), 1, 30000, 0))
+	one(t, a, 7*time.Second, peerMsg(east, CmdUpdate, boothconf.SiteID(east), 1, 30000, 0))
 	if v := a.Tickets()[0]; v.Expires != 37*time.Second {
 		t.Fatalf("overlong lease ends at %v, want 37s", v.Expires)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/booth/boothconf"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,11 +18,11 @@ import (
 // never given to two members in one term.
 func FuzzArbiterReceive(f *testing.F) {
 	for _, m := range []Message{
-		peerMsg(east, CmdRequestVote, SiteID(east), 1, 0, ReasonAdmin),
-		peerMsg(east, CmdHeartbeat, SiteID(east), 1, 30, 0),
-		peerMsg(west, CmdRequestVote, SiteID(west), 2, 0, ReasonLost),
-		peerMsg(east, CmdRevoke, SiteID(east), 1, 0, ReasonAdmin),
-		peerMsg(west, CmdMyIndex, SiteID(west), 3, 20, 0),
+		peerMsg(east, CmdRequestVote, boothconf.SiteID(east), 1, 0, ReasonAdmin),
+		peerMsg(east, CmdHeartbeat, boothconf.SiteID(east), 1, 30, 0),
+		peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonLost),
+		peerMsg(east, CmdRevoke, boothconf.SiteID(east), 1, 0, ReasonAdmin),
+		peerMsg(west, CmdMyIndex, boothconf.SiteID(west), 3, 20, 0),
 	} {
 		f.Add(Encode(m, nil), uint16(1))
 	}
@@ -63,7 +65,7 @@ func FuzzClientAnswer(f *testing.F) {
 	f.Add(Encode(Message{Header: Header{Cmd: CmdClientRevoke}, HasTicket: true, Ticket: Ticket{Name: "web"}}, nil))
 	f.Add(Encode(Message{Header: Header{Cmd: CmdPeers}}, nil))
 	f.Add([]byte("GET / HTTP/1.0\r\n\r\n"))
-	c, err := ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"), "booth.conf")
+	c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"), "booth.conf")
 	if err != nil {
 		f.Fatal(err)
 	}

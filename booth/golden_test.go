@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/booth/boothconf"
+
 	"github.com/geobooth/geobooth/kit/testenv"
 )
 
@@ -110,7 +112,7 @@ func TestCodecMatchesRealBoothd(t *testing.T) {
 			seen := map[Code]int{}
 			ids := map[uint32]bool{}
 			for _, a := range addrs {
-				ids[SiteID(netip.MustParseAddr(a))] = true
+				ids[boothconf.SiteID(netip.MustParseAddr(a))] = true
 			}
 			for i, b := range datagrams {
 				m, err := Decode(b, key)

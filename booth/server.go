@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/geobooth/geobooth/booth/boothconf"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geobooth/geobooth/kit/netcap"
@@ -75,7 +77,7 @@ const (
 // Server runs an Arbiter on Booth's UDP port and answers Booth's client
 // on the TCP port of the same address.
 type Server struct {
-	cfg  *Config
+	cfg  *boothconf.Config
 	key  []byte
 	log  *slog.Logger
 	port int
@@ -129,7 +131,7 @@ type peerStats struct {
 
 // NewServer prepares the arbitrator self of cfg (its authfile is read
 // now); its metrics go to reg.
-func NewServer(cfg *Config, self netip.Addr, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+func NewServer(cfg *boothconf.Config, self netip.Addr, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
 	arb, err := NewArbiter(cfg, self)
 	if err != nil {
 		return nil, err

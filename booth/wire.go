@@ -12,9 +12,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"net/netip"
 	"strings"
+
+	"github.com/geobooth/geobooth/booth/boothconf"
 )
 
 // Sizes on the wire.
@@ -24,9 +24,6 @@ const (
 	TrailerSize = 28
 	// MaxDatagram is boothd's receive buffer: a longer datagram is cut.
 	MaxDatagram = 1024
-	// NameSize is the ticket name field, NUL-padded; a name has at most
-	// NameSize−1 characters.
-	NameSize = 64
 )
 
 const (
@@ -171,7 +168,7 @@ func Encode(m Message, key []byte) []byte {
 	be.PutUint32(b[44:], uint32(m.Result))
 	if m.HasTicket {
 		t := b[HeaderSize:]
-		copy(t[:NameSize], m.Ticket.Name)
+		copy(t[:boothconf.NameSize], m.Ticket.Name)
 		be.PutUint32(t[64:], m.Ticket.Leader)
 		be.PutUint32(t[68:], m.Ticket.Term)
 		be.PutUint32(t[72:], m.Ticket.ValidFor)
@@ -231,7 +228,7 @@ func Decode(b []byte, key []byte) (Message, error) {
 	default:
 		return m, fmt.Errorf("%w: a body of %d bytes", ErrShort, len(body))
 	}
-	name, err := decodeName(body[:NameSize])
+	name, err := decodeName(body[:boothconf.NameSize])
 	if err != nil {
 		return m, err
 	}
@@ -248,36 +245,16 @@ func decodeName(b []byte) (string, error) {
 		return "", fmt.Errorf("%w: not NUL-terminated", ErrName)
 	}
 	name := string(b[:n])
-	if !ValidName(name) && name != "" {
+	if !boothconf.ValidName(name) && name != "" {
 		return "", fmt.Errorf("%w %q", ErrName, name)
 	}
 	return name, nil
-}
-
-// ValidName reports whether Booth accepts name for a ticket.
-func ValidName(name string) bool {
-	if name == "" || len(name) >= NameSize {
-		return false
-	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '/') {
-			return false
-		}
-	}
-	return true
 }
 
 func mac(key, data []byte) []byte {
 	h := hmac.New(sha1.New, key)
 	h.Write(data)
 	return h.Sum(nil)
-}
-
-// SiteID is a member's id as Booth computes it: zlib's CRC-32 of the
-// address's bytes (4 for IPv4, 16 for IPv6), masked to 31 bits.
-func SiteID(addr netip.Addr) uint32 {
-	b := addr.Unmap().AsSlice()
-	return crc32.ChecksumIEEE(b) & 0x7FFFFFFF
 }
 
 // EncodeText packs a header-only message followed by text, as Booth

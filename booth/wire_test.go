@@ -5,16 +5,18 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+
+	"github.com/geobooth/geobooth/booth/boothconf"
 )
 
 var testKey = []byte("0123456789abcdef")
 
 func TestSiteIDIsBoothsCRC32(t *testing.T) {
 	// Measured with Debian's boothd (../shared/research/booth-wire.md).
-	if got := SiteID(netip.MustParseAddr("10.9.0.1")); got != 0x362F3461 {
+	if got := boothconf.SiteID(netip.MustParseAddr("10.9.0.1")); got != 0x362F3461 {
 		t.Fatalf("site id of 10.9.0.1 = %#x, want 0x362f3461", got)
 	}
-	if SiteID(netip.MustParseAddr("::ffff:10.9.0.1")) != SiteID(netip.MustParseAddr("10.9.0.1")) {
+	if boothconf.SiteID(netip.MustParseAddr("::ffff:10.9.0.1")) != boothconf.SiteID(netip.MustParseAddr("10.9.0.1")) {
 		t.Fatal("an IPv4-mapped address must count as IPv4 (4 bytes)")
 	}
 }

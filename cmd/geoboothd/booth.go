@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/geobooth/geobooth/booth"
+	"github.com/geobooth/geobooth/booth/boothconf"
 	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/kit/confkit"
 	"github.com/geobooth/geobooth/kit/netcap"
@@ -36,7 +37,7 @@ type boothOptions struct {
 // HTTP and DNS failover on the Booth tickets when asked.
 func runBooth(ctx context.Context, o boothOptions, log *slog.Logger) int {
 	path, address := o.config, o.address
-	cfg, err := booth.LoadConfig(path)
+	cfg, err := boothconf.LoadConfig(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "geoboothd:", err)
 		return 2
@@ -129,7 +130,7 @@ func serveStatus(addr string, h http.Handler, log *slog.Logger) (func(), error) 
 // boothDNS sets up DNS failover on the Booth tickets: the zones file as
 // for any geobooth member, its failover names' sites named by the sites'
 // addresses in booth.conf.
-func boothDNS(o boothOptions, cfg *booth.Config, s *booth.Server, log *slog.Logger, reg prometheus.Registerer) (*dnsfail.Server, error) {
+func boothDNS(o boothOptions, cfg *boothconf.Config, s *booth.Server, log *slog.Logger, reg prometheus.Registerer) (*dnsfail.Server, error) {
 	if o.zones == "" || o.stateDir == "" {
 		return nil, errors.New("-booth-dns needs -booth-zones FILE and -state-dir DIR (for the zones' serials)")
 	}

@@ -1,4 +1,4 @@
-package booth
+package boothconf
 
 import (
 	"context"

@@ -1,8 +1,16 @@
-package booth
+// Package boothconf reads booth.conf as ClusterLabs Booth does
+// (config.c at the Debian 12 commit): the keys it knows, its defaults, its
+// limits and its errors, each error with the file and line. Written from
+// reading Booth's parser and checking its behaviour; Booth's own bugs are
+// not copied (its site-user and friends read the wrong variable; here they
+// take their value). It is a leaf: ticketctl import-booth reads it
+// without Booth's engine.
+package boothconf
 
 import (
 	"bufio"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/netip"
@@ -13,14 +21,11 @@ import (
 	"time"
 )
 
-// booth.conf as Booth reads it (config.c at the Debian 12 commit): the
-// keys it knows, its defaults, its limits and its errors, each error with
-// the file and line. Written from reading Booth's parser and checking its
-// behaviour; Booth's own bugs are not copied (its site-user and friends
-// read the wrong variable; here they take their value).
-
 // Booth's defaults and limits.
 const (
+	// NameSize is a ticket name's field on the wire, NUL-padded: a name has
+	// at most NameSize−1 characters.
+	NameSize           = 64
 	DefaultPort        = 9929
 	DefaultMaxTimeSkew = 600 // seconds
 	DefaultExpire      = 600 * time.Second
@@ -459,4 +464,24 @@ func (c *Config) FindSelf(addrs []netip.Addr) (Member, error) {
 		return Member{}, fmt.Errorf("%s: no member has an address of this host; give it with -booth-address", c.Path)
 	}
 	return Member{}, fmt.Errorf("%s: several members have addresses of this host; give one with -booth-address", c.Path)
+}
+
+// SiteID is a member's id as Booth computes it: zlib's CRC-32 of the
+// address's bytes (4 for IPv4, 16 for IPv6), masked to 31 bits.
+func SiteID(addr netip.Addr) uint32 {
+	b := addr.Unmap().AsSlice()
+	return crc32.ChecksumIEEE(b) & 0x7FFFFFFF
+}
+
+// ValidName reports whether Booth accepts name for a ticket.
+func ValidName(name string) bool {
+	if name == "" || len(name) >= NameSize {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '/') {
+			return false
+		}
+	}
+	return true
 }
