@@ -63,6 +63,7 @@ var table = []command{
 	{name: "dns keygen", synopsis: "ZONE FILE", summary: "write a new DNSSEC key for ZONE (ECDSA P-256, combined signing key;\nmode 0600): list it in the zone's dnssec_keys on every member", run: cmdDNSKeygen, local: true},
 	{name: "events", synopsis: "[-f] [--since SEQ] [--count N] [--json]", summary: "the member's recent events, oldest first; -f follows them as they happen", run: cmdEvents},
 	{name: "watch", synopsis: "[--interval D] [--count N]", summary: "a live terminal summary: tickets, members, replication, DNS", run: cmdWatch},
+	{name: "import-booth", synopsis: "[-o FILE] BOOTH.CONF", summary: "the geobooth cluster file that matches a booth.conf, with what differs\nexplained at its top (docs/booth.md)", run: cmdImportBooth, local: true},
 	{name: "keygen", synopsis: "[-token|-serf] FILE", summary: "write a new cluster key, API token or serf keyring (mode 0600)", run: cmdKeygen, local: true},
 	{name: "tls ca", synopsis: "[-days N] [-dir DIR] [-name CLUSTER]", summary: "make the cluster's CA (ca.pem, ca-key.pem)", run: cmdTLS, local: true},
 	{name: "tls cert", synopsis: "[-host H]... [-ca FILE] [-ca-key FILE] [-dir DIR] [-days N] MEMBER",
