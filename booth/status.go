@@ -122,8 +122,10 @@ func (s *Server) apiTickets() []api.Ticket {
 	return out
 }
 
-// apiPeers is the members in the API's shape; a member is alive when a
-// datagram from it came within the longest ticket expire.
+// apiPeers is the members in the API's shape. A member is alive when a
+// datagram from it came within the longest ticket expire, and unknown
+// otherwise: on Booth's wire a follower sends nothing to an arbitrator
+// unless asked, so silence says nothing.
 func (s *Server) apiPeers() []api.Peer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -145,8 +147,6 @@ func (s *Server) apiPeers() []api.Peer {
 			p.LastHeard = &last
 			if time.Since(last) < window {
 				p.Status = "alive"
-			} else {
-				p.Status = "failed"
 			}
 		}
 		out = append(out, p)
