@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/geobooth/geobooth/api"
 	"github.com/geobooth/geobooth/kit/netcap"
 )
 
@@ -93,6 +94,10 @@ type Server struct {
 	// changed, when set, hears that a ticket may have changed (after a
 	// message or a tick).
 	changed func()
+	// seen, events and eventSeq: the ticket changes reported (events.go).
+	seen     map[string]seen
+	events   []api.Event
+	eventSeq uint64
 }
 
 // OnChange sets f to be called whenever a ticket may have changed (set
@@ -114,7 +119,11 @@ func (s *Server) Owner(ticket string) (string, time.Time) {
 	return "", time.Time{}
 }
 
+// notify records what changed and tells the hook.
 func (s *Server) notify() {
+	s.mu.Lock()
+	s.recordChanges(s.now(), time.Now())
+	s.mu.Unlock()
 	if s.changed != nil {
 		s.changed()
 	}
@@ -136,7 +145,10 @@ func NewServer(cfg *boothconf.Config, self netip.Addr, log *slog.Logger, reg pro
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, arb: arb, log: log, port: cfg.Port, peers: map[uint32]*peerStats{}}
+	// Event numbers start from the wall clock, so that they rise across
+	// restarts too.
+	s := &Server{cfg: cfg, arb: arb, log: log, port: cfg.Port, peers: map[uint32]*peerStats{},
+		seen: map[string]seen{}, eventSeq: uint64(time.Now().UnixMicro())}
 	for _, m := range cfg.Members {
 		if m.ID != arb.self.ID {
 			s.peers[m.ID] = &peerStats{}

@@ -76,13 +76,16 @@ func (c ticketCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Handler serves the read-only status of the Booth arbitrator in
-// geobooth's API shapes (ticketctl list and peers read it), and its
-// metrics.
-func (s *Server) Handler(g prometheus.Gatherer) http.Handler {
+// geobooth's API shapes (ticketctl list, peers and events read it), its
+// metrics, and page (the status page) at / and /static/.
+func (s *Server) Handler(g prometheus.Gatherer, page http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /static/", page)
+	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Events()) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /api/v1/tickets", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.apiTickets()) })
-	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.apiPeers()) })
+	mux.HandleFunc("GET /api/v1/tickets", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Tickets(time.Now())) })
+	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Peers()) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	return mux
 }
@@ -92,10 +95,11 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// apiTickets is the tickets in the API's shape, times on the wall clock.
-func (s *Server) apiTickets() []api.Ticket {
+// Tickets are the tickets in the API's shape, times on the wall clock
+// (wall is the time now).
+func (s *Server) Tickets(wall time.Time) []api.Ticket {
 	s.mu.Lock()
-	now, wall := s.now(), time.Now()
+	now := s.now()
 	views := s.arb.Tickets()
 	s.mu.Unlock()
 	out := make([]api.Ticket, 0, len(views))
@@ -122,11 +126,11 @@ func (s *Server) apiTickets() []api.Ticket {
 	return out
 }
 
-// apiPeers is the members in the API's shape. A member is alive when a
+// Peers are the members in the API's shape. A member is alive when a
 // datagram from it came within the longest ticket expire, and unknown
 // otherwise: on Booth's wire a follower sends nothing to an arbitrator
 // unless asked, so silence says nothing.
-func (s *Server) apiPeers() []api.Peer {
+func (s *Server) Peers() []api.Peer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var window time.Duration

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,8 @@ import (
 	"github.com/geobooth/geobooth/booth"
 	"github.com/geobooth/geobooth/booth/boothconf"
 	"github.com/geobooth/geobooth/dnsfail"
+	"github.com/geobooth/geobooth/internal/dashboard"
+	"github.com/geobooth/geobooth/kit/buildinfo"
 	"github.com/geobooth/geobooth/kit/confkit"
 	"github.com/geobooth/geobooth/kit/netcap"
 )
@@ -77,7 +80,7 @@ func runBooth(ctx context.Context, o boothOptions, log *slog.Logger) int {
 		}()
 	}
 	if o.status != "" {
-		stop, err := serveStatus(o.status, s.Handler(reg), log)
+		stop, err := serveStatus(o.status, boothStatus(s, dnsSrv, reg), log)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "geoboothd:", err)
 			return 2
@@ -159,4 +162,27 @@ func fieldErrors(fe []confkit.FieldError) []error {
 		out[i] = e
 	}
 	return out
+}
+
+// boothStatus is the status listener's handler: the Booth arbitrator's
+// status, metrics and page, with DNS's status (ticketctl dns) when it
+// serves DNS.
+func boothStatus(s *booth.Server, dnsSrv *dnsfail.Server, reg prometheus.Gatherer) http.Handler {
+	var sections []string
+	if dnsSrv != nil {
+		sections = []string{"/api/v1/dns"}
+	}
+	page := dashboard.Handler(dashboard.Options{Source: s, Member: s.Self().String(), Role: "arbitrator (Booth)",
+		Version: buildinfo.String(), Sections: sections})
+	h := s.Handler(reg, page)
+	if dnsSrv == nil {
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/dns", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(dnsSrv.Status())
+	})
+	mux.Handle("/", h)
+	return mux
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/geobooth/geobooth/api"
 	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/alerts"
 	"github.com/geobooth/geobooth/internal/config"
@@ -251,12 +252,24 @@ func (d *Daemon) apiHandler(role Role, sections []string) http.Handler {
 		Mount: func(r chi.Router, auth func(http.Handler) http.Handler) {
 			role.Mount(r, auth)
 			d.mountDNS(r)
-			page := dashboard.Handler(dashboard.Options{Source: n, Member: d.Config.Local, Role: d.Role(),
+			page := dashboard.Handler(dashboard.Options{Source: pageSource{n}, Member: d.Config.Local, Role: d.Role(),
 				Digest: fmt.Sprintf("%016x", d.Config.Digest()), Version: buildinfo.String(), Sections: sections,
 				ReadToken: d.Config.API.ReadToken})
 			r.Handle("/", page)
 			r.Handle("/static/*", page)
 		}})
+}
+
+// pageSource is the node as the status page reads it: its tickets in the
+// API's shape.
+type pageSource struct{ *node.Node }
+
+func (p pageSource) Tickets(now time.Time) []api.Ticket {
+	var out []api.Ticket
+	for _, v := range p.Views() {
+		out = append(out, httpapi.FromView(v, now))
+	}
+	return out
 }
 
 // listenAPI binds the API's address: HTTPS with the member's certificate

@@ -14,9 +14,6 @@ import (
 	"time"
 
 	"github.com/geobooth/geobooth/api"
-
-	"github.com/geobooth/geobooth/internal/httpapi"
-	"github.com/geobooth/geobooth/internal/node"
 )
 
 //go:embed static
@@ -48,9 +45,9 @@ var page = template.Must(template.New("index.html").Funcs(template.FuncMap{
 	},
 }).ParseFS(static, "static/index.html"))
 
-// Source is what the page shows.
+// Source is what the page shows, in the API's shapes.
 type Source interface {
-	Views() []node.View
+	Tickets(now time.Time) []api.Ticket
 	Peers() []api.Peer
 	Events() []api.Event
 }
@@ -92,10 +89,7 @@ func Handler(o Options) http.Handler {
 		now := time.Now()
 		d := pageData{Options: o, Now: now}
 		if !o.ReadToken {
-			d.Peers, d.Events = o.Source.Peers(), o.Source.Events()
-			for _, v := range o.Source.Views() {
-				d.Tickets = append(d.Tickets, httpapi.FromView(v, now))
-			}
+			d.Tickets, d.Peers, d.Events = o.Source.Tickets(now), o.Source.Peers(), o.Source.Events()
 		}
 		if len(d.Events) > 30 {
 			d.Events = d.Events[:30]

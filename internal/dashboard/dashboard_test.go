@@ -5,17 +5,16 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/geobooth/geobooth/api"
-
-	"github.com/geobooth/geobooth/internal/node"
 )
 
 type noSource struct{}
 
-func (noSource) Views() []node.View  { return nil }
-func (noSource) Peers() []api.Peer   { return nil }
-func (noSource) Events() []api.Event { return nil }
+func (noSource) Tickets(time.Time) []api.Ticket { return nil }
+func (noSource) Peers() []api.Peer              { return nil }
+func (noSource) Events() []api.Event            { return nil }
 
 // Issue 19: GET /static/ served the page's unrendered template (and a
 // listing). Only the script and the style sheet are served there.

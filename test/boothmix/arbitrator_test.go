@@ -1,6 +1,7 @@
 package boothmix
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -152,6 +153,7 @@ func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 		t.Fatalf("booth revoke at east (redirected to west): %v\n%s", err, out)
 	}
 	testenv.Eventually(t, 10*time.Second, leaderAt(2, "none"))
+	checkEvents(t, ns, ctl, addrs[1])
 
 	ivs := grants(t, events, map[string]time.Duration{"east": killed})
 	if len(ivs) < 2 {
@@ -222,5 +224,35 @@ func checkStatus(t *testing.T, ns testenv.Namespaces, ctl, leader string) {
 		if err != nil || !strings.Contains(string(out), want) {
 			t.Fatalf("metrics lack %s: %v\n%s", want, err, out)
 		}
+	}
+}
+
+// checkEvents reads geoboothd's events as ticketctl does, and its status
+// page: east's lease ran out, west was granted the ticket, then revoked.
+func checkEvents(t *testing.T, ns testenv.Namespaces, ctl, west string) {
+	t.Helper()
+	out, err := ns.Exec(2, ctl, "-addr", statusAddr, "events", "--json").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ticketctl events at geoboothd: %v\n%s", err, out)
+	}
+	// One event per line, oldest first.
+	var kinds []string
+	for dec := json.NewDecoder(bytes.NewReader(out)); dec.More(); {
+		var e api.Event
+		if err := dec.Decode(&e); err != nil {
+			t.Fatalf("ticketctl events at geoboothd: %v\n%s", err, out)
+		}
+		kinds = append(kinds, e.Kind+" "+e.Owner)
+	}
+	got := strings.Join(kinds, ", ")
+	if !strings.Contains(got, "lost , granted "+west+", revoked ") {
+		t.Fatalf("events, oldest first: %s", got)
+	}
+	page, err := ns.Exec(2, "curl", "-sf", "http://"+statusAddr+"/").CombinedOutput()
+	if err != nil || !strings.Contains(string(page), "web") || !strings.Contains(string(page), "revoked") {
+		t.Fatalf("status page: %v\n%s", err, page)
+	}
+	if out, err := ns.Exec(2, ctl, "-addr", statusAddr, "dns").CombinedOutput(); err != nil || !strings.Contains(string(out), "www.example.test") {
+		t.Fatalf("ticketctl dns at geoboothd: %v\n%s", err, out)
 	}
 }

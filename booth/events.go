@@ -1,0 +1,65 @@
+package booth
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/geobooth/geobooth/api"
+)
+
+// maxEvents bounds the events the arbitrator keeps.
+const maxEvents = 256
+
+// seen is what the arbitrator last reported of a ticket.
+type seen struct {
+	leader  string
+	revoked bool
+	term    uint32
+}
+
+// recordChanges notes every ticket whose leader changed since the last
+// call (s.mu held): the events the status page and ticketctl show.
+func (s *Server) recordChanges(now time.Duration, wall time.Time) {
+	for _, v := range s.arb.Tickets() {
+		cur := seen{revoked: v.Revoked, term: v.Term}
+		if v.Leader.IsValid() {
+			cur.leader = v.Leader.String()
+		}
+		last, known := s.seen[v.Name]
+		s.seen[v.Name] = cur
+		if known && last.leader == cur.leader && last.revoked == cur.revoked {
+			continue
+		}
+		e := api.Event{Time: wall, Ticket: v.Name, Term: uint64(v.Term), Owner: cur.leader}
+		switch {
+		case cur.leader != "":
+			e.Kind, e.Reason = "granted", fmt.Sprintf("%s leads (term %d), lease until %s", cur.leader, v.Term,
+				wall.Add(v.Expires-now).Format(time.TimeOnly))
+		case cur.revoked:
+			e.Kind, e.Reason = "revoked", "revoked by "+last.leader
+		case !known:
+			continue // no owner known at start: nothing happened
+		default:
+			e.Kind, e.Reason = "lost", fmt.Sprintf("the lease of %s ran out without a renewal", last.leader)
+		}
+		s.eventSeq++
+		e.Seq = s.eventSeq
+		s.events = append(s.events, e)
+		if len(s.events) > maxEvents {
+			s.events = s.events[len(s.events)-maxEvents:]
+		}
+		s.log.Info("booth ticket "+e.Kind, "ticket", e.Ticket, "term", e.Term, "owner", e.Owner, "reason", e.Reason)
+	}
+}
+
+// Events are the recent ticket events, newest first (as the API gives
+// them).
+func (s *Server) Events() []api.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]api.Event, len(s.events))
+	for i, e := range s.events {
+		out[len(out)-1-i] = e
+	}
+	return out
+}
