@@ -65,6 +65,24 @@ var configCases = []configCase{
 	}(), 17, "too many nodes"},
 }
 
+// The configurations in Booth's own repository: its server tests'
+// typical file and the variants they try (test/serverenv.py,
+// test/servertests.py), and the examples of its manual (docs/boothd.8.txt).
+var boothRepoCases = []configCase{
+	{"Booth's tests: the typical file", "# This is like the config in the manual\ntransport=\"UDP\"\nport=\"9929\"\n# Here's another comment\n#arbitrator=\"147.2.207.14\"\nsite=\"147.4.215.19\"\n#site=\"147.18.2.1\"\nticket=\"ticketA\"\nticket=\"ticketB\"\n", 0, ""},
+	{"Booth's tests: no transport line", "port=\"9929\"\nsite=\"147.4.215.19\"\nticket=\"ticketA\"\nticket=\"ticketB\"\n", 0, ""},
+	{"Booth's tests: an unquoted space in a ticket name", "transport=\"UDP\"\nsite=\"147.4.215.19\"\nticket=unquoted space\n", 3, `ticket name "unquoted space" invalid`},
+	{"Booth's tests: an unknown keyword before the tickets", "unknown-keyword=\"UDP\"\nsite=\"147.4.215.19\"\nticket=\"ticketA\"\n", 1, `Unexpected keyword "unknown-keyword"`},
+	{"Booth's tests: an unknown keyword in a ticket", "transport=\"UDP\"\nsite=\"147.4.215.19\"\nticket=\"ticketA\"\nunknown-keyword=value", 4, `Unknown keyword "unknown-keyword"`},
+	{"Booth's manual: the minimal file", "site=\"192.168.201.100\"\nsite=\"192.168.202.100\"\narbitrator=\"192.168.203.100\"\nticket=\"ticket-db8\"\n", 0, ""},
+	// Booth refuses its own manual's example: timeout·(retries+1) = 60 s
+	// is not below renewal-freq = 60 s.
+	{"Booth's manual: the full example", "# D-85774\nsite=\"192.168.201.100\"\n# D-90409\nsite=\"::ffff:192.168.202.100\"\n# A-1120\narbitrator=\"192.168.203.100\"\n\nticket=\"ticket-db8\"\n    expire        = 600\n    acquire-after = 60\n    timeout       = 10\n    retries       = 5\n    renewal-freq  = 60\n    before-acquire-handler = /usr/share/booth/service-runnable db8\n    attr-prereq = auto repl_state eq ACTIVE\n", 15, "cannot exceed renewal frequency"},
+	{"Booth's manual: a manual ticket", "site=\"192.168.201.100\"\nsite=\"192.168.202.100\"\nticket=\"manual-ticket\"\n    mode = MANUAL\n", 0, ""},
+}
+
+func init() { configCases = append(configCases, boothRepoCases...) }
+
 func TestParseConfigAsBoothDoes(t *testing.T) {
 	for _, c := range configCases {
 		t.Run(c.name, func(t *testing.T) {
