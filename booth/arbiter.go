@@ -331,10 +331,13 @@ func (a *Arbiter) answerUpdate(t *arbTicket, now time.Duration, m Message) *Send
 }
 
 // answerRevoke accepts a revoke from the leader (or repeats the ack of
-// one already done).
+// one already done). A manual ticket can have two leaders (grant -F): the
+// revoke of one this member does not follow is acknowledged and changes
+// nothing here, as in Booth.
 func (a *Arbiter) answerRevoke(t *arbTicket, now time.Duration, m Message) *Send {
 	switch {
 	case t.state == StateInit && t.leader == NoLeader:
+	case t.leader != m.From && t.cfg.Manual:
 	case t.leader != m.From || t.state != StateFollower:
 		return nil
 	default:

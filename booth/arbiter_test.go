@@ -339,3 +339,30 @@ func TestALearnedLeaseIsNeverShortenedOrOverlong(t *testing.T) {
 		t.Fatalf("overlong lease ends at %v, want 37s", v.Expires)
 	}
 }
+
+func TestManualTicketsDoNotExpireAndAcceptAnyRevoke(t *testing.T) {
+	a := testArbiter(t, "ticket = batch\n mode = manual\n")
+	m := func(from netip.Addr, cmd Code, leader uint32) Message {
+		msg := peerMsg(from, cmd, leader, 0, 0, 0)
+		msg.Ticket.Name = "batch"
+		return msg
+	}
+	// A manual grant: the leader's heartbeat carries no lease.
+	one(t, a, 0, m(east, CmdHeartbeat, boothconf.SiteID(east)))
+	a.Tick(time.Hour)
+	v := a.Tickets()[1]
+	if v.Leader != east || v.SafeUntil != 0 {
+		t.Fatalf("manual ticket after an hour: %+v", v)
+	}
+	if got := a.List(time.Hour, time.Now()); !strings.Contains(got, "ticket: batch, leader: 192.0.2.1, expires: INF [manual mode]") {
+		t.Fatalf("list = %q", got)
+	}
+	// West, a second leader this member does not follow, revokes: acked,
+	// and east stays the leader here.
+	if ack := one(t, a, time.Hour, m(west, CmdRevoke, boothconf.SiteID(west))); ack.Cmd != CmdAck {
+		t.Fatalf("revoke from the other leader: %+v", ack)
+	}
+	if v := a.Tickets()[1]; v.Leader != east {
+		t.Fatalf("after west's revoke: %+v", v)
+	}
+}
