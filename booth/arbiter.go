@@ -1,9 +1,11 @@
 package booth
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/geobooth/geobooth/booth/boothconf"
@@ -48,6 +50,8 @@ type Arbiter struct {
 	unit    time.Duration
 	tickets []*arbTicket
 	byName  map[string]*arbTicket
+	// mismatch: members whose updates show another time unit.
+	mismatch map[uint32]bool
 }
 
 // arbTicket is one ticket's state, the fields of Booth's ticket_config
@@ -80,7 +84,7 @@ type Send struct {
 
 // NewArbiter sets up the arbitrator self of cfg.
 func NewArbiter(cfg *boothconf.Config, self netip.Addr) (*Arbiter, error) {
-	a := &Arbiter{members: map[uint32]boothconf.Member{}, byName: map[string]*arbTicket{}, unit: time.Second}
+	a := &Arbiter{members: map[uint32]boothconf.Member{}, byName: map[string]*arbTicket{}, unit: time.Second, mismatch: map[uint32]bool{}}
 	if cfg.Millis {
 		a.unit = time.Millisecond
 	}
@@ -103,6 +107,20 @@ func NewArbiter(cfg *boothconf.Config, self netip.Addr) (*Arbiter, error) {
 		a.byName[tc.Name] = t
 	}
 	return a, nil
+}
+
+// UnitMismatches are the members whose lease updates show a time unit
+// other than this member's (a booth.conf that differs in whether some
+// time is not whole seconds).
+func (a *Arbiter) UnitMismatches() []boothconf.Member {
+	var out []boothconf.Member
+	for _, m := range a.members {
+		if a.mismatch[m.ID] {
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, func(x, y boothconf.Member) int { return cmp.Compare(x.ID, y.ID) })
+	return out
 }
 
 // Self is this member.
@@ -292,8 +310,19 @@ func (a *Arbiter) answerVote(t *arbTicket, now time.Duration, m Message) *Send {
 // lease it learned is not shortened by a later message of the same
 // leader and term (a heartbeat carries the remaining time before the
 // renewal, truncated).
+//
+// A third rule catches members whose time unit differs from this one's:
+// an update carries the lease just renewed, about expire. One that reads
+// as more than twice expire, or less than a tenth of it, comes from a
+// member counting in the other unit: it is taken as a full lease and the
+// sender is reported (UnitMismatches).
 func (a *Arbiter) follow(t *arbTicket, now time.Duration, m Message) {
-	d := min(t.cfg.Expire, time.Duration(m.Ticket.ValidFor)*a.unit)
+	d := time.Duration(m.Ticket.ValidFor) * a.unit
+	if m.Cmd == CmdUpdate && (d > 2*t.cfg.Expire || d < t.cfg.Expire/10) {
+		a.mismatch[m.From] = true
+		d = t.cfg.Expire
+	}
+	d = min(t.cfg.Expire, d)
 	same := t.leader == m.Ticket.Leader && t.term == m.Ticket.Term
 	if !same || t.left(now) < d {
 		t.setExpiry(now, d)

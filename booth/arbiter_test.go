@@ -366,3 +366,23 @@ func TestManualTicketsDoNotExpireAndAcceptAnyRevoke(t *testing.T) {
 		t.Fatalf("after west's revoke: %+v", v)
 	}
 }
+
+func TestAnUpdateInAnotherTimeUnitIsAFullLease(t *testing.T) {
+	// This member counts milliseconds; east counts seconds: its update of
+	// 30 would be a lease of 30 ms.
+	a := testArbiter(t, " acquire-after = 1500ms\n")
+	one(t, a, 0, peerMsg(east, CmdUpdate, boothconf.SiteID(east), 1, 30, 0))
+	if v := a.Tickets()[0]; v.Expires != 30*time.Second {
+		t.Fatalf("lease of an update in seconds read in ms: ends at %v, want expire (30s)", v.Expires)
+	}
+	if mm := a.UnitMismatches(); len(mm) != 1 || mm[0].Address != east {
+		t.Fatalf("mismatches %v", mm)
+	}
+	// A heartbeat carries the remaining time before a renewal, which may
+	// be short: no mismatch from it.
+	b := testArbiter(t, "")
+	one(t, b, 0, peerMsg(east, CmdHeartbeat, boothconf.SiteID(east), 1, 1, 0))
+	if mm := b.UnitMismatches(); len(mm) != 0 {
+		t.Fatalf("a short heartbeat reported as a mismatch: %v", mm)
+	}
+}

@@ -95,7 +95,9 @@ type Server struct {
 	// message or a tick).
 	changed func()
 	// seen, events and eventSeq: the ticket changes reported (events.go).
-	seen     map[string]seen
+	seen map[string]seen
+	// warned: members reported for a time unit mismatch.
+	warned   map[uint32]bool
 	events   []api.Event
 	eventSeq uint64
 }
@@ -148,7 +150,7 @@ func NewServer(cfg *boothconf.Config, self netip.Addr, log *slog.Logger, reg pro
 	// Event numbers start from the wall clock, so that they rise across
 	// restarts too.
 	s := &Server{cfg: cfg, arb: arb, log: log, port: cfg.Port, peers: map[uint32]*peerStats{},
-		seen: map[string]seen{}, eventSeq: uint64(time.Now().UnixMicro())}
+		seen: map[string]seen{}, warned: map[uint32]bool{}, eventSeq: uint64(time.Now().UnixMicro())}
 	for _, m := range cfg.Members {
 		if m.ID != arb.self.ID {
 			s.peers[m.ID] = &peerStats{}
@@ -274,6 +276,13 @@ func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
 		return nil
 	}
 	s.met.received.WithLabelValues(label(m.Cmd)).Inc()
+	for _, mm := range s.arb.UnitMismatches() {
+		if !s.warned[mm.ID] {
+			s.warned[mm.ID] = true
+			s.log.Error("booth: this member's lease updates show another time unit than ours (seconds or milliseconds): its booth.conf differs; its leases are taken as a full expire until the files agree",
+				"member", mm.Address, "our_unit", map[bool]string{false: "s", true: "ms"}[s.cfg.Millis])
+		}
+	}
 	return out
 }
 

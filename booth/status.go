@@ -44,6 +44,8 @@ var (
 		"The ticket's term as this member knows it.", []string{"ticket"}, nil)
 	descLeader = prometheus.NewDesc("geobooth_booth_ticket_leader_info",
 		"1 for the ticket's current leader (leader=\"\" when none).", []string{"ticket", "leader"}, nil)
+	descUnit = prometheus.NewDesc("geobooth_booth_peer_time_unit_mismatch",
+		"1 for a member whose lease updates show another time unit than this member's (its booth.conf differs).", []string{"peer"}, nil)
 )
 
 // ticketCollector reports the tickets' state at scrape time.
@@ -53,13 +55,18 @@ func (c ticketCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRemaining
 	ch <- descTerm
 	ch <- descLeader
+	ch <- descUnit
 }
 
 func (c ticketCollector) Collect(ch chan<- prometheus.Metric) {
 	c.s.mu.Lock()
 	now := c.s.now()
 	views := c.s.arb.Tickets()
+	mismatched := c.s.arb.UnitMismatches()
 	c.s.mu.Unlock()
+	for _, m := range mismatched {
+		ch <- prometheus.MustNewConstMetric(descUnit, prometheus.GaugeValue, 1, m.Address.String())
+	}
 	for _, v := range views {
 		left := 0.0
 		if v.Leader.IsValid() && v.Expires > now {

@@ -225,6 +225,9 @@ func checkStatus(t *testing.T, ns testenv.Namespaces, ctl, leader string) {
 			t.Fatalf("metrics lack %s: %v\n%s", want, err, out)
 		}
 	}
+	if strings.Contains(string(out), "geobooth_booth_peer_time_unit_mismatch{") {
+		t.Fatalf("a time unit mismatch between members of one booth.conf:\n%s", out)
+	}
 }
 
 // checkEvents reads geoboothd's events as ticketctl does, and its status
