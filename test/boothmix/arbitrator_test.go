@@ -122,6 +122,7 @@ func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 	for i := range members {
 		testenv.Eventually(t, 20*time.Second, leaderAt(i, addrs[0]))
 	}
+	testenv.Eventually(t, 10*time.Second, dnsAnswers(ns, 2, eastTarget))
 	out, err := booth(2, "peers")
 	if err != nil || !strings.Contains(out, "site         "+addrs[0]) || !strings.Contains(out, "Recv pkts:") {
 		t.Fatalf("booth peers at geoboothd: %v\n%s", err, out)
@@ -144,6 +145,7 @@ func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 	testenv.Eventually(t, expire+acquireAfter+20*timeout, leaderAt(1, addrs[1]))
 	t.Logf("west leads %v after east's boothd was killed (expire %v + acquire-after %v)", (mono() - killed).Round(100*time.Millisecond), expire, acquireAfter)
 	testenv.Eventually(t, 10*time.Second, leaderAt(2, addrs[1]))
+	testenv.Eventually(t, 10*time.Second, dnsAnswers(ns, 2, westTarget))
 
 	// East comes back as a follower; a revoke asked at east is redirected
 	// to west.

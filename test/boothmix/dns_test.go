@@ -126,3 +126,16 @@ func checkDNS(t *testing.T, as []answer, ivs []interval, siteOf map[string]strin
 	}
 	t.Logf("DNS answers: %v", count)
 }
+
+// dnsAnswers waits until geoboothd's DNS in namespace i answers target
+// for www.example.test.
+func dnsAnswers(ns testenv.Namespaces, i int, target string) func() error {
+	host, port, _ := strings.Cut(dnsAddr, ":")
+	return func() error {
+		b, err := ns.Exec(i, "dig", "+short", "+time=1", "+tries=1", "@"+host, "-p", port, "www.example.test", "A").Output()
+		if got := strings.TrimSpace(string(b)); err != nil || got != target {
+			return fmt.Errorf("www.example.test answers %q (%v), want %s", got, err, target)
+		}
+		return nil
+	}
+}
