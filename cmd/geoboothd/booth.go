@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,7 +61,10 @@ func runBooth(ctx context.Context, o boothOptions, log *slog.Logger) int {
 		self = m.Address
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "geobooth_build_info",
+		Help: "The running build: version, Go version and the protocol it speaks (here Booth's)."}, []string{"version", "goversion", "wire"})
+	info.WithLabelValues(buildinfo.String(), runtime.Version(), "booth/0x00010003").Set(1)
+	reg.MustRegister(info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s, err := booth.NewServer(cfg, self, log, reg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "geoboothd:", err)
