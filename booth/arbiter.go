@@ -1,11 +1,9 @@
 package booth
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/geobooth/geobooth/booth/boothconf"
@@ -46,6 +44,8 @@ func (s State) String() string {
 type Arbiter struct {
 	self    boothconf.Member
 	members map[uint32]boothconf.Member
+	// order is the members in booth.conf's order.
+	order []boothconf.Member
 	// unit is this member's lease time unit on the wire.
 	unit    time.Duration
 	tickets []*arbTicket
@@ -74,6 +74,28 @@ type arbTicket struct {
 	// dropped.
 	lastValidTerm uint32
 	hasLastValid  bool
+	// granted: for a manual ticket, the members seen leading it and not
+	// known to have given it up (Booth's sites_where_granted): more than
+	// one after a grant -F elsewhere.
+	granted map[uint32]bool
+}
+
+// setLeader is Booth's set_leader: it also keeps a manual ticket's
+// granted set.
+func (t *arbTicket) setLeader(who uint32) {
+	if who == 0 && t.leader != 0 {
+		t.markGranted(t.leader, false)
+	}
+	t.leader = who
+	if who != 0 {
+		t.markGranted(who, true)
+	}
+}
+
+func (t *arbTicket) markGranted(who uint32, on bool) {
+	if t.cfg.Manual && who != NoLeader {
+		t.granted[who] = on
+	}
 }
 
 // Send is a message for one member.
@@ -89,6 +111,7 @@ func NewArbiter(cfg *boothconf.Config, self netip.Addr) (*Arbiter, error) {
 		a.unit = time.Millisecond
 	}
 	found := false
+	a.order = cfg.Members
 	for _, m := range cfg.Members {
 		a.members[m.ID] = m
 		if m.Address == self.Unmap() {
@@ -102,7 +125,7 @@ func NewArbiter(cfg *boothconf.Config, self netip.Addr) (*Arbiter, error) {
 		return nil, fmt.Errorf("booth: %s is a site in %s; geoboothd runs only as a Booth arbitrator so far (issue 22)", self, cfg.Path)
 	}
 	for _, tc := range cfg.Tickets {
-		t := &arbTicket{cfg: tc}
+		t := &arbTicket{cfg: tc, granted: map[uint32]bool{}}
 		a.tickets = append(a.tickets, t)
 		a.byName[tc.Name] = t
 	}
@@ -114,22 +137,12 @@ func NewArbiter(cfg *boothconf.Config, self netip.Addr) (*Arbiter, error) {
 // time is not whole seconds).
 func (a *Arbiter) UnitMismatches() []boothconf.Member {
 	var out []boothconf.Member
-	for _, m := range a.members {
+	for _, m := range a.order {
 		if a.mismatch[m.ID] {
 			out = append(out, m)
 		}
 	}
-	slices.SortFunc(out, func(x, y boothconf.Member) int { return cmp.Compare(x.ID, y.ID) })
 	return out
-}
-
-// Self is this member.
-func (a *Arbiter) Self() boothconf.Member { return a.self }
-
-// boothconf.Member returns the member with site id id.
-func (a *Arbiter) Member(id uint32) (boothconf.Member, bool) {
-	m, ok := a.members[id]
-	return m, ok
 }
 
 // Start is what a starting member sends: a status query for every ticket
@@ -183,7 +196,7 @@ func (t *arbTicket) setExpiry(now, d time.Duration) { t.expires, t.expSet = now+
 
 // disown forgets the leader and ends the lease now.
 func (t *arbTicket) disown(now time.Duration) {
-	t.leader = 0
+	t.setLeader(0)
 	t.expires, t.expSet = now, true
 }
 
@@ -289,7 +302,7 @@ func (a *Arbiter) answerVote(t *arbTicket, now time.Duration, m Message) *Send {
 	}
 	t.inElection = true
 	if !valid {
-		t.leader = 0
+		t.setLeader(0)
 	}
 	if m.Ticket.Term > t.term {
 		t.state, t.term = StateFollower, m.Ticket.Term
@@ -330,7 +343,7 @@ func (a *Arbiter) follow(t *arbTicket, now time.Duration, m Message) {
 	t.term = m.Ticket.Term
 	t.state = StateFollower
 	t.inElection = false
-	t.leader = m.Ticket.Leader
+	t.setLeader(m.Ticket.Leader)
 }
 
 // answerHeartbeat follows a leader's heartbeat and acknowledges it, unless
@@ -367,12 +380,13 @@ func (a *Arbiter) answerRevoke(t *arbTicket, now time.Duration, m Message) *Send
 	switch {
 	case t.state == StateInit && t.leader == NoLeader:
 	case t.leader != m.From && t.cfg.Manual:
+		t.markGranted(m.From, false)
 	case t.leader != m.From || t.state != StateFollower:
 		return nil
 	default:
 		t.saveCommitted()
 		t.reset(now)
-		t.leader = NoLeader
+		t.setLeader(NoLeader)
 	}
 	return a.reply(t, now, CmdAck, m)
 }
@@ -404,7 +418,7 @@ func (a *Arbiter) answerMyIndex(t *arbTicket, now time.Duration, m Message) *Sen
 	}
 	t.setExpiry(now, min(t.cfg.Expire, time.Duration(m.Ticket.ValidFor)*a.unit))
 	t.term = max(t.term, m.Ticket.Term)
-	t.leader = m.Ticket.Leader
+	t.setLeader(m.Ticket.Leader)
 	if t.owned() {
 		t.state = StateFollower
 	} else {

@@ -367,6 +367,27 @@ func TestManualTicketsDoNotExpireAndAcceptAnyRevoke(t *testing.T) {
 	}
 }
 
+func TestAManualTicketLedByTwoSitesIsWarnedOf(t *testing.T) {
+	a := testArbiter(t, "ticket = batch\n mode = manual\n")
+	m := func(from netip.Addr, cmd Code, leader uint32) Message {
+		msg := peerMsg(from, cmd, leader, 0, 0, 0)
+		msg.Ticket.Name = "batch"
+		return msg
+	}
+	one(t, a, 0, m(east, CmdHeartbeat, boothconf.SiteID(east)))
+	// West is granted the ticket too, with grant -F.
+	one(t, a, time.Second, m(west, CmdHeartbeat, boothconf.SiteID(west)))
+	want := "WARNING: The ticket batch is granted to multiple sites: 192.0.2.1, 192.0.2.2. Revoke the ticket from the faulty sites."
+	if got := a.List(time.Second, time.Now()); !strings.Contains(got, want) {
+		t.Fatalf("list = %q, want the warning", got)
+	}
+	// East, which this member no longer follows, revokes: one leader left.
+	one(t, a, 2*time.Second, m(east, CmdRevoke, boothconf.SiteID(east)))
+	if got := a.List(2*time.Second, time.Now()); strings.Contains(got, "WARNING") || !strings.Contains(got, "leader: 192.0.2.2") {
+		t.Fatalf("list after east's revoke = %q", got)
+	}
+}
+
 func TestAnUpdateInAnotherTimeUnitIsAFullLease(t *testing.T) {
 	// This member counts milliseconds; east counts seconds: its update of
 	// 30 would be a lease of 30 ms.

@@ -100,5 +100,19 @@ func (a *Arbiter) List(now time.Duration, wall time.Time) string {
 		}
 		b.WriteString("\n")
 	}
+	// A manual ticket that more than one site leads (after grant -F), as
+	// Booth warns of it.
+	for _, t := range a.tickets {
+		var at []string
+		for _, m := range a.order {
+			if t.granted[m.ID] {
+				at = append(at, m.Address.String())
+			}
+		}
+		if len(at) > 1 {
+			fmt.Fprintf(&b, "\nWARNING: The ticket %s is granted to multiple sites: %s. Revoke the ticket from the faulty sites.\n",
+				t.cfg.Name, strings.Join(at, ", "))
+		}
+	}
 	return b.String()
 }
