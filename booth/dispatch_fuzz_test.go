@@ -2,15 +2,11 @@ package booth
 
 import (
 	"encoding/binary"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/geobooth/geobooth/booth/boothconf"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // FuzzArbiterReceive feeds any sequence of decodable peer messages to an
@@ -65,15 +61,7 @@ func FuzzClientAnswer(f *testing.F) {
 	f.Add(Encode(Message{Header: Header{Cmd: CmdClientRevoke}, HasTicket: true, Ticket: Ticket{Name: "web"}}, nil))
 	f.Add(Encode(Message{Header: Header{Cmd: CmdPeers}}, nil))
 	f.Add([]byte("GET / HTTP/1.0\r\n\r\n"))
-	c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"), "booth.conf")
-	if err != nil {
-		f.Fatal(err)
-	}
-	s, err := NewServer(c, arb, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	if err != nil {
-		f.Fatal(err)
-	}
-	s.epoch = time.Now()
+	s := testServer(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := readRequest(strings.NewReader(string(b)))
 		if err != nil {

@@ -1,0 +1,92 @@
+package booth
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/geobooth/geobooth/booth/boothconf"
+)
+
+// testServer is the arbitrator of a three-member booth.conf, not
+// listening.
+func testServer(t testing.TB) *Server {
+	t.Helper()
+	conf := "site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"
+	c, err := boothconf.ParseConfig(strings.NewReader(conf), "booth.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(c, arb, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.epoch = time.Now()
+	return s
+}
+
+// Booth's replay check: newer than the peer's last message, or at most
+// maxtimeskew (600 s) old.
+func TestReplayCheckIsBooths(t *testing.T) {
+	s := testServer(t)
+	wall := time.Unix(1_800_000_000, 0)
+	p := &peerStats{}
+	at := func(d time.Duration) Header {
+		ts := wall.Add(d)
+		return Header{Secs: uint32(ts.Unix()), Usecs: uint32(ts.Nanosecond() / 1000)}
+	}
+	for _, c := range []struct {
+		sent time.Duration
+		want bool
+	}{
+		{-time.Second, true},            // the first
+		{-500 * time.Millisecond, true}, // newer than the last
+		{-time.Second, true},            // replayed, but within maxtimeskew
+		{-601 * time.Second, false},     // too old
+		{time.Hour, true},               // no upper bound, as in Booth
+	} {
+		if got := s.fresh(p, at(c.sent), wall); got != c.want {
+			t.Errorf("message sent at %v: fresh %v, want %v", c.sent, got, c.want)
+		}
+	}
+}
+
+func TestAuthfileAsBoothReadsIt(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	key, err := LoadAuthKey(write("ok", "  a booth key  \n", 0o600))
+	if err != nil || string(key) != "a booth key" {
+		t.Fatalf("trimmed ASCII key = %q, %v", key, err)
+	}
+	long := strings.Repeat("k", 80)
+	if key, err := LoadAuthKey(write("long", long, 0o600)); err != nil || len(key) != 64 {
+		t.Fatalf("a long key: %d bytes, %v; want its first 64", len(key), err)
+	}
+	for name, c := range map[string]struct {
+		text string
+		mode os.FileMode
+		says string
+	}{
+		"short":    {"1234567", 0o600, "at least 8"},
+		"readable": {"a booth key", 0o640, "readable by group or others"},
+	} {
+		if _, err := LoadAuthKey(write(name, c.text, c.mode)); err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v, want %q", name, err, c.says)
+		}
+	}
+}
