@@ -325,13 +325,12 @@ func (a *Arbiter) answerVote(t *arbTicket, now time.Duration, m Message) *Send {
 // renewal, truncated).
 //
 // A third rule catches members whose time unit differs from this one's:
-// an update carries the lease just renewed, about expire. One that reads
-// as more than twice expire, or less than a tenth of it, comes from a
-// member counting in the other unit: it is taken as a full lease and the
-// sender is reported (UnitMismatches).
+// an update carries the lease just renewed, about expire. One that only
+// makes sense in the other unit (otherUnit) is taken as a full lease and
+// the sender is reported (UnitMismatches).
 func (a *Arbiter) follow(t *arbTicket, now time.Duration, m Message) {
 	d := time.Duration(m.Ticket.ValidFor) * a.unit
-	if m.Cmd == CmdUpdate && (d > 2*t.cfg.Expire || d < t.cfg.Expire/10) {
+	if m.Cmd == CmdUpdate && a.otherUnit(t, m.Ticket.ValidFor) {
 		a.mismatch[m.From] = true
 		d = t.cfg.Expire
 	}
@@ -344,6 +343,17 @@ func (a *Arbiter) follow(t *arbTicket, now time.Duration, m Message) {
 	t.state = StateFollower
 	t.inElection = false
 	t.setLeader(m.Ticket.Leader)
+}
+
+// otherUnit reports whether an update's lease v only makes sense in the
+// other time unit: counting seconds, milliseconds read as seconds are
+// over twice expire; counting milliseconds, seconds read as milliseconds
+// are under a tenth of expire while they would fit as seconds.
+func (a *Arbiter) otherUnit(t *arbTicket, v uint32) bool {
+	if a.unit == time.Second {
+		return time.Duration(v)*time.Second > 2*t.cfg.Expire
+	}
+	return time.Duration(v)*time.Millisecond < t.cfg.Expire/10 && time.Duration(v)*time.Second <= 2*t.cfg.Expire
 }
 
 // answerHeartbeat follows a leader's heartbeat and acknowledges it, unless

@@ -400,10 +400,15 @@ func TestAnUpdateInAnotherTimeUnitIsAFullLease(t *testing.T) {
 		t.Fatalf("mismatches %v", mm)
 	}
 	// A heartbeat carries the remaining time before a renewal, which may
-	// be short: no mismatch from it.
+	// be short; and counting seconds, a short update can only be seconds:
+	// no mismatch from either.
 	b := testArbiter(t, "")
 	one(t, b, 0, peerMsg(east, CmdHeartbeat, boothconf.SiteID(east), 1, 1, 0))
+	one(t, b, 0, peerMsg(east, CmdUpdate, boothconf.SiteID(east), 1, 1, 0))
 	if mm := b.UnitMismatches(); len(mm) != 0 {
-		t.Fatalf("a short heartbeat reported as a mismatch: %v", mm)
+		t.Fatalf("a short heartbeat or update reported as a mismatch: %v", mm)
+	}
+	if v := b.Tickets()[0]; v.Expires != time.Second {
+		t.Fatalf("a short update in seconds: lease ends at %v, want 1s", v.Expires)
 	}
 }
