@@ -1,8 +1,11 @@
 package booth
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/geobooth/geobooth/api"
 	"github.com/geobooth/geobooth/booth/boothconf"
 )
 
@@ -88,5 +92,24 @@ func TestAuthfileAsBoothReadsIt(t *testing.T) {
 		if _, err := LoadAuthKey(write(name, c.text, c.mode)); err == nil || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("%s: %v, want %q", name, err, c.says)
 		}
+	}
+}
+
+// ticketctl grant against the Booth arbitrator's status listener gets a
+// clear refusal, not a 404.
+func TestCommandsAtTheStatusListenerAreRefusedClearly(t *testing.T) {
+	s := testServer(t)
+	h := s.Handler(prometheus.NewRegistry(), http.NotFoundHandler())
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/v1/tickets/web/grant", strings.NewReader(`{}`)))
+	var r api.CommandResult
+	if rec.Code != http.StatusConflict || json.Unmarshal(rec.Body.Bytes(), &r) != nil || !strings.Contains(r.Detail, "booth grant") {
+		t.Fatalf("grant: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/tickets", nil))
+	var ts []api.Ticket
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &ts) != nil || len(ts) != 1 || ts[0].Name != "web" || ts[0].Owner != "" {
+		t.Fatalf("tickets: %d %s", rec.Code, rec.Body)
 	}
 }

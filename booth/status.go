@@ -94,6 +94,14 @@ func (s *Server) Handler(g prometheus.Gatherer, page http.Handler) http.Handler 
 	mux.HandleFunc("GET /api/v1/tickets", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Tickets(time.Now())) })
 	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Peers()) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	// Commands (ticketctl grant, revoke, move; the page's buttons) are
+	// Booth's to give, at a site.
+	mux.HandleFunc("POST /api/v1/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusConflict)
+		_ = json.NewEncoder(w).Encode(api.CommandResult{Error: "this is the arbitrator of a Booth cluster (geoboothd -booth-config): it takes no commands",
+			Detail: "grant and revoke with Booth's client at a site: booth grant -s SITE TICKET"})
+	})
 	return mux
 }
 

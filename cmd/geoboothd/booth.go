@@ -38,27 +38,26 @@ type boothOptions struct {
 
 // runBooth runs geoboothd as the arbitrator of a Booth cluster, from its
 // booth.conf (docs/booth.md); it also serves its status and metrics over
-// HTTP and DNS failover on the Booth tickets when asked.
-func runBooth(ctx context.Context, o boothOptions, log *slog.Logger) int {
-	path, address := o.config, o.address
-	cfg, err := boothconf.LoadConfig(path)
+// HTTP and DNS failover on the Booth tickets when asked. With check, it
+// only validates what it would load and says so.
+func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger) int {
+	cfg, self, err := loadBooth(o)
+	if err == nil && o.dns != "" {
+		_, _, err = zonesConfig(o, cfg)
+	}
+	if err == nil && check {
+		_, err = booth.NewArbiter(cfg, self)
+		if err == nil && cfg.Authfile != "" {
+			_, err = booth.LoadAuthKey(cfg.Authfile)
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "geoboothd:", err)
 		return 2
 	}
-	var self netip.Addr
-	if address != "" {
-		if self, err = netip.ParseAddr(address); err != nil {
-			fmt.Fprintln(os.Stderr, "geoboothd: -booth-address:", err)
-			return 2
-		}
-	} else {
-		m, err := cfg.FindSelf(hostAddrs())
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "geoboothd:", err)
-			return 2
-		}
-		self = m.Address
+	if check {
+		fmt.Printf("%s: ok (arbitrator %s, %d tickets, authfile %v, DNS %v)\n", cfg.Path, self, len(cfg.Tickets), cfg.Authfile != "", o.dns != "")
+		return 0
 	}
 	reg := prometheus.NewRegistry()
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "geobooth_build_info",
@@ -134,16 +133,33 @@ func serveStatus(addr string, h http.Handler, log *slog.Logger) (func(), error) 
 	return func() { srv.Close() }, nil
 }
 
-// boothDNS sets up DNS failover on the Booth tickets: the zones file as
-// for any geobooth member, its failover names' sites named by the sites'
-// addresses in booth.conf.
-func boothDNS(o boothOptions, cfg *boothconf.Config, s *booth.Server, log *slog.Logger, reg prometheus.Registerer) (*dnsfail.Server, error) {
+// loadBooth reads booth.conf and finds this member in it.
+func loadBooth(o boothOptions) (*boothconf.Config, netip.Addr, error) {
+	cfg, err := boothconf.LoadConfig(o.config)
+	if err != nil {
+		return nil, netip.Addr{}, err
+	}
+	if o.address != "" {
+		self, err := netip.ParseAddr(o.address)
+		if err != nil {
+			return nil, self, fmt.Errorf("-booth-address: %w", err)
+		}
+		return cfg, self, nil
+	}
+	m, err := cfg.FindSelf(hostAddrs())
+	return cfg, m.Address, err
+}
+
+// zonesConfig reads the zones file for DNS failover on the Booth tickets:
+// the one a geobooth member reads, its failover names' sites named by the
+// sites' addresses in booth.conf. It also returns every member's name.
+func zonesConfig(o boothOptions, cfg *boothconf.Config) (dnsfail.Config, []string, error) {
 	if o.zones == "" || o.stateDir == "" {
-		return nil, errors.New("-booth-dns needs -booth-zones FILE and -state-dir DIR (for the zones' serials)")
+		return dnsfail.Config{}, nil, errors.New("-booth-dns needs -booth-zones FILE and -state-dir DIR (for the zones' serials)")
 	}
 	zones, err := filepath.Abs(o.zones)
 	if err != nil {
-		return nil, err
+		return dnsfail.Config{}, nil, err
 	}
 	dc := dnsfail.Config{Listen: o.dns, ZonesFile: zones}
 	var sites, members []string
@@ -154,7 +170,17 @@ func boothDNS(o boothOptions, cfg *boothconf.Config, s *booth.Server, log *slog.
 		}
 	}
 	if errs := dc.Load(".", sites); len(errs) > 0 {
-		return nil, fmt.Errorf("%s: %w", o.zones, errors.Join(fieldErrors(errs)...))
+		return dc, nil, fmt.Errorf("%s: %w", o.zones, errors.Join(fieldErrors(errs)...))
+	}
+	return dc, members, nil
+}
+
+// boothDNS sets up DNS failover on the Booth tickets, its owners as the
+// arbitrator follows their leases.
+func boothDNS(o boothOptions, cfg *boothconf.Config, s *booth.Server, log *slog.Logger, reg prometheus.Registerer) (*dnsfail.Server, error) {
+	dc, members, err := zonesConfig(o, cfg)
+	if err != nil {
+		return nil, err
 	}
 	return dnsfail.New(dnsfail.Options{Config: dc, Self: s.Self().String(), StateDir: filepath.Join(o.stateDir, "dns"),
 		Owners: s.Owner, Log: log.With("component", "dns"), Registry: reg, Members: members})

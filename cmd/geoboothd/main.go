@@ -50,7 +50,7 @@ func run() int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return runBooth(ctx, boothOptions{config: *boothConf, address: *boothAddr, status: *boothHTTP,
-			dns: *boothDNS, zones: *boothZones, stateDir: *stateDir}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+			dns: *boothDNS, zones: *boothZones, stateDir: *stateDir}, *check, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	}
 	if *cfgPath == "" {
 		fmt.Fprintln(os.Stderr, "geoboothd: -config FILE or -booth-config FILE is required")

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// geoboothd -check -booth-config validates what the Booth mode would
+// load: booth.conf, this member's place in it, the authfile, the zones.
+func TestCheckOfTheBoothMode(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "authkey")
+	if err := os.WriteFile(key, []byte("a booth key of some length\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("../../examples/booth/booth.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte("/etc/booth/authkey"), []byte(key), 1)
+	conf := filepath.Join(dir, "booth.conf")
+	if err := os.WriteFile(conf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zones, err := filepath.Abs("../../examples/booth/dns.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range []struct {
+		name string
+		o    boothOptions
+		want int
+	}{
+		{"the arbitrator", boothOptions{config: conf, address: "203.0.113.13"}, 0},
+		{"with DNS", boothOptions{config: conf, address: "203.0.113.13", dns: "127.0.0.1:5300", zones: zones, stateDir: dir}, 0},
+		{"a site", boothOptions{config: conf, address: "203.0.113.11"}, 2},
+		{"DNS without a state folder", boothOptions{config: conf, address: "203.0.113.13", dns: "127.0.0.1:5300", zones: zones}, 2},
+		{"the example's authfile is not here", boothOptions{config: "../../examples/booth/booth.conf", address: "203.0.113.13"}, 2},
+	} {
+		if got := runBooth(context.Background(), c.o, true, log); got != c.want {
+			t.Errorf("%s: exit %d, want %d", c.name, got, c.want)
+		}
+	}
+}
