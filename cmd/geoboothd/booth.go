@@ -69,7 +69,11 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 		fmt.Fprintln(os.Stderr, "geoboothd:", err)
 		return 2
 	}
+	// A part that fails (DNS on a port in use) stops the member.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var dnsSrv *dnsfail.Server
+	dnsErr := make(chan error, 1)
 	if o.dns != "" {
 		if dnsSrv, err = boothDNS(o, cfg, s, log, reg); err != nil {
 			fmt.Fprintln(os.Stderr, "geoboothd:", err)
@@ -77,8 +81,10 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 		}
 		s.OnChange(dnsSrv.Changed)
 		go func() {
-			if err := dnsSrv.Run(ctx); err != nil {
-				log.Error("DNS failed", "err", err)
+			err := dnsSrv.Run(ctx)
+			dnsErr <- err
+			if err != nil {
+				cancel()
 			}
 		}()
 	}
@@ -90,7 +96,12 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 		}
 		defer stop()
 	}
-	if err := s.Run(ctx); err != nil {
+	err = s.Run(ctx)
+	cancel()
+	if dnsSrv != nil {
+		err = errors.Join(err, <-dnsErr)
+	}
+	if err != nil {
 		log.Error("geoboothd failed", "err", err)
 		return 1
 	}
