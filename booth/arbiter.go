@@ -63,17 +63,15 @@ type arbTicket struct {
 	// revoke.
 	leader uint32
 	term   uint32
-	// expires is when the lease ends, as this member reckons it; expSet
-	// is false until a lease or a loss was seen (Booth's time_reset).
+	// expires is when the lease ends, as this member reckons it (zero, the
+	// start of its clock, until a lease was seen).
 	expires    time.Duration
-	expSet     bool
 	votedFor   uint32
 	inElection bool
 	// lastValidTerm is the term of the last ticket this member saw
 	// committed (Booth's last_valid_tk); messages of an older term are
-	// dropped.
+	// dropped (none is older than the zero of a member that saw none).
 	lastValidTerm uint32
-	hasLastValid  bool
 	// granted: for a manual ticket, the members seen leading it and not
 	// known to have given it up (Booth's sites_where_granted): more than
 	// one after a grant -F elsewhere.
@@ -150,16 +148,10 @@ func (a *Arbiter) UnitMismatches() []boothconf.Member {
 func (a *Arbiter) Start() []Send {
 	var out []Send
 	for _, t := range a.tickets {
-		out = append(out, a.broadcast(t, 0, CmdStatus)...)
-	}
-	return out
-}
-
-func (a *Arbiter) broadcast(t *arbTicket, now time.Duration, cmd Code) []Send {
-	var out []Send
-	for id := range a.members {
-		if id != a.self.ID {
-			out = append(out, Send{To: id, Msg: a.message(t, now, cmd, 0, 0)})
+		for _, m := range a.order {
+			if m.ID != a.self.ID {
+				out = append(out, Send{To: m.ID, Msg: a.message(t, 0, CmdStatus, 0, 0)})
+			}
 		}
 	}
 	return out
@@ -186,18 +178,18 @@ func (t *arbTicket) owned() bool { return t.leader != 0 && t.leader != NoLeader 
 
 // left is the lease's remaining time, zero when none.
 func (t *arbTicket) left(now time.Duration) time.Duration {
-	if !t.expSet || t.expires <= now {
+	if t.expires <= now {
 		return 0
 	}
 	return t.expires - now
 }
 
-func (t *arbTicket) setExpiry(now, d time.Duration) { t.expires, t.expSet = now+d, true }
+func (t *arbTicket) setExpiry(now, d time.Duration) { t.expires = now + d }
 
 // disown forgets the leader and ends the lease now.
 func (t *arbTicket) disown(now time.Duration) {
 	t.setLeader(0)
-	t.expires, t.expSet = now, true
+	t.expires = now
 }
 
 // reset is Booth's reset_ticket, as far as an arbitrator keeps state.
@@ -207,7 +199,7 @@ func (t *arbTicket) reset(now time.Duration) {
 	t.votedFor = 0
 }
 
-func (t *arbTicket) saveCommitted() { t.lastValidTerm, t.hasLastValid = t.term, true }
+func (t *arbTicket) saveCommitted() { t.lastValidTerm = t.term }
 
 // Errors of Receive: the message is dropped (and counted as invalid, as
 // Booth does).
@@ -236,7 +228,7 @@ func (a *Arbiter) Receive(now time.Duration, m Message) ([]Send, error) {
 	}
 	// Booth drops every message but a status query whose term is older
 	// than the last committed one it knows.
-	if m.Cmd != CmdStatus && t.hasLastValid && t.lastValidTerm > m.Ticket.Term {
+	if m.Cmd != CmdStatus && t.lastValidTerm > m.Ticket.Term {
 		return nil, nil
 	}
 	var out *Send
@@ -443,7 +435,7 @@ func (a *Arbiter) answerMyIndex(t *arbTicket, now time.Duration, m Message) *Sen
 func (a *Arbiter) Tick(now time.Duration) {
 	for _, t := range a.tickets {
 		switch {
-		case !t.cfg.Manual && t.owned() && t.expSet && t.expires <= now:
+		case !t.cfg.Manual && t.owned() && t.expires <= now:
 			t.saveCommitted()
 			t.reset(now)
 			t.state = StateFollower
@@ -463,7 +455,7 @@ func (a *Arbiter) NextTick(now time.Duration) time.Duration {
 	next := now + time.Hour
 	for _, t := range a.tickets {
 		next = min(next, now+t.cfg.Timeout)
-		if t.owned() && t.expSet && t.expires > now {
+		if t.owned() && t.expires > now {
 			next = min(next, t.expires)
 		}
 	}

@@ -35,6 +35,11 @@ func peerMsg(from netip.Addr, cmd Code, leader uint32, term, valid uint32, reaso
 		Ticket: Ticket{Name: "web", Leader: leader, Term: term, ValidFor: valid}}
 }
 
+// askVote is from's request for a vote for itself in term, for reason.
+func askVote(from netip.Addr, term uint32, reason Code) Message {
+	return peerMsg(from, CmdRequestVote, boothconf.SiteID(from), term, 0, reason)
+}
+
 // one sends m at now and returns the single answer (failing on any other
 // count).
 func one(t *testing.T, a *Arbiter, now time.Duration, m Message) Message {
@@ -59,7 +64,7 @@ func none(t *testing.T, a *Arbiter, now time.Duration, m Message) {
 // grant makes east the leader at term 1 with 30 s at now.
 func grant(t *testing.T, a *Arbiter, now time.Duration) {
 	t.Helper()
-	v := one(t, a, now, peerMsg(east, CmdRequestVote, boothconf.SiteID(east), 1, 0, ReasonAdmin))
+	v := one(t, a, now, askVote(east, 1, ReasonAdmin))
 	if v.Cmd != CmdVoteFor || v.Ticket.Leader != boothconf.SiteID(east) {
 		t.Fatalf("vote = %+v", v)
 	}
@@ -71,17 +76,17 @@ func grant(t *testing.T, a *Arbiter, now time.Duration) {
 
 func TestArbitratorVotesOncePerTerm(t *testing.T) {
 	a := testArbiter(t, "")
-	v := one(t, a, 0, peerMsg(east, CmdRequestVote, boothconf.SiteID(east), 1, 0, ReasonAdmin))
+	v := one(t, a, 0, askVote(east, 1, ReasonAdmin))
 	if v.Cmd != CmdVoteFor || v.Request != CmdRequestVote || v.Ticket.Leader != boothconf.SiteID(east) || v.Result != 0 {
 		t.Fatalf("first vote = %+v", v)
 	}
 	// West asks in the same term: the vote stays east's.
-	v = one(t, a, time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 1, 0, ReasonAdmin))
+	v = one(t, a, time.Second, askVote(west, 1, ReasonAdmin))
 	if v.Ticket.Leader != boothconf.SiteID(east) {
 		t.Fatalf("second vote in term 1 went to %#x", v.Ticket.Leader)
 	}
 	// A newer term gets a new vote.
-	v = one(t, a, 2*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonAdmin))
+	v = one(t, a, 2*time.Second, askVote(west, 2, ReasonAdmin))
 	if v.Ticket.Leader != boothconf.SiteID(west) || v.Ticket.Term != 2 {
 		t.Fatalf("vote in term 2 = %+v", v)
 	}
@@ -90,18 +95,18 @@ func TestArbitratorVotesOncePerTerm(t *testing.T) {
 func TestArbitratorRefusesElectionsWhileTheLeaseRuns(t *testing.T) {
 	a := testArbiter(t, "")
 	grant(t, a, 0)
-	r := one(t, a, 5*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonAdmin))
+	r := one(t, a, 5*time.Second, askVote(west, 2, ReasonAdmin))
 	if r.Cmd != CmdReject || r.Result != ResultValid || r.Request != CmdRequestVote || r.Ticket.Leader != boothconf.SiteID(east) {
 		t.Fatalf("election during the lease: %+v", r)
 	}
 	// "Ticket lost" from west while more than a third of the lease is
 	// left: still valid.
-	r = one(t, a, 10*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonLost))
+	r = one(t, a, 10*time.Second, askVote(west, 2, ReasonLost))
 	if r.Result != ResultValid {
 		t.Fatalf("ticket-lost election with 20 s of 30 left: %+v", r)
 	}
 	// A step-down election is allowed during the lease.
-	v := one(t, a, 11*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonStepDown))
+	v := one(t, a, 11*time.Second, askVote(west, 2, ReasonStepDown))
 	if v.Cmd != CmdVoteFor || v.Ticket.Leader != boothconf.SiteID(west) {
 		t.Fatalf("step-down election: %+v", v)
 	}
@@ -114,7 +119,7 @@ func TestArbitratorVotesOnceTheLeaseRanOut(t *testing.T) {
 	if v := a.Tickets()[0]; v.Leader.IsValid() || v.State != StateFollower {
 		t.Fatalf("after the lease: %+v", v)
 	}
-	v := one(t, a, 31*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonLost))
+	v := one(t, a, 31*time.Second, askVote(west, 2, ReasonLost))
 	if v.Cmd != CmdVoteFor || v.Ticket.Leader != boothconf.SiteID(west) {
 		t.Fatalf("election after the lease: %+v", v)
 	}
@@ -122,8 +127,8 @@ func TestArbitratorVotesOnceTheLeaseRanOut(t *testing.T) {
 
 func TestArbitratorRejectsAnOlderTerm(t *testing.T) {
 	a := testArbiter(t, "")
-	one(t, a, 0, peerMsg(east, CmdRequestVote, boothconf.SiteID(east), 5, 0, ReasonAdmin))
-	r := one(t, a, time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 4, 0, ReasonAdmin))
+	one(t, a, 0, askVote(east, 5, ReasonAdmin))
+	r := one(t, a, time.Second, askVote(west, 4, ReasonAdmin))
 	if r.Cmd != CmdReject || r.Result != ResultOlder || r.Ticket.Term != 5 {
 		t.Fatalf("older term: %+v", r)
 	}
@@ -139,7 +144,7 @@ func TestTicketLostElectionAfterARevokeIsOutdated(t *testing.T) {
 	if got := a.List(time.Second, time.Now()); got != "ticket: web, leader: none\n" {
 		t.Fatalf("list after revoke = %q", got)
 	}
-	r := one(t, a, 2*time.Second, peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 1, 0, ReasonLost))
+	r := one(t, a, 2*time.Second, askVote(west, 1, ReasonLost))
 	if r.Result != ResultOutdated {
 		t.Fatalf("ticket-lost election after a revoke: %+v", r)
 	}
@@ -246,7 +251,7 @@ func TestAnOlderStatusGetsOursBack(t *testing.T) {
 
 func TestNoStatusDuringAnElection(t *testing.T) {
 	a := testArbiter(t, "")
-	one(t, a, 0, peerMsg(east, CmdRequestVote, boothconf.SiteID(east), 1, 0, ReasonAdmin))
+	one(t, a, 0, askVote(east, 1, ReasonAdmin))
 	none(t, a, time.Second, peerMsg(west, CmdStatus, NoLeader, 0, 0, 0))
 	a.Tick(2 * time.Second) // nobody won: the election is over here
 	if st := one(t, a, 3*time.Second, peerMsg(west, CmdStatus, NoLeader, 0, 0, 0)); st.Ticket.Leader != boothconf.SiteID(east) {

@@ -27,9 +27,6 @@ func (a *Arbiter) Answer(now time.Duration, m Message) Message {
 	default:
 		result = ResultRedirect
 	}
-	if t == nil {
-		return a.message(nil, now, CmdResult, 0, result)
-	}
 	return a.message(t, now, CmdResult, 0, result)
 }
 

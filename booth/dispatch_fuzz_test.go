@@ -14,9 +14,9 @@ import (
 // never given to two members in one term.
 func FuzzArbiterReceive(f *testing.F) {
 	for _, m := range []Message{
-		peerMsg(east, CmdRequestVote, boothconf.SiteID(east), 1, 0, ReasonAdmin),
+		askVote(east, 1, ReasonAdmin),
 		peerMsg(east, CmdHeartbeat, boothconf.SiteID(east), 1, 30, 0),
-		peerMsg(west, CmdRequestVote, boothconf.SiteID(west), 2, 0, ReasonLost),
+		askVote(west, 2, ReasonLost),
 		peerMsg(east, CmdRevoke, boothconf.SiteID(east), 1, 0, ReasonAdmin),
 		peerMsg(west, CmdMyIndex, boothconf.SiteID(west), 3, 20, 0),
 	} {

@@ -287,7 +287,9 @@ func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
 }
 
 // fresh is Booth's replay check: newer than the last message from that
-// peer, or at most maxtimeskew old.
+// peer, or at most maxtimeskew old. The first message from a peer must
+// pass the age bound (Booth, starting from a zero time, lets any first one
+// through).
 func (s *Server) fresh(p *peerStats, h Header, wall time.Time) bool {
 	if p != nil && p.haveStamp && (h.Secs > p.lastSecs || h.Secs == p.lastSecs && h.Usecs > p.lastUsecs) {
 		p.lastSecs, p.lastUsecs = h.Secs, h.Usecs

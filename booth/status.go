@@ -175,14 +175,11 @@ func (s *Server) Peers() []api.Peer {
 
 // known are the opcodes and results metrics name; any other code is
 // "other", so that a stranger's bytes cannot grow the label sets.
-var known = map[Code]bool{}
-
-func init() {
-	for _, c := range []Code{CmdStatus, CmdMyIndex, CmdRequestVote, CmdVoteFor, CmdHeartbeat, CmdAck, CmdUpdate, CmdRevoke,
-		CmdReject, CmdList, CmdGrant, CmdClientRevoke, CmdPeers, CmdResult, CmdListReply,
-		ResultMore, ResultInvalid, ResultIdle, ResultOver, ResultAuth, ResultRedirect, 0} {
-		known[c] = true
-	}
+var known = map[Code]bool{
+	CmdStatus: true, CmdMyIndex: true, CmdRequestVote: true, CmdVoteFor: true, CmdHeartbeat: true, CmdAck: true,
+	CmdUpdate: true, CmdRevoke: true, CmdReject: true, CmdList: true, CmdGrant: true, CmdClientRevoke: true,
+	CmdPeers: true, CmdResult: true, CmdListReply: true,
+	ResultMore: true, ResultInvalid: true, ResultIdle: true, ResultOver: true, ResultAuth: true, ResultRedirect: true, 0: true,
 }
 
 func label(c Code) string {

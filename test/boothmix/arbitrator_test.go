@@ -140,10 +140,10 @@ func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 
 	// The leader's boothd dies: west takes the ticket once east's lease
 	// and acquire-after have passed.
-	killed := mono()
+	killed := testenv.Monotonic()
 	members[0].stop(syscall.SIGKILL)
 	testenv.Eventually(t, expire+acquireAfter+20*timeout, leaderAt(1, addrs[1]))
-	t.Logf("west leads %v after east's boothd was killed (expire %v + acquire-after %v)", (mono() - killed).Round(100*time.Millisecond), expire, acquireAfter)
+	t.Logf("west leads %v after east's boothd was killed (expire %v + acquire-after %v)", (testenv.Monotonic() - killed).Round(100*time.Millisecond), expire, acquireAfter)
 	testenv.Eventually(t, 10*time.Second, leaderAt(2, addrs[1]))
 	testenv.Eventually(t, 10*time.Second, dnsAnswers(ns, 2, westTarget))
 

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/geobooth/geobooth/kit/testenv"
 )
 
@@ -26,15 +24,6 @@ func TestMain(m *testing.M) {
 		os.Exit(crmTicket(site))
 	}
 	os.Exit(m.Run())
-}
-
-// mono reads CLOCK_MONOTONIC, the clock every namespace shares.
-func mono() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		panic(err)
-	}
-	return time.Duration(ts.Nano())
 }
 
 // event is one grant or revoke of ticket web that a site's boothd made in
@@ -50,7 +39,7 @@ type event struct {
 // crmTicket runs the real crm_ticket and logs a grant or revoke of web,
 // timed on the monotonic clock.
 func crmTicket(site string) int {
-	start := mono()
+	start := testenv.Monotonic()
 	cmd := exec.Command("/usr/sbin/crm_ticket", os.Args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	code := 0
@@ -71,7 +60,7 @@ func crmTicket(site string) int {
 	if i := slices.Index(args, "-t"); op == "" || i < 0 || i+1 >= len(args) || args[i+1] != "web" {
 		return code
 	}
-	line, _ := json.Marshal(event{Site: site, Op: op, Start: start, End: mono(), Code: code})
+	line, _ := json.Marshal(event{Site: site, Op: op, Start: start, End: testenv.Monotonic(), Code: code})
 	if f, err := os.OpenFile(os.Getenv("BOOTHMIX_EVENTS"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 		f.Write(append(line, '\n'))
 		f.Close()
@@ -120,7 +109,7 @@ func grants(t *testing.T, path string, deaths map[string]time.Duration) []interv
 		}
 	}
 	for site, start := range open {
-		out = append(out, interval{site, start, mono()})
+		out = append(out, interval{site, start, testenv.Monotonic()})
 	}
 	return out
 }

@@ -63,7 +63,6 @@ type answer struct {
 func sampleDNS(t *testing.T, ns testenv.Namespaces, i int) func() []answer {
 	t.Helper()
 	testenv.RequireTool(t, "dig", "bind9-dnsutils")
-	host, port, _ := strings.Cut(dnsAddr, ":")
 	var (
 		mu   sync.Mutex
 		out  []answer
@@ -78,13 +77,13 @@ func sampleDNS(t *testing.T, ns testenv.Namespaces, i int) func() []answer {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			sent := mono()
-			b, err := ns.Exec(i, "dig", "+short", "+time=1", "+tries=1", "@"+host, "-p", port, "www.example.test", "A").Output()
+			sent := testenv.Monotonic()
+			got, err := askWWW(ns, i)
 			if err != nil {
 				continue
 			}
 			mu.Lock()
-			out = append(out, answer{sent, mono(), strings.TrimSpace(string(b))})
+			out = append(out, answer{sent, testenv.Monotonic(), got})
 			mu.Unlock()
 		}
 	}()
@@ -130,12 +129,18 @@ func checkDNS(t *testing.T, as []answer, ivs []interval, siteOf map[string]strin
 // dnsAnswers waits until geoboothd's DNS in namespace i answers target
 // for www.example.test.
 func dnsAnswers(ns testenv.Namespaces, i int, target string) func() error {
-	host, port, _ := strings.Cut(dnsAddr, ":")
 	return func() error {
-		b, err := ns.Exec(i, "dig", "+short", "+time=1", "+tries=1", "@"+host, "-p", port, "www.example.test", "A").Output()
-		if got := strings.TrimSpace(string(b)); err != nil || got != target {
+		if got, err := askWWW(ns, i); err != nil || got != target {
 			return fmt.Errorf("www.example.test answers %q (%v), want %s", got, err, target)
 		}
 		return nil
 	}
+}
+
+// askWWW asks geoboothd's DNS in namespace i for www.example.test's
+// addresses (dig +short: "" for no data).
+func askWWW(ns testenv.Namespaces, i int) (string, error) {
+	host, port, _ := strings.Cut(dnsAddr, ":")
+	b, err := ns.Exec(i, "dig", "+short", "+time=1", "+tries=1", "@"+host, "-p", port, "www.example.test", "A").Output()
+	return strings.TrimSpace(string(b)), err
 }

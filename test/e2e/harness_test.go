@@ -25,8 +25,6 @@ import (
 
 	"github.com/geobooth/geobooth/api"
 
-	"golang.org/x/sys/unix"
-
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 	"github.com/geobooth/geobooth/kit/testenv"
 	"github.com/geobooth/geobooth/replication"
@@ -60,15 +58,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// mono reads CLOCK_MONOTONIC, the clock every namespace shares.
-func mono() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		panic(err)
-	}
-	return time.Duration(ts.Nano())
-}
-
 // event is one change a site's crm_ticket made to its CIB, with the
 // scheduler's answer after it.
 type event struct {
@@ -87,7 +76,7 @@ type event struct {
 // -S -X: one transition written back) and logs the change, timed on the
 // monotonic clock, with where the service runs now.
 func crmTicket(site string) int {
-	start := mono()
+	start := testenv.Monotonic()
 	cmd := exec.Command(os.Getenv("GEOBOOTH_E2E_CRM_TICKET"), os.Args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	err := cmd.Run()
@@ -121,7 +110,7 @@ func crmTicket(site string) int {
 	if bytes.Contains(where, []byte("is running on")) {
 		ev.Svc = "running"
 	}
-	ev.End = mono()
+	ev.End = testenv.Monotonic()
 	line, _ := json.Marshal(ev)
 	f, err := os.OpenFile(os.Getenv("GEOBOOTH_E2E_EVENTS"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err == nil {
@@ -393,7 +382,7 @@ func (g *geo) start() {
 
 // kill kills a member's daemon and notes when.
 func (g *geo) kill(name string) time.Duration {
-	at := mono()
+	at := testenv.Monotonic()
 	g.Member(name).Kill()
 	g.mu.Lock()
 	g.killed[name] = append(g.killed[name], at)
@@ -619,7 +608,7 @@ func (g *geo) serviceIntervals(now time.Duration) []interval {
 // overlaps lists the instants the service may have run at both sites.
 func (g *geo) overlaps() []string {
 	var out []string
-	ivs := g.serviceIntervals(mono())
+	ivs := g.serviceIntervals(testenv.Monotonic())
 	for i, a := range ivs {
 		for _, b := range ivs[i+1:] {
 			if a.site != b.site && a.start < b.end && b.start < a.end {

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 // sample is one member's answer about web in one round of the monitor.
@@ -51,9 +53,9 @@ func (m *monitor) run() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s := sample{member: mem.Name, send: mono()}
+				s := sample{member: mem.Name, send: testenv.Monotonic()}
 				tk, err := mem.Ticket("web")
-				s.recv = mono()
+				s.recv = testenv.Monotonic()
 				if err == nil {
 					s.ok, s.held, s.term, s.owner = true, tk.HeldLocally, tk.Term, tk.Owner
 				}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/geobooth/geobooth/api"
+	"github.com/geobooth/geobooth/kit/testenv"
 
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 	"github.com/geobooth/geobooth/replication"
@@ -76,7 +77,7 @@ func finish(t *testing.T, g *geo, mon *monitor) {
 	mon.check(t)
 	g.checkOneService()
 	var spans []string
-	for _, iv := range g.serviceIntervals(mono()) {
+	for _, iv := range g.serviceIntervals(testenv.Monotonic()) {
 		spans = append(spans, fmt.Sprintf("%s %.1fs", iv.site, (iv.end-iv.start).Seconds()))
 	}
 	t.Logf("%d owner rounds checked; the service ran in turn at: %s", len(mon.snapshot()), strings.Join(spans, ", "))
@@ -174,11 +175,11 @@ func scenarioKill(t *testing.T, n *network, report func(string, ...any)) {
 func scenarioPartition(t *testing.T, n *network, report func(string, ...any)) {
 	g, mon := begin(t, n, "east")
 	demoted := make(chan time.Duration, 1)
-	cut := mono()
+	cut := testenv.Monotonic()
 	go func() {
-		for mono()-cut < 60*time.Second {
+		for testenv.Monotonic()-cut < 60*time.Second {
 			if st, err := g.volume("east"); err == nil && st.Role == replication.Secondary {
-				demoted <- mono()
+				demoted <- testenv.Monotonic()
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -249,7 +250,7 @@ func scenarioNoMajority(t *testing.T, n *network, report func(string, ...any)) {
 	var lastMono time.Duration
 	for end := time.Now().Add(expire + acquireAfter + 3*time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
 		tk, err := g.ticket("east")
-		now, nowMono := time.Now(), mono()
+		now, nowMono := time.Now(), testenv.Monotonic()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +265,7 @@ func scenarioNoMajority(t *testing.T, n *network, report func(string, ...any)) {
 		t.Errorf("east did not renew without the arbitrator: lease end %v, before %v", last, before.Expires)
 	}
 	// Now east too: no two members can talk, nobody has a majority.
-	cut := mono()
+	cut := testenv.Monotonic()
 	n.isolate("east", "west", "arbitrator")
 	tc.Eventually(t, 5*time.Second, func() error {
 		tk, err := g.ticket("east")
@@ -272,9 +273,9 @@ func scenarioNoMajority(t *testing.T, n *network, report func(string, ...any)) {
 			return err
 		}
 		if tk.Expires != nil && tk.HeldLocally {
-			last, lastMono = *tk.Expires, mono()+time.Until(*tk.Expires)
+			last, lastMono = *tk.Expires, testenv.Monotonic()+time.Until(*tk.Expires)
 		}
-		if mono()-cut < time.Second {
+		if testenv.Monotonic()-cut < time.Second {
 			return fmt.Errorf("settling")
 		}
 		return nil
@@ -406,7 +407,7 @@ func scenarioFlapping(t *testing.T, n *network, report func(string, ...any)) {
 	mon.halt()
 	moves, owners := mon.moves()
 	var started []string
-	for _, iv := range g.serviceIntervals(mono()) {
+	for _, iv := range g.serviceIntervals(testenv.Monotonic()) {
 		started = append(started, iv.site)
 	}
 	report("flapping link: %d partitions in %v, web moved %d times (%s); the service started %d times (%s)",
