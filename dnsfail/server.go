@@ -214,13 +214,24 @@ func (s *Server) Run(ctx context.Context) error {
 	capped := netcap.New(ln, maxTCPConns, s.met.tcpRefused.Inc)
 	s.tcp = &dns.Server{Listener: capped, Handler: dns.HandlerFunc(s.serveTCP), TsigProvider: keyring{s}, MsgAcceptFunc: accept,
 		ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: -1}
+	// Ready only once the TCP server has started: Shutdown does nothing to
+	// a server that has not, and its listener would stay open.
+	started := make(chan struct{})
+	s.tcp.NotifyStartedFunc = func() { close(started) }
+	errc := make(chan error, 1)
+	go func() { errc <- s.tcp.ActivateAndServe() }()
+	select {
+	case <-started:
+	case err := <-errc:
+		closeUDP()
+		capped.Close()
+		return fmt.Errorf("serve TCP: %w", err)
+	}
 	s.mu.Lock()
 	s.addrs = []string{pcs[0].LocalAddr().String(), ln.Addr().String()}
 	s.runCtx = ctx
 	s.mu.Unlock()
 	close(s.ready)
-	errc := make(chan error, 1)
-	go func() { errc <- s.tcp.ActivateAndServe() }()
 	var wg sync.WaitGroup
 	for _, pc := range pcs {
 		wg.Add(1)
@@ -242,7 +253,10 @@ func (s *Server) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	closeUDP()
-	s.tcp.Shutdown()
+	if runErr == nil {
+		s.tcp.Shutdown()
+		runErr = <-errc
+	}
 	wg.Wait()
 	if runErr != nil {
 		return fmt.Errorf("serve TCP: %w", runErr)
