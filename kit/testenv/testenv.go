@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -65,10 +66,12 @@ func RequireRoot(t testing.TB, why string) {
 // Ports for tests come from below Linux's ephemeral range (32768–60999),
 // so that no outgoing connection takes one before the program under test
 // listens on it. Each test binary (one per package, and packages run at
-// once) draws from its own window of 1,000 ports, chosen by its name, and
-// hands them out in turn from a random start, so that neither two tests
-// of one package nor two packages running side by side are given the
-// same port while both may use it.
+// once) claims a window of 1,000 ports of its own for its lifetime, with a
+// lock file that the kernel releases when the process ends, and hands the
+// ports out in turn from a random start: neither two tests of one package
+// nor two packages running side by side are given the same port while
+// both may use it. (Windows chosen by a hash of the binary's name used to
+// collide: 32 test binaries, 21 windows.)
 const (
 	portsFrom   = 11000 // above examples/local's NBD ports (10809, 10810)
 	portsWindow = 1000
@@ -78,12 +81,31 @@ const (
 var (
 	portMu   sync.Mutex
 	portNext = -1
+	portBase int
 )
 
-func portWindow() int {
+// claimWindow returns the first port of a window no other process holds,
+// and the descriptor of the lock file that holds it (a raw descriptor: no
+// finalizer closes it while the process lives), trying the windows in
+// turn from one chosen by the binary's name. With every window taken
+// (more test processes at once than windows) it returns that one and -1.
+func claimWindow(dir string) (int, int) {
 	h := fnv.New32a()
 	h.Write([]byte(filepath.Base(os.Args[0])))
-	return portsFrom + int(h.Sum32()%portsWins)*portsWindow
+	first := int(h.Sum32() % portsWins)
+	for i := 0; i < portsWins; i++ {
+		w := (first + i) % portsWins
+		fd, err := syscall.Open(filepath.Join(dir, fmt.Sprintf("geobooth-test-ports-%d.lock", w)), syscall.O_RDWR|syscall.O_CREAT|syscall.O_CLOEXEC, 0o600)
+		if err != nil {
+			continue
+		}
+		if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			syscall.Close(fd)
+			continue
+		}
+		return portsFrom + w*portsWindow, fd
+	}
+	return portsFrom + first*portsWindow, -1
 }
 
 // FreePort returns a loopback port that was free a moment ago, for TCP
@@ -94,8 +116,9 @@ func FreePort(t testing.TB) int {
 	defer portMu.Unlock()
 	if portNext < 0 {
 		portNext = rand.IntN(portsWindow)
+		portBase, _ = claimWindow(os.TempDir())
 	}
-	base := portWindow()
+	base := portBase
 	for i := 0; i < portsWindow; i++ {
 		port := base + portNext%portsWindow
 		portNext++
