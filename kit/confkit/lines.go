@@ -54,10 +54,15 @@ func KeyLines(doc string) Lines {
 }
 
 // Line is the line of key, or of the nearest key or table that holds it
-// (0: not found).
+// (0: not found). A key without the indexes of its arrays of tables (as
+// the decoder names an unknown key: "zones.failover.health.fal") is the
+// first key of the document it names.
 func (l Lines) Line(key string) int {
 	for k := key; k != ""; {
 		if n, ok := l[k]; ok {
+			return n
+		}
+		if n := l.firstUnindexed(k); n > 0 {
 			return n
 		}
 		i := strings.LastIndexByte(k, '.')
@@ -67,6 +72,30 @@ func (l Lines) Line(key string) int {
 		k = k[:i]
 	}
 	return 0
+}
+
+// firstUnindexed is the first line of a key that is k once the indexes
+// of its arrays of tables are taken out (0: none).
+func (l Lines) firstUnindexed(k string) int {
+	first := 0
+	for key, n := range l {
+		if (first == 0 || n < first) && unindexed(key) == k {
+			first = n
+		}
+	}
+	return first
+}
+
+// unindexed drops a dotted key's numeric parts.
+func unindexed(key string) string {
+	parts := strings.Split(key, ".")
+	kept := parts[:0]
+	for _, p := range parts {
+		if _, err := strconv.Atoi(p); err != nil {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ".")
 }
 
 // indexed writes a table's dotted name with the index of the current

@@ -41,6 +41,10 @@ origin = "example.org."
 		"zones.1.quoted":                        24,
 		"zones.1":                               22,
 		"nothing":                               0,
+		// As the decoder names unknown keys: without indexes.
+		"zones.failover.health.rise": 20,
+		"zones.failover.ttl.x":       12,
+		"zones.quoted":               24,
 	} {
 		if got := l.Line(key); got != want {
 			t.Errorf("line of %s = %d, want %d", key, got, want)
