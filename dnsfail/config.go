@@ -25,21 +25,54 @@ type Config struct {
 	// file).
 	ZonesFile string `toml:"zones_file"`
 	// RateLimit bounds the UDP answers per second to one client network
-	// (a /24, a /56); 0 turns response-rate limiting off. Load sets
-	// DefaultRateLimit when the key is absent.
-	RateLimit *int `toml:"rate_limit"`
+	// (a /24, a /56); 0 turns response-rate limiting off.
+	RateLimit int `toml:"rate_limit"`
 	// RateLimitSlip: beyond the limit one answer in this many goes out
 	// truncated, so that real clients retry over TCP (0: drop them all).
-	RateLimitSlip *int `toml:"rate_limit_slip"`
+	RateLimitSlip int `toml:"rate_limit_slip"`
 
 	// Zones are read from ZonesFile.
 	Zones []ZoneConfig `toml:"-"`
 }
 
-// zonesFile is the content of the shared zones file.
+// Default returns the [dns] section's defaults: the loader decodes the
+// section onto it.
+func Default() Config {
+	return Config{RateLimit: DefaultRateLimit, RateLimitSlip: DefaultRateLimitSlip}
+}
+
+// zonesFile is the content of the shared zones file, as decoded: each
+// failover entry is decoded onto DefaultFailover() (decodeZones).
 type zonesFile struct {
-	Zones []ZoneConfig `toml:"zones"`
-	Keys  []KeyConfig  `toml:"keys"`
+	Zones []toml.Primitive `toml:"zones"`
+	Keys  []KeyConfig      `toml:"keys"`
+}
+
+// zoneTOML is one [[zones]] entry, its failover entries still undecoded.
+type zoneTOML struct {
+	ZoneConfig
+	Failover []toml.Primitive `toml:"failover"`
+}
+
+// decodeZones decodes the zones of a zones file, each failover entry onto
+// DefaultFailover().
+func decodeZones(md *toml.MetaData, prims []toml.Primitive) ([]ZoneConfig, error) {
+	zones := make([]ZoneConfig, 0, len(prims))
+	for _, p := range prims {
+		var z zoneTOML
+		if err := md.PrimitiveDecode(p, &z); err != nil {
+			return nil, err
+		}
+		for _, fp := range z.Failover {
+			f := DefaultFailover()
+			if err := md.PrimitiveDecode(fp, &f); err != nil {
+				return nil, err
+			}
+			z.ZoneConfig.Failover = append(z.ZoneConfig.Failover, f)
+		}
+		zones = append(zones, z.ZoneConfig)
+	}
+	return zones, nil
 }
 
 // KeyConfig is a TSIG key (HMAC-SHA256), for transfers and updates.
@@ -144,23 +177,16 @@ type HealthCheck struct {
 	Quorum int `toml:"quorum"`
 }
 
-func (h HealthCheck) withDefaults() HealthCheck {
-	if h.Interval == 0 {
-		h.Interval = confkit.Duration(5 * time.Second)
-	}
-	if h.Timeout == 0 {
-		h.Timeout = confkit.Duration(2 * time.Second)
-	}
-	if h.Rise == 0 {
-		h.Rise = 2
-	}
-	if h.Fall == 0 {
-		h.Fall = 3
-	}
-	if h.Status == "" {
-		h.Status = "200-399"
-	}
-	return h
+// DefaultFailover returns a failover entry's defaults (its policies and
+// its health checks'): the zones file's entries are decoded onto it.
+func DefaultFailover() FailoverConfig {
+	return FailoverConfig{WhenUnhealthy: "owner", WhenNoOwner: "nodata", Health: DefaultHealthCheck()}
+}
+
+// DefaultHealthCheck returns a failover entry's health check defaults.
+func DefaultHealthCheck() HealthCheck {
+	return HealthCheck{Interval: confkit.Duration(5 * time.Second), Timeout: confkit.Duration(2 * time.Second),
+		Rise: 2, Fall: 3, Status: "200-399"}
 }
 
 // Defaults of response-rate limiting, as NSD's (rrl-ratelimit 200,
@@ -208,15 +234,7 @@ func (c *Config) Load(base string, sites []string) []confkit.FieldError {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q: want host:port (%v)", c.Listen, err)
 	}
-	if c.RateLimit == nil {
-		c.RateLimit = new(int)
-		*c.RateLimit = DefaultRateLimit
-	}
-	if c.RateLimitSlip == nil {
-		c.RateLimitSlip = new(int)
-		*c.RateLimitSlip = DefaultRateLimitSlip
-	}
-	if *c.RateLimit < 0 || *c.RateLimitSlip < 0 {
+	if c.RateLimit < 0 || c.RateLimitSlip < 0 {
 		bad("rate_limit", "negative")
 	}
 	if c.ZonesFile == "" {
@@ -235,6 +253,10 @@ func (c *Config) Load(base string, sites []string) []confkit.FieldError {
 		return errs
 	}
 	md, err := toml.Decode(string(text), &zf)
+	var zones []ZoneConfig
+	if err == nil {
+		zones, err = decodeZones(&md, zf.Zones)
+	}
 	if err != nil {
 		bad("zones_file", "%s: %v", path, err)
 		return errs
@@ -256,8 +278,8 @@ func (c *Config) Load(base string, sites []string) []confkit.FieldError {
 		isSite[s] = true
 	}
 	seen := map[string]bool{}
-	for i := range zf.Zones {
-		z := &zf.Zones[i]
+	for i := range zones {
+		z := &zones[i]
 		z.keys, z.dir = keys, filepath.Dir(path)
 		zerrs := z.check(isSite)
 		for _, e := range zerrs {
@@ -278,7 +300,7 @@ func (c *Config) Load(base string, sites []string) []confkit.FieldError {
 		}
 		seen[z.Origin] = true
 	}
-	c.Zones = zf.Zones
+	c.Zones = zones
 	return errs
 }
 

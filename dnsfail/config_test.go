@@ -172,6 +172,7 @@ ttl = "5s"
 ticket = "web"
 sites = { east = { targets = ["192.0.2.1"] } }
 when_no_owner = "sometimes"
+health = { rise = 1, fal = 2 }
 `
 	dir := t.TempDir()
 	path := filepath.Join(dir, "dns.toml")
@@ -183,9 +184,48 @@ when_no_owner = "sometimes"
 	for _, want := range []string{
 		path + `:14: zones.0.failover.1.type: "MX": want A, AAAA or CNAME`,
 		path + `:18: zones.0.failover.1.when_no_owner: "sometimes": want nodata or fallback`,
+		path + `:19: zones.failover.health.fal: unknown key`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("errors do not say %q:\n%s", want, got)
 		}
+	}
+}
+
+// A failover entry starts from DefaultFailover(): the keys left out of
+// the zones file take its policies and health check settings, the keys
+// given replace them.
+func TestFailoverEntriesStartFromTheirDefaults(t *testing.T) {
+	zones := `[[zones]]
+origin = "example.test."
+file = "example.test.zone"
+
+[[zones.failover]]
+name = "www"
+type = "A"
+ttl = "5s"
+ticket = "web"
+sites = { east = { targets = ["192.0.2.1"] } }
+health = { rise = 1 }
+`
+	dir := t.TempDir()
+	for name, text := range map[string]string{"dns.toml": zones, "example.test.zone": testZone} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Default()
+	cfg.Listen, cfg.ZonesFile = "127.0.0.1:53", "dns.toml"
+	if errs := cfg.Load(dir, []string{"east", "west"}); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	got, want := cfg.Zones[0].Failover[0], DefaultFailover()
+	want.Health.Rise = 1
+	if got.Health.Interval != want.Health.Interval || got.Health.Fall != want.Health.Fall || got.Health.Rise != 1 || got.Health.Status != want.Health.Status ||
+		got.WhenNoOwner != want.WhenNoOwner || got.WhenUnhealthy != want.WhenUnhealthy {
+		t.Fatalf("decoded %+v, want the defaults %+v with rise 1", got, want)
+	}
+	if cfg.RateLimit != DefaultRateLimit || cfg.RateLimitSlip != DefaultRateLimitSlip {
+		t.Fatalf("rate limit %d/%d, want the defaults", cfg.RateLimit, cfg.RateLimitSlip)
 	}
 }

@@ -53,9 +53,10 @@ func TestHTTPCheckOfATargetAddressWithTheServiceName(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	check := fmt.Sprintf("https://{target}:%d/health", port)
 	f := &FailoverConfig{Sites: map[string]SiteTargets{"east": {Targets: []string{"127.0.0.11"}, Check: check}}}
-	service := HealthCheck{Timeout: 1e9, Status: "200-299", Match: "ready", Host: "www.example.test", Method: "POST",
-		Headers: map[string]string{"X-Check": "geobooth"}}.withDefaults()
-	plain := HealthCheck{Timeout: 1e9, Status: "200-299"}.withDefaults()
+	plain := DefaultHealthCheck()
+	plain.Timeout, plain.Status = 1e9, "200-299"
+	service := plain
+	service.Match, service.Host, service.Method, service.Headers = "ready", "www.example.test", "POST", map[string]string{"X-Check": "geobooth"}
 	if errs := service.checkHTTP(f); len(errs) != 0 {
 		t.Fatal(errs)
 	}

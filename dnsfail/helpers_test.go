@@ -79,13 +79,15 @@ func testConfig(t testing.TB, zoneText string, checks map[string]string, tweak f
 	if err := os.WriteFile(filepath.Join(dir, "example.test.zone"), []byte(zoneText), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	www := DefaultFailover()
+	www.Name, www.Type, www.TTL, www.Ticket = "www", "A", confkit.Duration(30*time.Second), "web"
+	www.Sites = map[string]SiteTargets{
+		"east": {Targets: []string{"127.0.0.11"}, Check: checks["east"]},
+		"west": {Targets: []string{"127.0.0.12"}, Check: checks["west"]},
+	}
+	www.Health.Interval, www.Health.Timeout = confkit.Duration(100*time.Millisecond), confkit.Duration(80*time.Millisecond)
 	z := ZoneConfig{Origin: "example.test.", File: filepath.Join(dir, "example.test.zone"), AllowTransfer: []string{"127.0.0.1"},
-		Failover: []FailoverConfig{{Name: "www", Type: "A", TTL: confkit.Duration(30 * time.Second), Ticket: "web",
-			Sites: map[string]SiteTargets{
-				"east": {Targets: []string{"127.0.0.11"}, Check: checks["east"]},
-				"west": {Targets: []string{"127.0.0.12"}, Check: checks["west"]},
-			},
-			Health: HealthCheck{Interval: confkit.Duration(100 * time.Millisecond), Timeout: confkit.Duration(80 * time.Millisecond), Rise: 2, Fall: 3}}}}
+		Failover: []FailoverConfig{www}}
 	if tweak != nil {
 		tweak(&z)
 	}

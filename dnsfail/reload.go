@@ -97,7 +97,7 @@ func (s *Server) Reload(c Config) error {
 	switch {
 	case c.Listen != old.Listen:
 		return fmt.Errorf("dns.listen changed (%s → %s): that needs a restart", old.Listen, c.Listen)
-	case !reflect.DeepEqual(c.RateLimit, old.RateLimit) || !reflect.DeepEqual(c.RateLimitSlip, old.RateLimitSlip):
+	case c.RateLimit != old.RateLimit || c.RateLimitSlip != old.RateLimitSlip:
 		return fmt.Errorf("dns.rate_limit or dns.rate_limit_slip changed: that needs a restart")
 	}
 	set, err := buildSet(c)

@@ -58,8 +58,8 @@ func TestRateLimitedClientsAreTruncatedAndAnsweredOverTCP(t *testing.T) {
 	o := &owners{}
 	o.set("east", time.Now().Add(time.Hour))
 	cfg := testConfig(t, testZone, nil, nil)
-	rate, slip := 20, 2
-	cfg.RateLimit, cfg.RateLimitSlip = &rate, &slip
+	const rate, slip = 20, 2
+	cfg.RateLimit, cfg.RateLimitSlip = rate, slip
 	s := startServer(t, cfg, o, "east", nil)
 	c, err := net.Dial("udp", s.Addrs()[0])
 	if err != nil {

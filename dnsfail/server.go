@@ -106,13 +106,7 @@ func New(o Options) (*Server, error) {
 			o.Events("health", fmt.Sprintf("check %s: %s → %s (%s, from this member)", key, from, to, last))
 		}
 	}
-	if c := o.Config; c.RateLimit != nil {
-		slip := DefaultRateLimitSlip
-		if c.RateLimitSlip != nil {
-			slip = *c.RateLimitSlip
-		}
-		s.rrl = newRRL(*c.RateLimit, slip)
-	}
+	s.rrl = newRRL(o.Config.RateLimit, o.Config.RateLimitSlip)
 	set, err := buildSet(o.Config)
 	if err != nil {
 		return nil, err
@@ -198,34 +192,10 @@ func (s *Server) Run(ctx context.Context) error {
 		closeUDP()
 		return err
 	}
-	accept := func(dh dns.Header) dns.MsgAcceptAction {
-		// Answers to our own NOTIFYs are not for this server; the rest the
-		// handler answers (with NOTIMP where it must).
-		if dh.Bits&(1<<15) != 0 {
-			return dns.MsgIgnore
-		}
-		if dh.Qdcount != 1 {
-			return dns.MsgReject
-		}
-		return dns.MsgAccept
-	}
-	// DNS over TCP: at most maxTCPConns open at once, 10 s to read a
-	// query, 10 s idle.
-	capped := netcap.New(ln, maxTCPConns, s.met.tcpRefused.Inc)
-	s.tcp = &dns.Server{Listener: capped, Handler: dns.HandlerFunc(s.serveTCP), TsigProvider: keyring{s}, MsgAcceptFunc: accept,
-		ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: -1}
-	// Ready only once the TCP server has started: Shutdown does nothing to
-	// a server that has not, and its listener would stay open.
-	started := make(chan struct{})
-	s.tcp.NotifyStartedFunc = func() { close(started) }
-	errc := make(chan error, 1)
-	go func() { errc <- s.tcp.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-errc:
+	errc, err := s.startTCP(ln)
+	if err != nil {
 		closeUDP()
-		capped.Close()
-		return fmt.Errorf("serve TCP: %w", err)
+		return err
 	}
 	s.mu.Lock()
 	s.addrs = []string{pcs[0].LocalAddr().String(), ln.Addr().String()}
@@ -262,6 +232,38 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("serve TCP: %w", runErr)
 	}
 	return nil
+}
+
+// startTCP serves DNS over TCP on ln: at most maxTCPConns open at once,
+// 10 s to read a query, 10 s idle. It returns once the server has
+// started (Shutdown does nothing to a server that has not, and its
+// listener would stay open); the channel gets what the server returns.
+func (s *Server) startTCP(ln net.Listener) (chan error, error) {
+	accept := func(dh dns.Header) dns.MsgAcceptAction {
+		// Answers to our own NOTIFYs are not for this server; the rest the
+		// handler answers (with NOTIMP where it must).
+		if dh.Bits&(1<<15) != 0 {
+			return dns.MsgIgnore
+		}
+		if dh.Qdcount != 1 {
+			return dns.MsgReject
+		}
+		return dns.MsgAccept
+	}
+	capped := netcap.New(ln, maxTCPConns, s.met.tcpRefused.Inc)
+	s.tcp = &dns.Server{Listener: capped, Handler: dns.HandlerFunc(s.serveTCP), TsigProvider: keyring{s}, MsgAcceptFunc: accept,
+		ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: -1}
+	started := make(chan struct{})
+	s.tcp.NotifyStartedFunc = func() { close(started) }
+	errc := make(chan error, 1)
+	go func() { errc <- s.tcp.ActivateAndServe() }()
+	select {
+	case <-started:
+		return errc, nil
+	case err := <-errc:
+		capped.Close()
+		return nil, fmt.Errorf("serve TCP: %w", err)
+	}
 }
 
 func (s *Server) serveTCP(w dns.ResponseWriter, r *dns.Msg) { s.serve(w, r, true) }

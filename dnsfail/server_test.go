@@ -178,9 +178,11 @@ func TestFailoverAnswerFollowsTheLease(t *testing.T) {
 	now := time.Now()
 	o.set("east", now.Add(3500*time.Millisecond))
 	cfg := testConfig(t, testZone, nil, func(z *ZoneConfig) {
-		z.Failover = append(z.Failover, FailoverConfig{Name: "api", Type: "A", TTL: z.Failover[0].TTL, Ticket: "web",
-			Sites:       map[string]SiteTargets{"east": {Targets: []string{"127.0.0.21", "127.0.0.22"}}, "west": {Targets: []string{"127.0.0.23"}}},
-			WhenNoOwner: "fallback", Fallback: []string{"127.0.0.99"}})
+		api := DefaultFailover()
+		api.Name, api.Type, api.TTL, api.Ticket = "api", "A", z.Failover[0].TTL, "web"
+		api.Sites = map[string]SiteTargets{"east": {Targets: []string{"127.0.0.21", "127.0.0.22"}}, "west": {Targets: []string{"127.0.0.23"}}}
+		api.WhenNoOwner, api.Fallback = "fallback", []string{"127.0.0.99"}
+		z.Failover = append(z.Failover, api)
 	})
 	s := startServer(t, cfg, o, "east", nil)
 	addr := s.Addrs()[0]
@@ -354,7 +356,8 @@ func acceptAll(ln net.Listener) {
 func TestProbes(t *testing.T) {
 	web := httpServer(t)
 	ctx := context.Background()
-	hc := HealthCheck{Timeout: 1e9, Status: "200-299", Match: "ready"}.withDefaults()
+	hc := DefaultHealthCheck()
+	hc.Timeout, hc.Status, hc.Match = 1e9, "200-299", "ready"
 	h := newHealth("east", nil, newMetrics(nilRegistry(), &Server{}), nil)
 	for _, c := range []struct {
 		check string

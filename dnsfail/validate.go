@@ -132,7 +132,6 @@ func (f *FailoverConfig) check(key, origin string, isSite, names map[string]bool
 	}
 	f.checkSites(key, isSite, bad)
 	f.checkPolicies(key, bad)
-	f.Health = f.Health.withDefaults()
 	if _, _, err := parseStatus(f.Health.Status); err != nil {
 		bad(key+".health.status", "%v", err)
 	}
@@ -172,19 +171,14 @@ func (f *FailoverConfig) checkSites(key string, isSite map[string]bool, bad repo
 	}
 }
 
-// checkPolicies checks what is answered without a healthy owner, and fills
-// in the defaults (when_unhealthy = owner, when_no_owner = nodata).
+// checkPolicies checks what is answered without a healthy owner.
 func (f *FailoverConfig) checkPolicies(key string, bad report) {
 	switch f.WhenUnhealthy {
-	case "":
-		f.WhenUnhealthy = "owner"
 	case "owner", "fallback", "nodata":
 	default:
 		bad(key+".when_unhealthy", "%q: want owner, fallback or nodata", f.WhenUnhealthy)
 	}
 	switch f.WhenNoOwner {
-	case "":
-		f.WhenNoOwner = "nodata"
 	case "fallback", "nodata":
 	default:
 		bad(key+".when_no_owner", "%q: want nodata or fallback", f.WhenNoOwner)

@@ -142,7 +142,9 @@ type VolumeConfig struct {
 	DrainTimeout confkit.Duration `toml:"drain_timeout"`
 }
 
-// DefaultVolume returns a volume section's defaults.
+// DefaultVolume returns a volume section's defaults: the loader decodes
+// each [[volumes]] entry onto it, and code that builds a volume starts
+// from it.
 func DefaultVolume() VolumeConfig {
 	return VolumeConfig{SplitBrain: SplitBrainDisconnect, ResyncRate: 100 << 20, SendBuffer: 64 << 20,
 		MaxEpoch: 4 << 20, ALExtents: 64, Csums: true, NewReplicas: "sync", Protocol: "A", OnCongestion: "pull-ahead",
@@ -150,41 +152,13 @@ func DefaultVolume() VolumeConfig {
 		DrainTimeout: confkit.Duration(30 * time.Second)}
 }
 
-// WithDefaults fills unset fields.
-func (c VolumeConfig) WithDefaults() VolumeConfig {
-	d := DefaultVolume()
-	switch c.SplitBrain {
-	case "":
-		c.SplitBrain = d.SplitBrain
-	case SplitBrainManual:
+// resolved returns the config with its derived values: the export named
+// after the volume unless set, and the split-brain policy's alias
+// replaced by its name (both ends compare policies in the handshake).
+// Defaults are not filled here: a config starts from DefaultVolume().
+func (c VolumeConfig) resolved() VolumeConfig {
+	if c.SplitBrain == SplitBrainManual {
 		c.SplitBrain = SplitBrainDisconnect
-	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = d.DrainTimeout
-	}
-	if c.SendBuffer == 0 {
-		c.SendBuffer = d.SendBuffer
-	}
-	if c.MaxEpoch == 0 {
-		c.MaxEpoch = d.MaxEpoch
-	}
-	if c.ALExtents == 0 {
-		c.ALExtents = d.ALExtents
-	}
-	if c.NewReplicas == "" {
-		c.NewReplicas = d.NewReplicas
-	}
-	if c.Protocol == "" {
-		c.Protocol = d.Protocol
-	}
-	if c.OnCongestion == "" {
-		c.OnCongestion = d.OnCongestion
-	}
-	if c.PingInterval == 0 {
-		c.PingInterval = d.PingInterval
-	}
-	if c.Timeout == 0 {
-		c.Timeout = d.Timeout
 	}
 	if c.Export == "" {
 		c.Export = c.Name
@@ -235,7 +209,7 @@ func (c *VolumeConfig) Validate() []confkit.FieldError {
 		bad("nbd_tls_clients", "needs nbd_tls = \"require\" (a plain client shows no certificate)")
 	}
 	switch c.SplitBrain {
-	case SplitBrainDisconnect, SplitBrainDiscardSecondary, SplitBrainDiscardLeastChanges, SplitBrainDiscardYoungerPrimary:
+	case SplitBrainDisconnect, SplitBrainManual, SplitBrainDiscardSecondary, SplitBrainDiscardLeastChanges, SplitBrainDiscardYoungerPrimary:
 	default:
 		bad("split_brain", "%q: want disconnect (or manual), discard-secondary, discard-least-changes or discard-younger-primary", c.SplitBrain)
 	}
@@ -259,8 +233,13 @@ func (c *VolumeConfig) Validate() []confkit.FieldError {
 	if c.ALExtents < 4 {
 		bad("al_extents", "%d: at least 4", c.ALExtents)
 	}
-	if c.DrainTimeout < 0 {
-		bad("drain_timeout", "must not be negative")
+	for _, d := range []struct {
+		key string
+		d   confkit.Duration
+	}{{"ping_interval", c.PingInterval}, {"timeout", c.Timeout}, {"drain_timeout", c.DrainTimeout}} {
+		if d.d <= 0 {
+			bad(d.key, "must be positive")
+		}
 	}
 	if c.ResyncRate < 0 {
 		bad("resync_rate", "must not be negative")

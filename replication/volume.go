@@ -140,7 +140,7 @@ func (v *Volume) openPeers() error {
 // Open opens (or creates) the local replica. It starts secondary; Start
 // connects to the peers.
 func Open(o Options) (*Volume, error) {
-	cfg := o.Config.WithDefaults()
+	cfg := o.Config.resolved()
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, fmt.Errorf("volume %q: %v", cfg.Name, errs[0])
 	}

@@ -57,11 +57,13 @@ func New(cfg *config.File, log *slog.Logger, opt daemon.Options) (*Site, error) 
 		func(err error) { d.Fail(fmt.Errorf("revoke in the local CIB failed: %w", err)) })
 	s.res = &resources{cib: s.driver, volumes: map[string][]*replication.Volume{}, drain: map[string]time.Duration{},
 		node: d.Node, log: log.With("component", "resources"), lease: map[string]time.Time{}}
+	// A planned move's handover gets a minute, more when the volumes'
+	// drains need it (openVolumes).
+	s.parts.Resources, s.parts.Handover = s.res, s.res
+	s.parts.ResourceTimeout, s.parts.HandoverTimeout = s.driver.CallBudget(), time.Minute
 	if err := s.openVolumes(log); err != nil {
 		return nil, err
 	}
-	s.parts.Resources, s.parts.Handover = s.res, s.res
-	s.parts.ResourceTimeout = s.driver.CallBudget()
 	return s, nil
 }
 
@@ -95,7 +97,7 @@ func (s *Site) openVolumes(log *slog.Logger) error {
 		log.Info("volume opened", "volume", vc.Name, "ticket", vc.Ticket, "disk", v.Disk(), "size", v.Size(), "nbd", vc.NBDListen)
 	}
 	s.parts.Check = s.res.check
-	s.parts.HandoverTimeout = max(budget, time.Minute)
+	s.parts.HandoverTimeout = max(budget, s.parts.HandoverTimeout)
 	return nil
 }
 

@@ -251,27 +251,37 @@ func SlackFor(timeout time.Duration) time.Duration {
 	return min(MaxTimerSlack, timeout/20)
 }
 
-// WithDefaults returns the config with Booth's defaults filled in where a
-// value was left zero. MaxClockDrift is left as given (zero is a legal, if
-// unwise, setting): loaders fill DefaultMaxClockDrift when the key is absent.
-func (c Config) WithDefaults() Config {
-	if c.Expire == 0 {
-		c.Expire = DefaultExpire
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Retries == 0 {
-		c.Retries = DefaultRetries
-	}
+// DefaultConfig returns a ticket's defaults, Booth's where Booth has the
+// setting: a loader sets the file's settings over it, then Resolved
+// derives the rest.
+func DefaultConfig(name string) Config {
+	return Config{Name: name, Expire: DefaultExpire, Timeout: DefaultTimeout, Retries: DefaultRetries, MaxClockDrift: DefaultMaxClockDrift}
+}
+
+// Resolved returns the config with the settings whose defaults derive
+// from others filled in where left zero: renewal_freq (half the expiry,
+// or more when the retransmissions need it, as Booth), the timer slack
+// (SlackFor) and stop_timeout (DefaultStopTimeout).
+func (c Config) Resolved() Config {
 	if c.RenewalFreq == 0 {
 		c.RenewalFreq = c.Expire / 2
 		if r := c.Timeout * time.Duration(c.Retries) / 2; r > c.RenewalFreq {
 			c.RenewalFreq = r
 		}
 	}
+	if c.TimerSlack == 0 {
+		c.TimerSlack = SlackFor(c.Timeout)
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = c.DefaultStopTimeout()
+	}
 	return c
 }
+
+// DefaultHandlerTimeout bounds a before-acquire handler's run when the
+// ticket's handler_timeout is not set: half the renewal interval, so that
+// a hung handler fails the renewal it runs for, not the lease.
+func (c *Config) DefaultHandlerTimeout() time.Duration { return c.RenewalFreq / 2 }
 
 // checks reports whether acquiring and renewing wait for RunHandler.
 func (c *Config) checks() bool { return len(c.BeforeAcquireHandler) > 0 || c.LocalChecks }
@@ -318,7 +328,7 @@ func (c *Config) stopLead() time.Duration {
 	return lead
 }
 
-// DefaultStopTimeout is stop_timeout when it is not set: half of what the
+// DefaultStopTimeout is stop_timeout when it is not set (or 0): half of what the
 // lease leaves after a renewal and its retransmissions, so that an owner
 // whose renewals fail still stops well before its lease ends, and a stop
 // under way is escalated only when it takes far longer than that.

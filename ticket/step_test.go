@@ -525,8 +525,7 @@ func TestManualOwnerResumesAfterRestartWhenConfirmed(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
-	base := Config{Name: "web"}.WithDefaults()
-	base.MaxClockDrift = DefaultMaxClockDrift
+	base := DefaultConfig("web").Resolved()
 	if errs := base.Validate(3); len(errs) > 0 {
 		t.Fatalf("Booth defaults refused: %v", errs)
 	}

@@ -300,9 +300,10 @@ func ints(xs []float64) []int {
 func serveGeobooth(dir, listen string, signed bool) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	zc := dnsfail.ZoneConfig{Origin: "example.test.", File: filepath.Join(dir, "geobooth.zone"),
-		Failover: []dnsfail.FailoverConfig{{Name: "www", Type: "A", TTL: confkit.Duration(5 * time.Second), Ticket: "web",
-			Sites: map[string]dnsfail.SiteTargets{"east": {Targets: []string{"127.0.0.11"}}, "west": {Targets: []string{"127.0.0.12"}}}}}}
+	www := dnsfail.DefaultFailover()
+	www.Name, www.Type, www.TTL, www.Ticket = "www", "A", confkit.Duration(5*time.Second), "web"
+	www.Sites = map[string]dnsfail.SiteTargets{"east": {Targets: []string{"127.0.0.11"}}, "west": {Targets: []string{"127.0.0.12"}}}
+	zc := dnsfail.ZoneConfig{Origin: "example.test.", File: filepath.Join(dir, "geobooth.zone"), Failover: []dnsfail.FailoverConfig{www}}
 	if signed {
 		key, err := dnskey.New("example.test.")
 		if err != nil {

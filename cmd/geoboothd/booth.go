@@ -172,7 +172,8 @@ func zonesConfig(o boothOptions, cfg *boothconf.Config) (dnsfail.Config, []strin
 	if err != nil {
 		return dnsfail.Config{}, nil, err
 	}
-	dc := dnsfail.Config{Listen: o.dns, ZonesFile: zones}
+	dc := dnsfail.Default()
+	dc.Listen, dc.ZonesFile = o.dns, zones
 	var sites, members []string
 	for _, m := range cfg.Members {
 		members = append(members, m.Address.String())

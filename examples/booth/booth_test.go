@@ -29,7 +29,8 @@ func TestTheExampleLoadsAsTheArbitratorReadsIt(t *testing.T) {
 			sites = append(sites, m.Address.String())
 		}
 	}
-	dc := dnsfail.Config{Listen: "203.0.113.13:53", ZonesFile: "dns.toml"}
+	dc := dnsfail.Default()
+	dc.Listen, dc.ZonesFile = "203.0.113.13:53", "dns.toml"
 	if errs := dc.Load(".", sites); len(errs) > 0 {
 		t.Fatalf("dns.toml: %v", errs)
 	}

@@ -51,11 +51,16 @@ type Config struct {
 	Timeout confkit.Duration `toml:"timeout"`
 	// Retries after a failed delivery, with backoff from 1 s doubling to
 	// 1 min (default 5).
-	Retries *int `toml:"retries"`
+	Retries int `toml:"retries"`
 }
 
-// Validate checks the entry and fills the defaults; base resolves a
-// relative program.
+// DefaultConfig returns an [[alerts]] entry's defaults: the loader decodes
+// each entry onto it.
+func DefaultConfig() Config {
+	return Config{Timeout: confkit.Duration(10 * time.Second), Retries: 5}
+}
+
+// Validate checks the entry; base resolves a relative program.
 func (c *Config) Validate(base string) []confkit.FieldError {
 	var errs []confkit.FieldError
 	bad := func(key, format string, args ...any) { errs = append(errs, confkit.Errorf(key, format, args...)) }
@@ -89,16 +94,10 @@ func (c *Config) Validate(base string) []confkit.FieldError {
 			bad("kinds", "%q: not an event kind (%v)", k, Kinds)
 		}
 	}
-	if c.Timeout == 0 {
-		c.Timeout = confkit.Duration(10 * time.Second)
-	}
-	if c.Timeout < 0 {
+	if c.Timeout <= 0 {
 		bad("timeout", "must be positive")
 	}
-	if c.Retries == nil {
-		n := 5
-		c.Retries = &n
-	} else if *c.Retries < 0 {
+	if c.Retries < 0 {
 		bad("retries", "must not be negative")
 	}
 	return errs
@@ -238,7 +237,7 @@ func (h *Hooks) deliver(ctx context.Context, c Config, e Event) bool {
 			h.sent.WithLabelValues(c.Name, "ok").Inc()
 			return true
 		}
-		if attempt >= *c.Retries {
+		if attempt >= c.Retries {
 			h.sent.WithLabelValues(c.Name, "failed").Inc()
 			h.log.Error("alert hook failed; event given up", "alert", c.Name, "event", e.Kind, "seq", e.Seq, "attempts", attempt+1, "err", err)
 			return true

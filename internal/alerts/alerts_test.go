@@ -86,8 +86,8 @@ func lines(p string) []string {
 func TestProgramGetsSelectedEventsInOrder(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	prog := script(t, `read -r json; echo "$GEOBOOTH_MEMBER/$GEOBOOTH_EVENT/$GEOBOOTH_TICKET/$GEOBOOTH_TERM/$GEOBOOTH_OWNER/$GEOBOOTH_SEQ" | tr ' ' _ >>`+out+`; echo "$json" >`+out+`.json`+"\n")
-	retries := 0
-	cfg := Config{Name: "rec", Program: prog, Kinds: []string{"acquired", "lost", "split brain"}, Retries: &retries}
+	cfg := DefaultConfig()
+	cfg.Name, cfg.Program, cfg.Kinds, cfg.Retries = "rec", prog, []string{"acquired", "lost", "split brain"}, 0
 	if errs := cfg.Validate("/"); len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -120,13 +120,13 @@ func TestFailingHookIsRetriedThenGivenUp(t *testing.T) {
 	prog := script(t, `n=$(cat `+dir+`/n 2>/dev/null || echo 0); n=$((n+1)); echo $n >`+dir+`/n
 if [ $((n % 3)) -ne 0 ]; then exit 1; fi
 echo $GEOBOOTH_SEQ >>`+dir+`/ok`+"\n")
-	two := 2
-	ok := Config{Name: "flaky", Program: prog, Retries: &two}
+	ok := DefaultConfig()
+	ok.Name, ok.Program, ok.Retries = "flaky", prog, 2
 	if errs := ok.Validate("/"); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	zero := 0
-	never := Config{Name: "never", Program: script(t, "exit 3\n"), Retries: &zero}
+	never := DefaultConfig()
+	never.Name, never.Program, never.Retries = "never", script(t, "exit 3\n"), 0
 	if errs := never.Validate("/"); len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -169,7 +169,8 @@ func TestWebhookAndMissedEvents(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	cfg := Config{Name: "web", URL: srv.URL}
+	cfg := DefaultConfig()
+	cfg.Name, cfg.URL = "web", srv.URL
 	if errs := cfg.Validate("/"); len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -202,7 +203,6 @@ func TestValidateRefusals(t *testing.T) {
 	open := filepath.Join(dir, "open")
 	os.WriteFile(open, []byte("#!/bin/sh\n"), 0o700)
 	os.Chmod(open, 0o777)
-	neg := -1
 	for _, c := range []struct {
 		cfg  Config
 		want string
@@ -215,7 +215,8 @@ func TestValidateRefusals(t *testing.T) {
 		{Config{Name: "a", Program: open}, "writable by group or others"},
 		{Config{Name: "a", URL: "ftp://x"}, "want an http"},
 		{Config{Name: "a", URL: "http://x", Kinds: []string{"renewed"}}, `"renewed": not an event kind`},
-		{Config{Name: "a", URL: "http://x", Retries: &neg}, "retries: must not be negative"},
+		{Config{Name: "a", URL: "http://x", Retries: -1}, "retries: must not be negative"},
+		{Config{Name: "a", URL: "http://x"}, "timeout: must be positive"},
 	} {
 		errs := c.cfg.Validate(dir)
 		if len(errs) == 0 || !strings.Contains(fmt.Sprint(errs), c.want) {

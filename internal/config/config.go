@@ -191,8 +191,13 @@ func Load(path, stateDir string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	f := &File{Path: abs, Serf: membership.Default(), Pacemaker: pacemaker.Default()}
-	md, err := toml.Decode(string(src), f)
+	raw := fileTOML{File: DefaultFile()}
+	raw.Path = abs
+	md, err := toml.Decode(string(src), &raw)
+	if err == nil {
+		err = raw.decodeArrays(&md)
+	}
+	f := &raw.File
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
@@ -245,6 +250,42 @@ func Load(path, stateDir string) (*File, error) {
 		return nil, errs
 	}
 	return f, nil
+}
+
+// DefaultFile returns a member file's defaults, each section's from its
+// package: the loader decodes the file onto it, and each [[volumes]] and
+// [[alerts]] entry onto its package's default entry. A setting whose
+// default depends on another (state_dir on local, a ticket's renewal on
+// its expire) is filled where it is resolved.
+func DefaultFile() File {
+	return File{MaxElections: 256, Cluster: Cluster{MaxTimeSkew: confkit.Duration(ticket.DefaultMaxTimeSkew)},
+		Serf: membership.Default(), Pacemaker: pacemaker.Default(), DNS: dnsfail.Default()}
+}
+
+// fileTOML is a member file as decoded: its arrays of tables are decoded
+// entry by entry onto their defaults (decodeArrays).
+type fileTOML struct {
+	File
+	Volumes []toml.Primitive `toml:"volumes"`
+	Alerts  []toml.Primitive `toml:"alerts"`
+}
+
+func (r *fileTOML) decodeArrays(md *toml.MetaData) error {
+	for _, p := range r.Volumes {
+		v := replication.DefaultVolume()
+		if err := md.PrimitiveDecode(p, &v); err != nil {
+			return err
+		}
+		r.File.Volumes = append(r.File.Volumes, v)
+	}
+	for _, p := range r.Alerts {
+		a := alerts.DefaultConfig()
+		if err := md.PrimitiveDecode(p, &a); err != nil {
+			return err
+		}
+		r.File.Alerts = append(r.File.Alerts, a)
+	}
+	return nil
 }
 
 // decodeClusterFile reads a shared cluster file. A file that cannot be read

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/geobooth/geobooth/dnsfail/dnskey"
+	"github.com/geobooth/geobooth/internal/alerts"
+	"github.com/geobooth/geobooth/replication"
 
 	"github.com/geobooth/geobooth/kit/testenv"
 	"github.com/geobooth/geobooth/kit/tlsfiles"
@@ -199,7 +201,7 @@ func TestVolumesAreResolvedAndChecked(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := f.Volumes[0]
-	if v.Path != filepath.Join(d, "run", "east", "data.img") || v.Export != "data" || v.SplitBrain != "disconnect" || time.Duration(v.DrainTimeout) != 30*time.Second {
+	if v.Path != filepath.Join(d, "run", "east", "data.img") || v.SplitBrain != "manual" || time.Duration(v.DrainTimeout) != 30*time.Second {
 		t.Fatalf("volume not resolved: %+v", v)
 	}
 	// Issue 18: a relative path resolved into the configuration's folder,
@@ -352,5 +354,37 @@ func TestBlockDeviceMetadataGoesToTheStateFolder(t *testing.T) {
 	d = dir(t, map[string]string{"member.toml": goodMember + goodVolume})
 	if f, err = Load(filepath.Join(d, "member.toml"), ""); err != nil || f.Volumes[0].MetaDir != "" {
 		t.Fatalf("a file's metadata moved: %q %v", f.Volumes[0].MetaDir, err)
+	}
+}
+
+// TestEverySectionStartsFromItsDefaults: a key left out of the file takes
+// the value its package's Default…() gives, for a table and for each
+// entry of an array of tables alike (the volumes' csums and resync_rate
+// used to come out zero from a file: checksummed resyncs off, rate
+// uncapped, although documented on and 100 MiB/s).
+func TestEverySectionStartsFromItsDefaults(t *testing.T) {
+	alert := "\n[[alerts]]\nname = \"hook\"\nurl = \"http://127.0.0.1:1/\"\n"
+	d := dir(t, map[string]string{"member.toml": goodMember + goodVolume + alert})
+	f, err := Load(filepath.Join(d, "member.toml"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, want := f.Volumes[0], replication.DefaultVolume()
+	if v.Csums != want.Csums || v.ResyncRate != want.ResyncRate || v.SendBuffer != want.SendBuffer || v.Protocol != want.Protocol || v.NewReplicas != want.NewReplicas {
+		t.Fatalf("volume from the file %+v, defaults %+v", v, want)
+	}
+	if a, want := f.Alerts[0], alerts.DefaultConfig(); a.Timeout != want.Timeout || a.Retries != want.Retries {
+		t.Fatalf("alert from the file %+v, defaults %+v", a, want)
+	}
+	if def := DefaultFile(); f.MaxElections != def.MaxElections || f.Cluster.MaxTimeSkew != def.Cluster.MaxTimeSkew {
+		t.Fatalf("max_elections %d, max_time_skew %v: want the defaults", f.MaxElections, f.Cluster.MaxTimeSkew)
+	}
+	off := strings.Replace(goodVolume, `name = "data"`, "name = \"data\"\ncsums = false", 1)
+	f, err = Load(filepath.Join(dir(t, map[string]string{"member.toml": goodMember + off}), "member.toml"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Volumes[0].Csums {
+		t.Fatal("csums = false in the file came out true")
 	}
 }

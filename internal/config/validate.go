@@ -42,11 +42,8 @@ func (f *File) check(add addFunc, md toml.MetaData) {
 	if f.StateDir == "" && f.Local != "" {
 		f.StateDir = filepath.Join("run", f.Local)
 	}
-	switch {
-	case f.MaxElections < 0:
-		add("max_elections", "must not be negative")
-	case f.MaxElections == 0:
-		f.MaxElections = 256
+	if f.MaxElections < 1 {
+		add("max_elections", "must be at least 1")
 	}
 	f.checkSecrets(add)
 	f.checkSerf(add)
@@ -214,7 +211,7 @@ func (f *File) checkVolumes(add addFunc) {
 	}
 	names, paths := map[string]bool{}, map[string]bool{}
 	for i := range f.Volumes {
-		v := f.Volumes[i].WithDefaults()
+		v := f.Volumes[i]
 		key := fmt.Sprintf("volumes.%d", i)
 		// Relative paths name files of the member's state (the unit
 		// keeps the configuration's folder read-only).
@@ -290,8 +287,8 @@ func (f *File) checkCluster(add addFunc) {
 	if c.Name == "" {
 		add("cluster.name", "missing: name the cluster (it goes into the config digest)")
 	}
-	if c.MaxTimeSkew == 0 {
-		c.MaxTimeSkew = confkit.Duration(ticket.DefaultMaxTimeSkew)
+	if c.MaxTimeSkew <= 0 {
+		add("cluster.max_time_skew", "must be positive")
 	}
 	if len(c.Members) == 0 {
 		add("cluster.members", "no members: list every site and arbitrator")
@@ -366,20 +363,19 @@ func (t TicketSettings) keysSet() map[string]bool {
 	}
 }
 
-// resolveTicket merges a ticket's settings over the defaults table and
-// Booth's defaults, and validates the result.
+// resolveTicket sets a ticket's settings, then the defaults table's, over
+// the ticket package's defaults, derives the rest there, and validates
+// the result.
 func resolveTicket(name string, def, t TicketSettings, members int) (ticket.Config, time.Duration, []confkit.FieldError) {
 	var errs []confkit.FieldError
-	pickD := func(a, b *confkit.Duration) time.Duration {
+	setD := func(dst *time.Duration, a, b *confkit.Duration) {
 		if a != nil {
-			return a.D()
+			*dst = a.D()
+		} else if b != nil {
+			*dst = b.D()
 		}
-		if b != nil {
-			return b.D()
-		}
-		return 0
 	}
-	c := ticket.Config{Name: name, MaxClockDrift: ticket.DefaultMaxClockDrift}
+	c := ticket.DefaultConfig(name)
 	mode := t.Mode
 	if mode == nil {
 		mode = def.Mode
@@ -391,17 +387,16 @@ func resolveTicket(name string, def, t TicketSettings, members int) (ticket.Conf
 		}
 		c.Mode = m
 	}
-	c.Expire = pickD(t.Expire, def.Expire)
-	c.RenewalFreq = pickD(t.RenewalFreq, def.RenewalFreq)
-	c.AcquireAfter = pickD(t.AcquireAfter, def.AcquireAfter)
-	c.Timeout = pickD(t.Timeout, def.Timeout)
-	c.StopTimeout = pickD(t.StopTimeout, def.StopTimeout)
+	setD(&c.Expire, t.Expire, def.Expire)
+	setD(&c.RenewalFreq, t.RenewalFreq, def.RenewalFreq)
+	setD(&c.AcquireAfter, t.AcquireAfter, def.AcquireAfter)
+	setD(&c.Timeout, t.Timeout, def.Timeout)
+	setD(&c.StopTimeout, t.StopTimeout, def.StopTimeout)
 	if t.Retries != nil {
 		c.Retries = *t.Retries
 	} else if def.Retries != nil {
 		c.Retries = *def.Retries
 	}
-	retriesSet := t.Retries != nil || def.Retries != nil
 	if t.MaxClockDrift != nil {
 		c.MaxClockDrift = *t.MaxClockDrift
 	} else if def.MaxClockDrift != nil {
@@ -430,19 +425,13 @@ func resolveTicket(name string, def, t TicketSettings, members int) (ticket.Conf
 	if c.Weights == nil {
 		c.Weights = def.Weights
 	}
-	if retriesSet && c.Retries < ticket.MinRetries {
+	if c.Retries < ticket.MinRetries {
 		errs = append(errs, confkit.Errorf("retries", "%d: must be at least %d (Booth refuses fewer)", c.Retries, ticket.MinRetries))
 		c.Retries = ticket.MinRetries
 	}
-	c = c.WithDefaults()
-	c.TimerSlack = ticket.SlackFor(c.Timeout)
-	if t.StopTimeout == nil && def.StopTimeout == nil {
-		c.StopTimeout = c.DefaultStopTimeout()
-	}
+	c = c.Resolved()
 	errs = append(errs, c.Validate(members)...)
-	hto := pickD(t.HandlerTimeout, def.HandlerTimeout)
-	if hto == 0 {
-		hto = c.RenewalFreq / 2
-	}
+	hto := c.DefaultHandlerTimeout()
+	setD(&hto, t.HandlerTimeout, def.HandlerTimeout)
 	return c, hto, errs
 }

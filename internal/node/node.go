@@ -74,9 +74,10 @@ type Options struct {
 type Site struct {
 	Resources Resources // nil: nothing to start (arbitrators, sites without Pacemaker)
 	Handover  Handover  // nil: ready at once
-	// HandoverTimeout bounds PrepareHandover (default 60 s).
+	// HandoverTimeout bounds PrepareHandover (required with Handover).
 	HandoverTimeout time.Duration
-	// ResourceTimeout bounds one Grant or Renewed call (default 30 s).
+	// ResourceTimeout bounds one Grant or Renewed call (required with
+	// Resources).
 	ResourceTimeout time.Duration
 	// HandlerEnv is added to the before-acquire handler's environment
 	// (CIB_file when the site's Pacemaker works on a file).
@@ -155,7 +156,6 @@ func New(opt Options) (*Node, error) {
 	if opt.Registry == nil {
 		opt.Registry = prometheus.NewRegistry()
 	}
-	opt.Site = opt.Site.withDefaults()
 	n := &Node{opt: opt, cfg: cfg, log: opt.Log, clock: opt.Clock, met: newMetrics(opt.Registry),
 		rts: map[string]*rt{}, inputs: make(chan func(time.Duration), 1024), commands: make(chan commandReq),
 		saves: make(chan *engine.Save, 1), views: map[string]View{}, events: newEventRing(200, time.Now()),
@@ -222,6 +222,9 @@ const maxBatch = 2048
 func (n *Node) Run(ctx context.Context) error {
 	defer close(n.done)
 	defer n.tr.Close()
+	if err := n.opt.Site.validate(); err != nil {
+		return err
+	}
 	if err := n.boot(); err != nil {
 		return err
 	}
@@ -445,18 +448,20 @@ func (n *Node) Release(name, why string) {
 	}()
 }
 
-func (s Site) withDefaults() Site {
-	if s.HandoverTimeout == 0 {
-		s.HandoverTimeout = 60 * time.Second
+// validate: the site that gives resources or a handover bounds their
+// calls (it knows its driver's budget; the node has no default for it).
+func (s *Site) validate() error {
+	if s.Resources != nil && s.ResourceTimeout <= 0 {
+		return errors.New("site resources without a resource timeout")
 	}
-	if s.ResourceTimeout == 0 {
-		s.ResourceTimeout = 30 * time.Second
+	if s.Handover != nil && s.HandoverTimeout <= 0 {
+		return errors.New("site handover without a handover timeout")
 	}
-	return s
+	return nil
 }
 
 // UseSite gives the node a site's parts. Call before Run.
-func (n *Node) UseSite(s Site) { n.opt.Site = s.withDefaults() }
+func (n *Node) UseSite(s Site) { n.opt.Site = s }
 
 // ErrUnknownTicket: no ticket of that name is configured.
 var ErrUnknownTicket = engine.ErrUnknownTicket

@@ -84,7 +84,7 @@ func testNode(t *testing.T, res Resources) (*Node, *fakeTransport) {
 	dir := t.TempDir()
 	tc := ticket.Config{Name: "web", Mode: ticket.Auto, Expire: time.Second, RenewalFreq: 400 * time.Millisecond,
 		Timeout: 50 * time.Millisecond, Retries: 3, StopTimeout: 100 * time.Millisecond,
-		MaxClockDrift: ticket.DefaultMaxClockDrift}.WithDefaults()
+		MaxClockDrift: ticket.DefaultMaxClockDrift}.Resolved()
 	cfg := Config{ClusterName: "test", Self: 0, StateDir: filepath.Join(dir, "state"), Tickets: []ticket.Config{tc},
 		Key: []byte("0123456789abcdef0123456789abcdef"), MaxTimeSkew: 10 * time.Minute, MaxElections: 256,
 		Members: []Member{{Name: "east", Role: ticket.Site, Address: "127.0.0.1:1"},
