@@ -33,30 +33,33 @@ func (s State) String() string {
 	return "Init"
 }
 
-// Arbiter is Booth's ticket logic as an arbitrator runs it (raft.c and
-// ticket.c of ClusterLabs Booth, read and re-implemented): it votes,
-// follows the leader's lease from its heartbeats and updates, answers
-// status queries and reports what it knows. It is a pure state machine:
-// the caller passes the time (a monotonic reading) and sends what it
-// returns. Its semantics are Booth's, weaker than geobooth's own ticket
-// core (votes in memory only, truncated lease times); docs/booth.md says
-// where.
-type Arbiter struct {
+// Engine is Booth's ticket logic at one member (raft.c, ticket.c and
+// manual.c of ClusterLabs Booth, read and re-implemented). At an
+// arbitrator it votes, follows the leader's lease from its heartbeats and
+// updates, answers status queries and reports what it knows; at a site
+// it also stands for election, leads, renews and resends, and says what
+// the site's CIB must hold and when its handler runs (site*.go). It is a
+// pure state machine: the caller passes the time (a monotonic reading),
+// sends what it returns and carries out its Effects. Its semantics are
+// Booth's, weaker than geobooth's own ticket core (votes in memory only,
+// truncated lease times); docs/booth.md says where.
+type Engine struct {
 	self    boothconf.Member
 	members map[uint32]boothconf.Member
 	// order is the members in booth.conf's order.
 	order []boothconf.Member
 	// unit is this member's lease time unit on the wire.
 	unit    time.Duration
-	tickets []*arbTicket
-	byName  map[string]*arbTicket
+	tickets []*bTicket
+	byName  map[string]*bTicket
 	// mismatch: members whose updates show another time unit.
 	mismatch map[uint32]bool
+	siteEngine
 }
 
-// arbTicket is one ticket's state, the fields of Booth's ticket_config
-// that an arbitrator uses.
-type arbTicket struct {
+// bTicket is one ticket's state, the fields of Booth's ticket_config
+// that a member uses (those only a site uses in siteTicket).
+type bTicket struct {
 	cfg   boothconf.TicketConfig
 	state State
 	// leader is a member's id, 0 for none known, or NoLeader after a
@@ -76,11 +79,12 @@ type arbTicket struct {
 	// known to have given it up (Booth's sites_where_granted): more than
 	// one after a grant -F elsewhere.
 	granted map[uint32]bool
+	siteTicket
 }
 
 // setLeader is Booth's set_leader: it also keeps a manual ticket's
 // granted set.
-func (t *arbTicket) setLeader(who uint32) {
+func (t *bTicket) setLeader(who uint32) {
 	if who == 0 && t.leader != 0 {
 		t.markGranted(t.leader, false)
 	}
@@ -90,7 +94,7 @@ func (t *arbTicket) setLeader(who uint32) {
 	}
 }
 
-func (t *arbTicket) markGranted(who uint32, on bool) {
+func (t *bTicket) markGranted(who uint32, on bool) {
 	if t.cfg.Manual && who != NoLeader {
 		t.granted[who] = on
 	}
@@ -103,8 +107,19 @@ type Send struct {
 }
 
 // NewArbiter sets up the arbitrator self of cfg.
-func NewArbiter(cfg *boothconf.Config, self netip.Addr) (*Arbiter, error) {
-	a := &Arbiter{members: map[uint32]boothconf.Member{}, byName: map[string]*arbTicket{}, unit: time.Second, mismatch: map[uint32]bool{}}
+func NewArbiter(cfg *boothconf.Config, self netip.Addr) (*Engine, error) {
+	e, err := NewEngine(cfg, self, nil)
+	if err == nil && e.site {
+		return nil, fmt.Errorf("booth: %s is a site in %s, not an arbitrator", self, cfg.Path)
+	}
+	return e, err
+}
+
+// NewEngine sets up member self of cfg, a site or an arbitrator as cfg
+// says. rand gives a random duration in [0, d) for the delay Booth adds
+// to an election (nil: a fixed half of d, for tests that want none).
+func NewEngine(cfg *boothconf.Config, self netip.Addr, rand func(d time.Duration) time.Duration) (*Engine, error) {
+	a := &Engine{members: map[uint32]boothconf.Member{}, byName: map[string]*bTicket{}, unit: time.Second, mismatch: map[uint32]bool{}}
 	if cfg.Millis {
 		a.unit = time.Millisecond
 	}
@@ -115,15 +130,20 @@ func NewArbiter(cfg *boothconf.Config, self netip.Addr) (*Arbiter, error) {
 		if m.Address == self.Unmap() {
 			a.self, found = m, true
 		}
+		if !m.Arbitrator {
+			a.sites++
+		}
 	}
 	if !found {
 		return nil, fmt.Errorf("booth: %s is not a member of %s", self, cfg.Path)
 	}
-	if !a.self.Arbitrator {
-		return nil, fmt.Errorf("booth: %s is a site in %s; geoboothd runs only as a Booth arbitrator so far (issue 22)", self, cfg.Path)
+	a.site, a.rand, a.cfgName = !a.self.Arbitrator, rand, cfg.Name
+	if a.rand == nil {
+		a.rand = func(d time.Duration) time.Duration { return d / 2 }
 	}
 	for _, tc := range cfg.Tickets {
-		t := &arbTicket{cfg: tc, granted: map[uint32]bool{}}
+		t := &bTicket{cfg: tc, granted: map[uint32]bool{}}
+		t.votes, t.acks = map[uint32]uint32{}, map[uint32]bool{}
 		a.tickets = append(a.tickets, t)
 		a.byName[tc.Name] = t
 	}
@@ -133,7 +153,7 @@ func NewArbiter(cfg *boothconf.Config, self netip.Addr) (*Arbiter, error) {
 // UnitMismatches are the members whose lease updates show a time unit
 // other than this member's (a booth.conf that differs in whether some
 // time is not whole seconds).
-func (a *Arbiter) UnitMismatches() []boothconf.Member {
+func (a *Engine) UnitMismatches() []boothconf.Member {
 	var out []boothconf.Member
 	for _, m := range a.order {
 		if a.mismatch[m.ID] {
@@ -143,9 +163,12 @@ func (a *Arbiter) UnitMismatches() []boothconf.Member {
 	return out
 }
 
-// Start is what a starting member sends: a status query for every ticket
-// to every other member, whose answers tell it the current leases.
-func (a *Arbiter) Start() []Send {
+// Start is what a starting member sends at now: a status query for every
+// ticket to every other member, whose answers tell it the current leases.
+func (a *Engine) Start(now time.Duration) []Send {
+	if a.site {
+		return a.startSite(now)
+	}
 	var out []Send
 	for _, t := range a.tickets {
 		for _, m := range a.order {
@@ -158,7 +181,7 @@ func (a *Arbiter) Start() []Send {
 }
 
 // message is Booth's init_ticket_msg: the ticket as this member sees it.
-func (a *Arbiter) message(t *arbTicket, now time.Duration, cmd, request, result Code) Message {
+func (a *Engine) message(t *bTicket, now time.Duration, cmd, request, result Code) Message {
 	m := Message{Header: Header{From: a.self.ID, Cmd: cmd, Request: request, Result: result}, HasTicket: true}
 	if t == nil {
 		return m
@@ -174,32 +197,32 @@ func (a *Arbiter) message(t *arbTicket, now time.Duration, cmd, request, result 
 	return m
 }
 
-func (t *arbTicket) owned() bool { return t.leader != 0 && t.leader != NoLeader }
+func (t *bTicket) owned() bool { return t.leader != 0 && t.leader != NoLeader }
 
 // left is the lease's remaining time, zero when none.
-func (t *arbTicket) left(now time.Duration) time.Duration {
+func (t *bTicket) left(now time.Duration) time.Duration {
 	if t.expires <= now {
 		return 0
 	}
 	return t.expires - now
 }
 
-func (t *arbTicket) setExpiry(now, d time.Duration) { t.expires = now + d }
+func (t *bTicket) setExpiry(now, d time.Duration) { t.expires = now + d }
 
 // disown forgets the leader and ends the lease now.
-func (t *arbTicket) disown(now time.Duration) {
+func (t *bTicket) disown(now time.Duration) {
 	t.setLeader(0)
 	t.expires = now
 }
 
 // reset is Booth's reset_ticket, as far as an arbitrator keeps state.
-func (t *arbTicket) reset(now time.Duration) {
+func (t *bTicket) reset(now time.Duration) {
 	t.disown(now)
 	t.state = StateInit
 	t.votedFor = 0
 }
 
-func (t *arbTicket) saveCommitted() { t.lastValidTerm = t.term }
+func (t *bTicket) saveCommitted() { t.lastValidTerm = t.term }
 
 // Errors of Receive: the message is dropped (and counted as invalid, as
 // Booth does).
@@ -212,7 +235,7 @@ var (
 
 // Receive handles a peer's message (already authenticated) at time now
 // and returns the answers.
-func (a *Arbiter) Receive(now time.Duration, m Message) ([]Send, error) {
+func (a *Engine) Receive(now time.Duration, m Message) ([]Send, error) {
 	if _, ok := a.members[m.From]; !ok || m.From == a.self.ID {
 		return nil, fmt.Errorf("%w: %#x", ErrUnknownSender, m.From)
 	}
@@ -225,6 +248,9 @@ func (a *Arbiter) Receive(now time.Duration, m Message) ([]Send, error) {
 	}
 	if _, ok := a.members[m.Ticket.Leader]; !ok && m.Ticket.Leader != NoLeader {
 		return nil, fmt.Errorf("%w: %#x", ErrUnknownLeader, m.Ticket.Leader)
+	}
+	if a.site {
+		return a.siteReceive(t, now, m), nil
 	}
 	// Booth drops every message but a status query whose term is older
 	// than the last committed one it knows.
@@ -257,17 +283,17 @@ func (a *Arbiter) Receive(now time.Duration, m Message) ([]Send, error) {
 	return []Send{*out}, nil
 }
 
-func (a *Arbiter) reply(t *arbTicket, now time.Duration, cmd Code, in Message) *Send {
+func (a *Engine) reply(t *bTicket, now time.Duration, cmd Code, in Message) *Send {
 	return &Send{To: in.From, Msg: a.message(t, now, cmd, in.Cmd, 0)}
 }
 
-func (a *Arbiter) reject(t *arbTicket, now time.Duration, code Code, in Message) *Send {
+func (a *Engine) reject(t *bTicket, now time.Duration, code Code, in Message) *Send {
 	return &Send{To: in.From, Msg: a.message(t, now, CmdReject, in.Cmd, code)}
 }
 
 // seemsOK is Booth's ticket_seems_ok for a follower: a lease with at
 // least a third of its length to run.
-func (t *arbTicket) seemsOK(now time.Duration) bool {
+func (t *bTicket) seemsOK(now time.Duration) bool {
 	left := t.left(now)
 	return left > 0 && t.state == StateFollower && left >= t.cfg.Expire/3
 }
@@ -276,7 +302,7 @@ func (t *arbTicket) seemsOK(now time.Duration) bool {
 // election while the lease looks fine here, refuse anyone but the
 // leader while the lease runs (unless it steps down), refuse an older
 // term, else vote once per term.
-func (a *Arbiter) answerVote(t *arbTicket, now time.Duration, m Message) *Send {
+func (a *Engine) answerVote(t *bTicket, now time.Duration, m Message) *Send {
 	if m.Reason == ReasonLost {
 		if t.state == StateInit && t.leader == NoLeader {
 			return a.reject(t, now, ResultOutdated, m)
@@ -320,7 +346,7 @@ func (a *Arbiter) answerVote(t *arbTicket, now time.Duration, m Message) *Send {
 // an update carries the lease just renewed, about expire. One that only
 // makes sense in the other unit (otherUnit) is taken as a full lease and
 // the sender is reported (UnitMismatches).
-func (a *Arbiter) follow(t *arbTicket, now time.Duration, m Message) {
+func (a *Engine) follow(t *bTicket, now time.Duration, m Message) {
 	d := time.Duration(m.Ticket.ValidFor) * a.unit
 	if m.Cmd == CmdUpdate && a.otherUnit(t, m.Ticket.ValidFor) {
 		a.mismatch[m.From] = true
@@ -341,7 +367,7 @@ func (a *Arbiter) follow(t *arbTicket, now time.Duration, m Message) {
 // other time unit: counting seconds, milliseconds read as seconds are
 // over twice expire; counting milliseconds, seconds read as milliseconds
 // are under a tenth of expire while they would fit as seconds.
-func (a *Arbiter) otherUnit(t *arbTicket, v uint32) bool {
+func (a *Engine) otherUnit(t *bTicket, v uint32) bool {
 	if a.unit == time.Second {
 		return time.Duration(v)*time.Second > 2*t.cfg.Expire
 	}
@@ -350,7 +376,7 @@ func (a *Arbiter) otherUnit(t *arbTicket, v uint32) bool {
 
 // answerHeartbeat follows a leader's heartbeat and acknowledges it, unless
 // another leader of an older term claims a ticket owned here.
-func (a *Arbiter) answerHeartbeat(t *arbTicket, now time.Duration, m Message) *Send {
+func (a *Engine) answerHeartbeat(t *bTicket, now time.Duration, m Message) *Send {
 	if m.Ticket.Term < t.term && m.From != t.leader && t.owned() {
 		return a.reject(t, now, ResultOlder, m)
 	}
@@ -360,7 +386,7 @@ func (a *Arbiter) answerHeartbeat(t *arbTicket, now time.Duration, m Message) *S
 
 // answerUpdate follows a lease update from the leader (or anyone while no
 // one owns the ticket here) and acknowledges it.
-func (a *Arbiter) answerUpdate(t *arbTicket, now time.Duration, m Message) *Send {
+func (a *Engine) answerUpdate(t *bTicket, now time.Duration, m Message) *Send {
 	if t.owned() && t.leader != m.Ticket.Leader {
 		if t.seemsOK(now) {
 			return a.reject(t, now, ResultValid, m)
@@ -378,7 +404,7 @@ func (a *Arbiter) answerUpdate(t *arbTicket, now time.Duration, m Message) *Send
 // one already done). A manual ticket can have two leaders (grant -F): the
 // revoke of one this member does not follow is acknowledged and changes
 // nothing here, as in Booth.
-func (a *Arbiter) answerRevoke(t *arbTicket, now time.Duration, m Message) *Send {
+func (a *Engine) answerRevoke(t *bTicket, now time.Duration, m Message) *Send {
 	switch {
 	case t.state == StateInit && t.leader == NoLeader:
 	case t.leader != m.From && t.cfg.Manual:
@@ -396,7 +422,7 @@ func (a *Arbiter) answerRevoke(t *arbTicket, now time.Duration, m Message) *Send
 // stepDown handles a vote for nobody from the leader: it gives the ticket
 // away (after a failed before-acquire handler). Other votes are for
 // candidates.
-func (a *Arbiter) stepDown(t *arbTicket, now time.Duration, m Message) {
+func (a *Engine) stepDown(t *bTicket, now time.Duration, m Message) {
 	if m.Ticket.Leader != NoLeader || m.From != t.leader || t.state != StateFollower {
 		return
 	}
@@ -408,7 +434,7 @@ func (a *Arbiter) stepDown(t *arbTicket, now time.Duration, m Message) {
 // answerMyIndex takes a member's status answer: a newer or still valid
 // ticket is adopted (its lease capped at expire); an older one gets this
 // member's status back.
-func (a *Arbiter) answerMyIndex(t *arbTicket, now time.Duration, m Message) *Send {
+func (a *Engine) answerMyIndex(t *bTicket, now time.Duration, m Message) *Send {
 	expired := m.Ticket.ValidFor == 0
 	newer := int64(t.term) - int64(m.Ticket.Term)
 	var out *Send
@@ -430,9 +456,14 @@ func (a *Arbiter) answerMyIndex(t *arbTicket, now time.Duration, m Message) *Sen
 	return out
 }
 
-// Tick runs the time-driven part at now: a lease that ran out loses its
-// leader (Booth's ticket_lost); an election that came to nothing is over.
-func (a *Arbiter) Tick(now time.Duration) {
+// Tick runs the time-driven part at now and returns what to send. At an
+// arbitrator, a lease that ran out loses its leader (Booth's
+// ticket_lost) and an election that came to nothing is over; a site also
+// elects, renews and resends (siteTick).
+func (a *Engine) Tick(now time.Duration) []Send {
+	if a.site {
+		return a.siteTick(now)
+	}
 	for _, t := range a.tickets {
 		switch {
 		case !t.cfg.Manual && t.owned() && t.expires <= now:
@@ -447,11 +478,15 @@ func (a *Arbiter) Tick(now time.Duration) {
 			}
 		}
 	}
+	return nil
 }
 
 // NextTick is when Tick has something to do next: the earliest lease end,
 // or one timeout from now.
-func (a *Arbiter) NextTick(now time.Duration) time.Duration {
+func (a *Engine) NextTick(now time.Duration) time.Duration {
+	if a.site {
+		return a.siteNextTick(now)
+	}
 	next := now + time.Hour
 	for _, t := range a.tickets {
 		next = min(next, now+t.cfg.Timeout)

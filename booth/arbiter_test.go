@@ -16,7 +16,7 @@ var (
 	arb  = netip.MustParseAddr("192.0.2.3")
 )
 
-func testArbiter(t *testing.T, extra string) *Arbiter {
+func testArbiter(t *testing.T, extra string) *Engine {
 	t.Helper()
 	conf := "site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n expire = 30\n timeout = 2\n retries = 3\n" + extra
 	c, err := boothconf.ParseConfig(strings.NewReader(conf), "booth.conf")
@@ -42,7 +42,7 @@ func askVote(from netip.Addr, term uint32, reason Code) Message {
 
 // one sends m at now and returns the single answer (failing on any other
 // count).
-func one(t *testing.T, a *Arbiter, now time.Duration, m Message) Message {
+func one(t *testing.T, a *Engine, now time.Duration, m Message) Message {
 	t.Helper()
 	out, err := a.Receive(now, m)
 	if err != nil || len(out) != 1 {
@@ -54,7 +54,7 @@ func one(t *testing.T, a *Arbiter, now time.Duration, m Message) Message {
 	return out[0].Msg
 }
 
-func none(t *testing.T, a *Arbiter, now time.Duration, m Message) {
+func none(t *testing.T, a *Engine, now time.Duration, m Message) {
 	t.Helper()
 	if out, err := a.Receive(now, m); err != nil || len(out) != 0 {
 		t.Fatalf("%v: answers %v, error %v; want none", m.Cmd, out, err)
@@ -62,7 +62,7 @@ func none(t *testing.T, a *Arbiter, now time.Duration, m Message) {
 }
 
 // grant makes east the leader at term 1 with 30 s at now.
-func grant(t *testing.T, a *Arbiter, now time.Duration) {
+func grant(t *testing.T, a *Engine, now time.Duration) {
 	t.Helper()
 	v := one(t, a, now, askVote(east, 1, ReasonAdmin))
 	if v.Cmd != CmdVoteFor || v.Ticket.Leader != boothconf.SiteID(east) {
@@ -216,7 +216,7 @@ func TestAnotherLeaderIsRefusedWhileTheLeaseRuns(t *testing.T) {
 
 func TestStatusAnswersTeachARestartedArbitrator(t *testing.T) {
 	a := testArbiter(t, "")
-	start := a.Start()
+	start := a.Start(0)
 	if len(start) != 2 || start[0].Msg.Cmd != CmdStatus || start[0].Msg.Ticket.Leader != NoLeader {
 		t.Fatalf("start = %+v", start)
 	}

@@ -12,7 +12,7 @@ import (
 // done here (the booth client refuses before asking; this refuses too),
 // a revoke of a free ticket is idle, one of an owned ticket is
 // redirected to the leader.
-func (a *Arbiter) Answer(now time.Duration, m Message) Message {
+func (a *Engine) Answer(now time.Duration, m Message) Message {
 	t := a.byName[m.Ticket.Name]
 	var result Code
 	switch {
@@ -55,7 +55,7 @@ type TicketView struct {
 }
 
 // Tickets lists the tickets in configuration order.
-func (a *Arbiter) Tickets() []TicketView {
+func (a *Engine) Tickets() []TicketView {
 	out := make([]TicketView, 0, len(a.tickets))
 	for _, t := range a.tickets {
 		v := TicketView{Name: t.cfg.Name, State: t.state, Term: t.term, Manual: t.cfg.Manual, Revoked: t.leader == NoLeader}
@@ -74,7 +74,7 @@ func (a *Arbiter) Tickets() []TicketView {
 // List is the text of Booth's list answer: one line per ticket with its
 // leader and, when owned, its expiry in local time (wall is the wall
 // clock at the monotonic time now).
-func (a *Arbiter) List(now time.Duration, wall time.Time) string {
+func (a *Engine) List(now time.Duration, wall time.Time) string {
 	var b strings.Builder
 	for _, v := range a.Tickets() {
 		leader := "NONE"

@@ -36,9 +36,26 @@ func (s *Server) client(c net.Conn) {
 		s.log.Debug("booth client: bad request", "from", c.RemoteAddr(), "err", err)
 		return
 	}
+	if m, ok := s.siteCommand(req); ok {
+		s.siteRequest(s.ctx, c, m)
+		return
+	}
 	if _, err := c.Write(s.answer(req)); err != nil {
 		s.log.Debug("booth client: write", "from", c.RemoteAddr(), "err", err)
 	}
+}
+
+// siteCommand: an authentic grant or revoke at a site, which the site
+// answers itself (siteRequest).
+func (s *Server) siteCommand(b []byte) (Message, bool) {
+	if !s.arb.site {
+		return Message{}, false
+	}
+	m, err := Decode(b, s.key)
+	if err != nil || s.key != nil && !s.fresh(nil, m.Header, time.Now()) {
+		return Message{}, false
+	}
+	return m, m.Cmd == CmdGrant || m.Cmd == CmdClientRevoke
 }
 
 // readRequest reads one client message: a header, then the rest its

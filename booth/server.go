@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -84,7 +85,7 @@ type Server struct {
 	port int
 
 	mu    sync.Mutex
-	arb   *Arbiter
+	arb   *Engine
 	peers map[uint32]*peerStats
 	// epoch is the monotonic origin of the Arbiter's times; wall0 the
 	// wall clock then (for the timestamps authenticated messages carry).
@@ -100,6 +101,9 @@ type Server struct {
 	warned   map[uint32]bool
 	events   []api.Event
 	eventSeq uint64
+	// ctx is Run's (the handlers run under it).
+	ctx context.Context
+	siteShell
 }
 
 // OnChange sets f to be called whenever a ticket may have changed (set
@@ -140,10 +144,10 @@ type peerStats struct {
 	haveStamp                        bool
 }
 
-// NewServer prepares the arbitrator self of cfg (its authfile is read
-// now); its metrics go to reg.
+// NewServer prepares member self of cfg (its authfile is read now); its
+// metrics go to reg. A site also needs its CIB (UseCIB).
 func NewServer(cfg *boothconf.Config, self netip.Addr, log *slog.Logger, reg prometheus.Registerer) (*Server, error) {
-	arb, err := NewArbiter(cfg, self)
+	arb, err := NewEngine(cfg, self, func(d time.Duration) time.Duration { return time.Duration(mrand.Int64N(int64(d) + 1)) })
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +173,9 @@ func NewServer(cfg *boothconf.Config, self netip.Addr, log *slog.Logger, reg pro
 
 // Run serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	if s.arb.site && s.cib == nil {
+		return fmt.Errorf("booth: %s is a site: it needs its CIB", s.arb.self.Address)
+	}
 	addr := net.JoinHostPort(s.arb.self.Address.String(), strconv.Itoa(s.port))
 	udp, err := net.ListenPacket("udp", addr)
 	if err != nil {
@@ -180,12 +187,25 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("booth: %w", err)
 	}
 	s.mu.Lock()
-	s.udp, s.epoch = udp.(*net.UDPConn), time.Now()
-	start := s.arb.Start()
+	s.udp, s.epoch, s.ctx = udp.(*net.UDPConn), time.Now(), ctx
 	s.mu.Unlock()
-	s.log.Info("booth arbitrator up", "address", addr, "config", s.cfg.Path, "tickets", len(s.cfg.Tickets), "authenticated", s.key != nil)
-	s.send(start)
 	var wg sync.WaitGroup
+	if s.cib != nil {
+		if err := s.loadCIB(ctx); err != nil {
+			udp.Close()
+			ln.Close()
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); s.writeCIB(ctx) }()
+	}
+	s.mu.Lock()
+	start := s.arb.Start(s.now())
+	s.apply(ctx)
+	s.mu.Unlock()
+	role := map[bool]string{false: "arbitrator", true: "site"}[s.arb.site]
+	s.log.Info("booth "+role+" up", "address", addr, "config", s.cfg.Path, "tickets", len(s.cfg.Tickets), "authenticated", s.key != nil)
+	s.send(start)
 	wg.Add(3)
 	go func() { defer wg.Done(); s.readUDP() }()
 	go func() { defer wg.Done(); s.serveClients(netcap.New(ln, maxClients, nil)) }()
@@ -204,14 +224,17 @@ func (s *Server) tick(ctx context.Context) {
 	for {
 		s.mu.Lock()
 		now := s.now()
-		s.arb.Tick(now)
+		out := s.arb.Tick(now)
+		s.apply(ctx)
 		wait := s.arb.NextTick(now) - now
 		s.mu.Unlock()
+		s.send(out)
 		s.notify()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-s.wake:
 		}
 	}
 }
@@ -269,6 +292,7 @@ func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
 		return nil
 	}
 	out, err := s.arb.Receive(s.now(), m)
+	s.apply(s.ctx)
 	if err != nil {
 		p.invalid++
 		s.met.refused.WithLabelValues("invalid").Inc()

@@ -91,6 +91,7 @@ var (
 	ResultOutdated   = fourCC("Outd")
 	ResultRedirect   = fourCC("Redr")
 
+	ReasonAgain     = fourCC("Aaaa")
 	ReasonLost      = fourCC("TLst")
 	ReasonReacquire = fourCC("Racq")
 	ReasonAdmin     = fourCC("Admn")

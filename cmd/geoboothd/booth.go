@@ -24,6 +24,7 @@ import (
 	"github.com/geobooth/geobooth/kit/buildinfo"
 	"github.com/geobooth/geobooth/kit/confkit"
 	"github.com/geobooth/geobooth/kit/netcap"
+	"github.com/geobooth/geobooth/pacemaker"
 )
 
 // boothOptions are the flags of the Booth mode.
@@ -46,7 +47,7 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 		_, _, err = zonesConfig(o, cfg)
 	}
 	if err == nil && check {
-		_, err = booth.NewArbiter(cfg, self)
+		_, err = booth.NewEngine(cfg, self, nil)
 		if err == nil && cfg.Authfile != "" {
 			_, err = booth.LoadAuthKey(cfg.Authfile)
 		}
@@ -56,7 +57,7 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 		return 2
 	}
 	if check {
-		fmt.Printf("%s: ok (arbitrator %s, %d tickets, authfile %v, DNS %v)\n", cfg.Path, self, len(cfg.Tickets), cfg.Authfile != "", o.dns != "")
+		fmt.Printf("%s: ok (%s %s, %d tickets, authfile %v, DNS %v)\n", cfg.Path, role(cfg, self), self, len(cfg.Tickets), cfg.Authfile != "", o.dns != "")
 		return 0
 	}
 	reg := prometheus.NewRegistry()
@@ -65,6 +66,9 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 	info.WithLabelValues(buildinfo.String(), runtime.Version(), "booth/0x00010003").Set(1)
 	reg.MustRegister(info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s, err := booth.NewServer(cfg, self, log, reg)
+	if err == nil && role(cfg, self) == "site" {
+		err = useCIB(ctx, s, log)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "geoboothd:", err)
 		return 2
@@ -106,6 +110,42 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 		return 1
 	}
 	return 0
+}
+
+// role is self's role in cfg.
+func role(cfg *boothconf.Config, self netip.Addr) string {
+	for _, m := range cfg.Members {
+		if m.Address == self.Unmap() && m.Arbitrator {
+			return "arbitrator"
+		}
+	}
+	return "site"
+}
+
+// useCIB makes a Booth site keep its tickets in the local CIB with
+// crm_ticket (from PATH, on CIB_file when the environment sets it, as
+// boothd does), after Booth's probe that crm_ticket grants atomically.
+func useCIB(ctx context.Context, s *booth.Server, log *slog.Logger) error {
+	c := &pacemaker.CrmTicket{Path: "crm_ticket", CrmMon: "crm_mon"}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.ProbeAtomicGrant(pctx); err != nil {
+		return err
+	}
+	log.Info("booth site: tickets go into the CIB with crm_ticket", "cib_file", os.Getenv("CIB_file"))
+	s.UseCIB(boothCIB{c})
+	return nil
+}
+
+// boothCIB is the CIB of a Booth site, through crm_ticket.
+type boothCIB struct{ c *pacemaker.CrmTicket }
+
+func (b boothCIB) Load(ctx context.Context, ticket string) (bool, uint32, time.Time, uint32, error) {
+	return b.c.BoothState(ctx, ticket)
+}
+
+func (b boothCIB) Write(ctx context.Context, w booth.CIBWrite, expires time.Time) error {
+	return b.c.WriteBooth(ctx, w.Ticket, pacemaker.BoothWrite{Granted: w.Granted, Owner: w.Owner, Expires: expires, Term: w.Term, CfgName: w.CfgName})
 }
 
 // hostAddrs are this host's interface addresses.
