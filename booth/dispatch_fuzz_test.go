@@ -83,3 +83,74 @@ func FuzzClientAnswer(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSiteReceive feeds any sequence of decodable peer messages, client
+// grants and revokes, handler results and clock steps to a site: no
+// panic, messages go only to other members, a vote is never given to two
+// members in one term, and the CIB is granted only while the site leads.
+func FuzzSiteReceive(f *testing.F) {
+	for _, m := range []Message{
+		askVote(west, 1, ReasonAdmin),
+		peerMsg(west, CmdHeartbeat, boothconf.SiteID(west), 1, 30, 0),
+		peerMsg(arb, CmdVoteFor, boothconf.SiteID(east), 0, 0, 0),
+		peerMsg(arb, CmdAck, boothconf.SiteID(east), 0, 30, 0),
+		peerMsg(west, CmdRevoke, boothconf.SiteID(west), 1, 0, ReasonAdmin),
+		peerMsg(arb, CmdReject, boothconf.SiteID(west), 3, 20, 0),
+	} {
+		f.Add(Encode(m, nil), uint16(700))
+	}
+	f.Fuzz(func(t *testing.T, stream []byte, step uint16) {
+		c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n expire = 30\n timeout = 2\n retries = 3\n before-acquire-handler = /bin/true\n"), "booth.conf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewEngine(c, east, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		votes := map[uint32]uint32{}
+		check := func(out []Send) {
+			for _, s := range out {
+				if _, ok := e.members[s.To]; !ok || s.To == e.self.ID {
+					t.Fatalf("a message to %#x", s.To)
+				}
+				if s.Msg.Cmd == CmdVoteFor && s.Msg.Request == CmdRequestVote && s.Msg.Ticket.Leader != NoLeader {
+					if v, ok := votes[s.Msg.Ticket.Term]; ok && v != s.Msg.Ticket.Leader {
+						t.Fatalf("term %d: voted for %#x and %#x", s.Msg.Ticket.Term, v, s.Msg.Ticket.Leader)
+					}
+					votes[s.Msg.Ticket.Term] = s.Msg.Ticket.Leader
+				}
+			}
+			eff := e.TakeEffects()
+			for _, w := range eff.CIB {
+				if tk := e.tickets[0]; w.Granted && (tk.leader != e.self.ID || tk.state != StateLeader) {
+					t.Fatalf("CIB granted while the site is %v with leader %#x", tk.state, tk.leader)
+				}
+			}
+			for _, n := range eff.RunHandler {
+				e.HandlerDone(n, step%2 == 0)
+			}
+		}
+		now := time.Duration(0)
+		check(e.Start(now))
+		size := HeaderSize + TicketSize
+		for len(stream) >= size {
+			b := stream[:size]
+			stream = stream[size:]
+			binary.BigEndian.PutUint32(b[24:], uint32(size))
+			m, err := Decode(b, nil)
+			if err != nil {
+				continue
+			}
+			now += time.Duration(step) * time.Millisecond
+			check(e.Tick(now))
+			if m.Cmd == CmdGrant || m.Cmd == CmdClientRevoke {
+				e.SiteAnswer(now, m)
+				check(e.flush())
+				continue
+			}
+			out, _ := e.Receive(now, m)
+			check(out)
+		}
+	})
+}
