@@ -3,6 +3,7 @@ package boothmix
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,11 +16,14 @@ import (
 // geoboothd as a site of a Booth cluster, beside a boothd site and a
 // boothd arbitrator: east is geoboothd without an authfile, and, mirrored,
 // west is with one. A grant at geoboothd with the booth client; every
-// member's booth list shows it; geoboothd's CIB has it; geoboothd is
-// killed and the boothd site takes the ticket after the lease; geoboothd
-// comes back as a follower; the boothd site is killed and geoboothd
-// takes the ticket back; a revoke asked at the boothd site is redirected
-// to geoboothd. No two sites' CIBs hold the ticket at once.
+// member's booth list shows it; geoboothd's CIB has it; geoboothd, then
+// the arbitrator, restart mid-lease and the ticket stays; a manual ticket
+// is granted and revoked; geoboothd is killed and the boothd site takes
+// the ticket after the lease; geoboothd comes back as a follower; the
+// boothd site is killed and geoboothd takes the ticket back; a revoke
+// asked at the boothd site is redirected to geoboothd; geoboothd leads
+// again until its before-acquire handler fails, and steps down. No two
+// sites' CIBs hold the ticket at once.
 func TestGeoboothdIsASiteOfABoothCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the daemons run as their own processes: the race pass has nothing to find here")
@@ -44,6 +48,12 @@ func mixedSites(t *testing.T, bin string, geo int, auth bool) {
 	addrs := []string{net + "1", net + "2", net + "3"}
 	names := []string{"east", "west", "arbitrator"}
 	confPath := writeBoothConf(t, dir, addrs, auth)
+	// The handler fails at a site once a file names it.
+	handler := filepath.Join(dir, "handler")
+	if err := os.WriteFile(handler, []byte("#!/bin/sh\ntest ! -e "+dir+"/fail-$BOOTH_LOCAL\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, confPath, "    before-acquire-handler = "+handler+"\nticket = \"db\"\n    mode = manual\n")
 	ns := testenv.IPv4Namespaces(t, fmt.Sprintf("s%d", geo), addrs...)
 	events := filepath.Join(dir, "events.jsonl")
 	if err := os.WriteFile(events, nil, 0o666); err != nil {
@@ -87,7 +97,7 @@ func mixedSites(t *testing.T, bin string, geo int, auth bool) {
 	leaderAt := func(i int, want string) func() error {
 		return func() error {
 			out, err := booth(i, "list")
-			if err != nil || !strings.Contains(out, "leader: "+want) {
+			if err != nil || !strings.Contains(out, "ticket: web, leader: "+want) {
 				return fmt.Errorf("booth list at %s: %v %q, want leader %s", names[i], err, out, want)
 			}
 			return nil
@@ -105,6 +115,50 @@ func mixedSites(t *testing.T, bin string, geo int, auth bool) {
 		testenv.Eventually(t, 20*time.Second, leaderAt(i, addrs[geo]))
 	}
 	testenv.Eventually(t, 2*expire, granted(t, events, names[geo]))
+
+	// geoboothd restarts mid-lease: it finds the grant in its CIB and
+	// takes the ticket back before the lease ends; nobody else holds it.
+	members[geo].stop(syscall.SIGTERM)
+	members[geo].start(t)
+	testenv.Eventually(t, 20*time.Second, leaderAt(geo, addrs[geo]))
+	for i := range members {
+		if err := leaderAt(i, addrs[geo])(); err != nil {
+			t.Fatalf("after geoboothd's restart mid-lease: %v", err)
+		}
+	}
+
+	// The boothd arbitrator restarts mid-lease: nothing moves.
+	members[2].stop(syscall.SIGTERM)
+	members[2].start(t)
+	testenv.Eventually(t, 20*time.Second, leaderAt(2, addrs[geo]))
+	if err := leaderAt(other, addrs[geo])(); err != nil {
+		t.Fatalf("after the arbitrator's restart: %v", err)
+	}
+
+	// A manual ticket: granted at geoboothd at once, without expiry, then
+	// revoked.
+	if out, err := booth(geo, "grant", "db"); err != nil {
+		t.Fatalf("booth grant db (manual) at geoboothd: %v\n%s", err, out)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		out, err := booth(other, "list")
+		if err != nil || !strings.Contains(out, "ticket: db, leader: "+addrs[geo]+", expires: INF [manual mode]") {
+			return fmt.Errorf("booth list at %s: %v %q", names[other], err, out)
+		}
+		return nil
+	})
+	if out, err := booth(geo, "revoke", "db"); err != nil {
+		t.Fatalf("booth revoke db at geoboothd: %v\n%s", err, out)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		cmd := exec.Command("crm_ticket", "-t", "db", "-q")
+		cmd.Env = append(os.Environ(), "CIB_file="+filepath.Join(dir, names[geo]+"-cib.xml"))
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), `granted="false"`) {
+			return fmt.Errorf("db in geoboothd's CIB: %v %s", err, out)
+		}
+		return nil
+	})
 
 	// geoboothd dies: the boothd site takes the ticket after the lease.
 	killed := testenv.Monotonic()
@@ -132,6 +186,22 @@ func mixedSites(t *testing.T, bin string, geo int, auth bool) {
 	for i := range members {
 		testenv.Eventually(t, 10*time.Second, leaderAt(i, "none"))
 	}
+
+	// geoboothd leads again; its before-acquire handler starts failing:
+	// it steps down at its next renewal and the boothd site takes over.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if out, err := booth(geo, "grant", "web"); err != nil {
+			return fmt.Errorf("booth grant at geoboothd: %v %s", err, out)
+		}
+		return nil
+	})
+	testenv.Eventually(t, 20*time.Second, leaderAt(other, addrs[geo]))
+	if err := os.WriteFile(filepath.Join(dir, "fail-"+addrs[geo]), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failed := testenv.Monotonic()
+	testenv.Eventually(t, expire+acquireAfter+20*timeout, leaderAt(other, addrs[other]))
+	t.Logf("%s (boothd) leads %v after geoboothd's handler began to fail", names[other], (testenv.Monotonic() - failed).Round(100*time.Millisecond))
 	ivs := grants(t, events, map[string]time.Duration{names[geo]: killed, names[other]: killedOther})
 	checkNoOverlap(t, ivs)
 	for _, iv := range ivs {
@@ -177,4 +247,16 @@ func writeBoothConf(t *testing.T, dir string, addrs []string, auth bool) string 
 		t.Fatal(err)
 	}
 	return path
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
 }
