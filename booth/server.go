@@ -365,5 +365,13 @@ func (s *Server) send(out []Send) {
 	}
 }
 
+// Role is this member's role: site or arbitrator.
+func (s *Server) Role() string {
+	if s.arb.site {
+		return "site"
+	}
+	return "arbitrator"
+}
+
 // Self is this member's address.
 func (s *Server) Self() netip.Addr { return s.arb.self.Address }

@@ -37,8 +37,8 @@ type boothOptions struct {
 	dns, zones, stateDir string
 }
 
-// runBooth runs geoboothd as the arbitrator of a Booth cluster, from its
-// booth.conf (docs/booth.md); it also serves its status and metrics over
+// runBooth runs geoboothd as a member of a Booth cluster (a site or the
+// arbitrator, as its booth.conf says), from that booth.conf (docs/booth.md); it also serves its status and metrics over
 // HTTP and DNS failover on the Booth tickets when asked. With check, it
 // only validates what it would load and says so.
 func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger) int {
@@ -246,7 +246,7 @@ func fieldErrors(fe []confkit.FieldError) []error {
 	return out
 }
 
-// boothStatus is the status listener's handler: the Booth arbitrator's
+// boothStatus is the status listener's handler: the Booth member's
 // status, metrics and page, with DNS's status (ticketctl dns) when it
 // serves DNS.
 func boothStatus(s *booth.Server, dnsSrv *dnsfail.Server, reg prometheus.Gatherer) http.Handler {
@@ -254,7 +254,7 @@ func boothStatus(s *booth.Server, dnsSrv *dnsfail.Server, reg prometheus.Gathere
 	if dnsSrv != nil {
 		sections = []string{"/api/v1/dns"}
 	}
-	page := dashboard.Handler(dashboard.Options{Source: s, Member: s.Self().String(), Role: "arbitrator (Booth)",
+	page := dashboard.Handler(dashboard.Options{Source: s, Member: s.Self().String(), Role: s.Role() + " (Booth)",
 		Version: buildinfo.String(), Sections: sections})
 	h := s.Handler(reg, page)
 	if dnsSrv == nil {

@@ -39,7 +39,8 @@ func TestCheckOfTheBoothMode(t *testing.T) {
 	}{
 		{"the arbitrator", boothOptions{config: conf, address: "203.0.113.13"}, 0},
 		{"with DNS", boothOptions{config: conf, address: "203.0.113.13", dns: "127.0.0.1:5300", zones: zones, stateDir: dir}, 0},
-		{"a site", boothOptions{config: conf, address: "203.0.113.11"}, 2},
+		{"a site", boothOptions{config: conf, address: "203.0.113.11"}, 0},
+		{"not a member", boothOptions{config: conf, address: "203.0.113.99"}, 2},
 		{"DNS without a state folder", boothOptions{config: conf, address: "203.0.113.13", dns: "127.0.0.1:5300", zones: zones}, 2},
 		{"the example's authfile is not here", boothOptions{config: "../../examples/booth/booth.conf", address: "203.0.113.13"}, 2},
 	} {

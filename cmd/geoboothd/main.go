@@ -31,7 +31,7 @@ func run() int {
 	version := flag.Bool("version", false, "print the version and exit")
 	acceptMembers := flag.Bool("accept-membership-change", false,
 		"start although the member list differs from the one the stored ticket state was written under: only when every member was stopped for the change (docs/operations.md)")
-	boothConf := flag.String("booth-config", "", "run as the arbitrator of the Booth cluster of this booth.conf `FILE` instead of from -config (docs/booth.md)")
+	boothConf := flag.String("booth-config", "", "run as a member (site or arbitrator) of the Booth cluster of this booth.conf `FILE` instead of from -config (docs/booth.md)")
 	boothAddr := flag.String("booth-address", "", "this member's `ADDRESS` in the booth.conf (default: the one of this host's addresses that it lists)")
 	boothDNS := flag.String("booth-dns", "", "with -booth-config: serve DNS failover on the Booth tickets at this `ADDRESS:PORT` (with -booth-zones and -state-dir)")
 	boothZones := flag.String("booth-zones", "", "with -booth-dns: the zones `FILE`, as [dns] zones_file of a geobooth member; failover sites are named by their booth.conf addresses")
