@@ -162,7 +162,7 @@ func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 		t.Fatalf("grant intervals %+v: want east's and west's", ivs)
 	}
 	checkNoOverlap(t, ivs)
-	checkDNS(t, answers(), ivs, map[string]string{eastTarget: "east", westTarget: "west"})
+	checkDNS(t, answers(), ivs, map[string]string{eastTarget: "east", westTarget: "west"}, "east", "west")
 	for _, iv := range ivs {
 		t.Logf("%s held web for %v", iv.site, (iv.end - iv.start).Round(100*time.Millisecond))
 	}

@@ -99,8 +99,9 @@ func sampleDNS(t *testing.T, ns testenv.Namespaces, i int) func() []answer {
 }
 
 // checkDNS fails when an answer named a site while the whole query fell
-// within another site's grant; it reports how many answers named whom.
-func checkDNS(t *testing.T, as []answer, ivs []interval, siteOf map[string]string) {
+// within another site's grant, or when no answer named one of the sites
+// in need; it reports how many answers named whom.
+func checkDNS(t *testing.T, as []answer, ivs []interval, siteOf map[string]string, need ...string) {
 	t.Helper()
 	count := map[string]int{}
 	for _, a := range as {
@@ -120,8 +121,10 @@ func checkDNS(t *testing.T, as []answer, ivs []interval, siteOf map[string]strin
 			}
 		}
 	}
-	if count["east"] == 0 || count["west"] == 0 {
-		t.Errorf("DNS answers %v: want east's and west's", count)
+	for _, s := range need {
+		if count[s] == 0 {
+			t.Errorf("DNS answers %v: none named %s", count, s)
+		}
 	}
 	t.Logf("DNS answers: %v", count)
 }
