@@ -1,8 +1,10 @@
 package boothmix
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,15 +12,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geobooth/geobooth/api"
 	"github.com/geobooth/geobooth/kit/testenv"
 )
 
 // A rolling migration: a Booth cluster of three boothd holds web at east;
 // the arbitrator, then west, then east (the leader, last) are replaced by
 // geoboothd, each with DNS failover on the ticket, while the service keeps
-// running. Throughout, the sites' crm_ticket wrappers show no two sites
-// granted at once, and no geoboothd's DNS answers a site while the other
-// holds the ticket; the time without any holder is reported.
+// running; the all-geoboothd cluster fails over; then the cut-over to
+// geobooth's own protocol (docs/booth.md), and the ticket is granted again
+// at its site. Throughout, the sites' crm_ticket wrappers show no two sites
+// granted at once, and no DNS answer names a site while the other holds
+// the ticket; the time without any holder is reported.
 func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the daemons run as their own processes: the race pass has nothing to find here")
@@ -155,12 +160,54 @@ func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	})
 	testenv.Eventually(t, 2*expire, granted(t, events, names[1-l]))
 	t.Logf("all-geoboothd cluster: %s leads %v after %s was killed", names[1-l], (testenv.Monotonic() - killed).Round(100*time.Millisecond), names[l])
+	afterKill := testenv.Monotonic()
+
+	// The cut-over to geobooth's own protocol, as docs/booth.md says: the
+	// cluster file from booth.conf, each member's file, every member
+	// stopped, every member started on geobooth's protocol, the ticket
+	// granted again at its site once the new members' first lease of
+	// abstention is over.
+	holder := 1 - l
+	ctl := buildTicketctl(t, t.TempDir())
+	files := nativeCluster(t, ctl, dir, confPath, addrs, env)
+	for _, m := range members {
+		m.stop(syscall.SIGTERM)
+	}
+	cut := testenv.Monotonic()
+	for i := range 3 {
+		args := append(append(ns.Exec(i).Args, env[i]...), bin, "-config", files[i])
+		run(&member{name: names[i] + " (geobooth)", log: filepath.Join(dir, names[i]+"-native.log"), args: args})
+	}
+	token := filepath.Join(dir, "native", "api.token")
+	testenv.Eventually(t, 3*(expire+acquireAfter), func() error {
+		out, err := ns.Exec(holder, ctl, "-addr", addrs[holder]+":7800", "-token-file", token, "grant", "--no-wait", "web").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ticketctl grant at %s: %v %s", names[holder], err, out)
+		}
+		return nil
+	})
+	// Done once the new protocol's owner is the holder and its CIB was
+	// granted since the cut-over.
+	testenv.Eventually(t, 2*expire, func() error {
+		out, err := ns.Exec(2, ctl, "-addr", addrs[2]+":7800", "-token-file", token, "list", "--json").CombinedOutput()
+		var ts []api.Ticket
+		if err != nil || json.Unmarshal(out, &ts) != nil || len(ts) != 1 || ts[0].Owner != []string{"site1", "site2"}[holder] {
+			return fmt.Errorf("ticketctl list at the arbitrator: %v %s", err, out)
+		}
+		for _, iv := range grants(t, events, nil) {
+			if iv.site == names[holder] && iv.start > cut {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s's CIB not granted since the cut-over", names[holder])
+	})
 	end := testenv.Monotonic()
 
 	ivs := grants(t, events, map[string]time.Duration{names[l]: killed})
 	checkNoOverlap(t, ivs)
 	t.Logf("without a holder during the migration: %v (of %v)", uncovered(ivs, start, killed).Round(100*time.Millisecond), (killed - start).Round(100*time.Millisecond))
-	t.Logf("without a holder after the kill: %v", uncovered(ivs, killed, end).Round(100*time.Millisecond))
+	t.Logf("without a holder after the kill: %v", uncovered(ivs, killed, afterKill).Round(100*time.Millisecond))
+	t.Logf("without a holder across the cut-over: %v (expire %v, acquire-after %v)", uncovered(ivs, cut, end).Round(100*time.Millisecond), expire, acquireAfter)
 	for i, sample := range samplers {
 		t.Logf("DNS at %s:", names[i])
 		checkDNS(t, sample(), ivs, map[string]string{eastTarget: "east", westTarget: "west"})
@@ -185,4 +232,42 @@ func uncovered(ivs []interval, from, to time.Duration) time.Duration {
 		}
 	}
 	return gap + max(0, to-at)
+}
+
+// nativeCluster writes geobooth's own configuration for the cluster of
+// booth.conf, as docs/booth.md's cut-over does: the cluster file from
+// ticketctl import-booth, the keys from ticketctl keygen, and each
+// member's file (its CIB, its DNS on the same zones with the sites named
+// as in the cluster file). It returns the member files' paths.
+func nativeCluster(t *testing.T, ctl, dir, boothConf string, addrs []string, env [][]string) []string {
+	t.Helper()
+	native := filepath.Join(dir, "native")
+	if err := os.MkdirAll(native, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"import-booth", "-o", filepath.Join(native, "cluster.toml"), boothConf},
+		{"keygen", filepath.Join(native, "auth.key")}, {"keygen", "-token", filepath.Join(native, "api.token")},
+		{"keygen", "-serf", filepath.Join(native, "serf.keyring")}} {
+		if out, err := exec.Command(ctl, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ticketctl %v: %v\n%s", args, err, out)
+		}
+	}
+	zones := writeZones(t, native, "site1", "site2")
+	var paths []string
+	for i, name := range []string{"site1", "site2", "arbitrator"} {
+		m := fmt.Sprintf("local = %q\ncluster_file = \"cluster.toml\"\nauth_key_file = \"auth.key\"\nstate_dir = %q\n"+
+			"[api]\nlisten = \"%s:7800\"\ntoken_file = \"api.token\"\n[serf]\nkeyring_file = \"serf.keyring\"\n"+
+			"[dns]\nlisten = %q\nzones_file = %q\n",
+			name, filepath.Join(native, name+"-state"), addrs[i], dnsAddr, zones)
+		if i < 2 {
+			cib := strings.TrimPrefix(env[i][len(env[i])-1], "CIB_file=")
+			m += fmt.Sprintf("[pacemaker]\ndriver = \"crm_ticket\"\ncib_file = %q\n", cib)
+		}
+		p := filepath.Join(native, name+".toml")
+		if err := os.WriteFile(p, []byte(m), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths
 }
