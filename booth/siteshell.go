@@ -26,9 +26,12 @@ const cibTimeout = 30 * time.Second
 // siteShell is what a Server running a site adds.
 type siteShell struct {
 	cib CIB
-	// writes carries the CIB writes to the one goroutine that does them,
-	// in order.
-	writes chan cibJob
+	// pending is the last CIB write asked for each ticket, not yet done;
+	// written signals the one goroutine that does them. Each write sets
+	// every attribute, so only the last one per ticket matters.
+	pending map[string]cibJob
+	order   []string
+	written chan struct{}
 	// handlers: the running before-acquire handlers' cancels.
 	handlers map[string]context.CancelFunc
 	// waiters: the clients waiting on a ticket's grant or revoke.
@@ -42,18 +45,19 @@ type cibJob struct {
 	expires time.Time
 }
 
-// waiter is a client waiting on a ticket's outcome.
+// waiter is a client waiting on a ticket's outcome: the engine's results
+// reach it through replies, and its own goroutine writes them, so that a
+// slow client never holds up the engine.
 type waiter struct {
-	conn    net.Conn
 	options uint32
-	done    chan struct{}
+	replies chan Message
 }
 
 // UseCIB makes the server a Booth site that keeps its tickets in cib
 // (required when this member is a site; set before Run).
 func (s *Server) UseCIB(cib CIB) {
 	s.cib = cib
-	s.writes = make(chan cibJob, 256)
+	s.pending, s.written = map[string]cibJob{}, make(chan struct{}, 1)
 	s.handlers, s.waiters = map[string]context.CancelFunc{}, map[string][]*waiter{}
 	s.wake = make(chan struct{}, 1)
 }
@@ -78,13 +82,24 @@ func (s *Server) loadCIB(ctx context.Context) error {
 	return nil
 }
 
-// writeCIB does the CIB writes in order until ctx ends.
+// writeCIB does the CIB writes until ctx ends: each ticket's last one,
+// in the order they were asked for.
 func (s *Server) writeCIB(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case j := <-s.writes:
+		case <-s.written:
+		}
+		s.mu.Lock()
+		var jobs []cibJob
+		for _, name := range s.order {
+			jobs = append(jobs, s.pending[name])
+		}
+		clear(s.pending)
+		s.order = s.order[:0]
+		s.mu.Unlock()
+		for _, j := range jobs {
 			wctx, cancel := context.WithTimeout(ctx, cibTimeout)
 			err := s.cib.Write(wctx, j.w, j.expires)
 			cancel()
@@ -109,10 +124,15 @@ func (s *Server) apply(ctx context.Context) {
 		if w.Expires > 0 {
 			exp = wall.Add(w.Expires - now)
 		}
+		if _, ok := s.pending[w.Ticket]; !ok {
+			s.order = append(s.order, w.Ticket)
+		}
+		s.pending[w.Ticket] = cibJob{w: w, expires: exp}
+	}
+	if len(eff.CIB) > 0 {
 		select {
-		case s.writes <- cibJob{w: w, expires: exp}:
+		case s.written <- struct{}{}:
 		default:
-			s.log.Error("booth: CIB writes are not keeping up; one dropped", "ticket", w.Ticket, "granted", w.Granted)
 		}
 	}
 	for _, name := range eff.StopHandler {
@@ -172,27 +192,36 @@ func (s *Server) runHandler(ctx context.Context, name string) {
 	}()
 }
 
-// answerWaiters sends a ticket's outcome to its waiting clients; a final
+// answerWaiters hands a ticket's outcome to its waiting clients; a final
 // one (not More, nor Pending for a client that waits for the commit) ends
-// their wait.
+// their wait. A client too slow to take it is dropped.
 func (s *Server) answerWaiters(n Notice) {
+	m := n.Msg
+	m.From = s.arb.self.ID
+	s.stamp(&m.Header)
 	var keep []*waiter
 	for _, w := range s.waiters[n.Ticket] {
-		m := n.Msg
-		m.From = s.arb.self.ID
-		s.stamp(&m.Header)
-		_ = w.conn.SetWriteDeadline(time.Now().Add(clientTimeout))
-		_, err := w.conn.Write(Encode(m, s.key))
-		if err == nil && (m.Result == ResultMore || m.Result == ResultPending && w.options&OptionWaitCommit != 0) {
-			keep = append(keep, w)
+		select {
+		case w.replies <- m:
+		default:
+			close(w.replies)
 			continue
 		}
-		close(w.done)
+		if final(m, w.options) {
+			close(w.replies)
+			continue
+		}
+		keep = append(keep, w)
 	}
 	s.waiters[n.Ticket] = keep
 	if len(keep) == 0 {
 		s.arb.Waited(n.Ticket)
 	}
+}
+
+// final: the client's wait ends with this result.
+func final(m Message, options uint32) bool {
+	return m.Result != ResultMore && !(m.Result == ResultPending && options&OptionWaitCommit != 0)
 }
 
 // siteRequest answers a grant or revoke at a site: at once, or, while the
@@ -206,7 +235,7 @@ func (s *Server) siteRequest(ctx context.Context, c net.Conn, m Message) {
 	s.met.clients.WithLabelValues(label(m.Cmd), label(reply.Result)).Inc()
 	var w *waiter
 	if wait {
-		w = &waiter{conn: c, options: m.Options, done: make(chan struct{})}
+		w = &waiter{options: m.Options, replies: make(chan Message, 8)}
 		s.waiters[m.Ticket.Name] = append(s.waiters[m.Ticket.Name], w)
 	}
 	out := s.arb.flush()
@@ -223,17 +252,30 @@ func (s *Server) siteRequest(ctx context.Context, c net.Conn, m Message) {
 		}
 	}
 	_ = c.SetDeadline(time.Now().Add(limit))
-	select {
-	case <-w.done:
-	case <-ctx.Done():
-	case <-time.After(limit):
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	defer s.dropWaiter(m.Ticket.Name, w)
+	for {
+		select {
+		case r, ok := <-w.replies:
+			if !ok {
+				return
+			}
+			if _, err := c.Write(Encode(r, s.key)); err != nil || final(r, w.options) {
+				return
+			}
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			return
+		}
 	}
-	s.mu.Lock()
-	s.dropWaiter(m.Ticket.Name, w)
-	s.mu.Unlock()
 }
 
+// dropWaiter forgets a client that stopped waiting.
 func (s *Server) dropWaiter(ticket string, w *waiter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ws := s.waiters[ticket]
 	for i, x := range ws {
 		if x == w {

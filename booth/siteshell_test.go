@@ -1,0 +1,121 @@
+package booth
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/geobooth/geobooth/booth/boothconf"
+	"github.com/geobooth/geobooth/kit/testenv"
+)
+
+// fakeCIB records a site's CIB writes.
+type fakeCIB struct {
+	mu     sync.Mutex
+	writes []CIBWrite
+}
+
+func (f *fakeCIB) Load(context.Context, string) (bool, uint32, time.Time, uint32, error) {
+	return false, 0, time.Time{}, 0, nil
+}
+
+func (f *fakeCIB) Write(_ context.Context, w CIBWrite, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.writes = append(f.writes, w)
+	return nil
+}
+
+func (f *fakeCIB) granted() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.writes) > 0 && f.writes[len(f.writes)-1].Granted
+}
+
+// Two sites and an arbitrator on loopback addresses: booth grant at east
+// over TCP answers More, then success on the same connection once east
+// leads, and east's CIB is granted; a revoke at west is redirected.
+func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
+	port := testenv.FreePort(t)
+	addrs := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+	conf := fmt.Sprintf("port = %d\nsite = %s\nsite = %s\narbitrator = %s\nticket = web\n expire = 10\n timeout = 1\n retries = 3\n renewal-freq = 5\n",
+		port, addrs[0], addrs[1], addrs[2])
+	c, err := boothconf.ParseConfig(strings.NewReader(conf), "booth.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	cibs := []*fakeCIB{{}, {}}
+	for i, a := range addrs {
+		s, err := NewServer(c, netip.MustParseAddr(a), slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 2 {
+			s.UseCIB(cibs[i])
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Run(ctx); err != nil {
+				t.Errorf("%s: %v", a, err)
+			}
+		}()
+	}
+	ask := func(site string, cmd Code) []Message {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort(site, fmt.Sprint(port)), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := conn.Write(Encode(Message{Header: Header{Cmd: cmd}, HasTicket: true, Ticket: Ticket{Name: "web"}}, nil)); err != nil {
+			t.Fatal(err)
+		}
+		var out []Message
+		for {
+			b, err := readRequest(conn)
+			if err != nil {
+				return out
+			}
+			m, err := Decode(b, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, m)
+		}
+	}
+	var replies []Message
+	testenv.Eventually(t, 10*time.Second, func() error {
+		replies = ask(addrs[0], CmdGrant)
+		if len(replies) == 0 || replies[len(replies)-1].Result != 0 {
+			return fmt.Errorf("grant at east: %+v", replies)
+		}
+		return nil
+	})
+	if replies[0].Result != ResultMore {
+		t.Fatalf("the first answer is %v, want More", replies[0].Result)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if !cibs[0].granted() || cibs[1].granted() {
+			return fmt.Errorf("east's CIB granted %v, west's %v", cibs[0].granted(), cibs[1].granted())
+		}
+		return nil
+	})
+	if r := ask(addrs[1], CmdClientRevoke); len(r) != 1 || r[0].Result != ResultRedirect {
+		t.Fatalf("revoke at west: %+v, want a redirect", r)
+	}
+}
