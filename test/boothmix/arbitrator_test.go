@@ -25,6 +25,7 @@ func TestGeoboothdArbitratesABoothCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the daemons run as their own processes: the race pass has nothing to find here")
 	}
+	t.Parallel() // each in namespaces of its own
 	requirePeers(t)
 	bin := buildGeoboothd(t, t.TempDir())
 	ctl := buildTicketctl(t, t.TempDir())

@@ -28,6 +28,7 @@ func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the daemons run as their own processes: the race pass has nothing to find here")
 	}
+	t.Parallel() // each in namespaces of its own
 	requirePeers(t)
 	bin := buildGeoboothd(t, t.TempDir())
 	dir := shortDir(t)
