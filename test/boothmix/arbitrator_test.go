@@ -3,7 +3,6 @@ package boothmix
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,116 +48,49 @@ const (
 )
 
 func arbitrate(t *testing.T, bin, ctl string, auth bool) {
-	dir := shortDir(t)
-	addrs := []string{"10.79.0.1", "10.79.0.2", "10.79.0.3"}
-	names := []string{"east", "west", "arbitrator"}
-	conf := "transport = UDP\nport = 9929\n"
-	if auth {
-		key := filepath.Join(dir, "authkey")
-		if err := os.WriteFile(key, []byte("a shared booth key for the mixed test\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		conf += "authfile = " + key + "\n"
-	}
-	conf += fmt.Sprintf("site = %s\nsite = %s\narbitrator = %s\nticket = \"web\"\n    expire = %d\n    timeout = %d\n    retries = 3\n    renewal-freq = 5\n    acquire-after = %d\n",
-		addrs[0], addrs[1], addrs[2], int(expire.Seconds()), int(timeout.Seconds()), int(acquireAfter.Seconds()))
-	confPath := filepath.Join(dir, "booth.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ns := testenv.IPv4Namespaces(t, map[bool]string{false: "mn", true: "ma"}[auth], addrs...)
-	events := filepath.Join(dir, "events.jsonl")
-	if err := os.WriteFile(events, nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(events, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	members := make([]*member, 3)
-	for i := range 2 {
-		cib := filepath.Join(dir, names[i]+"-cib.xml")
-		emptyCIB(t, cib)
-		path := wrapper(t, dir, names[i], events) + ":" + os.Getenv("PATH")
-		members[i] = &member{name: names[i], log: filepath.Join(dir, names[i]+".log"),
-			args: append(ns.Exec(i).Args, "env", "PATH="+path, "CIB_file="+cib,
-				"boothd", "daemon", "-S", "-D", "-c", confPath, "-l", filepath.Join(dir, names[i]+".pid"))}
-	}
-	members[2] = &member{name: names[2], log: filepath.Join(dir, "geoboothd.log"),
-		args: append(ns.Exec(2).Args, bin, "-booth-config", confPath, "-booth-http", statusAddr,
-			"-booth-dns", dnsAddr, "-booth-zones", writeZones(t, dir, addrs[0], addrs[1]), "-state-dir", filepath.Join(dir, "state"))}
-	for _, m := range members {
-		m.start(t)
-		t.Cleanup(func() { m.stop(syscall.SIGKILL) })
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, m := range members {
-				b, _ := os.ReadFile(m.log)
-				t.Logf("%s log:\n%s", m.name, tail(string(b), 40))
-			}
-		}
-	})
-	booth := func(i int, args ...string) (string, error) {
-		cmd := ns.Exec(i, append([]string{"booth", args[0], "-c", confPath, "-s", addrs[i]}, args[1:]...)...)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	leaderAt := func(i int, want string) func() error {
-		return func() error {
-			out, err := booth(i, "list")
-			if err != nil || !strings.Contains(out, "leader: "+want) {
-				return fmt.Errorf("booth list at %s: %v %q, want leader %s", names[i], err, out, want)
-			}
-			return nil
-		}
-	}
+	c := newBoothCluster(t, map[bool]string{false: "mn", true: "ma"}[auth], "10.79.0.", auth)
+	addrs := c.addrs
+	members := []*member{c.run(c.boothd(0)), c.run(c.boothd(1)),
+		c.run(c.geoboothd(2, bin, "-booth-http", statusAddr, "-booth-dns", dnsAddr, "-booth-zones", writeZones(t, c.dir, addrs[0], addrs[1]),
+			"-state-dir", filepath.Join(c.dir, "state")))}
 
-	answers := sampleDNS(t, ns, 2)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		if out, err := booth(0, "grant", "web"); err != nil {
-			return fmt.Errorf("booth grant at east: %v %s", err, out)
-		}
-		return nil
-	})
+	answers := sampleDNS(t, c.ns, 2)
+	c.grant(0)
 	for i := range members {
-		testenv.Eventually(t, 20*time.Second, leaderAt(i, addrs[0]))
+		testenv.Eventually(t, 20*time.Second, c.leaderAt(i, addrs[0]))
 	}
-	testenv.Eventually(t, 10*time.Second, dnsAnswers(ns, 2, eastTarget))
-	out, err := booth(2, "peers")
+	testenv.Eventually(t, 10*time.Second, dnsAnswers(c.ns, 2, eastTarget))
+	out, err := c.booth(2, "peers")
 	if err != nil || !strings.Contains(out, "site         "+addrs[0]) || !strings.Contains(out, "Recv pkts:") {
 		t.Fatalf("booth peers at geoboothd: %v\n%s", err, out)
 	}
-	checkStatus(t, ns, ctl, addrs[0])
+	checkStatus(t, c.ns, ctl, addrs[0])
 
 	// geoboothd restarts mid-lease: it learns the lease from the sites'
 	// status answers, and the ticket stays at east.
 	members[2].stop(syscall.SIGTERM)
 	members[2].start(t)
-	testenv.Eventually(t, 10*time.Second, leaderAt(2, addrs[0]))
-	if err := leaderAt(1, addrs[0])(); err != nil {
+	testenv.Eventually(t, 10*time.Second, c.leaderAt(2, addrs[0]))
+	if err := c.leaderAt(1, addrs[0])(); err != nil {
 		t.Fatalf("after geoboothd's restart: %v", err)
 	}
 
 	// The leader's boothd dies: west takes the ticket once east's lease
 	// and acquire-after have passed.
-	killed := testenv.Monotonic()
-	members[0].stop(syscall.SIGKILL)
-	testenv.Eventually(t, expire+acquireAfter+20*timeout, leaderAt(1, addrs[1]))
-	t.Logf("west leads %v after east's boothd was killed (expire %v + acquire-after %v)", (testenv.Monotonic() - killed).Round(100*time.Millisecond), expire, acquireAfter)
-	testenv.Eventually(t, 10*time.Second, leaderAt(2, addrs[1]))
-	testenv.Eventually(t, 10*time.Second, dnsAnswers(ns, 2, westTarget))
+	killed := c.failover(members[0], 1)
+	testenv.Eventually(t, 10*time.Second, dnsAnswers(c.ns, 2, westTarget))
 
 	// East comes back as a follower; a revoke asked at east is redirected
 	// to west.
 	members[0].start(t)
-	testenv.Eventually(t, 20*time.Second, leaderAt(0, addrs[1]))
-	if out, err := booth(0, "revoke", "web"); err != nil {
+	testenv.Eventually(t, 20*time.Second, c.leaderAt(0, addrs[1]))
+	if out, err := c.booth(0, "revoke", "web"); err != nil {
 		t.Fatalf("booth revoke at east (redirected to west): %v\n%s", err, out)
 	}
-	testenv.Eventually(t, 10*time.Second, leaderAt(2, "none"))
-	checkEvents(t, ns, ctl, addrs[1])
+	testenv.Eventually(t, 10*time.Second, c.leaderAt(2, "none"))
+	checkEvents(t, c.ns, ctl, addrs[1])
 
-	ivs := grants(t, events, map[string]time.Duration{"east": killed})
+	ivs := grants(t, c.events, map[string]time.Duration{"east": killed})
 	if len(ivs) < 2 {
 		t.Fatalf("grant intervals %+v: want east's and west's", ivs)
 	}

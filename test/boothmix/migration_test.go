@@ -31,65 +31,16 @@ func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	t.Parallel() // each in namespaces of its own
 	requirePeers(t)
 	bin := buildGeoboothd(t, t.TempDir())
-	dir := shortDir(t)
-	addrs := []string{"10.83.0.1", "10.83.0.2", "10.83.0.3"}
-	names := []string{"east", "west", "arbitrator"}
-	confPath := writeBoothConf(t, dir, addrs, true)
-	zones := writeZones(t, dir, addrs[0], addrs[1])
-	ns := testenv.IPv4Namespaces(t, "rm", addrs...)
-	events := filepath.Join(dir, "events.jsonl")
-	if err := os.WriteFile(events, nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(events, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	// Each member's environment: a site's crm_ticket wrapper and CIB,
-	// which boothd and then geoboothd use alike.
-	env := make([][]string, 3)
-	for i := range 3 {
-		env[i] = []string{"env"}
-		if i < 2 {
-			cib := filepath.Join(dir, names[i]+"-cib.xml")
-			emptyCIB(t, cib)
-			env[i] = append(env[i], "PATH="+wrapper(t, dir, names[i], events)+":"+os.Getenv("PATH"), "CIB_file="+cib)
-		}
-	}
-	boothd := func(i int) *member {
-		args := append(append(ns.Exec(i).Args, env[i]...), "boothd", "daemon", "-S", "-D", "-c", confPath, "-l", filepath.Join(dir, names[i]+".pid"))
-		return &member{name: names[i] + " (boothd)", log: filepath.Join(dir, names[i]+"-boothd.log"), args: args}
-	}
+	c := newBoothCluster(t, "rm", "10.83.0.", true)
+	addrs := c.addrs
+	zones := writeZones(t, c.dir, addrs[0], addrs[1])
 	geoboothd := func(i int) *member {
-		args := append(append(ns.Exec(i).Args, env[i]...), bin, "-booth-config", confPath, "-booth-dns", dnsAddr, "-booth-zones", zones,
-			"-state-dir", filepath.Join(dir, names[i]+"-state"))
-		return &member{name: names[i] + " (geoboothd)", log: filepath.Join(dir, names[i]+"-geoboothd.log"), args: args}
+		return c.geoboothd(i, bin, "-booth-dns", dnsAddr, "-booth-zones", zones, "-state-dir", filepath.Join(c.dir, names[i]+"-state"))
 	}
-	var all []*member
-	run := func(m *member) *member {
-		m.start(t)
-		all = append(all, m)
-		return m
-	}
-	t.Cleanup(func() {
-		for _, m := range all {
-			m.stop(syscall.SIGKILL)
-		}
-		if t.Failed() {
-			for _, m := range all {
-				b, _ := os.ReadFile(m.log)
-				t.Logf("%s log:\n%s", m.name, tail(string(b), 40))
-			}
-		}
-	})
-	members := []*member{run(boothd(0)), run(boothd(1)), run(boothd(2))}
-	booth := func(i int, args ...string) (string, error) {
-		out, err := ns.Exec(i, append([]string{"booth", args[0], "-c", confPath, "-s", addrs[i]}, args[1:]...)...).CombinedOutput()
-		return string(out), err
-	}
+	members := []*member{c.run(c.boothd(0)), c.run(c.boothd(1)), c.run(c.boothd(2))}
 	leader := func(i int) string {
-		out, _ := booth(i, "list")
 		for _, a := range addrs[:2] {
-			if strings.Contains(out, "ticket: web, leader: "+a) {
+			if c.leaderAt(i, a)() == nil {
 				return a
 			}
 		}
@@ -98,8 +49,8 @@ func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	allFollow := func(want string) func() error {
 		return func() error {
 			for i := range 3 {
-				if got := leader(i); got != want {
-					return fmt.Errorf("%s says the leader is %q, want %s", names[i], got, want)
+				if err := c.leaderAt(i, want)(); err != nil {
+					return err
 				}
 			}
 			return nil
@@ -107,17 +58,12 @@ func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	}
 	var samplers []func() []answer
 	for i := range 3 {
-		samplers = append(samplers, sampleDNS(t, ns, i))
+		samplers = append(samplers, sampleDNS(t, c.ns, i))
 	}
 
-	testenv.Eventually(t, 30*time.Second, func() error {
-		if out, err := booth(0, "grant", "web"); err != nil {
-			return fmt.Errorf("booth grant at east: %v %s", err, out)
-		}
-		return nil
-	})
+	c.grant(0)
 	testenv.Eventually(t, 20*time.Second, allFollow(addrs[0]))
-	testenv.Eventually(t, 2*expire, granted(t, events, "east"))
+	testenv.Eventually(t, 2*expire, granted(t, c.events, "east"))
 	start := testenv.Monotonic()
 
 	// One member at a time, the leader last; each replacement is done
@@ -125,14 +71,14 @@ func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	// its lease through the new member (the arbitrator's list shows a
 	// later expiry).
 	expiry := func() string {
-		out, _ := booth(2, "list")
+		out, _ := c.booth(2, "list")
 		_, e, _ := strings.Cut(out, "expires: ")
 		e, _, _ = strings.Cut(e, "\n")
 		return e
 	}
 	for _, i := range []int{2, 1, 0} {
 		members[i].stop(syscall.SIGTERM)
-		members[i] = run(geoboothd(i))
+		members[i] = c.run(geoboothd(i))
 		testenv.Eventually(t, expire+acquireAfter+20*timeout, func() error {
 			l := leader(2)
 			if l == "" {
@@ -151,16 +97,7 @@ func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	}
 	// The whole cluster is geoboothd: the ticket still moves on a failure.
 	l := slices.Index(addrs, leader(2))
-	killed := testenv.Monotonic()
-	members[l].stop(syscall.SIGKILL)
-	testenv.Eventually(t, expire+acquireAfter+20*timeout, func() error {
-		if got := leader(2); got != addrs[1-l] {
-			return fmt.Errorf("the arbitrator follows %q, want %s", got, addrs[1-l])
-		}
-		return nil
-	})
-	testenv.Eventually(t, 2*expire, granted(t, events, names[1-l]))
-	t.Logf("all-geoboothd cluster: %s leads %v after %s was killed", names[1-l], (testenv.Monotonic() - killed).Round(100*time.Millisecond), names[l])
+	killed := c.failover(members[l], 1-l)
 	afterKill := testenv.Monotonic()
 
 	// The cut-over to geobooth's own protocol, as docs/booth.md says: the
@@ -170,18 +107,18 @@ func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	// abstention is over.
 	holder := 1 - l
 	ctl := buildTicketctl(t, t.TempDir())
-	files := nativeCluster(t, ctl, dir, confPath, addrs, env)
+	files := nativeCluster(t, ctl, c.dir, c.conf, addrs, c.env)
 	for _, m := range members {
 		m.stop(syscall.SIGTERM)
 	}
 	cut := testenv.Monotonic()
 	for i := range 3 {
-		args := append(append(ns.Exec(i).Args, env[i]...), bin, "-config", files[i])
-		run(&member{name: names[i] + " (geobooth)", log: filepath.Join(dir, names[i]+"-native.log"), args: args})
+		args := append(append(c.ns.Exec(i).Args, c.env[i]...), bin, "-config", files[i])
+		c.run(&member{name: names[i] + " (geobooth)", log: filepath.Join(c.dir, names[i]+"-native.log"), args: args})
 	}
-	token := filepath.Join(dir, "native", "api.token")
+	token := filepath.Join(c.dir, "native", "api.token")
 	testenv.Eventually(t, 3*(expire+acquireAfter), func() error {
-		out, err := ns.Exec(holder, ctl, "-addr", addrs[holder]+":7800", "-token-file", token, "grant", "--no-wait", "web").CombinedOutput()
+		out, err := c.ns.Exec(holder, ctl, "-addr", addrs[holder]+":7800", "-token-file", token, "grant", "--no-wait", "web").CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("ticketctl grant at %s: %v %s", names[holder], err, out)
 		}
@@ -190,12 +127,12 @@ func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	// Done once the new protocol's owner is the holder and its CIB was
 	// granted since the cut-over.
 	testenv.Eventually(t, 2*expire, func() error {
-		out, err := ns.Exec(2, ctl, "-addr", addrs[2]+":7800", "-token-file", token, "list", "--json").CombinedOutput()
+		out, err := c.ns.Exec(2, ctl, "-addr", addrs[2]+":7800", "-token-file", token, "list", "--json").CombinedOutput()
 		var ts []api.Ticket
 		if err != nil || json.Unmarshal(out, &ts) != nil || len(ts) != 1 || ts[0].Owner != []string{"site1", "site2"}[holder] {
 			return fmt.Errorf("ticketctl list at the arbitrator: %v %s", err, out)
 		}
-		for _, iv := range grants(t, events, nil) {
+		for _, iv := range grants(t, c.events, nil) {
 			if iv.site == names[holder] && iv.start > cut {
 				return nil
 			}
@@ -204,7 +141,7 @@ func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
 	})
 	end := testenv.Monotonic()
 
-	ivs := grants(t, events, map[string]time.Duration{names[l]: killed})
+	ivs := grants(t, c.events, map[string]time.Duration{names[l]: killed})
 	checkNoOverlap(t, ivs)
 	t.Logf("without a holder during the migration: %v (of %v)", uncovered(ivs, start, killed).Round(100*time.Millisecond), (killed - start).Round(100*time.Millisecond))
 	t.Logf("without a holder after the kill: %v", uncovered(ivs, killed, afterKill).Round(100*time.Millisecond))
