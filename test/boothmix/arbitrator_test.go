@@ -21,12 +21,7 @@ import (
 // site takes the ticket, a revoke goes through the redirect. Each site's
 // crm_ticket logs its grants; no two sites hold at once.
 func TestGeoboothdArbitratesABoothCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the daemons run as their own processes: the race pass has nothing to find here")
-	}
-	t.Parallel() // each in namespaces of its own
-	requirePeers(t)
-	bin := buildGeoboothd(t, t.TempDir())
+	bin := daemonsTest(t)
 	ctl := buildTicketctl(t, t.TempDir())
 	for _, auth := range []bool{false, true} {
 		t.Run(map[bool]string{false: "no authfile", true: "authfile"}[auth], func(t *testing.T) {

@@ -14,6 +14,19 @@ import (
 
 var names = []string{"east", "west", "arbitrator"}
 
+// daemonsTest begins a test that runs the daemons as processes, in
+// namespaces of its own (beside the others): skipped in the race pass,
+// which has nothing to find there; it returns geoboothd's binary.
+func daemonsTest(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("the daemons run as their own processes: the race pass has nothing to find here")
+	}
+	t.Parallel()
+	requirePeers(t)
+	return buildGeoboothd(t, t.TempDir())
+}
+
 // boothCluster is a booth.conf's two sites and arbitrator in network
 // namespaces of their own (IPv4 only), with the sites' crm_ticket
 // wrappers logging to one events file.

@@ -25,12 +25,7 @@ import (
 // granted at once, and no DNS answer names a site while the other holds
 // the ticket; the time without any holder is reported.
 func TestRollingMigrationFromBoothToGeoboothd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the daemons run as their own processes: the race pass has nothing to find here")
-	}
-	t.Parallel() // each in namespaces of its own
-	requirePeers(t)
-	bin := buildGeoboothd(t, t.TempDir())
+	bin := daemonsTest(t)
 	c := newBoothCluster(t, "rm", "10.83.0.", true)
 	addrs := c.addrs
 	zones := writeZones(t, c.dir, addrs[0], addrs[1])

@@ -25,12 +25,7 @@ import (
 // again until its before-acquire handler fails, and steps down. No two
 // sites' CIBs hold the ticket at once.
 func TestGeoboothdIsASiteOfABoothCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the daemons run as their own processes: the race pass has nothing to find here")
-	}
-	t.Parallel() // each in namespaces of its own
-	requirePeers(t)
-	bin := buildGeoboothd(t, t.TempDir())
+	bin := daemonsTest(t)
 	for _, c := range []struct {
 		name string
 		geo  int // the site geoboothd runs
