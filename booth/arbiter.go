@@ -143,7 +143,7 @@ func NewEngine(cfg *boothconf.Config, self netip.Addr, rand func(d time.Duration
 	}
 	for _, tc := range cfg.Tickets {
 		t := &bTicket{cfg: tc, granted: map[uint32]bool{}}
-		t.votes, t.acks = map[uint32]uint32{}, map[uint32]bool{}
+		t.votes, t.acks, t.attrs = map[uint32]uint32{}, map[uint32]bool{}, map[string]geoAttr{}
 		a.tickets = append(a.tickets, t)
 		a.byName[tc.Name] = t
 	}

@@ -1,6 +1,7 @@
 package booth
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,6 +37,12 @@ func (s *Server) client(c net.Conn) {
 		s.log.Debug("booth client: bad request", "from", c.RemoteAddr(), "err", err)
 		return
 	}
+	if isAttrCmd(Code(binary.BigEndian.Uint32(req[28:]))) {
+		if _, err := c.Write(s.attrRequest(s.ctx, req)); err != nil {
+			s.log.Debug("booth client: write", "from", c.RemoteAddr(), "err", err)
+		}
+		return
+	}
 	if m, ok := s.siteCommand(req); ok {
 		s.siteRequest(s.ctx, c, m)
 		return
@@ -56,6 +63,65 @@ func (s *Server) siteCommand(b []byte) (Message, bool) {
 		return Message{}, false
 	}
 	return m, m.Cmd == CmdGrant || m.Cmd == CmdClientRevoke
+}
+
+// isAttrCmd: a geostore request (boothd tells them by their opcode).
+func isAttrCmd(c Code) bool {
+	return c == CmdAttrSet || c == CmdAttrGet || c == CmdAttrDel || c == CmdAttrList
+}
+
+// attrRequest answers a geostore request (set, get, delete, list of a
+// ticket's attributes at this site): get and list with the text, the
+// others with a result. A set or delete goes into the CIB too, as boothd
+// does it (a CIB that fails is logged; the attribute is kept here).
+func (s *Server) attrRequest(ctx context.Context, b []byte) []byte {
+	r, err := DecodeAttr(b, s.key)
+	reply := Message{Header: Header{Cmd: CmdResult}}
+	var text string
+	switch {
+	case errors.Is(err, ErrAuth) || err == nil && s.key != nil && !s.fresh(nil, r.Header, time.Now()):
+		reply.Result = ResultAuth
+	case err != nil || s.cib == nil:
+		reply.Result = ResultInvalid
+	default:
+		s.mu.Lock()
+		switch r.Cmd {
+		case CmdAttrSet:
+			reply.Result = s.arb.SetAttr(r.Ticket, r.Name, r.Value, time.Now())
+		case CmdAttrDel:
+			reply.Result = s.arb.DelAttr(r.Ticket, r.Name)
+		case CmdAttrGet:
+			text, reply.Result = s.arb.GetAttr(r.Ticket, r.Name)
+		case CmdAttrList:
+			text, reply.Result = s.arb.ListAttrs(r.Ticket)
+		default:
+			reply.Result = ResultInvalid
+		}
+		s.mu.Unlock()
+	}
+	s.met.clients.WithLabelValues(label(r.Cmd), label(reply.Result)).Inc()
+	if reply.Result == 0 {
+		cctx, cancel := context.WithTimeout(ctx, cibTimeout)
+		defer cancel()
+		var cerr error
+		switch r.Cmd {
+		case CmdAttrSet:
+			cerr = s.cib.SetAttr(cctx, r.Ticket, r.Name, r.Value)
+		case CmdAttrDel:
+			cerr = s.cib.DeleteAttr(cctx, r.Ticket, r.Name)
+		case CmdAttrGet, CmdAttrList:
+			reply.Cmd = r.Cmd
+			reply.From = s.arb.self.ID
+			s.stamp(&reply.Header)
+			return EncodeText(reply, s.key, text)
+		}
+		if cerr != nil {
+			s.log.Error("booth: geostore attribute not written to the CIB", "ticket", r.Ticket, "attribute", r.Name, "err", cerr)
+		}
+	}
+	reply.From = s.arb.self.ID
+	s.stamp(&reply.Header)
+	return Encode(reply, s.key)
 }
 
 // readRequest reads one client message: a header, then the rest its

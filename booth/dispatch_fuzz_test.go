@@ -1,12 +1,16 @@
 package booth
 
 import (
+	"context"
 	"encoding/binary"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/geobooth/geobooth/booth/boothconf"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // FuzzArbiterReceive feeds any sequence of decodable peer messages to an
@@ -151,6 +155,34 @@ func FuzzSiteReceive(f *testing.F) {
 			}
 			out, _ := e.Receive(now, m)
 			check(out)
+		}
+	})
+}
+
+// FuzzAttrRequest sends any bytes as a geostore request to a site: no
+// panic, and the answer is a message the client can read.
+func FuzzAttrRequest(f *testing.F) {
+	f.Add(EncodeAttr(AttrRequest{Header: Header{Cmd: CmdAttrSet}, Ticket: "web", Name: "a", Value: "b"}, nil))
+	f.Add(EncodeAttr(AttrRequest{Header: Header{Cmd: CmdAttrList}, Ticket: "web"}, nil))
+	f.Add(EncodeAttr(AttrRequest{Header: Header{Cmd: CmdAttrGet}, Ticket: "nosuch", Name: "a"}, nil))
+	c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"), "booth.conf")
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := NewServer(c, east, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		f.Fatal(err)
+	}
+	s.UseCIB(&fakeCIB{})
+	s.epoch, s.ctx = time.Now(), context.Background()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := readRequest(strings.NewReader(string(b)))
+		if err != nil || len(req) < HeaderSize {
+			return
+		}
+		reply := s.attrRequest(s.ctx, req)
+		if n := binary.BigEndian.Uint32(reply[24:]); int(n) != len(reply) {
+			t.Fatalf("length field %d for a reply of %d bytes", n, len(reply))
 		}
 	})
 }

@@ -80,6 +80,8 @@ type siteTicket struct {
 	handlerFailed bool
 	updateCIB     bool
 	startPostpone bool
+	// attrs are the geostore attributes.
+	attrs map[string]geoAttr
 }
 
 // Effects are what a site must do besides sending messages, in order.

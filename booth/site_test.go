@@ -49,7 +49,7 @@ func (tr *trio) start(c *boothconf.Config, a netip.Addr) {
 	}
 	id := boothconf.SiteID(a)
 	if w, ok := tr.cib[id]["web"]; ok {
-		e.LoadCIB("web", w.Granted, uint32(w.Owner), 0, w.Term)
+		e.LoadCIB("web", w.Granted, uint32(w.Owner), 0, w.Term, nil)
 	} else {
 		tr.cib[id] = map[string]CIBWrite{}
 	}
@@ -263,5 +263,42 @@ func TestAGrantWithASiteUnreachableIsCommittedAfterALease(t *testing.T) {
 		if !tr.granted(east) {
 			t.Fatalf("force %v: not committed after expire + acquire-after", force)
 		}
+	}
+}
+
+// attr-prereq: a manual grant waits for the geostore attribute to hold
+// its value; geostore set, get, list and delete at a site.
+func TestAttrPrereqAndGeostoreAtASite(t *testing.T) {
+	tr := newTrio(t, " attr-prereq = manual sr_status eq ACTIVE\n")
+	tr.run(3 * time.Second)
+	if r := tr.client(east, CmdGrant, 0); r.Result != ResultAttrPrereq {
+		t.Fatalf("grant without the attribute: %v, want APrq", r.Result)
+	}
+	e := tr.members[boothconf.SiteID(east)]
+	set := time.Date(2026, 12, 3, 10, 0, 0, 0, time.Local)
+	if rv := e.SetAttr("web", "sr_status", "ACTIVE", set); rv != 0 {
+		t.Fatalf("set: %v", rv)
+	}
+	if v, rv := e.GetAttr("web", "sr_status"); rv != 0 || v != "ACTIVE\n" {
+		t.Fatalf("get: %q %v", v, rv)
+	}
+	if l, rv := e.ListAttrs("web"); rv != 0 || l != "sr_status ACTIVE 2026-12-03 10:00:00\n" {
+		t.Fatalf("list: %q %v", l, rv)
+	}
+	if r := tr.client(east, CmdGrant, 0); r.Result != ResultMore {
+		t.Fatalf("grant with the attribute: %v, want More", r.Result)
+	}
+	tr.run(2 * time.Second)
+	if !tr.granted(east) {
+		t.Fatal("not granted with the prerequisite met")
+	}
+	if rv := e.DelAttr("web", "sr_status"); rv != 0 {
+		t.Fatalf("delete: %v", rv)
+	}
+	if _, rv := e.GetAttr("web", "sr_status"); rv != ResultNoAttr {
+		t.Fatalf("get after delete: %v, want NAtr", rv)
+	}
+	if rv := e.DelAttr("nosuch", "x"); rv != ResultInvalid {
+		t.Fatalf("delete on an unknown ticket: %v", rv)
 	}
 }

@@ -1,6 +1,11 @@
 package booth
 
-import "time"
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
 
 // Grant types of attr-prereq lines.
 const (
@@ -16,14 +21,17 @@ const (
 
 // LoadCIB gives a site what its CIB holds of a ticket at start (Booth's
 // load_ticket): whether it is granted here, the owner's site id, the
-// lease's end on the engine's clock (zero: none) and the term. Call
-// before Start.
-func (a *Engine) LoadCIB(ticket string, granted bool, owner uint32, expires time.Duration, term uint32) {
+// lease's end on the engine's clock (zero: none), the term and the
+// geostore attributes. Call before Start.
+func (a *Engine) LoadCIB(ticket string, granted bool, owner uint32, expires time.Duration, term uint32, attrs map[string]string) {
 	t := a.byName[ticket]
 	if t == nil || !a.site {
 		return
 	}
 	t.isGranted, t.term, t.expires = granted, term, expires
+	for k, v := range attrs {
+		t.attrs[k] = geoAttr{value: v}
+	}
 	if _, ok := a.members[owner]; ok {
 		t.leader = owner
 	} else if granted {
@@ -136,16 +144,86 @@ func (a *Engine) manualSelection(t *bTicket, now time.Duration) {
 	t.updated = 0
 }
 
-// prereqFails is check_attr_prereq: geostore attributes are not kept by
-// geoboothd yet, so an "eq" prerequisite of that grant type fails and a
-// "ne" one holds.
+// prereqFails is check_attr_prereq: an "eq" prerequisite of that grant
+// type fails unless the geostore attribute has the value, a "ne" one if
+// it has.
 func (a *Engine) prereqFails(t *bTicket, grant string) bool {
 	for _, p := range t.cfg.AttrPrereqs {
-		if p.Grant == grant && p.Op == "eq" {
+		v, ok := t.attrs[p.Name]
+		has := ok && v.value == p.Value
+		if p.Grant == grant && (p.Op == "eq" && !has || p.Op == "ne" && has) {
 			return true
 		}
 	}
 	return false
+}
+
+// geoAttr is a geostore attribute: its value and when it was set here
+// (zero when read from the CIB at start).
+type geoAttr struct {
+	value   string
+	updated time.Time
+}
+
+// SetAttr is geostore set: the attribute is kept here (and, by the shell,
+// in the CIB). wall is the time it is set.
+func (a *Engine) SetAttr(ticket, name, value string, wall time.Time) Code {
+	t := a.byName[ticket]
+	if t == nil || !a.site {
+		return ResultInvalid
+	}
+	t.attrs[name] = geoAttr{value: value, updated: wall}
+	return 0
+}
+
+// DelAttr is geostore delete.
+func (a *Engine) DelAttr(ticket, name string) Code {
+	t := a.byName[ticket]
+	switch {
+	case t == nil || !a.site:
+		return ResultInvalid
+	case !hasAttr(t, name):
+		return ResultNoAttr
+	}
+	delete(t.attrs, name)
+	return 0
+}
+
+func hasAttr(t *bTicket, name string) bool { _, ok := t.attrs[name]; return ok }
+
+// GetAttr is geostore get: the value, as Booth answers it (one line).
+func (a *Engine) GetAttr(ticket, name string) (string, Code) {
+	t := a.byName[ticket]
+	switch {
+	case t == nil || !a.site:
+		return "", ResultInvalid
+	case !hasAttr(t, name):
+		return "", ResultNoAttr
+	}
+	return t.attrs[name].value + "\n", 0
+}
+
+// ListAttrs is geostore list: a line per attribute, "name value" and
+// when it was set here (local time), in name order.
+func (a *Engine) ListAttrs(ticket string) (string, Code) {
+	t := a.byName[ticket]
+	if t == nil || !a.site {
+		return "", ResultInvalid
+	}
+	names := make([]string, 0, len(t.attrs))
+	for n := range t.attrs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		at := ""
+		if v := t.attrs[n]; !v.updated.IsZero() {
+			at = v.updated.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(&b, "%s %s %s\n", n, t.attrs[n].value, at)
+	}
+	return b.String(), 0
 }
 
 // runHandler is do_ext_prog: 0 when there is no handler or it passed,

@@ -13,11 +13,24 @@ import (
 
 // CIB is a site's cluster information base, as a Booth site drives it.
 type CIB interface {
-	// Load reads a ticket as the CIB holds it: granted here, the owner's
-	// site id (0: none), the lease's end and the term.
-	Load(ctx context.Context, ticket string) (granted bool, owner uint32, expires time.Time, term uint32, err error)
+	// Load reads a ticket as the CIB holds it.
+	Load(ctx context.Context, ticket string) (CIBTicket, error)
 	// Write is one atomic write of the ticket (expires on the wall clock).
 	Write(ctx context.Context, w CIBWrite, expires time.Time) error
+	// SetAttr and DeleteAttr keep a geostore attribute (booth attr).
+	SetAttr(ctx context.Context, ticket, name, value string) error
+	DeleteAttr(ctx context.Context, ticket, name string) error
+}
+
+// CIBTicket is a ticket as the CIB holds it: granted here, the owner's
+// site id (0: none), the lease's end, the term and the geostore
+// attributes.
+type CIBTicket struct {
+	Granted bool
+	Owner   uint32
+	Expires time.Time
+	Term    uint32
+	Attrs   map[string]string
 }
 
 // cibTimeout bounds one CIB write or read.
@@ -67,17 +80,17 @@ func (s *Server) loadCIB(ctx context.Context) error {
 	now, wall := s.now(), time.Now()
 	for _, tc := range s.cfg.Tickets {
 		lctx, cancel := context.WithTimeout(ctx, cibTimeout)
-		granted, owner, expires, term, err := s.cib.Load(lctx, tc.Name)
+		ct, err := s.cib.Load(lctx, tc.Name)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("booth: read ticket %s from the CIB: %w", tc.Name, err)
 		}
 		var exp time.Duration
-		if !expires.IsZero() && expires.After(wall) {
-			exp = now + expires.Sub(wall)
+		if !ct.Expires.IsZero() && ct.Expires.After(wall) {
+			exp = now + ct.Expires.Sub(wall)
 		}
-		s.arb.LoadCIB(tc.Name, granted, owner, exp, term)
-		s.log.Info("booth: ticket read from the CIB", "ticket", tc.Name, "granted", granted, "owner", fmt.Sprintf("%#x", owner), "term", term, "expires", expires)
+		s.arb.LoadCIB(tc.Name, ct.Granted, ct.Owner, exp, ct.Term, ct.Attrs)
+		s.log.Info("booth: ticket read from the CIB", "ticket", tc.Name, "granted", ct.Granted, "owner", fmt.Sprintf("%#x", ct.Owner), "term", ct.Term, "expires", ct.Expires, "attributes", len(ct.Attrs))
 	}
 	return nil
 }

@@ -24,9 +24,11 @@ type fakeCIB struct {
 	writes []CIBWrite
 }
 
-func (f *fakeCIB) Load(context.Context, string) (bool, uint32, time.Time, uint32, error) {
-	return false, 0, time.Time{}, 0, nil
-}
+func (f *fakeCIB) Load(context.Context, string) (CIBTicket, error) { return CIBTicket{}, nil }
+
+func (f *fakeCIB) SetAttr(context.Context, string, string, string) error { return nil }
+
+func (f *fakeCIB) DeleteAttr(context.Context, string, string) error { return nil }
 
 func (f *fakeCIB) Write(_ context.Context, w CIBWrite, _ time.Time) error {
 	f.mu.Lock()

@@ -270,3 +270,103 @@ func EncodeText(m Message, key []byte, text string) []byte {
 	}
 	return append(b, text...)
 }
+
+// Geostore (booth attr) opcodes: a client's request to one site, over TCP.
+var (
+	CmdAttrSet  = fourCC("ASet")
+	CmdAttrGet  = fourCC("AGet")
+	CmdAttrDel  = fourCC("ADel")
+	CmdAttrList = fourCC("ALst")
+	// ResultNoAttr: no such attribute.
+	ResultNoAttr = fourCC("NAtr")
+)
+
+// Sizes of an attribute message's body: the ticket, the attribute's name
+// and its value, each NUL-padded (Booth's struct attr_msg).
+const (
+	attrNameSize  = 64
+	attrValueSize = 128
+	AttrSize      = boothconf.NameSize + attrNameSize + attrValueSize
+)
+
+// AttrRequest is a geostore request: the header (with OptAttr) and the
+// ticket, attribute and value it names.
+type AttrRequest struct {
+	Header
+	Ticket, Name, Value string
+}
+
+// EncodeAttr packs an attribute request (for tests and the client side).
+func EncodeAttr(r AttrRequest, key []byte) []byte {
+	n := HeaderSize + AttrSize
+	if key != nil {
+		n += TrailerSize
+	}
+	head := Encode(Message{Header: r.Header}, nil)
+	b := make([]byte, n)
+	copy(b, head)
+	be := binary.BigEndian
+	opts := r.Opts &^ OptAuth
+	if key != nil {
+		opts |= OptAuth
+	}
+	be.PutUint32(b[0:], opts)
+	be.PutUint32(b[24:], uint32(n))
+	body := b[HeaderSize:]
+	copy(body[:boothconf.NameSize-1], r.Ticket)
+	copy(body[boothconf.NameSize:boothconf.NameSize+attrNameSize-1], r.Name)
+	copy(body[boothconf.NameSize+attrNameSize:AttrSize-1], r.Value)
+	if key != nil {
+		tr := b[n-TrailerSize:]
+		be.PutUint32(tr, hashID)
+		copy(tr[4:], mac(key, b[:n-TrailerSize]))
+	}
+	return b
+}
+
+// DecodeAttr reads an attribute request, checked as Decode checks a
+// datagram (magic, version, length, authentication).
+func DecodeAttr(b []byte, key []byte) (AttrRequest, error) {
+	var r AttrRequest
+	if len(b) < HeaderSize {
+		return r, ErrShort
+	}
+	want := HeaderSize + AttrSize
+	if key != nil {
+		want += TrailerSize
+	}
+	if len(b) != want {
+		return r, fmt.Errorf("%w: an attribute message of %d bytes, want %d", ErrLength, len(b), want)
+	}
+	// The header and authentication as a header-only message would be.
+	head := make([]byte, 0, HeaderSize+TrailerSize)
+	head = append(head, b[:HeaderSize]...)
+	binary.BigEndian.PutUint32(head[24:], uint32(HeaderSize))
+	if key != nil {
+		tr := b[len(b)-TrailerSize:]
+		if b[3]&OptAuth == 0 || binary.BigEndian.Uint32(tr) != hashID || !hmac.Equal(tr[4:4+sha1.Size], mac(key, b[:len(b)-TrailerSize])) {
+			return r, ErrAuth
+		}
+		// Authenticated: the header is read as an unauthenticated one.
+		head[3] &^= OptAuth
+	}
+	m, err := Decode(head, nil)
+	if err != nil {
+		return r, err
+	}
+	r.Header = m.Header
+	body := b[HeaderSize : HeaderSize+AttrSize]
+	var fields [3]string
+	for i, f := range [][]byte{body[:boothconf.NameSize], body[boothconf.NameSize : boothconf.NameSize+attrNameSize], body[boothconf.NameSize+attrNameSize:]} {
+		n := strings.IndexByte(string(f), 0)
+		if n < 0 {
+			return r, fmt.Errorf("%w: an attribute field not NUL-terminated", ErrName)
+		}
+		fields[i] = string(f[:n])
+	}
+	r.Ticket, r.Name, r.Value = fields[0], fields[1], fields[2]
+	if !boothconf.ValidName(r.Ticket) {
+		return r, fmt.Errorf("%w %q", ErrName, r.Ticket)
+	}
+	return r, nil
+}

@@ -112,3 +112,26 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// An attribute request round-trips, with and without a key; a flipped
+// bit or a wrong length is refused.
+func TestAttrRequestsRoundTrip(t *testing.T) {
+	for _, key := range [][]byte{nil, []byte("a booth key")} {
+		r := AttrRequest{Header: Header{Cmd: CmdAttrSet, From: 7}, Ticket: "web", Name: "sr_status", Value: "ACTIVE"}
+		b := EncodeAttr(r, key)
+		if want := HeaderSize + AttrSize + map[bool]int{false: 0, true: TrailerSize}[key != nil]; len(b) != want {
+			t.Fatalf("%d bytes, want %d", len(b), want)
+		}
+		got, err := DecodeAttr(b, key)
+		if err != nil || got.Ticket != "web" || got.Name != "sr_status" || got.Value != "ACTIVE" || got.Cmd != CmdAttrSet {
+			t.Fatalf("key %q: %+v, %v", key, got, err)
+		}
+		b[HeaderSize+70] ^= 1
+		if _, err := DecodeAttr(b, key); key != nil && !errors.Is(err, ErrAuth) {
+			t.Fatalf("a flipped bit: %v", err)
+		}
+		if _, err := DecodeAttr(b[:len(b)-1], key); err == nil {
+			t.Fatal("a short message decoded")
+		}
+	}
+}

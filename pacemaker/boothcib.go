@@ -42,18 +42,29 @@ func (c *CrmTicket) WriteBooth(ctx context.Context, t string, w BoothWrite) erro
 	return err
 }
 
-// BoothState reads a ticket as Booth loads it at start: granted here,
-// the owner's site id (0 when none or not a site id), the lease's end and
-// the term.
-func (c *CrmTicket) BoothState(ctx context.Context, t string) (granted bool, owner uint32, expires time.Time, term uint32, err error) {
+// BoothTicket is a ticket as Booth loads it at start.
+type BoothTicket struct {
+	Granted bool
+	// Owner is the owner's site id (0 when none, or not a site id).
+	Owner   uint32
+	Expires time.Time
+	Term    uint32
+	// Attrs are the geostore attributes (every attribute Booth does not
+	// write itself).
+	Attrs map[string]string
+}
+
+// BoothState reads ticket t as Booth loads it at start.
+func (c *CrmTicket) BoothState(ctx context.Context, t string) (BoothTicket, error) {
 	st, err := c.State(ctx, t)
 	if err != nil {
-		return false, 0, time.Time{}, 0, err
+		return BoothTicket{}, err
 	}
+	b := BoothTicket{Granted: st.Granted, Expires: st.Expires, Term: uint32(st.Term), Attrs: st.Attrs}
 	if n, perr := strconv.ParseInt(strings.TrimSpace(st.Owner), 10, 64); perr == nil && n > 0 && n <= 1<<31-1 {
-		owner = uint32(n)
+		b.Owner = uint32(n)
 	}
-	return st.Granted, owner, st.Expires, uint32(st.Term), nil
+	return b, nil
 }
 
 // ProbeAtomicGrant is the check boothd makes before it starts: crm_ticket

@@ -140,8 +140,17 @@ func useCIB(ctx context.Context, s *booth.Server, log *slog.Logger) error {
 // boothCIB is the CIB of a Booth site, through crm_ticket.
 type boothCIB struct{ c *pacemaker.CrmTicket }
 
-func (b boothCIB) Load(ctx context.Context, ticket string) (bool, uint32, time.Time, uint32, error) {
-	return b.c.BoothState(ctx, ticket)
+func (b boothCIB) Load(ctx context.Context, ticket string) (booth.CIBTicket, error) {
+	t, err := b.c.BoothState(ctx, ticket)
+	return booth.CIBTicket(t), err
+}
+
+func (b boothCIB) SetAttr(ctx context.Context, ticket, name, value string) error {
+	return b.c.SetAttr(ctx, ticket, name, value)
+}
+
+func (b boothCIB) DeleteAttr(ctx context.Context, ticket, name string) error {
+	return b.c.DeleteAttr(ctx, ticket, name)
 }
 
 func (b boothCIB) Write(ctx context.Context, w booth.CIBWrite, expires time.Time) error {

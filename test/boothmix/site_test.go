@@ -102,6 +102,36 @@ func mixedSites(t *testing.T, bin string, geo int, auth bool) {
 		return nil
 	})
 
+	// Geostore attributes at geoboothd, with Booth's geostore client: kept
+	// there and in its CIB.
+	geostore := func(args ...string) (string, error) {
+		out, err := c.ns.Exec(geo, append([]string{"geostore", args[0], "-c", c.conf, "-s", addrs[geo], "-t", "web"}, args[1:]...)...).Output()
+		if ee, ok := err.(*exec.ExitError); ok {
+			out = append(out, ee.Stderr...)
+		}
+		return string(out), err
+	}
+	if out, err := geostore("set", "sr_status", "ACTIVE"); err != nil {
+		t.Fatalf("geostore set: %v\n%s", err, out)
+	}
+	if out, err := geostore("get", "sr_status"); err != nil || strings.TrimSpace(out) != "ACTIVE" {
+		t.Fatalf("geostore get: %v %q", err, out)
+	}
+	if out, err := geostore("list"); err != nil || !strings.Contains(out, "sr_status ACTIVE") {
+		t.Fatalf("geostore list: %v %q", err, out)
+	}
+	cmd := exec.Command("crm_ticket", "-t", "web", "-G", "sr_status")
+	cmd.Env = append(os.Environ(), "CIB_file="+c.cib(geo))
+	if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "ACTIVE" {
+		t.Fatalf("sr_status in geoboothd's CIB: %v %q", err, out)
+	}
+	if out, err := geostore("delete", "sr_status"); err != nil {
+		t.Fatalf("geostore delete: %v\n%s", err, out)
+	}
+	if out, err := geostore("get", "sr_status"); err == nil {
+		t.Fatalf("geostore get after the delete: %q", out)
+	}
+
 	// geoboothd dies: the boothd site takes the ticket after the lease;
 	// geoboothd comes back as a follower; then the boothd site dies and
 	// geoboothd takes the ticket.
