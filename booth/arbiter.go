@@ -130,9 +130,6 @@ func NewEngine(cfg *boothconf.Config, self netip.Addr, rand func(d time.Duration
 		if m.Address == self.Unmap() {
 			a.self, found = m, true
 		}
-		if !m.Arbitrator {
-			a.sites++
-		}
 	}
 	if !found {
 		return nil, fmt.Errorf("booth: %s is not a member of %s", self, cfg.Path)

@@ -8,8 +8,6 @@ import (
 type siteEngine struct {
 	// site: this member stands for election (Booth's local->type == SITE).
 	site bool
-	// sites counts the members that are sites (all_sites_replied).
-	sites int
 	// cfgName is booth.conf's name (the CIB's booth-cfg-name).
 	cfgName string
 	// rand gives a random duration in [0, d) (an election's delay).

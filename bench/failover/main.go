@@ -2,9 +2,10 @@
 // to the surviving site after its owner dies: geobooth against Booth, with
 // the same settings (expire 10 s, acquire-after 2 s, timeout 1 s, retries
 // 3, renewal every 5 s), kills at the same offsets after an acquisition,
-// both polled every 50 ms; and Booth's sites with geoboothd -booth-config
-// as their arbitrator, which should fail over exactly as Booth does. It also reports geobooth's time until DNS
-// answers the new site. It prints one table.
+// both polled every 50 ms; Booth's sites with geoboothd -booth-config as
+// their arbitrator, and geoboothd -booth-config as every member, which
+// should both fail over exactly as Booth does. It also reports geobooth's
+// time until DNS answers the new site. It prints one table.
 //
 // Booth runs in three network namespaces on a bridge (boothd finds itself
 // by its interface address); geobooth on loopback. Booth 1.0 in Debian 12
@@ -66,8 +67,9 @@ func main() {
 		// Somewhere in the first renewal period after an acquisition.
 		offset = append(offset, 500*time.Millisecond+time.Duration(rnd.Int63n(int64(4*time.Second))))
 	}
-	boothTimes := measureBooth(filepath.Join(dir, "booth"), false)
-	mixedTimes := measureBooth(filepath.Join(dir, "mixed"), true)
+	boothTimes := measureBooth(filepath.Join(dir, "booth"), [3]bool{})
+	mixedTimes := measureBooth(filepath.Join(dir, "mixed"), [3]bool{false, false, true})
+	allTimes := measureBooth(filepath.Join(dir, "all"), [3]bool{true, true, true})
 	gbTimes, dnsTimes := measureGeobooth(filepath.Join(dir, "geobooth"))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Printf("Failover after the owner is killed: expire %v, acquire_after %v, timeout 1s, retries 3, renewal 5s; %d runs, kills %v after an acquisition\n",
@@ -78,11 +80,13 @@ func main() {
 	}
 	row("Booth 1.0 (booth list shows the other site)", boothTimes)
 	row("Booth 1.0 sites, geoboothd -booth-config arbitrator", mixedTimes)
+	row("geoboothd -booth-config everywhere (Booth's protocol)", allTimes)
 	row("geobooth (ticketctl list shows the other site)", gbTimes)
 	row("geobooth, until DNS answers the other site", dnsTimes)
 	tw.Flush()
 	fmt.Printf("ratio geobooth / Booth (median): %.2f (target <= 1.00)\n", median(gbTimes).Seconds()/median(boothTimes).Seconds())
 	fmt.Printf("ratio Booth with geoboothd as arbitrator / Booth (median): %.2f (target 1.00: the same protocol)\n", median(mixedTimes).Seconds()/median(boothTimes).Seconds())
+	fmt.Printf("ratio geoboothd -booth-config everywhere / Booth (median): %.2f (target 1.00: the same protocol)\n", median(allTimes).Seconds()/median(boothTimes).Seconds())
 }
 
 // Booth.
@@ -117,9 +121,9 @@ func setupNamespaces() func() {
 	return cleanup
 }
 
-// measureBooth runs Booth's failovers; with geoArbitrator, geoboothd
-// -booth-config is the arbitrator instead of boothd.
-func measureBooth(dir string, geoArbitrator bool) []time.Duration {
+// measureBooth runs Booth's failovers; the members geo names run geoboothd
+// -booth-config instead of boothd.
+func measureBooth(dir string, geo [3]bool) []time.Duration {
 	must(os.MkdirAll(dir, 0o755))
 	cleanup := setupNamespaces()
 	defer cleanup()
@@ -143,8 +147,8 @@ ticket = "web"
 		must(err)
 		must(os.WriteFile(cib, out, 0o644))
 		cmd := exec.Command("ip", "netns", "exec", boothNS[i], "env", "CIB_file="+cib, "boothd", "daemon", "-S", "-c", conf)
-		if geoArbitrator && i == 2 {
-			cmd = exec.Command("ip", "netns", "exec", boothNS[i], filepath.Join(*bin, "geoboothd"), "-booth-config", conf)
+		if geo[i] {
+			cmd = exec.Command("ip", "netns", "exec", boothNS[i], "env", "CIB_file="+cib, filepath.Join(*bin, "geoboothd"), "-booth-config", conf)
 		}
 		log, _ := os.Create(filepath.Join(dir, boothNS[i]+".log"))
 		cmd.Stdout, cmd.Stderr = log, log
@@ -195,7 +199,7 @@ ticket = "web"
 		}
 		acquired = time.Now()
 		times = append(times, d)
-		fmt.Fprintf(os.Stderr, "Booth run %d (geoboothd arbitrator: %v): %v\n", r+1, geoArbitrator, d.Round(10*time.Millisecond))
+		fmt.Fprintf(os.Stderr, "Booth run %d (geoboothd at %v): %v\n", r+1, geo, d.Round(10*time.Millisecond))
 		start(owner)
 		// The restarted site learns the leader before it is killed in turn.
 		if _, err := waitFor(owner, boothAddr(other), 20*time.Second); err != nil {
