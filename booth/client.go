@@ -52,6 +52,8 @@ type TicketView struct {
 	// included: they are Booth's, not bounded).
 	SafeUntil time.Duration
 	Manual    bool
+	// Attrs are a site's geostore attributes.
+	Attrs map[string]string
 }
 
 // Tickets lists the tickets in configuration order.
@@ -59,6 +61,12 @@ func (a *Engine) Tickets() []TicketView {
 	out := make([]TicketView, 0, len(a.tickets))
 	for _, t := range a.tickets {
 		v := TicketView{Name: t.cfg.Name, State: t.state, Term: t.term, Manual: t.cfg.Manual, Revoked: t.leader == NoLeader}
+		if len(t.attrs) > 0 {
+			v.Attrs = map[string]string{}
+			for k, a := range t.attrs {
+				v.Attrs[k] = a.value
+			}
+		}
 		if t.owned() {
 			v.Leader = a.members[t.leader].Address
 			v.Expires = t.expires

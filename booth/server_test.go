@@ -106,6 +106,20 @@ func TestCommandsAtTheStatusListenerAreRefusedClearly(t *testing.T) {
 	if rec.Code != http.StatusConflict || json.Unmarshal(rec.Body.Bytes(), &r) != nil || !strings.Contains(r.Detail, "booth grant") {
 		t.Fatalf("grant: %d %s", rec.Code, rec.Body)
 	}
+	// At a site, the refusal names Booth's client there.
+	c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"), "booth.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	site, err := NewServer(c, east, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srec := httptest.NewRecorder()
+	site.Handler(prometheus.NewRegistry(), http.NotFoundHandler()).ServeHTTP(srec, httptest.NewRequest(http.MethodPost, "/api/v1/tickets/web/revoke", strings.NewReader(`{}`)))
+	if srec.Code != http.StatusConflict || !strings.Contains(srec.Body.String(), "booth grant -s 192.0.2.1 TICKET") {
+		t.Fatalf("revoke at a site's status listener: %d %s", srec.Code, srec.Body)
+	}
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/tickets", nil))
 	var ts []api.Ticket

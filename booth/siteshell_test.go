@@ -76,11 +76,13 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 			}
 		}()
 	}
+	// ask sends a client command and reads every answer (nil when the
+	// server does not listen yet).
 	ask := func(site string, cmd Code) []Message {
 		t.Helper()
 		conn, err := net.DialTimeout("tcp", net.JoinHostPort(site, fmt.Sprint(port)), time.Second)
 		if err != nil {
-			t.Fatal(err)
+			return nil
 		}
 		defer conn.Close()
 		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))

@@ -82,8 +82,8 @@ func (c ticketCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// Handler serves the read-only status of the Booth arbitrator in
-// geobooth's API shapes (ticketctl list, peers and events read it), its
+// Handler serves the read-only status of the Booth member in geobooth's
+// API shapes (ticketctl list, peers and events read it), its
 // metrics, and page (the status page) at / and /static/.
 func (s *Server) Handler(g prometheus.Gatherer, page http.Handler) http.Handler {
 	mux := http.NewServeMux()
@@ -95,12 +95,18 @@ func (s *Server) Handler(g prometheus.Gatherer, page http.Handler) http.Handler 
 	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Peers()) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	// Commands (ticketctl grant, revoke, move; the page's buttons) are
-	// Booth's to give, at a site.
+	// Booth's client's to give, at a site, on Booth's port (this listener
+	// has no authentication).
+	refusal := api.CommandResult{Error: "this is the arbitrator of a Booth cluster (geoboothd -booth-config): it takes no commands",
+		Detail: "grant and revoke with Booth's client at a site: booth grant -s SITE TICKET"}
+	if s.arb.site {
+		refusal = api.CommandResult{Error: "this is a site of a Booth cluster (geoboothd -booth-config): it takes commands from Booth's client only",
+			Detail: fmt.Sprintf("booth grant -s %s TICKET (or booth revoke); a planned move on Booth's protocol is a revoke, then a grant at the other site", s.arb.self.Address)}
+	}
 	mux.HandleFunc("POST /api/v1/", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusConflict)
-		_ = json.NewEncoder(w).Encode(api.CommandResult{Error: "this is the arbitrator of a Booth cluster (geoboothd -booth-config): it takes no commands",
-			Detail: "grant and revoke with Booth's client at a site: booth grant -s SITE TICKET"})
+		_ = json.NewEncoder(w).Encode(refusal)
 	})
 	return mux
 }
@@ -123,6 +129,9 @@ func (s *Server) Tickets(wall time.Time) []api.Ticket {
 			Local: s.arb.self.Address.String(), Expire: s.cfg.Tickets[i].Expire.Seconds()}
 		if v.Manual {
 			t.Mode = "manual"
+		}
+		for k, a := range v.Attrs {
+			t.Attrs[k] = a
 		}
 		if v.Leader.IsValid() {
 			t.Owner = v.Leader.String()
