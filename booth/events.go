@@ -48,8 +48,30 @@ func (s *Server) recordChanges(now time.Duration, wall time.Time) {
 		if len(s.events) > maxEvents {
 			s.events = s.events[len(s.events)-maxEvents:]
 		}
+		if s.changedEv != nil {
+			close(s.changedEv)
+		}
+		s.changedEv = make(chan struct{})
 		s.log.Info("booth ticket "+e.Kind, "ticket", e.Ticket, "term", e.Term, "owner", e.Owner, "reason", e.Reason)
 	}
+}
+
+// EventsSince returns the events after seq, oldest first (for alert
+// hooks); gap says that some after seq were dropped (only the most recent
+// are kept); changed is closed when the next event comes.
+func (s *Server) EventsSince(seq uint64) (events []api.Event, gap bool, changed <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changedEv == nil {
+		s.changedEv = make(chan struct{})
+	}
+	for _, e := range s.events {
+		if e.Seq > seq {
+			events = append(events, e)
+		}
+	}
+	gap = len(events) > 0 && len(events) == len(s.events) && seq != 0 && events[0].Seq > seq+1
+	return events, gap, s.changedEv
 }
 
 // Events are the recent ticket events, newest first (as the API gives

@@ -101,6 +101,8 @@ type Server struct {
 	warned   map[uint32]bool
 	events   []api.Event
 	eventSeq uint64
+	// changedEv is closed at the next event (EventsSince).
+	changedEv chan struct{}
 	// ctx is Run's (the handlers run under it).
 	ctx context.Context
 	siteShell

@@ -127,3 +127,34 @@ func TestCommandsAtTheStatusListenerAreRefusedClearly(t *testing.T) {
 		t.Fatalf("tickets: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// The events an alert hook reads: after a sequence number, oldest first;
+// the channel given out closes at the next event.
+func TestEventsSinceFeedAlertHooks(t *testing.T) {
+	s := testServer(t)
+	evs, gap, changed := s.EventsSince(0)
+	if len(evs) != 0 || gap {
+		t.Fatalf("before anything: %v %v", evs, gap)
+	}
+	grant(t, s.arb, 0)
+	s.mu.Lock()
+	s.recordChanges(0, time.Now())
+	s.mu.Unlock()
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the channel did not close at the event")
+	}
+	evs, _, _ = s.EventsSince(0)
+	if len(evs) != 1 || evs[0].Kind != "granted" || evs[0].Owner != east.String() {
+		t.Fatalf("after the grant: %+v", evs)
+	}
+	s.arb.Tick(time.Hour)
+	s.mu.Lock()
+	s.recordChanges(time.Hour, time.Now())
+	s.mu.Unlock()
+	after, gap, _ := s.EventsSince(evs[0].Seq)
+	if len(after) != 1 || after[0].Kind != "lost" || after[0].Seq != evs[0].Seq+1 || gap {
+		t.Fatalf("after the lease: %+v gap %v", after, gap)
+	}
+}

@@ -12,14 +12,17 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
+	"github.com/BurntSushi/toml"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/geobooth/geobooth/booth"
 	"github.com/geobooth/geobooth/booth/boothconf"
 	"github.com/geobooth/geobooth/dnsfail"
+	"github.com/geobooth/geobooth/internal/alerts"
 	"github.com/geobooth/geobooth/internal/dashboard"
 	"github.com/geobooth/geobooth/kit/buildinfo"
 	"github.com/geobooth/geobooth/kit/confkit"
@@ -35,6 +38,8 @@ type boothOptions struct {
 	// dns, zones: the DNS listener and the zones file, for DNS failover
 	// following the Booth tickets; stateDir keeps its serials.
 	dns, zones, stateDir string
+	// alerts: a file of [[alerts]] hooks run on the tickets' events.
+	alerts string
 }
 
 // runBooth runs geoboothd as a member of a Booth cluster (a site or the
@@ -45,6 +50,10 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 	cfg, self, err := loadBooth(o)
 	if err == nil && o.dns != "" {
 		_, _, err = zonesConfig(o, cfg)
+	}
+	var hooks []alerts.Config
+	if err == nil && o.alerts != "" {
+		hooks, err = loadAlerts(o.alerts)
 	}
 	if err == nil && check {
 		_, err = booth.NewEngine(cfg, self, nil)
@@ -76,6 +85,7 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 	// A part that fails (DNS on a port in use) stops the member.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	startAlerts(ctx, hooks, s, log, reg)
 	var dnsSrv *dnsfail.Server
 	dnsErr := make(chan error, 1)
 	if o.dns != "" {
@@ -110,6 +120,73 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 		return 1
 	}
 	return 0
+}
+
+// loadAlerts reads a file of [[alerts]] entries, each decoded onto the
+// hooks' defaults and checked as in a member file (a relative program is
+// the file's folder's).
+func loadAlerts(path string) ([]alerts.Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-booth-alerts: %w", err)
+	}
+	var raw struct {
+		Alerts []toml.Primitive `toml:"alerts"`
+	}
+	md, err := toml.Decode(string(src), &raw)
+	if err != nil {
+		return nil, fmt.Errorf("-booth-alerts %s: %w", path, err)
+	}
+	lines := confkit.KeyLines(string(src))
+	var cfgs []alerts.Config
+	var errs []string
+	for i, p := range raw.Alerts {
+		a := alerts.DefaultConfig()
+		if err := md.PrimitiveDecode(p, &a); err != nil {
+			return nil, fmt.Errorf("-booth-alerts %s: %w", path, err)
+		}
+		for _, e := range a.Validate(filepath.Dir(path)) {
+			key := fmt.Sprintf("alerts.%d.%s", i, e.Key)
+			errs = append(errs, fmt.Sprintf("%s:%d: %s: %s", path, lines.Line(key), key, e.Msg))
+		}
+		cfgs = append(cfgs, a)
+	}
+	for _, k := range md.Undecoded() {
+		errs = append(errs, fmt.Sprintf("%s:%d: %s: unknown key", path, lines.Line(k.String()), k))
+	}
+	if len(errs) > 0 {
+		return nil, errors.New(strings.Join(errs, "\n"))
+	}
+	if len(cfgs) == 0 {
+		return nil, fmt.Errorf("-booth-alerts %s: no [[alerts]] entries", path)
+	}
+	return cfgs, nil
+}
+
+// startAlerts runs the alert hooks, if any, on the member's events until
+// ctx ends.
+func startAlerts(ctx context.Context, hooks []alerts.Config, s *booth.Server, log *slog.Logger, reg prometheus.Registerer) {
+	if len(hooks) == 0 {
+		return
+	}
+	h := alerts.New(s.Self().String(), hooks, boothTimeline(s), log.With("component", "alerts"), reg)
+	go func() {
+		if err := h.Run(ctx); err != nil {
+			log.Error("alert hooks", "err", err)
+		}
+	}()
+}
+
+// boothTimeline is the Booth member's events as alert hooks read them.
+func boothTimeline(s *booth.Server) alerts.Source {
+	return func(seq uint64) ([]alerts.Event, bool, <-chan struct{}) {
+		evs, gap, changed := s.EventsSince(seq)
+		out := make([]alerts.Event, len(evs))
+		for i, e := range evs {
+			out[i] = alerts.Event{Seq: e.Seq, Time: e.Time, Ticket: e.Ticket, Kind: e.Kind, Term: e.Term, Owner: e.Owner, Reason: e.Reason}
+		}
+		return out, gap, changed
+	}
 }
 
 // role is self's role in cfg.

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 // geoboothd -check -booth-config validates what the Booth mode would
@@ -47,5 +49,33 @@ func TestCheckOfTheBoothMode(t *testing.T) {
 		if got := runBooth(context.Background(), c.o, true, log); got != c.want {
 			t.Errorf("%s: exit %d, want %d", c.name, got, c.want)
 		}
+	}
+}
+
+// -booth-alerts: the hooks' file is read as a member file's [[alerts]]
+// (defaults, checks, unknown keys), with file:line in its errors.
+func TestBoothAlertsFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.toml", "[[alerts]]\nname = \"hook\"\nurl = \"http://127.0.0.1:9/\"\n")
+	cfgs, err := loadAlerts(good)
+	if err != nil || len(cfgs) != 1 || cfgs[0].Retries != 5 || cfgs[0].Timeout.D() != 10*time.Second {
+		t.Fatalf("good file: %+v %v (want the defaults filled)", cfgs, err)
+	}
+	bad := write("bad.toml", "[[alerts]]\nname = \"hook\"\nurl = \"ftp://x\"\ncolour = \"red\"\n")
+	_, err = loadAlerts(bad)
+	for _, want := range []string{bad + ":3: alerts.0.url", bad + ":4: alerts.colour: unknown key"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bad file: %v, want %q", err, want)
+		}
+	}
+	if _, err := loadAlerts(write("empty.toml", "")); err == nil {
+		t.Error("a file without hooks was taken")
 	}
 }

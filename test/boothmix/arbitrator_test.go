@@ -3,6 +3,7 @@ package boothmix
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,9 +46,18 @@ const (
 func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 	c := newBoothCluster(t, map[bool]string{false: "mn", true: "ma"}[auth], "10.79.0.", auth)
 	addrs := c.addrs
+	// An alert hook that logs each event's kind and owner.
+	hook, alertLog := filepath.Join(c.dir, "hook"), filepath.Join(c.dir, "alerts.log")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho \"$GEOBOOTH_EVENT $GEOBOOTH_OWNER\" >>"+alertLog+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hooks := filepath.Join(c.dir, "alerts.toml")
+	if err := os.WriteFile(hooks, []byte("[[alerts]]\nname = \"log\"\nprogram = \""+hook+"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	members := []*member{c.run(c.boothd(0)), c.run(c.boothd(1)),
 		c.run(c.geoboothd(2, bin, "-booth-http", statusAddr, "-booth-dns", dnsAddr, "-booth-zones", writeZones(t, c.dir, addrs[0], addrs[1]),
-			"-state-dir", filepath.Join(c.dir, "state")))}
+			"-state-dir", filepath.Join(c.dir, "state"), "-booth-alerts", hooks))}
 
 	answers := sampleDNS(t, c.ns, 2)
 	c.grant(0)
@@ -84,6 +94,15 @@ func arbitrate(t *testing.T, bin, ctl string, auth bool) {
 	}
 	testenv.Eventually(t, 10*time.Second, c.leaderAt(2, "none"))
 	checkEvents(t, c.ns, ctl, addrs[1])
+	// The alert hook got the same events, in order (the restart of
+	// geoboothd mid-lease adds a grant of east first).
+	testenv.Eventually(t, 10*time.Second, func() error {
+		b, _ := os.ReadFile(alertLog)
+		if got := strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", ", "); !strings.HasSuffix(got, "lost , granted "+addrs[1]+", revoked") {
+			return fmt.Errorf("alert hook got: %s", got)
+		}
+		return nil
+	})
 
 	ivs := grants(t, c.events, map[string]time.Duration{"east": killed})
 	if len(ivs) < 2 {
