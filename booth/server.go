@@ -105,6 +105,8 @@ type Server struct {
 	changedEv chan struct{}
 	// ctx is Run's (the handlers run under it).
 	ctx context.Context
+	// wake makes the tick loop look again at once (kick).
+	wake chan struct{}
 	siteShell
 }
 
@@ -155,7 +157,7 @@ func NewServer(cfg *boothconf.Config, self netip.Addr, log *slog.Logger, reg pro
 	}
 	// Event numbers start from the wall clock, so that they rise across
 	// restarts too.
-	s := &Server{cfg: cfg, arb: arb, log: log, port: cfg.Port, peers: map[uint32]*peerStats{},
+	s := &Server{cfg: cfg, arb: arb, log: log, port: cfg.Port, peers: map[uint32]*peerStats{}, wake: make(chan struct{}, 1),
 		seen: map[string]seen{}, warned: map[uint32]bool{}, eventSeq: uint64(time.Now().UnixMicro())}
 	for _, m := range cfg.Members {
 		if m.ID != arb.self.ID {
@@ -219,6 +221,17 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
+// kick makes the tick loop look again at once: a message, a request or a
+// handler's end may have brought a ticket's next wake-up forward, and the
+// loop would otherwise sleep until the time it computed before (as
+// Booth's main loop recomputes its poll timeout after every message).
+func (s *Server) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
 // now is the Arbiter's clock: monotonic time since Run began.
 func (s *Server) now() time.Duration { return time.Since(s.epoch) }
 
@@ -253,6 +266,7 @@ func (s *Server) readUDP() {
 			continue
 		}
 		s.send(s.datagram(buf[:n], from))
+		s.kick()
 		s.notify()
 	}
 }

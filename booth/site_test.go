@@ -11,7 +11,8 @@ import (
 
 // trio is two site engines and an arbitrator engine exchanging messages
 // in memory on a virtual clock; a member that is down neither receives
-// nor ticks.
+// nor ticks. Each member ticks as its shell does: when NextTick said,
+// looked at again after each message it handles.
 type trio struct {
 	t       *testing.T
 	now     time.Duration
@@ -24,6 +25,9 @@ type trio struct {
 	handlerOK map[uint32]bool
 	// notes are the client results each site gave.
 	notes map[uint32][]Notice
+	// due is when each member's shell ticks next: what NextTick said after
+	// its last tick (the shell sleeps until then unless woken).
+	due map[uint32]time.Duration
 }
 
 func newTrio(t *testing.T, extra string) *trio {
@@ -34,7 +38,7 @@ func newTrio(t *testing.T, extra string) *trio {
 		t.Fatal(err)
 	}
 	tr := &trio{t: t, members: map[uint32]*Engine{}, down: map[uint32]bool{}, cib: map[uint32]map[string]CIBWrite{},
-		handlerOK: map[uint32]bool{}, notes: map[uint32][]Notice{}}
+		handlerOK: map[uint32]bool{}, notes: map[uint32][]Notice{}, due: map[uint32]time.Duration{}}
 	for _, a := range []netip.Addr{east, west, arb} {
 		tr.start(c, a)
 	}
@@ -68,6 +72,7 @@ func (tr *trio) effects(id uint32) {
 	}
 	for _, n := range eff.RunHandler {
 		e.HandlerDone(n, tr.handlerOK[id])
+		tr.due[id] = tr.now // the handler's end wakes the shell
 	}
 	for _, n := range eff.StopHandler {
 		e.HandlerDone(n, false)
@@ -89,7 +94,14 @@ func (tr *trio) deliver() {
 		}
 		tr.queue = append(tr.queue, out...)
 		tr.effects(s.To)
+		tr.woken(s.To)
 	}
+}
+
+// woken is the shell's tick loop woken after a message or a request: it
+// sleeps no longer than the engine's next tick now says.
+func (tr *trio) woken(id uint32) {
+	tr.due[id] = min(tr.due[id], tr.members[id].NextTick(tr.now))
 }
 
 // run advances the clock by d in steps of 10 ms, ticking and delivering.
@@ -99,9 +111,10 @@ func (tr *trio) run(d time.Duration) {
 		tr.now += 10 * time.Millisecond
 		for _, a := range []netip.Addr{east, west, arb} {
 			id := boothconf.SiteID(a)
-			if !tr.down[id] {
+			if !tr.down[id] && tr.now >= tr.due[id] {
 				tr.queue = append(tr.queue, tr.members[id].Tick(tr.now)...)
 				tr.effects(id)
+				tr.due[id] = tr.members[id].NextTick(tr.now)
 			}
 		}
 		tr.deliver()
@@ -131,6 +144,7 @@ func (tr *trio) client(a netip.Addr, cmd Code, options uint32) Message {
 	reply, _ := tr.members[id].SiteAnswer(tr.now, m)
 	tr.queue = append(tr.queue, tr.members[id].flush()...)
 	tr.effects(id)
+	tr.woken(id)
 	tr.deliver()
 	return reply
 }

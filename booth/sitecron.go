@@ -37,10 +37,14 @@ func (a *Engine) siteTick(now time.Duration) []Send {
 	return a.flush()
 }
 
-// siteNextTick is the earliest time a ticket is due.
+// siteNextTick is the earliest time a ticket is due: now for one whose
+// handler ended.
 func (a *Engine) siteNextTick(now time.Duration) time.Duration {
 	next := now + time.Hour
 	for _, t := range a.tickets {
+		if t.handler == handlerExited {
+			return now
+		}
 		next = min(next, max(t.nextCron, now))
 	}
 	return next

@@ -49,8 +49,6 @@ type siteShell struct {
 	handlers map[string]context.CancelFunc
 	// waiters: the clients waiting on a ticket's grant or revoke.
 	waiters map[string][]*waiter
-	// wake makes the tick loop look again (a handler ended).
-	wake chan struct{}
 }
 
 type cibJob struct {
@@ -72,7 +70,6 @@ func (s *Server) UseCIB(cib CIB) {
 	s.cib = cib
 	s.pending, s.written = map[string]cibJob{}, make(chan struct{}, 1)
 	s.handlers, s.waiters = map[string]context.CancelFunc{}, map[string][]*waiter{}
-	s.wake = make(chan struct{}, 1)
 }
 
 // loadCIB gives the engine each ticket as the CIB holds it.
@@ -198,10 +195,7 @@ func (s *Server) runHandler(ctx context.Context, name string) {
 		if err != nil {
 			s.log.Warn("booth: before-acquire handler failed", "ticket", name, "handler", argv[0], "err", err)
 		}
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
+		s.kick()
 	}()
 }
 
@@ -255,6 +249,7 @@ func (s *Server) siteRequest(ctx context.Context, c net.Conn, m Message) {
 	s.apply(ctx)
 	s.mu.Unlock()
 	s.send(out)
+	s.kick()
 	if _, err := c.Write(Encode(reply, s.key)); err != nil || w == nil {
 		return
 	}

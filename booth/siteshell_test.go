@@ -45,7 +45,9 @@ func (f *fakeCIB) granted() bool {
 
 // Two sites and an arbitrator on loopback addresses: booth grant at east
 // over TCP answers More, then success on the same connection once east
-// leads, and east's CIB is granted; a revoke at west is redirected.
+// leads, and east's CIB is granted; a revoke at west is redirected; when
+// east stops, west takes the ticket after the lease (its timer follows
+// the renewals it hears: the shell used to sleep through them).
 func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 	port := testenv.FreePort(t)
 	addrs := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
@@ -60,6 +62,8 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 	cibs := []*fakeCIB{{}, {}}
+	servers := make([]*Server, 3)
+	eastCtx, stopEast := context.WithCancel(ctx)
 	for i, a := range addrs {
 		s, err := NewServer(c, netip.MustParseAddr(a), slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
 		if err != nil {
@@ -68,10 +72,15 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 		if i < 2 {
 			s.UseCIB(cibs[i])
 		}
+		servers[i] = s
+		runCtx := ctx
+		if i == 0 {
+			runCtx = eastCtx
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Run(ctx); err != nil {
+			if err := s.Run(runCtx); err != nil {
 				t.Errorf("%s: %v", a, err)
 			}
 		}()
@@ -102,14 +111,31 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 			out = append(out, m)
 		}
 	}
-	var replies []Message
+	// Every member listens (so every site answers the election, and the
+	// commit is not delayed).
+	for _, a := range addrs {
+		testenv.Eventually(t, 10*time.Second, func() error {
+			c, err := net.Dial("tcp", net.JoinHostPort(a, fmt.Sprint(port)))
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
+	// West has nothing to do for an hour: the ticket is free.
 	testenv.Eventually(t, 10*time.Second, func() error {
-		replies = ask(addrs[0], CmdGrant)
-		if len(replies) == 0 || replies[len(replies)-1].Result != 0 {
-			return fmt.Errorf("grant at east: %+v", replies)
+		s := servers[1]
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if left := s.arb.tickets[0].nextCron - s.now(); left < 30*time.Minute {
+			return fmt.Errorf("west looks again at web in %v", left)
 		}
 		return nil
 	})
+	replies := ask(addrs[0], CmdGrant)
+	if len(replies) == 0 || replies[len(replies)-1].Result != 0 {
+		t.Fatalf("grant at east: %+v", replies)
+	}
 	if replies[0].Result != ResultMore {
 		t.Fatalf("the first answer is %v, want More", replies[0].Result)
 	}
@@ -122,4 +148,11 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 	if r := ask(addrs[1], CmdClientRevoke); len(r) != 1 || r[0].Result != ResultRedirect {
 		t.Fatalf("revoke at west: %+v, want a redirect", r)
 	}
+	stopEast()
+	testenv.Eventually(t, 25*time.Second, func() error {
+		if v := servers[2].Tickets(time.Now())[0]; v.Owner != addrs[1] || !cibs[1].granted() {
+			return fmt.Errorf("after east stopped: the arbitrator sees %q as the owner, west's CIB granted %v", v.Owner, cibs[1].granted())
+		}
+		return nil
+	})
 }
