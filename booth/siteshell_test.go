@@ -132,14 +132,16 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 		}
 		return nil
 	})
+	// The outcome is success, or, when a site's vote came too late for
+	// the election (a loaded machine), the commit pending for a lease.
 	replies := ask(addrs[0], CmdGrant)
-	if len(replies) == 0 || replies[len(replies)-1].Result != 0 {
+	if len(replies) == 0 || (replies[len(replies)-1].Result != 0 && replies[len(replies)-1].Result != ResultPending) {
 		t.Fatalf("grant at east: %+v", replies)
 	}
 	if replies[0].Result != ResultMore {
 		t.Fatalf("the first answer is %v, want More", replies[0].Result)
 	}
-	testenv.Eventually(t, 5*time.Second, func() error {
+	testenv.Eventually(t, 15*time.Second, func() error {
 		if !cibs[0].granted() || cibs[1].granted() {
 			return fmt.Errorf("east's CIB granted %v, west's %v", cibs[0].granted(), cibs[1].granted())
 		}
