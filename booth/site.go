@@ -48,15 +48,15 @@ type siteTicket struct {
 	// committed: lastValidTerm was saved (Booth's last_valid_tk is set).
 	committed bool
 	// votes: each member's vote in this site's election.
-	votes          map[uint32]uint32
+	votes map[uint32]uint32
+	// electionEnd is when this site's election ends (zero: none under
+	// way).
 	electionEnd    time.Duration
-	electionSet    bool
 	electionReason Code
 	lostLeader     uint32
 	// delayCommit: a grant is written to the CIB only after it (or once
-	// every site answered), unless granted with -F.
+	// every site answered), unless granted with -F (zero: no delay).
 	delayCommit time.Duration
-	delaySet    bool
 	// acksExpected is the reply awaited to lastRequest (0: none); acks
 	// who sent it (this member counts); retry the resends so far.
 	acksExpected Code
@@ -67,9 +67,9 @@ type siteTicket struct {
 	nextCron time.Duration
 	// updated is Booth's ticket_updated: 1 once the renewal's update went
 	// out, 2 once the CIB has it.
-	updated     int
+	updated int
+	// lastRenewal is when the lease was last renewed here (zero: never).
 	lastRenewal time.Duration
-	renewed     bool
 	// outcome is what a waiting client is told (0: done).
 	outcome Code
 	waiting bool
@@ -219,11 +219,11 @@ func (a *Engine) write(t *bTicket, now time.Duration) bool {
 // dangerous is Booth's ticket_dangerous: a delayed commit holds until its
 // time or until every site answered.
 func (a *Engine) dangerous(t *bTicket, now time.Duration) bool {
-	if !t.delaySet {
+	if t.delayCommit == 0 {
 		return false
 	}
 	if now >= t.delayCommit || a.allSitesReplied(t) {
-		t.delaySet = false
+		t.delayCommit = 0
 		return false
 	}
 	return true
@@ -255,7 +255,7 @@ func (a *Engine) newerTerm(t *bTicket, m Message, inElection bool) bool {
 // there at once (a restart that finds another leader).
 func (a *Engine) becomeFollower(t *bTicket, now time.Duration, m Message) {
 	a.follow(t, now, m)
-	t.delaySet = false
+	t.delayCommit = 0
 	if t.isGranted {
 		t.disownSite(now)
 		a.write(t, now)

@@ -195,7 +195,7 @@ func (a *Engine) newElection(t *bTicket, now time.Duration, preference uint32, u
 	if (r == ReasonLost || r == ReasonStepDown) && a.prereqFails(t, grantAuto) {
 		return false
 	}
-	if t.electionSet && now < t.electionEnd {
+	if now < t.electionEnd {
 		return true
 	}
 	if updateTerm > 1 || (updateTerm > 0 && t.committed && t.lastValidTerm >= t.term) {
@@ -204,7 +204,7 @@ func (a *Engine) newElection(t *bTicket, now time.Duration, preference uint32, u
 		}
 		t.term++
 	}
-	t.electionEnd, t.electionSet, t.inElection = now+t.cfg.Timeout, true, true
+	t.electionEnd, t.inElection = now+t.cfg.Timeout, true
 	clear(t.votes)
 	if preference == 0 {
 		preference = a.self.ID
@@ -279,9 +279,9 @@ func (a *Engine) wonElections(t *bTicket, now time.Duration) {
 	t.setLeader(a.self.ID)
 	t.state = StateLeader
 	t.setExpiry(now, t.cfg.Expire)
-	t.electionSet, t.votedFor = false, 0
-	if t.delaySet && a.allSitesReplied(t) {
-		t.delaySet = false
+	t.electionEnd, t.votedFor = 0, 0
+	if a.allSitesReplied(t) {
+		t.delayCommit = 0
 	}
 	t.commit()
 	a.broadcast(t, now, CmdHeartbeat, CmdAck, 0, 0)
@@ -295,7 +295,7 @@ func (a *Engine) leaderUpdate(t *bTicket, now time.Duration) {
 		return
 	}
 	if !t.cfg.Manual && t.updated < 1 {
-		t.updated, t.lastRenewal, t.renewed = 1, now, true
+		t.updated, t.lastRenewal = 1, now
 		t.setExpiry(now, t.cfg.Expire)
 		a.broadcast(t, now, CmdUpdate, CmdAck, 0, 0)
 	}
@@ -344,10 +344,10 @@ func (a *Engine) wakeup(t *bTicket, now time.Duration) {
 	switch t.state {
 	case StateLeader:
 		next := t.lastRenewal + t.cfg.RenewalFreq
-		if t.delaySet && next > t.delayCommit {
+		if t.delayCommit != 0 && next > t.delayCommit {
 			next = t.delayCommit
 		}
-		if !t.renewed || next <= now {
+		if t.lastRenewal == 0 || next <= now {
 			next = now + nearFuture
 		}
 		t.nextCron = next

@@ -85,9 +85,12 @@ func (a *Engine) grant(t *bTicket, now time.Duration, options uint32) Code {
 	if t.owned() && !(t.cfg.Manual && options&OptionForce != 0) {
 		return ResultOver
 	}
-	t.delayCommit, t.delaySet = now+t.cfg.Expire+t.cfg.AcquireAfter, options&OptionForce == 0
+	t.delayCommit = now + t.cfg.Expire + t.cfg.AcquireAfter
+	if options&OptionForce != 0 {
+		t.delayCommit = 0
+	}
 	if rv := a.acquire(t, now, ReasonAdmin); rv != 0 {
-		t.delaySet = false
+		t.delayCommit = 0
 		return rv
 	}
 	return ResultMore
@@ -138,7 +141,7 @@ func (a *Engine) acquire(t *bTicket, now time.Duration, reason Code) Code {
 func (a *Engine) manualSelection(t *bTicket, now time.Duration) {
 	t.setLeader(a.self.ID)
 	t.state = StateLeader
-	t.electionSet, t.delaySet = false, false
+	t.electionEnd, t.delayCommit = 0, 0
 	t.commit()
 	a.broadcast(t, now, CmdHeartbeat, CmdAck, 0, 0)
 	t.updated = 0

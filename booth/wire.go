@@ -175,9 +175,7 @@ func Encode(m Message, key []byte) []byte {
 		be.PutUint32(t[72:], m.Ticket.ValidFor)
 	}
 	if key != nil {
-		tr := b[n-TrailerSize:]
-		be.PutUint32(tr, hashID)
-		copy(tr[4:], mac(key, b[:n-TrailerSize]))
+		seal(b, key)
 	}
 	return b
 }
@@ -216,8 +214,7 @@ func Decode(b []byte, key []byte) (Message, error) {
 		if len(body) < TrailerSize {
 			return m, ErrShort
 		}
-		tr := b[len(b)-TrailerSize:]
-		if be.Uint32(tr) != hashID || !hmac.Equal(tr[4:4+sha1.Size], mac(key, b[:len(b)-TrailerSize])) {
+		if !sealed(b, key) {
 			return m, ErrAuth
 		}
 		body = body[:len(body)-TrailerSize]
@@ -252,6 +249,20 @@ func decodeName(b []byte) (string, error) {
 	return name, nil
 }
 
+// seal writes the trailer at the end of b: the hash id and the HMAC of
+// everything before it.
+func seal(b, key []byte) {
+	tr := b[len(b)-TrailerSize:]
+	binary.BigEndian.PutUint32(tr, hashID)
+	copy(tr[4:], mac(key, b[:len(b)-TrailerSize]))
+}
+
+// sealed says b's trailer is the hash id and the HMAC of what precedes it.
+func sealed(b, key []byte) bool {
+	tr := b[len(b)-TrailerSize:]
+	return binary.BigEndian.Uint32(tr) == hashID && hmac.Equal(tr[4:4+sha1.Size], mac(key, b[:len(b)-TrailerSize]))
+}
+
 func mac(key, data []byte) []byte {
 	h := hmac.New(sha1.New, key)
 	h.Write(data)
@@ -266,7 +277,7 @@ func EncodeText(m Message, key []byte, text string) []byte {
 	b := Encode(m, key)
 	binary.BigEndian.PutUint32(b[24:], uint32(len(b)+len(text)))
 	if key != nil {
-		copy(b[len(b)-TrailerSize+4:], mac(key, b[:len(b)-TrailerSize]))
+		seal(b, key)
 	}
 	return append(b, text...)
 }
@@ -317,9 +328,7 @@ func EncodeAttr(r AttrRequest, key []byte) []byte {
 	copy(body[boothconf.NameSize:boothconf.NameSize+attrNameSize-1], r.Name)
 	copy(body[boothconf.NameSize+attrNameSize:AttrSize-1], r.Value)
 	if key != nil {
-		tr := b[n-TrailerSize:]
-		be.PutUint32(tr, hashID)
-		copy(tr[4:], mac(key, b[:n-TrailerSize]))
+		seal(b, key)
 	}
 	return b
 }
@@ -343,8 +352,7 @@ func DecodeAttr(b []byte, key []byte) (AttrRequest, error) {
 	head = append(head, b[:HeaderSize]...)
 	binary.BigEndian.PutUint32(head[24:], uint32(HeaderSize))
 	if key != nil {
-		tr := b[len(b)-TrailerSize:]
-		if b[3]&OptAuth == 0 || binary.BigEndian.Uint32(tr) != hashID || !hmac.Equal(tr[4:4+sha1.Size], mac(key, b[:len(b)-TrailerSize])) {
+		if b[3]&OptAuth == 0 || !sealed(b, key) {
 			return r, ErrAuth
 		}
 		// Authenticated: the header is read as an unauthenticated one.
