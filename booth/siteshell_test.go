@@ -3,16 +3,12 @@ package booth
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geobooth/geobooth/booth/boothconf"
 	"github.com/geobooth/geobooth/kit/testenv"
@@ -65,10 +61,7 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 	servers := make([]*Server, 3)
 	eastCtx, stopEast := context.WithCancel(ctx)
 	for i, a := range addrs {
-		s, err := NewServer(c, netip.MustParseAddr(a), slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := quietServer(t, c, netip.MustParseAddr(a))
 		if i < 2 {
 			s.UseCIB(cibs[i])
 		}
@@ -144,6 +137,14 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 	testenv.Eventually(t, 15*time.Second, func() error {
 		if !cibs[0].granted() || cibs[1].granted() {
 			return fmt.Errorf("east's CIB granted %v, west's %v", cibs[0].granted(), cibs[1].granted())
+		}
+		return nil
+	})
+	// West learns of east's lease from its heartbeat, which may come
+	// after east's client was answered.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if v := servers[1].Tickets(time.Now())[0]; v.Owner != addrs[0] {
+			return fmt.Errorf("west sees %q as the owner", v.Owner)
 		}
 		return nil
 	})
