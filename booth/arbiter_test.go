@@ -2,12 +2,15 @@ package booth
 
 import (
 	"errors"
+	"io"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/geobooth/geobooth/booth/boothconf"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var (
@@ -16,14 +19,34 @@ var (
 	arb  = netip.MustParseAddr("192.0.2.3")
 )
 
-func testArbiter(t *testing.T, extra string) *Engine {
+// testConf is the tests' booth.conf: the sites east and west, the
+// arbitrator, and ticket web with the given settings lines.
+func testConf(t testing.TB, settings string) *boothconf.Config {
 	t.Helper()
-	conf := "site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n expire = 30\n timeout = 2\n retries = 3\n" + extra
-	c, err := boothconf.ParseConfig(strings.NewReader(conf), "booth.conf")
+	c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"+settings), "booth.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := NewArbiter(c, arb)
+	return c
+}
+
+// timed are the ticket settings of the engine tests (expire 30 s,
+// timeout 2 s, retries 3).
+const timed = " expire = 30\n timeout = 2\n retries = 3\n"
+
+// quietServer is member self of c, not listening, logging nowhere.
+func quietServer(t testing.TB, c *boothconf.Config, self netip.Addr) *Server {
+	t.Helper()
+	s, err := NewServer(c, self, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testArbiter(t *testing.T, extra string) *Engine {
+	t.Helper()
+	a, err := NewArbiter(testConf(t, timed+extra), arb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,10 +334,7 @@ func TestClientAnswersAtTheArbitrator(t *testing.T) {
 }
 
 func TestOnlyAnArbitratorRunsHere(t *testing.T) {
-	c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"), "booth.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testConf(t, "")
 	if _, err := NewArbiter(c, east); err == nil || !strings.Contains(err.Error(), "is a site") {
 		t.Fatalf("a site: %v", err)
 	}

@@ -3,14 +3,11 @@ package booth
 import (
 	"context"
 	"encoding/binary"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/geobooth/geobooth/booth/boothconf"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // FuzzArbiterReceive feeds any sequence of decodable peer messages to an
@@ -104,11 +101,7 @@ func FuzzSiteReceive(f *testing.F) {
 		f.Add(Encode(m, nil), uint16(700))
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, step uint16) {
-		c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n expire = 30\n timeout = 2\n retries = 3\n before-acquire-handler = /bin/true\n"), "booth.conf")
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := NewEngine(c, east, nil)
+		e, err := NewEngine(testConf(t, timed+" before-acquire-handler = /bin/true\n"), east, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,14 +158,7 @@ func FuzzAttrRequest(f *testing.F) {
 	f.Add(EncodeAttr(AttrRequest{Header: Header{Cmd: CmdAttrSet}, Ticket: "web", Name: "a", Value: "b"}, nil))
 	f.Add(EncodeAttr(AttrRequest{Header: Header{Cmd: CmdAttrList}, Ticket: "web"}, nil))
 	f.Add(EncodeAttr(AttrRequest{Header: Header{Cmd: CmdAttrGet}, Ticket: "nosuch", Name: "a"}, nil))
-	c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"), "booth.conf")
-	if err != nil {
-		f.Fatal(err)
-	}
-	s, err := NewServer(c, east, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	if err != nil {
-		f.Fatal(err)
-	}
+	s := quietServer(f, testConf(f, ""), east)
 	s.UseCIB(&fakeCIB{})
 	s.epoch, s.ctx = time.Now(), context.Background()
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -2,8 +2,6 @@ package booth
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,22 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geobooth/geobooth/api"
-	"github.com/geobooth/geobooth/booth/boothconf"
 )
 
 // testServer is the arbitrator of a three-member booth.conf, not
 // listening.
 func testServer(t testing.TB) *Server {
 	t.Helper()
-	conf := "site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"
-	c, err := boothconf.ParseConfig(strings.NewReader(conf), "booth.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewServer(c, arb, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := quietServer(t, testConf(t, ""), arb)
 	s.epoch = time.Now()
 	return s
 }
@@ -107,14 +96,7 @@ func TestCommandsAtTheStatusListenerAreRefusedClearly(t *testing.T) {
 		t.Fatalf("grant: %d %s", rec.Code, rec.Body)
 	}
 	// At a site, the refusal names Booth's client there.
-	c, err := boothconf.ParseConfig(strings.NewReader("site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n"), "booth.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	site, err := NewServer(c, east, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	site := quietServer(t, testConf(t, ""), east)
 	srec := httptest.NewRecorder()
 	site.Handler(prometheus.NewRegistry(), http.NotFoundHandler()).ServeHTTP(srec, httptest.NewRequest(http.MethodPost, "/api/v1/tickets/web/revoke", strings.NewReader(`{}`)))
 	if srec.Code != http.StatusConflict || !strings.Contains(srec.Body.String(), "booth grant -s 192.0.2.1 TICKET") {

@@ -2,7 +2,6 @@ package booth
 
 import (
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,11 +31,7 @@ type trio struct {
 
 func newTrio(t *testing.T, extra string) *trio {
 	t.Helper()
-	conf := "site = 192.0.2.1\nsite = 192.0.2.2\narbitrator = 192.0.2.3\nticket = web\n expire = 30\n timeout = 2\n retries = 3\n" + extra
-	c, err := boothconf.ParseConfig(strings.NewReader(conf), "booth.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testConf(t, timed+extra)
 	tr := &trio{t: t, members: map[uint32]*Engine{}, down: map[uint32]bool{}, cib: map[uint32]map[string]CIBWrite{},
 		handlerOK: map[uint32]bool{}, notes: map[uint32][]Notice{}, due: map[uint32]time.Duration{}}
 	for _, a := range []netip.Addr{east, west, arb} {
