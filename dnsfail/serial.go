@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/geobooth/geobooth/kit/durable"
 )
 
 // One serial for one content, on every member.
@@ -272,38 +274,12 @@ func (s *Server) loadSerial(z *zone) (uint32, string, error) {
 	return v.Serial, v.Digest, nil
 }
 
-// saveSerial writes the serial and its content's digest durably (write,
-// fsync, rename, fsync of the folder, without which the rename may be
-// lost in a crash and the serial go back).
+// saveSerial writes the serial and its content's digest durably (the
+// serial must never go back after a crash).
 func (s *Server) saveSerial(z *zone, serial uint32, digest string) error {
-	p := s.serialPath(z)
-	tmp := p + ".tmp"
-	fail := func(err error) error { return fmt.Errorf("save serial of %s: %w", z.origin, err) }
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := fmt.Fprintf(f, "{\"Serial\": %d, \"Digest\": %q}\n", serial, digest); err != nil {
-		f.Close()
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fail(err)
-	}
-	dir, err := os.Open(filepath.Dir(p))
-	if err != nil {
-		return fail(err)
-	}
-	defer dir.Close()
-	if err := dir.Sync(); err != nil {
-		return fail(err)
+	b := fmt.Appendf(nil, "{\"Serial\": %d, \"Digest\": %q}\n", serial, digest)
+	if err := durable.WriteFile(s.serialPath(z), b, 0o600); err != nil {
+		return fmt.Errorf("save serial of %s: %w", z.origin, err)
 	}
 	return nil
 }
