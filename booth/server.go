@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/geobooth/geobooth/booth/boothconf"
+	"github.com/geobooth/geobooth/booth/handover"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -107,6 +108,8 @@ type Server struct {
 	ctx context.Context
 	// wake makes the tick loop look again at once (kick).
 	wake chan struct{}
+	// handoverDir, when set, gets the handover file at a clean stop.
+	handoverDir string
 	siteShell
 }
 
@@ -175,10 +178,18 @@ func NewServer(cfg *boothconf.Config, self netip.Addr, log *slog.Logger, reg pro
 	return s, nil
 }
 
+// LeaveHandover makes Run leave, when it stops, what this member last
+// promised in dir (package handover), for its start on geobooth's own
+// protocol; set before Run.
+func (s *Server) LeaveHandover(dir string) { s.handoverDir = dir }
+
 // Run serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
 	if s.arb.site && s.cib == nil {
 		return fmt.Errorf("booth: %s is a site: it needs its CIB", s.arb.self.Address)
+	}
+	if err := s.leave(false); err != nil {
+		return err
 	}
 	addr := net.JoinHostPort(s.arb.self.Address.String(), strconv.Itoa(s.port))
 	udp, err := net.ListenPacket("udp", addr)
@@ -218,6 +229,29 @@ func (s *Server) Run(ctx context.Context) error {
 	udp.Close()
 	ln.Close()
 	wg.Wait()
+	return s.leave(true)
+}
+
+// leave writes the handover: incomplete before anything is sent, complete
+// once nothing is sent any more.
+func (s *Server) leave(complete bool) error {
+	if s.handoverDir == "" {
+		return nil
+	}
+	s.mu.Lock()
+	f := handover.File{Self: s.arb.self.Address, Written: time.Now(), Complete: complete, Tickets: s.arb.Handover()}
+	s.mu.Unlock()
+	if !complete {
+		for i := range f.Tickets {
+			f.Tickets[i] = handover.Ticket{Name: f.Tickets[i].Name}
+		}
+	}
+	if err := handover.Write(s.handoverDir, f); err != nil {
+		return fmt.Errorf("booth: %w", err)
+	}
+	if complete {
+		s.log.Info("left the tickets' state for geobooth's own protocol", "file", handover.Path(s.handoverDir))
+	}
 	return nil
 }
 

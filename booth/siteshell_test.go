@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/geobooth/geobooth/booth/boothconf"
+	"github.com/geobooth/geobooth/booth/handover"
 	"github.com/geobooth/geobooth/kit/testenv"
 )
 
@@ -60,8 +61,12 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 	cibs := []*fakeCIB{{}, {}}
 	servers := make([]*Server, 3)
 	eastCtx, stopEast := context.WithCancel(ctx)
+	eastDir := t.TempDir()
 	for i, a := range addrs {
 		s := quietServer(t, c, netip.MustParseAddr(a))
+		if i == 0 {
+			s.LeaveHandover(eastDir)
+		}
 		if i < 2 {
 			s.UseCIB(cibs[i])
 		}
@@ -115,6 +120,10 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 			return err
 		})
 	}
+	// A Booth run under way says so before it sends anything.
+	if f, err := handover.Read(eastDir); err != nil || f == nil || f.Complete || len(f.Tickets) != 1 || f.Tickets[0].Acked.IsValid() {
+		t.Fatalf("east's handover while it runs: %+v, %v; want an incomplete one naming web only", f, err)
+	}
 	// West has nothing to do for an hour: the ticket is free.
 	testenv.Eventually(t, 10*time.Second, func() error {
 		s := servers[1]
@@ -152,6 +161,17 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 		t.Fatalf("revoke at west: %+v, want a redirect", r)
 	}
 	stopEast()
+	// East leaves its last word: it held web, and promised itself.
+	testenv.Eventually(t, 5*time.Second, func() error {
+		f, err := handover.Read(eastDir)
+		if err != nil || f == nil || !f.Complete {
+			return fmt.Errorf("east's handover after it stopped: %+v, %v", f, err)
+		}
+		if h := f.Tickets[0]; f.Self.String() != addrs[0] || h.Acked.String() != addrs[0] || h.Owner.String() != addrs[0] || !h.Granted || h.Binding != 10*time.Second {
+			t.Fatalf("east's handover: %+v", f)
+		}
+		return nil
+	})
 	testenv.Eventually(t, 25*time.Second, func() error {
 		if v := servers[2].Tickets(time.Now())[0]; v.Owner != addrs[1] || !cibs[1].granted() {
 			return fmt.Errorf("after east stopped: the arbitrator sees %q as the owner, west's CIB granted %v", v.Owner, cibs[1].granted())

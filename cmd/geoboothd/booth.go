@@ -36,7 +36,8 @@ type boothOptions struct {
 	// status: the loopback address:port of the status listener.
 	status string
 	// dns, zones: the DNS listener and the zones file, for DNS failover
-	// following the Booth tickets; stateDir keeps its serials.
+	// following the Booth tickets; stateDir keeps its serials and the
+	// tickets' state left for the cut-over to geobooth's own protocol.
 	dns, zones, stateDir string
 	// alerts: a file of [[alerts]] hooks run on the tickets' events.
 	alerts string
@@ -81,6 +82,11 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "geoboothd:", err)
 		return 2
+	}
+	if o.stateDir != "" {
+		s.LeaveHandover(o.stateDir)
+	} else {
+		log.Warn("no -state-dir: at the cut-over to geobooth's own protocol this member will start without state and abstain for a lease (docs/booth.md)")
 	}
 	// A part that fails (DNS on a port in use) stops the member.
 	ctx, cancel := context.WithCancel(ctx)

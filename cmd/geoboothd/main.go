@@ -26,7 +26,7 @@ func main() {
 
 func run() int {
 	cfgPath := flag.String("config", "", "daemon configuration `FILE` (TOML)")
-	stateDir := flag.String("state-dir", "", "`DIR` to keep the state in, instead of state_dir from the configuration")
+	stateDir := flag.String("state-dir", "", "`DIR` to keep the state in, instead of state_dir from the configuration (with -booth-config: the DNS serials, and the tickets' state for the cut-over to geobooth's protocol; give the same folder as the member's state_dir)")
 	check := flag.Bool("check", false, "validate the configuration and exit")
 	version := flag.Bool("version", false, "print the version and exit")
 	acceptMembers := flag.Bool("accept-membership-change", false,

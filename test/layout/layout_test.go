@@ -21,7 +21,7 @@ const module = "github.com/geobooth/geobooth"
 // covers a folder's packages.
 var layers = [][]string{
 	// leaves: the API's types and helpers of the standard library's kind
-	{"api", "kit/...", "dnsfail/dnskey", "booth/boothconf", "ticket/internal/mutation"},
+	{"api", "kit/...", "dnsfail/dnskey", "booth/boothconf", "booth/handover", "ticket/internal/mutation"},
 	// the protocol's core, its deterministic runtime engine, and the shell
 	// around the engine (clock, transport, store, workers)
 	{"ticket"},
