@@ -305,13 +305,19 @@ func (n *Node) boot() error {
 		if err != nil {
 			return err
 		}
+		stored[name] = r
+	}
+	if err := n.importBooth(stored); err != nil {
+		return err
+	}
+	for _, name := range n.names {
+		r := stored[name]
 		if r == nil {
 			n.log.Info("ticket has no stored state: abstaining for one lease", "ticket", name)
 		} else if r.Digest != 0 && r.Digest != n.cfg.Digest {
 			n.log.Warn("the cluster configuration changed since this member last ran: it abstains for the longer of the old and the new lease",
 				"ticket", name, "was", fmt.Sprintf("%016x", r.Digest), "now", fmt.Sprintf("%016x", n.cfg.Digest))
 		}
-		stored[name] = r
 	}
 	now := n.clock.Mono()
 	running := map[string]engine.Running{}

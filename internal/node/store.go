@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/geobooth/geobooth/kit/durable"
 	"github.com/geobooth/geobooth/ticket"
 	"github.com/geobooth/geobooth/ticket/engine"
 )
@@ -72,6 +73,23 @@ func (s *store) load(name string) (*engine.Record, error) {
 		return r, nil
 	}
 	return nil, fmt.Errorf("state of ticket %q in %s: unknown version %d", name, s.path(name), st.Version)
+}
+
+// remove deletes the tickets' files, durably (none is fine).
+func (s *store) remove(names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	for _, name := range names {
+		if err := os.Remove(s.path(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove state of ticket %q: %w", name, err)
+		}
+		delete(s.last, name)
+	}
+	if err := durable.SyncDir(s.dir); err != nil {
+		return fmt.Errorf("remove ticket state: %w", err)
+	}
+	return nil
 }
 
 // saveAll makes the records durable in one group commit: every changed
