@@ -80,18 +80,7 @@ type interval struct {
 // boothd. One still holding at the end holds until now.
 func grants(t *testing.T, path string, deaths map[string]time.Duration) []interval {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var evs []event
-	for _, l := range strings.Fields(string(b)) {
-		var e event
-		if err := json.Unmarshal([]byte(l), &e); err != nil {
-			t.Fatalf("event %q: %v", l, err)
-		}
-		evs = append(evs, e)
-	}
+	evs := readEvents(t, path)
 	for site, d := range deaths {
 		evs = append(evs, event{Site: site, Op: "died", Start: d, End: d})
 	}
@@ -112,6 +101,24 @@ func grants(t *testing.T, path string, deaths map[string]time.Duration) []interv
 		out = append(out, interval{site, start, testenv.Monotonic()})
 	}
 	return out
+}
+
+// readEvents reads the crm_ticket wrappers' log.
+func readEvents(t *testing.T, path string) []event {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []event
+	for _, l := range strings.Fields(string(b)) {
+		var e event
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("event %q: %v", l, err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
 }
 
 // checkNoOverlap fails when two sites held the ticket at once.
