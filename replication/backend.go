@@ -23,10 +23,14 @@ type Backend interface {
 	Close() error
 }
 
-// fileBackend is a sparse file of a fixed size.
+// fileBackend is a sparse file of a fixed size, or a block device.
 type fileBackend struct {
 	f      *os.File
 	device bool
+	// direct, on a block device that allows it, serves every read and
+	// write around the page cache (f then only claims the device, sizes
+	// it and deallocates).
+	direct *directIO
 }
 
 // openFile opens (creating it sparse when missing) the backing file of a
@@ -89,7 +93,14 @@ func openDevice(path string, size int64) (*fileBackend, bool, error) {
 		f.Close()
 		return nil, false, fmt.Errorf("block device %s has %d bytes, the volume %d", path, end, size)
 	}
-	return &fileBackend{f: f, device: true}, false, nil
+	// The claim is f's (O_EXCL); the direct descriptor opens the same
+	// device beside it.
+	direct, err := openDirect(path)
+	if err != nil {
+		f.Close()
+		return nil, false, err
+	}
+	return &fileBackend{f: f, device: true, direct: direct}, false, nil
 }
 
 // IsBlockDevice reports whether path is a block device (its metadata then
@@ -99,13 +110,45 @@ func IsBlockDevice(path string) bool {
 	return err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0
 }
 
-func (b *fileBackend) ReadAt(p []byte, off int64) (int, error)  { return b.f.ReadAt(p, off) }
-func (b *fileBackend) WriteAt(p []byte, off int64) (int, error) { return b.f.WriteAt(p, off) }
-func (b *fileBackend) Sync() error                              { return unix.Fdatasync(int(b.f.Fd())) }
-func (b *fileBackend) Close() error                             { return b.f.Close() }
+// Direct reports whether reads and writes bypass the page cache.
+func (b *fileBackend) Direct() bool { return b.direct != nil }
+
+func (b *fileBackend) ReadAt(p []byte, off int64) (int, error) {
+	if b.direct != nil {
+		return b.direct.ReadAt(p, off)
+	}
+	return b.f.ReadAt(p, off)
+}
+
+func (b *fileBackend) WriteAt(p []byte, off int64) (int, error) {
+	if b.direct != nil {
+		return b.direct.WriteAt(p, off)
+	}
+	return b.f.WriteAt(p, off)
+}
+
+// Sync flushes the device's cache (and, without direct I/O, the page
+// cache's dirty pages first).
+func (b *fileBackend) Sync() error { return unix.Fdatasync(int(b.f.Fd())) }
+
+func (b *fileBackend) Close() error {
+	if b.direct != nil {
+		b.direct.f.Close()
+	}
+	return b.f.Close()
+}
 
 func (b *fileBackend) Punch(off, length int64) error {
-	err := unix.Fallocate(int(b.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
+	var err error
+	if b.direct != nil {
+		// No write may read, modify and write back blocks being
+		// deallocated.
+		b.direct.rmw.Lock()
+		err = unix.Fallocate(int(b.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
+		b.direct.rmw.Unlock()
+	} else {
+		err = unix.Fallocate(int(b.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, length)
+	}
 	if err == unix.EOPNOTSUPP {
 		// No hole punching on this filesystem: write zeroes.
 		return writeZeroes(b, off, length)

@@ -195,6 +195,7 @@ func Open(o Options) (*Volume, error) {
 	}
 	v.al = al
 	v.al.evict = v.evictExtent
+	v.al.setSize(size)
 	if err := v.openPeers(); err != nil {
 		v.be.Close()
 		return nil, err

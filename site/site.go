@@ -94,7 +94,7 @@ func (s *Site) openVolumes(log *slog.Logger) error {
 		s.res.volumes[vc.Ticket] = append(s.res.volumes[vc.Ticket], v)
 		s.res.drain[vc.Name] = time.Duration(vc.DrainTimeout)
 		budget += time.Duration(vc.DrainTimeout)
-		log.Info("volume opened", "volume", vc.Name, "ticket", vc.Ticket, "disk", v.Disk(), "size", v.Size(), "nbd", vc.NBDListen)
+		log.Info("volume opened", "volume", vc.Name, "ticket", vc.Ticket, "disk", v.Disk(), "size", v.Size(), "direct_io", v.DirectIO(), "nbd", vc.NBDListen)
 	}
 	s.parts.Check = s.res.check
 	s.parts.HandoverTimeout = max(budget, s.parts.HandoverTimeout)
