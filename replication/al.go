@@ -32,6 +32,22 @@ type activityLog struct {
 	// evict is called (under no lock of the log) before an extent leaves,
 	// so what is not yet acknowledged in it can be put in the bitmaps.
 	evict func(ext uint32) error
+	// extents is how many the volume has (activations ahead stop there).
+	extents uint32
+}
+
+// lookahead is how many extents a sequential stream activates at once:
+// one log write (and its fdatasync, a device cache flush) per 32 MiB
+// instead of per 4 MiB. A write that starts an extent right after the
+// last one activated is taken as sequential. After a crash, at most the
+// extents a stream was about to reach are resynced in addition.
+const lookahead = 8
+
+// setSize bounds activations ahead to a volume of size bytes.
+func (al *activityLog) setSize(size int64) {
+	al.mu.Lock()
+	al.extents = uint32((size + extentSize - 1) >> extentShift)
+	al.mu.Unlock()
 }
 
 var errALCorrupt = errors.New("activity log corrupt")
@@ -82,6 +98,11 @@ func (al *activityLog) activate(off, n int64) error {
 	first, last := uint32(off>>extentShift), uint32((off+n-1)>>extentShift)
 	al.mu.Lock()
 	defer al.mu.Unlock()
+	if !al.set[first] && first > 0 && first < al.extents && len(al.lru) > 0 && al.lru[len(al.lru)-1] == first-1 {
+		// Sequential: take the extents ahead in the same log write
+		// (never more than the log holds).
+		last = max(last, min(first+lookahead-1, al.extents-1, first+uint32(al.cap)/2))
+	}
 	changed := false
 	for e := first; e <= last; e++ {
 		if al.set[e] {
@@ -114,10 +135,15 @@ func (al *activityLog) writeLocked() error {
 		al.buf = binary.BigEndian.AppendUint32(al.buf, e)
 	}
 	al.buf = binary.BigEndian.AppendUint32(al.buf, crc32.Checksum(al.buf, castagnoli))
-	if _, err := al.f.WriteAt(al.buf, 0); err != nil {
-		return err
+	// Always the same length, room for a full log, so that the file's
+	// size never changes: fdatasync then writes the data only, not the
+	// file system's metadata (a journal commit each time, half of a
+	// sequential stream's time in bench/replication). The reader ignores
+	// what follows the checksum.
+	if full := 8 + 4*al.cap; len(al.buf) < full {
+		al.buf = append(al.buf, make([]byte, full-len(al.buf))...)
 	}
-	if err := al.f.Truncate(int64(len(al.buf))); err != nil {
+	if _, err := al.f.WriteAt(al.buf, 0); err != nil {
 		return err
 	}
 	return unix.Fdatasync(int(al.f.Fd()))

@@ -155,6 +155,7 @@ func (v *Volume) grow(size int64) error {
 		return fmt.Errorf("save the new size: %w", err)
 	}
 	v.size.Store(size)
+	v.al.setSize(size)
 	v.log.Info("volume grown", "from", cur, "to", size)
 	v.event("resized", "volume %s grown from %d to %d bytes", v.cfg.Name, cur, size)
 	return nil

@@ -131,6 +131,25 @@ func (v *Volume) modifyLocal(kind opKind, p []byte, off, n int64, fua bool) (uin
 	if err := v.al.activate(off, n); err != nil {
 		return 0, fmt.Errorf("activity log: %w", err)
 	}
+	// One payload for every peer: epoch, offset, then the data (a write)
+	// or the length. The data is copied (the caller may reuse p once we
+	// return) while the local write runs, when it is large enough to be
+	// worth another goroutine.
+	payload := make([]byte, 16, 24+len(p))
+	var copied chan struct{}
+	switch {
+	case kind != opWrite:
+		payload = binary.BigEndian.AppendUint64(payload, uint64(n))
+	case len(p) >= parallelCopy:
+		payload = payload[:16+len(p)]
+		copied = make(chan struct{})
+		go func() {
+			copy(payload[16:], p)
+			close(copied)
+		}()
+	default:
+		payload = append(payload, p...)
+	}
 	var err error
 	switch kind {
 	case opWrite:
@@ -138,22 +157,17 @@ func (v *Volume) modifyLocal(kind opKind, p []byte, off, n int64, fua bool) (uin
 	default:
 		err = v.be.Punch(off, n)
 	}
+	if copied != nil {
+		<-copied
+	}
 	if err != nil {
 		return 0, fmt.Errorf("write to the local replica: %w", err)
 	}
 	v.mu.Lock()
 	v.epochWrites++
 	v.epochBytes += n
-	// One payload for every peer: epoch, offset, then the data (a write)
-	// or the length.
-	payload := make([]byte, 16, 24+len(p))
 	binary.BigEndian.PutUint64(payload, v.epoch)
 	binary.BigEndian.PutUint64(payload[8:], uint64(off))
-	if kind == opWrite {
-		payload = append(payload, p...)
-	} else {
-		payload = binary.BigEndian.AppendUint64(payload, uint64(n))
-	}
 	for _, name := range v.order {
 		v.peers[name].ship(v.epoch, kind, off, n, payload)
 	}
@@ -169,6 +183,13 @@ func (v *Volume) modifyLocal(kind opKind, p []byte, off, n int64, fua bool) (uin
 	}
 	return epoch, nil
 }
+
+// parallelCopy is the size from which a write's copy for the peers runs
+// beside its local write (bench/replication -devices -peer-dir /dev/shm,
+// 1 MiB writes, three interleaved A/B runs: volume / raw 0.67 against
+// 0.58 with the copy after the write; a copy runs at 3 GB/s on these
+// machines). Below it, the goroutine costs about what the copy does.
+const parallelCopy = 64 << 10
 
 // beforeWrite starts a new generation before the first write after a peer
 // was lost (or after a promotion without it), so its copy can be told
