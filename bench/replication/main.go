@@ -38,6 +38,7 @@ func main() {
 	devices := flag.Bool("devices", false, "measure on loop devices (root; losetup) instead of files")
 	flag.StringVar(&onCongestion, "on-congestion", "pull-ahead", "the volumes' on_congestion: pull-ahead or block")
 	dir := flag.String("dir", "", "folder on the disk to measure (default: a temporary folder)")
+	peerDir := flag.String("peer-dir", "", "folder for the peer's replica, on another disk (or /dev/shm: RAM), so that the primary's disk is the only one measured (default: -dir, both replicas on one disk)")
 	lagFor := flag.Duration("lag-for", 5*time.Second, "how long the steady-rate lag run lasts")
 	flag.Parse()
 	size, err := replication.ParseSize(*sizeFlag)
@@ -52,14 +53,14 @@ func main() {
 		defer os.RemoveAll(d)
 		*dir = d
 	}
-	chunk := make([]byte, 1<<20)
+	chunk := aligned(1 << 20)
 	for i := range chunk {
 		chunk[i] = byte(i*7 + i>>11)
 	}
 
-	st := storage{dir: *dir}
+	st := storage{dir: *dir, peerDir: *peerDir}
 	if *devices {
-		st = newLoopStorage(*dir, max(size, lagVolume))
+		st = newLoopStorage(st, max(size, lagVolume))
 		defer st.close()
 	}
 	creds := makeTLS(*dir)
@@ -79,7 +80,9 @@ func main() {
 	fmt.Fprintf(tw, "raw sequential write to the %s (1 MiB writes, fdatasync at end)\t%.0f MB/s\t\n", st.rawKind(), rawMB)
 	fmt.Fprintf(tw, "through the volume, one async peer on loopback (flush at end)\t%.0f MB/s\t\n", volMB)
 	fmt.Fprintf(tw, "ratio volume / raw (target >= 0.90)\t%.2f\t\n", volMB/rawMB)
-	fmt.Fprintf(tw, "ratio volume / (raw / 2): both replicas write to this one disk\t%.2f\t\n", volMB/(rawMB/2))
+	if st.peerDir == "" {
+		fmt.Fprintf(tw, "ratio volume / (raw / 2): both replicas write to this one disk\t%.2f\t\n", volMB/(rawMB/2))
+	}
 	fmt.Fprintf(tw, "through the volume, the peer over mutual TLS 1.3\t%.0f MB/s\t\n", tlsMB)
 	fmt.Fprintf(tw, "ratio volume with TLS / raw\t%.2f\t\n", tlsMB/rawMB)
 	fmt.Fprintf(tw, "steady rate for the lag run (half of raw)\t%.0f MB/s\t\n", achieved)
@@ -89,7 +92,11 @@ func main() {
 	fmt.Fprintf(tw, "bound: raw 4 KiB write + fdatasync, plus a loopback round trip\t%.2f ms\t\n", median(bound)*1000)
 	fmt.Fprintf(tw, "ratio protocol C / bound\t%.2f\t\n", median(cLat)/median(bound))
 	tw.Flush()
-	fmt.Printf("(%d interleaved rounds of %s each on %s, on_congestion %s, medians; raw %v, volume %v, with TLS %v MB/s)\n", *runs, *sizeFlag, st.kind(), onCongestion, round(raw), round(vol), round(volTLS))
+	peer := "the same disk"
+	if st.peerDir != "" {
+		peer = st.peerDir
+	}
+	fmt.Printf("(%d interleaved rounds of %s each on %s, the peer's replica on %s, on_congestion %s, medians; raw %v, volume %v, with TLS %v MB/s)\n", *runs, *sizeFlag, st.kind(), peer, onCongestion, round(raw), round(vol), round(volTLS))
 }
 
 // onCongestion is the volumes' on_congestion (-on-congestion).
@@ -176,12 +183,13 @@ func makeTLS(dir string) map[string]replication.TLS {
 func pair(st storage, size int64, reg prometheus.Registerer, creds map[string]replication.TLS, protocol string) (*replication.Volume, *replication.Volume) {
 	dir := st.dir
 	os.RemoveAll(filepath.Join(dir, "vol"))
+	os.RemoveAll(filepath.Join(st.dirOf("west"), "vol"))
 	ea, wa := freeAddr(), freeAddr()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	open := func(name, addr, peer, peerAddr string, reg prometheus.Registerer) *replication.Volume {
 		c := replication.DefaultVolume()
 		c.Name, c.Size, c.Listen = "bench", replication.Size(size), addr
-		c.Path = filepath.Join(dir, "vol", name, "bench.img")
+		c.Path = filepath.Join(st.dirOf(name), "vol", name, "bench.img")
 		if dev := st.devs[name]; dev != "" {
 			// Its metadata is new each run: the devices hold the last
 			// run's bytes, which the bench does not read.

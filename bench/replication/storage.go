@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -19,10 +20,21 @@ import (
 const lagVolume = 1 << 30
 
 // storage is where the bench writes: files in dir, or (devs set) loop
-// devices over files in dir, one raw and one per replica.
+// devices over files in dir, one raw and one per replica; the peer's
+// (west's) in peerDir when set (another disk, or RAM: then the primary's
+// disk is the only one the volume waits for, as when each site has its
+// own).
 type storage struct {
-	dir  string
-	devs map[string]string // "raw", "east", "west" → /dev/loopN
+	dir, peerDir string
+	devs         map[string]string // "raw", "east", "west" → /dev/loopN
+}
+
+// dirOf is where replica name's storage goes.
+func (s storage) dirOf(name string) string {
+	if name == "west" && s.peerDir != "" {
+		return s.peerDir
+	}
+	return s.dir
 }
 
 func (s storage) kind() string {
@@ -36,14 +48,16 @@ func (s storage) rawKind() string {
 	if s.devs == nil {
 		return "file"
 	}
-	return "raw loop device"
+	return "raw loop device, O_DIRECT"
 }
 
-// newLoopStorage attaches three loop devices of size bytes.
-func newLoopStorage(dir string, size int64) storage {
-	s := storage{dir: dir, devs: map[string]string{}}
+// newLoopStorage attaches three loop devices of size bytes, each doing
+// direct I/O to its backing file where that file system allows it (as a
+// disk would: no second page cache in between).
+func newLoopStorage(s storage, size int64) storage {
+	s.devs = map[string]string{}
 	for _, name := range []string{"raw", "east", "west"} {
-		img := filepath.Join(dir, name+"-backing.img")
+		img := filepath.Join(s.dirOf(name), name+"-backing.img")
 		f, err := os.Create(img)
 		if err != nil {
 			fail(err)
@@ -53,7 +67,7 @@ func newLoopStorage(dir string, size int64) storage {
 		if err != nil {
 			fail(err)
 		}
-		out, err := exec.Command("losetup", "-f", "--show", img).CombinedOutput()
+		out, err := exec.Command("losetup", "-f", "--show", "--direct-io=on", img).CombinedOutput()
 		if err != nil {
 			s.close()
 			fail(fmt.Errorf("losetup (-devices needs root): %v: %s", err, out))
@@ -64,15 +78,20 @@ func newLoopStorage(dir string, size int64) storage {
 }
 
 func (s storage) close() {
-	for _, dev := range s.devs {
+	for name, dev := range s.devs {
 		exec.Command("losetup", "-d", dev).Run()
+		os.Remove(filepath.Join(s.dirOf(name), name+"-backing.img"))
+	}
+	if s.peerDir != "" {
+		os.RemoveAll(filepath.Join(s.peerDir, "vol"))
 	}
 }
 
 // raw opens the raw target: a new file, or the raw loop device.
 func (s storage) raw() *os.File {
 	if dev := s.devs["raw"]; dev != "" {
-		f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+		// As the volume writes a device: around the page cache.
+		f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_DIRECT, 0)
 		if err != nil {
 			fail(err)
 		}
@@ -92,6 +111,13 @@ func (s storage) doneRaw(f *os.File) {
 	if s.devs == nil {
 		os.Remove(f.Name())
 	}
+}
+
+// aligned is a buffer of n bytes at a page boundary, as O_DIRECT needs.
+func aligned(n int) []byte {
+	b := make([]byte, n+4096)
+	skip := (4096 - int(uintptr(unsafe.Pointer(&b[0]))%4096)) % 4096
+	return b[skip : skip+n]
 }
 
 // latencyWrites is how many 4 KiB writes a latency run times.
@@ -127,7 +153,7 @@ func rawSyncLatency(st storage) float64 {
 			fail(err)
 		}
 	}
-	block := make([]byte, replication.BlockSize)
+	block := aligned(replication.BlockSize)
 	took := make([]float64, 0, latencyWrites)
 	for i := 0; i < latencyWrites; i++ {
 		block[0] = byte(i)
