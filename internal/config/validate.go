@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -261,23 +260,9 @@ func readSecret(add addFunc, key, path string, required bool) []byte {
 		}
 		return nil
 	}
-	st, err := os.Stat(path)
+	b, err := confkit.ReadSecret(path)
 	if err != nil {
 		add(key, "%v", err)
-		return nil
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		add(key, "%s is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
-		return nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		add(key, "%v", err)
-		return nil
-	}
-	b = []byte(strings.TrimRight(string(b), "\r\n"))
-	if len(b) == 0 {
-		add(key, "%s is empty", path)
 	}
 	return b
 }
