@@ -110,6 +110,9 @@ type Server struct {
 	wake chan struct{}
 	// handoverDir, when set, gets the handover file at a clean stop.
 	handoverDir string
+	// token, when set, lets the status listener take commands at a site
+	// (AcceptCommands).
+	token string
 	siteShell
 }
 

@@ -235,6 +235,25 @@ func final(m Message, options uint32) bool {
 // outcome is pending, on the same connection when it comes (until a
 // lease's time passed).
 func (s *Server) siteRequest(ctx context.Context, c net.Conn, m Message) {
+	reply, w := s.ask(m)
+	if _, err := c.Write(Encode(reply, s.key)); err != nil || w == nil {
+		if w != nil {
+			s.dropWaiter(m.Ticket.Name, w)
+		}
+		return
+	}
+	limit := s.waitLimit(m.Ticket.Name)
+	_ = c.SetDeadline(time.Now().Add(limit))
+	s.follow(ctx, m.Ticket.Name, w, limit, func(r Message) bool {
+		_, err := c.Write(Encode(r, s.key))
+		return err == nil
+	})
+}
+
+// ask hands a client's grant or revoke to the site's engine. It returns
+// the first answer and, while the outcome is pending, the waiter that
+// gets what follows (follow it, or drop it).
+func (s *Server) ask(m Message) (Message, *waiter) {
 	s.mu.Lock()
 	reply, wait := s.arb.SiteAnswer(s.now(), m)
 	reply.From = s.arb.self.ID
@@ -246,30 +265,35 @@ func (s *Server) siteRequest(ctx context.Context, c net.Conn, m Message) {
 		s.waiters[m.Ticket.Name] = append(s.waiters[m.Ticket.Name], w)
 	}
 	out := s.arb.flush()
-	s.apply(ctx)
+	s.apply(s.ctx)
 	s.mu.Unlock()
 	s.send(out)
 	s.kick()
-	if _, err := c.Write(Encode(reply, s.key)); err != nil || w == nil {
-		return
-	}
+	return reply, w
+}
+
+// waitLimit is how long a client may wait for a ticket's outcome: a
+// lease, acquire-after and two resends.
+func (s *Server) waitLimit(ticket string) time.Duration {
 	limit := clientTimeout
 	for _, tc := range s.cfg.Tickets {
-		if tc.Name == m.Ticket.Name {
+		if tc.Name == ticket {
 			limit = max(limit, tc.Expire+tc.AcquireAfter+2*tc.Timeout)
 		}
 	}
-	_ = c.SetDeadline(time.Now().Add(limit))
+	return limit
+}
+
+// follow passes w's answers to emit until the final one, emit fails, ctx
+// ends or limit passes; then w is dropped.
+func (s *Server) follow(ctx context.Context, ticket string, w *waiter, limit time.Duration, emit func(Message) bool) {
 	timer := time.NewTimer(limit)
 	defer timer.Stop()
-	defer s.dropWaiter(m.Ticket.Name, w)
+	defer s.dropWaiter(ticket, w)
 	for {
 		select {
 		case r, ok := <-w.replies:
-			if !ok {
-				return
-			}
-			if _, err := c.Write(Encode(r, s.key)); err != nil || final(r, w.options) {
+			if !ok || !emit(r) || final(r, w.options) {
 				return
 			}
 		case <-ctx.Done():

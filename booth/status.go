@@ -92,16 +92,33 @@ func (s *Server) Handler(g prometheus.Gatherer, page http.Handler) http.Handler 
 	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Events()) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /api/v1/tickets", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Tickets(time.Now())) })
+	mux.HandleFunc("GET /api/v1/tickets/{name}", func(w http.ResponseWriter, r *http.Request) {
+		for _, t := range s.Tickets(time.Now()) {
+			if t.Name == r.PathValue("name") {
+				writeJSON(w, t)
+				return
+			}
+		}
+		commandAnswer(w, http.StatusNotFound, api.CommandResult{Error: fmt.Sprintf("no ticket %q", r.PathValue("name"))})
+	})
 	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.Peers()) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	// Commands (ticketctl grant, revoke, move; the page's buttons) are
-	// Booth's client's to give, at a site, on Booth's port (this listener
-	// has no authentication).
+	// Commands: grant and revoke at a site that accepts them (a token
+	// set); the others (move, and everything at an arbitrator, which
+	// Booth's protocol does not give it) are refused with what to do.
+	if s.arb.site && s.token != "" {
+		mux.HandleFunc("POST /api/v1/tickets/{name}/grant", s.command(CmdGrant))
+		mux.HandleFunc("POST /api/v1/tickets/{name}/revoke", s.command(CmdClientRevoke))
+	}
 	refusal := api.CommandResult{Error: "this is the arbitrator of a Booth cluster (geoboothd -booth-config): it takes no commands",
-		Detail: "grant and revoke with Booth's client at a site: booth grant -s SITE TICKET"}
-	if s.arb.site {
-		refusal = api.CommandResult{Error: "this is a site of a Booth cluster (geoboothd -booth-config): it takes commands from Booth's client only",
-			Detail: fmt.Sprintf("booth grant -s %s TICKET (or booth revoke); a planned move on Booth's protocol is a revoke, then a grant at the other site", s.arb.self.Address)}
+		Detail: "grant and revoke at a site: booth grant -s SITE TICKET, or ticketctl at a site's geoboothd with -booth-token"}
+	switch {
+	case s.arb.site && s.token != "":
+		refusal = api.CommandResult{Error: "Booth's protocol has grant and revoke only",
+			Detail: "a planned move on Booth's protocol is a revoke here, then a grant at the other site"}
+	case s.arb.site:
+		refusal = api.CommandResult{Error: "this is a site of a Booth cluster (geoboothd -booth-config) without -booth-token: it takes commands from Booth's client only",
+			Detail: fmt.Sprintf("booth grant -s %s TICKET (or booth revoke), or start geoboothd with -booth-token FILE for ticketctl; a planned move on Booth's protocol is a revoke, then a grant at the other site", s.arb.self.Address)}
 	}
 	mux.HandleFunc("POST /api/v1/", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

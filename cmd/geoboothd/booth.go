@@ -41,6 +41,9 @@ type boothOptions struct {
 	dns, zones, stateDir string
 	// alerts: a file of [[alerts]] hooks run on the tickets' events.
 	alerts string
+	// token: the bearer token file with which ticketctl may grant and
+	// revoke at a site's status listener.
+	token string
 }
 
 // runBooth runs geoboothd as a member of a Booth cluster (a site or the
@@ -48,24 +51,12 @@ type boothOptions struct {
 // HTTP and DNS failover on the Booth tickets when asked. With check, it
 // only validates what it would load and says so.
 func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger) int {
-	cfg, self, err := loadBooth(o)
-	if err == nil && o.dns != "" {
-		_, _, err = zonesConfig(o, cfg)
-	}
-	var hooks []alerts.Config
-	if err == nil && o.alerts != "" {
-		hooks, err = loadAlerts(o.alerts)
-	}
-	if err == nil && check {
-		_, err = booth.NewEngine(cfg, self, nil)
-		if err == nil && cfg.Authfile != "" {
-			_, err = booth.LoadAuthKey(cfg.Authfile)
-		}
-	}
+	p, err := loadBoothParts(o, check)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "geoboothd:", err)
 		return 2
 	}
+	cfg, self, hooks, token := p.cfg, p.self, p.hooks, p.token
 	if check {
 		fmt.Printf("%s: ok (%s %s, %d tickets, authfile %v, DNS %v)\n", cfg.Path, role(cfg, self), self, len(cfg.Tickets), cfg.Authfile != "", o.dns != "")
 		return 0
@@ -82,6 +73,9 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "geoboothd:", err)
 		return 2
+	}
+	if token != "" {
+		s.AcceptCommands(token)
 	}
 	if o.stateDir != "" {
 		s.LeaveHandover(o.stateDir)
@@ -126,6 +120,58 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 		return 1
 	}
 	return 0
+}
+
+// boothParts is what the Booth mode loads before it runs.
+type boothParts struct {
+	cfg   *boothconf.Config
+	self  netip.Addr
+	hooks []alerts.Config
+	token string
+}
+
+// loadBoothParts reads and checks what the Booth mode loads; with check,
+// also what running reads later (the engine's view of booth.conf, the
+// authfile).
+func loadBoothParts(o boothOptions, check bool) (boothParts, error) {
+	var p boothParts
+	var err error
+	p.cfg, p.self, err = loadBooth(o)
+	if err == nil && o.dns != "" {
+		_, _, err = zonesConfig(o, p.cfg)
+	}
+	if err == nil && o.alerts != "" {
+		p.hooks, err = loadAlerts(o.alerts)
+	}
+	if err == nil && o.token != "" {
+		p.token, err = loadBoothToken(o, p.cfg, p.self)
+	}
+	if err == nil && check {
+		_, err = booth.NewEngine(p.cfg, p.self, nil)
+		if err == nil && p.cfg.Authfile != "" {
+			_, err = booth.LoadAuthKey(p.cfg.Authfile)
+		}
+	}
+	return p, err
+}
+
+// loadBoothToken reads -booth-token: for ticketctl's grant and revoke at
+// a site's status listener.
+func loadBoothToken(o boothOptions, cfg *boothconf.Config, self netip.Addr) (string, error) {
+	switch {
+	case o.status == "":
+		return "", errors.New("-booth-token needs -booth-http (the listener it guards)")
+	case role(cfg, self) != "site":
+		return "", errors.New("-booth-token: an arbitrator takes no commands on Booth's protocol (grant and revoke at a site)")
+	}
+	b, err := confkit.ReadSecret(o.token)
+	if err != nil {
+		return "", fmt.Errorf("-booth-token: %w", err)
+	}
+	if len(b) < 16 {
+		return "", fmt.Errorf("-booth-token %s: a token of %d characters: use at least 16 (ticketctl keygen -token makes one)", o.token, len(b))
+	}
+	return string(b), nil
 }
 
 // loadAlerts reads a file of [[alerts]] entries, each decoded onto the

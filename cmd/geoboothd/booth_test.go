@@ -33,6 +33,14 @@ func TestCheckOfTheBoothMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	token := filepath.Join(dir, "api.token")
+	if err := os.WriteFile(token, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(dir, "open.token")
+	if err := os.WriteFile(open, []byte("0123456789abcdef0123\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, c := range []struct {
 		name string
@@ -42,6 +50,10 @@ func TestCheckOfTheBoothMode(t *testing.T) {
 		{"the arbitrator", boothOptions{config: conf, address: "203.0.113.13"}, 0},
 		{"with DNS", boothOptions{config: conf, address: "203.0.113.13", dns: "127.0.0.1:5300", zones: zones, stateDir: dir}, 0},
 		{"a site", boothOptions{config: conf, address: "203.0.113.11"}, 0},
+		{"a site taking ticketctl's commands", boothOptions{config: conf, address: "203.0.113.11", status: "127.0.0.1:7809", token: token}, 0},
+		{"a token without the listener", boothOptions{config: conf, address: "203.0.113.11", token: token}, 2},
+		{"a token others can read", boothOptions{config: conf, address: "203.0.113.11", status: "127.0.0.1:7809", token: open}, 2},
+		{"a token at the arbitrator", boothOptions{config: conf, address: "203.0.113.13", status: "127.0.0.1:7809", token: token}, 2},
 		{"not a member", boothOptions{config: conf, address: "203.0.113.99"}, 2},
 		{"DNS without a state folder", boothOptions{config: conf, address: "203.0.113.13", dns: "127.0.0.1:5300", zones: zones}, 2},
 		{"the example's authfile is not here", boothOptions{config: "../../examples/booth/booth.conf", address: "203.0.113.13"}, 2},

@@ -36,6 +36,7 @@ func run() int {
 	boothDNS := flag.String("booth-dns", "", "with -booth-config: serve DNS failover on the Booth tickets at this `ADDRESS:PORT` (with -booth-zones and -state-dir)")
 	boothZones := flag.String("booth-zones", "", "with -booth-dns: the zones `FILE`, as [dns] zones_file of a geobooth member; failover sites are named by their booth.conf addresses")
 	boothHTTP := flag.String("booth-http", "", "with -booth-config: serve status (ticketctl list/peers) and /metrics on this loopback `ADDRESS:PORT`")
+	boothToken := flag.String("booth-token", "", "with -booth-http at a site: ticketctl may grant and revoke there with this bearer token `FILE` (as [api] token_file; ticketctl keygen -token makes one)")
 	boothAlerts := flag.String("booth-alerts", "", "with -booth-config: run the alert hooks of this `FILE` ([[alerts]] entries, as in a geobooth member file) on the Booth tickets' events")
 	man := flag.Bool("man", false, "print the manual page (roff) and exit, e.g. geoboothd -man | man -l -")
 	flag.Parse()
@@ -51,7 +52,7 @@ func run() int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return runBooth(ctx, boothOptions{config: *boothConf, address: *boothAddr, status: *boothHTTP,
-			dns: *boothDNS, zones: *boothZones, stateDir: *stateDir, alerts: *boothAlerts}, *check, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+			dns: *boothDNS, zones: *boothZones, stateDir: *stateDir, alerts: *boothAlerts, token: *boothToken}, *check, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	}
 	if *cfgPath == "" {
 		fmt.Fprintln(os.Stderr, "geoboothd: -config FILE or -booth-config FILE is required")

@@ -21,9 +21,10 @@ import (
 // is granted and revoked; geoboothd is killed and the boothd site takes
 // the ticket after the lease; geoboothd comes back as a follower; the
 // boothd site is killed and geoboothd takes the ticket back; a revoke
-// asked at the boothd site is redirected to geoboothd; geoboothd leads
-// again until its before-acquire handler fails, and steps down. No two
-// sites' CIBs hold the ticket at once.
+// asked at the boothd site is redirected to geoboothd; ticketctl grants,
+// revokes and grants again at geoboothd (its status listener, with a
+// token); geoboothd leads until its before-acquire handler fails, and
+// steps down. No two sites' CIBs hold the ticket at once.
 func TestGeoboothdIsASiteOfABoothCluster(t *testing.T) {
 	bin := daemonsTest(t)
 	for _, c := range []struct {
@@ -47,10 +48,20 @@ func mixedSites(t *testing.T, bin string, geo int, auth bool) {
 		t.Fatal(err)
 	}
 	appendFile(t, c.conf, "    before-acquire-handler = "+handler+"\nticket = \"db\"\n    mode = manual\n")
+	// ticketctl at geoboothd's status listener, with a token.
+	ctl := buildTicketctl(t, c.dir)
+	token := filepath.Join(c.dir, "api.token")
+	if out, err := exec.Command(ctl, "keygen", "-token", token).CombinedOutput(); err != nil {
+		t.Fatalf("ticketctl keygen -token: %v\n%s", err, out)
+	}
+	ticketctl := func(args ...string) (string, error) {
+		out, err := c.ns.Exec(geo, append([]string{ctl, "-addr", "127.0.0.1:7809", "-token-file", token}, args...)...).CombinedOutput()
+		return string(out), err
+	}
 	members := make([]*member, 3)
 	for i := range 3 {
 		if i == geo {
-			members[i] = c.run(c.geoboothd(i, bin))
+			members[i] = c.run(c.geoboothd(i, bin, "-booth-http", "127.0.0.1:7809", "-booth-token", token))
 		} else {
 			members[i] = c.run(c.boothd(i))
 		}
@@ -150,10 +161,20 @@ func mixedSites(t *testing.T, bin string, geo int, auth bool) {
 		testenv.Eventually(t, 10*time.Second, c.leaderAt(i, "none"))
 	}
 
-	// geoboothd leads again; its before-acquire handler starts failing:
-	// it steps down at its next renewal and the boothd site takes over.
-	c.grant(geo)
-	testenv.Eventually(t, 20*time.Second, c.leaderAt(other, addrs[geo]))
+	// ticketctl at geoboothd: a grant, waited for; a revoke; a grant
+	// again. Each shows at the boothd site.
+	for _, step := range []struct{ cmd, leader string }{{"grant", addrs[geo]}, {"revoke", "none"}, {"grant", addrs[geo]}} {
+		if out, err := ticketctl(step.cmd, "web"); err != nil {
+			t.Fatalf("ticketctl %s web at geoboothd: %v\n%s", step.cmd, err, out)
+		}
+		testenv.Eventually(t, 20*time.Second, c.leaderAt(other, step.leader))
+	}
+	if out, err := ticketctl("grant", "-s", addrs[other], "web"); err == nil || !strings.Contains(out, "grants a ticket to itself only") {
+		t.Fatalf("ticketctl grant -s %s at geoboothd: %v\n%s", names[other], err, out)
+	}
+
+	// geoboothd leads; its before-acquire handler starts failing: it
+	// steps down at its next renewal and the boothd site takes over.
 	if err := os.WriteFile(filepath.Join(c.dir, "fail-"+addrs[geo]), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
