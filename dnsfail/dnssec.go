@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"crypto"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/geobooth/geobooth/dnsfail/dnskey"
+	"github.com/geobooth/geobooth/kit/confkit"
 
 	"github.com/miekg/dns"
 )
@@ -55,14 +55,7 @@ type signer struct {
 // loadSigner reads a key file of dnskey.New for zone origin; the file
 // must not be readable by group or others.
 func loadSigner(path, origin string) (*signer, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s holds a private key and is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, err := confkit.ReadSecret(path)
 	if err != nil {
 		return nil, err
 	}

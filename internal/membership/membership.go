@@ -18,7 +18,6 @@ import (
 	"log"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,14 +78,7 @@ func (c *Config) Validate() []confkit.FieldError {
 
 // LoadKeyring reads a keyring file: a JSON list of base64 keys.
 func LoadKeyring(path string) ([][]byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("serf keyring: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("serf keyring %s is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, err := confkit.ReadSecret(path)
 	if err != nil {
 		return nil, fmt.Errorf("serf keyring: %w", err)
 	}
