@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"path/filepath"
 
 	"github.com/geobooth/geobooth/api"
+	"github.com/geobooth/geobooth/kit/durable"
 )
 
 // Role is a volume's role: only the primary accepts writes.
@@ -139,35 +139,8 @@ func (s metaStore) save(m *meta) error {
 	if err != nil {
 		return err
 	}
-	tmp := s.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write volume metadata: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, s.path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(s.path))
-	}
-	if err != nil {
+	if err := durable.WriteFile(s.path, b, 0o600); err != nil {
 		return fmt.Errorf("write volume metadata %s: %w", s.path, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
