@@ -52,6 +52,15 @@ func (s *Server) command(cmd Code) http.HandlerFunc {
 			commandAnswer(w, http.StatusConflict, api.CommandResult{Error: "Booth's protocol has no revoke at one member only: revoke at the site that holds the ticket"})
 			return
 		}
+		s.mu.Lock()
+		running := s.ctx != nil
+		s.mu.Unlock()
+		if !running {
+			// The status listener opens before Booth's port: nothing can
+			// be asked of the engine before it runs.
+			commandAnswer(w, http.StatusServiceUnavailable, api.CommandResult{Error: "starting: ask again in a moment"})
+			return
+		}
 		m := Message{Header: Header{Cmd: cmd}, HasTicket: true, Ticket: Ticket{Name: r.PathValue("name")}}
 		if body.Force {
 			m.Options |= OptionForce

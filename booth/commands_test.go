@@ -43,6 +43,7 @@ func TestASiteTakesTicketctlCommandsWithItsToken(t *testing.T) {
 		{"/api/v1/tickets/web/revoke", "0123456789abcdef", `{"force": true}`, http.StatusConflict, "no revoke at one member only"},
 		{"/api/v1/tickets/web/grant", "0123456789abcdef", `{"site": `, http.StatusBadRequest, "bad request body"},
 		{"/api/v1/tickets/web/move", "0123456789abcdef", `{"site": "192.0.2.2"}`, http.StatusConflict, "grant and revoke only"},
+		{"/api/v1/tickets/web/grant", "0123456789abcdef", `{}`, http.StatusServiceUnavailable, "starting"},
 	} {
 		if code, r := do(http.MethodPost, c.path, c.token, c.body); code != c.code || !strings.Contains(r.Error, c.want) {
 			t.Errorf("POST %s %s: %d %+v, want %d %q", c.path, c.body, code, r, c.code, c.want)
