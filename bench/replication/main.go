@@ -64,9 +64,10 @@ func main() {
 		defer st.close()
 	}
 	creds := makeTLS(*dir)
-	var raw, vol, volTLS, cLat, bound []float64
+	var raw, local, vol, volTLS, cLat, bound []float64
 	for r := 0; r < *runs; r++ {
 		raw = append(raw, rawRun(st, size, chunk))
+		local = append(local, localRun(st, size, chunk))
 		vol = append(vol, volumeRun(st, size, chunk, nil))
 		volTLS = append(volTLS, volumeRun(st, size, chunk, creds))
 		cLat = append(cLat, protocolCRun(st))
@@ -78,6 +79,8 @@ func main() {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "measure\tvalue\t\n")
 	fmt.Fprintf(tw, "raw sequential write to the %s (1 MiB writes, fdatasync at end)\t%.0f MB/s\t\n", st.rawKind(), rawMB)
+	fmt.Fprintf(tw, "through the volume, its peer away (the local path alone)\t%.0f MB/s\t\n", median(local))
+	fmt.Fprintf(tw, "ratio local path / raw\t%.2f\t\n", median(local)/rawMB)
 	fmt.Fprintf(tw, "through the volume, one async peer on loopback (flush at end)\t%.0f MB/s\t\n", volMB)
 	fmt.Fprintf(tw, "ratio volume / raw (target >= 0.90)\t%.2f\t\n", volMB/rawMB)
 	if st.peerDir == "" {
@@ -222,6 +225,33 @@ func pair(st storage, size int64, reg prometheus.Registerer, creds map[string]re
 		fail(err)
 	}
 	return east, west
+}
+
+// localRun writes size bytes through a primary volume whose peer is away
+// (its writes only marked in the peer's bitmap) and flushes: the local
+// path alone (activity log, direct writes), without the shipping and the
+// peer that share this machine's CPUs in volumeRun.
+func localRun(st storage, size int64, chunk []byte) float64 {
+	east, west := pair(st, size, prometheus.NewRegistry(), nil, "A")
+	defer east.Close()
+	west.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for east.Status().Peers[0].State == replication.InSync {
+		if time.Now().After(deadline) {
+			fail(fmt.Errorf("the peer did not go away: %+v", east.Status()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	for off := int64(0); off < size; off += int64(len(chunk)) {
+		if err := east.WriteAt(chunk, off, false); err != nil {
+			fail(err)
+		}
+	}
+	if err := east.Flush(); err != nil {
+		fail(err)
+	}
+	return float64(size) / time.Since(start).Seconds() / 1e6
 }
 
 // volumeRun writes size bytes through a primary volume and flushes.
