@@ -278,6 +278,7 @@ func (s *Server) tick(ctx context.Context) {
 		now := s.now()
 		out := s.arb.Tick(now)
 		s.apply(ctx)
+		s.recordChanges(now, time.Now())
 		wait := s.arb.NextTick(now) - now
 		s.mu.Unlock()
 		s.send(out)
@@ -346,6 +347,9 @@ func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
 	}
 	out, err := s.arb.Receive(s.now(), m)
 	s.apply(s.ctx)
+	// Under the same lock: no one sees the new state (booth list, the
+	// status listener) before its event is recorded.
+	s.recordChanges(s.now(), time.Now())
 	if err != nil {
 		p.invalid++
 		s.met.refused.WithLabelValues("invalid").Inc()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geobooth/geobooth/api"
+	"github.com/geobooth/geobooth/booth/boothconf"
 )
 
 // testServer is the arbitrator of a three-member booth.conf, not
@@ -138,5 +140,22 @@ func TestEventsSinceFeedAlertHooks(t *testing.T) {
 	after, gap, _ := s.EventsSince(evs[0].Seq)
 	if len(after) != 1 || after[0].Kind != "lost" || after[0].Seq != evs[0].Seq+1 || gap {
 		t.Fatalf("after the lease: %+v gap %v", after, gap)
+	}
+}
+
+// CI: booth list at the arbitrator showed the revoke (its state) while
+// ticketctl events did not yet (events were recorded after the lock was
+// let go). A datagram's change is an event before anyone can see it.
+func TestADatagramsChangeIsAnEventAtOnce(t *testing.T) {
+	s := quietServer(t, testConf(t, timed), arb)
+	s.epoch = time.Now()
+	src := netip.MustParseAddrPort("192.0.2.1:9929")
+	s.datagram(Encode(peerMsg(east, CmdHeartbeat, boothconf.SiteID(east), 1, 30, 0), nil), src)
+	if evs := s.Events(); len(evs) != 1 || evs[0].Kind != "granted" || evs[0].Owner != "192.0.2.1" {
+		t.Fatalf("events after east's heartbeat: %+v", evs)
+	}
+	s.datagram(Encode(peerMsg(east, CmdRevoke, boothconf.SiteID(east), 1, 29, ReasonAdmin), nil), src)
+	if evs := s.Events(); len(evs) != 2 || evs[0].Kind != "revoked" {
+		t.Fatalf("events after east's revoke (newest first): %+v", evs)
 	}
 }

@@ -266,6 +266,7 @@ func (s *Server) ask(m Message) (Message, *waiter) {
 	}
 	out := s.arb.flush()
 	s.apply(s.ctx)
+	s.recordChanges(s.now(), time.Now())
 	s.mu.Unlock()
 	s.send(out)
 	s.kick()
