@@ -242,16 +242,22 @@ func localRun(st storage, size int64, chunk []byte) float64 {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return float64(size) / writeAll(east, size, chunk).Seconds() / 1e6
+}
+
+// writeAll writes size bytes through the primary v in chunks, flushes,
+// and returns how long that took.
+func writeAll(v *replication.Volume, size int64, chunk []byte) time.Duration {
 	start := time.Now()
 	for off := int64(0); off < size; off += int64(len(chunk)) {
-		if err := east.WriteAt(chunk, off, false); err != nil {
+		if err := v.WriteAt(chunk, off, false); err != nil {
 			fail(err)
 		}
 	}
-	if err := east.Flush(); err != nil {
+	if err := v.Flush(); err != nil {
 		fail(err)
 	}
-	return float64(size) / time.Since(start).Seconds() / 1e6
+	return time.Since(start)
 }
 
 // volumeRun writes size bytes through a primary volume and flushes.
@@ -259,16 +265,7 @@ func volumeRun(st storage, size int64, chunk []byte, creds map[string]replicatio
 	east, west := pair(st, size, prometheus.NewRegistry(), creds, "A")
 	defer west.Close()
 	defer east.Close()
-	start := time.Now()
-	for off := int64(0); off < size; off += int64(len(chunk)) {
-		if err := east.WriteAt(chunk, off, false); err != nil {
-			fail(err)
-		}
-	}
-	if err := east.Flush(); err != nil {
-		fail(err)
-	}
-	took := time.Since(start)
+	took := writeAll(east, size, chunk)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := east.Drain(ctx); err != nil {
