@@ -42,18 +42,41 @@ func (s *Server) recordChanges(now time.Duration, wall time.Time) {
 		default:
 			e.Kind, e.Reason = "lost", fmt.Sprintf("the lease of %s ran out without a renewal", last.leader)
 		}
-		s.eventSeq++
-		e.Seq = s.eventSeq
-		s.events = append(s.events, e)
-		if len(s.events) > maxEvents {
-			s.events = s.events[len(s.events)-maxEvents:]
-		}
-		if s.changedEv != nil {
-			close(s.changedEv)
-		}
-		s.changedEv = make(chan struct{})
+		s.addEvent(e)
 		s.log.Info("booth ticket "+e.Kind, "ticket", e.Ticket, "term", e.Term, "owner", e.Owner, "reason", e.Reason)
 	}
+}
+
+// addEvent puts e in the timeline (s.mu held).
+func (s *Server) addEvent(e api.Event) {
+	s.eventSeq++
+	e.Seq = s.eventSeq
+	s.events = append(s.events, e)
+	if len(s.events) > maxEvents {
+		s.events = s.events[len(s.events)-maxEvents:]
+	}
+	if s.changedEv != nil {
+		close(s.changedEv)
+	}
+	s.changedEv = make(chan struct{})
+}
+
+// Note puts an event of what the ticket guards here (a volume's split
+// brain, its promotion) in the timeline, with the ticket's term and
+// leader as this member sees them.
+func (s *Server) Note(ticket, kind, detail string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := api.Event{Time: time.Now(), Ticket: ticket, Kind: kind, Reason: detail}
+	for _, v := range s.arb.Tickets() {
+		if v.Name == ticket {
+			e.Term = uint64(v.Term)
+			if v.Leader.IsValid() {
+				e.Owner = v.Leader.String()
+			}
+		}
+	}
+	s.addEvent(e)
 }
 
 // EventsSince returns the events after seq, oldest first (for alert

@@ -219,11 +219,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	start := s.arb.Start(s.now())
-	s.apply(ctx)
+	after := s.apply(ctx)
 	s.mu.Unlock()
 	role := map[bool]string{false: "arbitrator", true: "site"}[s.arb.site]
 	s.log.Info("booth "+role+" up", "address", addr, "config", s.cfg.Path, "tickets", len(s.cfg.Tickets), "authenticated", s.key != nil)
-	s.send(start)
+	s.send(start, after)
 	wg.Add(3)
 	go func() { defer wg.Done(); s.readUDP() }()
 	go func() { defer wg.Done(); s.serveClients(netcap.New(ln, maxClients, nil)) }()
@@ -277,11 +277,11 @@ func (s *Server) tick(ctx context.Context) {
 		s.mu.Lock()
 		now := s.now()
 		out := s.arb.Tick(now)
-		s.apply(ctx)
+		after := s.apply(ctx)
 		s.recordChanges(now, time.Now())
 		wait := s.arb.NextTick(now) - now
 		s.mu.Unlock()
-		s.send(out)
+		s.send(out, after)
 		s.notify()
 		select {
 		case <-ctx.Done():
@@ -309,11 +309,12 @@ func (s *Server) readUDP() {
 	}
 }
 
-// datagram handles one received datagram and returns the answers.
-func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
+// datagram handles one received datagram and returns the answers (and
+// what they wait for: apply).
+func (s *Server) datagram(b []byte, src netip.AddrPort) ([]Send, <-chan struct{}) {
 	if len(b) < HeaderSize {
 		s.log.Debug("booth: short datagram", "from", src, "bytes", len(b))
-		return nil
+		return nil, nil
 	}
 	id := binary.BigEndian.Uint32(b[20:])
 	s.mu.Lock()
@@ -322,7 +323,7 @@ func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
 	if p == nil {
 		s.met.refused.WithLabelValues("unknown_sender").Inc()
 		s.log.Debug("booth: datagram from an unknown site id", "from", src, "site_id", fmt.Sprintf("%#x", id))
-		return nil
+		return nil, nil
 	}
 	p.lastRecv = time.Now()
 	p.recv++
@@ -332,21 +333,21 @@ func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
 		p.authFail++
 		s.met.refused.WithLabelValues("auth").Inc()
 		s.log.Warn("booth: datagram fails authentication", "from", src, "err", err)
-		return nil
+		return nil, nil
 	case err != nil:
 		p.recvErr++
 		s.met.refused.WithLabelValues("malformed").Inc()
 		s.log.Warn("booth: bad datagram", "from", src, "err", err)
-		return nil
+		return nil, nil
 	}
 	if s.key != nil && !s.fresh(p, m.Header, time.Now()) {
 		p.authFail++
 		s.met.refused.WithLabelValues("replay").Inc()
 		s.log.Warn("booth: datagram older than maxtimeskew", "from", src, "max_time_skew_s", s.cfg.MaxTimeSkew)
-		return nil
+		return nil, nil
 	}
 	out, err := s.arb.Receive(s.now(), m)
-	s.apply(s.ctx)
+	after := s.apply(s.ctx)
 	// Under the same lock: no one sees the new state (booth list, the
 	// status listener) before its event is recorded.
 	s.recordChanges(s.now(), time.Now())
@@ -354,7 +355,7 @@ func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
 		p.invalid++
 		s.met.refused.WithLabelValues("invalid").Inc()
 		s.log.Warn("booth: message refused", "from", src, "cmd", m.Cmd.String(), "err", err)
-		return nil
+		return nil, nil
 	}
 	s.met.received.WithLabelValues(label(m.Cmd)).Inc()
 	for _, mm := range s.arb.UnitMismatches() {
@@ -364,7 +365,7 @@ func (s *Server) datagram(b []byte, src netip.AddrPort) []Send {
 				"member", mm.Address, "our_unit", map[bool]string{false: "s", true: "ms"}[s.cfg.Millis])
 		}
 	}
-	return out
+	return out, after
 }
 
 // fresh is Booth's replay check: newer than the last message from that
@@ -396,7 +397,17 @@ func (s *Server) stamp(h *Header) {
 	h.Secs, h.Usecs = uint32(t.Unix()), uint32(t.Nanosecond()/1000)
 }
 
-func (s *Server) send(out []Send) {
+func (s *Server) send(out []Send, after <-chan struct{}) {
+	if after != nil && len(out) > 0 {
+		timer := time.NewTimer(cibTimeout)
+		select {
+		case <-after:
+		case <-s.ctx.Done():
+		case <-timer.C:
+			s.log.Error("booth: the CIB's revoke takes too long: telling the other members all the same", "timeout", cibTimeout)
+		}
+		timer.Stop()
+	}
 	for _, o := range out {
 		s.mu.Lock()
 		to, ok := s.arb.members[o.To]

@@ -76,6 +76,8 @@ type siteTicket struct {
 	handler handlerState
 	// handlerFailed: the exited handler's verdict.
 	handlerFailed bool
+	// guarded: the shell checks the site's data as a handler (Guarded).
+	guarded       bool
 	updateCIB     bool
 	startPostpone bool
 	// attrs are the geostore attributes.

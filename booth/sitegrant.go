@@ -233,7 +233,7 @@ func (a *Engine) ListAttrs(ticket string) (string, Code) {
 // ResultMore while it runs, else a failure (after which a leader steps
 // down).
 func (a *Engine) runHandler(t *bTicket, now time.Duration, startElection bool) Code {
-	if len(t.cfg.BeforeAcquireHandler) == 0 {
+	if len(t.cfg.BeforeAcquireHandler) == 0 && !t.guarded {
 		return 0
 	}
 	switch t.handler {
@@ -252,6 +252,14 @@ func (a *Engine) runHandler(t *bTicket, now time.Duration, startElection bool) C
 		return ResultMore
 	}
 	return 0
+}
+
+// Guarded gives the ticket a check of the shell's as a before-acquire
+// handler (Server.UseGuard), even when booth.conf gives it none.
+func (a *Engine) Guarded(ticket string) {
+	if t := a.byName[ticket]; t != nil {
+		t.guarded = true
+	}
 }
 
 // HandlerDone reports the end of a ticket's handler (ok: exit status 0).

@@ -33,6 +33,26 @@ type CIBTicket struct {
 	Attrs   map[string]string
 }
 
+// Guard is what a site keeps under its tickets besides the CIB:
+// geoboothd's replicated volumes. Booth has no such thing; here the data
+// follows the ticket as in geobooth's own protocol (docs/booth.md).
+type Guard interface {
+	// Check says whether this site may hold the ticket (its data is good):
+	// it runs with the before-acquire handler, before an election and
+	// before every renewal, and a failure steps the site down as a failed
+	// handler does. It must not block.
+	Check(ticket string) error
+	// Lease is told at once of the ticket's lease as the engine holds it
+	// here: held until expires (zero: without end, a manual ticket), or
+	// not held (then writes stop at once). It must not block.
+	Lease(ticket string, held bool, expires time.Time)
+	// Acquire readies what the ticket guards before the CIB is written
+	// granted; an error keeps the CIB as it was.
+	Acquire(ctx context.Context, ticket string, expires time.Time) error
+	// Release stops it before the CIB is written revoked.
+	Release(ctx context.Context, ticket string) error
+}
+
 // cibTimeout bounds one CIB write or read.
 const cibTimeout = 30 * time.Second
 
@@ -49,11 +69,18 @@ type siteShell struct {
 	handlers map[string]context.CancelFunc
 	// waiters: the clients waiting on a ticket's grant or revoke.
 	waiters map[string][]*waiter
+	// guard, when set, follows the tickets (UseGuard).
+	guard Guard
+	// held: the tickets the CIB was last asked to grant here.
+	held map[string]bool
 }
 
 type cibJob struct {
 	w       CIBWrite
 	expires time.Time
+	// done are closed once the write was done (or failed): the messages
+	// sent after a revoke here wait for them (apply).
+	done []chan struct{}
 }
 
 // waiter is a client waiting on a ticket's outcome: the engine's results
@@ -70,6 +97,17 @@ func (s *Server) UseCIB(cib CIB) {
 	s.cib = cib
 	s.pending, s.written = map[string]cibJob{}, make(chan struct{}, 1)
 	s.handlers, s.waiters = map[string]context.CancelFunc{}, map[string][]*waiter{}
+	s.held = map[string]bool{}
+}
+
+// UseGuard makes g follow the named tickets at this site (set after
+// UseCIB, before Run): each of them gets g's check as a before-acquire
+// handler of its own, run before the configured one.
+func (s *Server) UseGuard(g Guard, tickets []string) {
+	s.guard = g
+	for _, name := range tickets {
+		s.arb.Guarded(name)
+	}
 }
 
 // loadCIB gives the engine each ticket as the CIB holds it.
@@ -87,6 +125,9 @@ func (s *Server) loadCIB(ctx context.Context) error {
 			exp = now + ct.Expires.Sub(wall)
 		}
 		s.arb.LoadCIB(tc.Name, ct.Granted, ct.Owner, exp, ct.Term, ct.Attrs)
+		s.mu.Lock()
+		s.held[tc.Name] = ct.Granted
+		s.mu.Unlock()
 		s.log.Info("booth: ticket read from the CIB", "ticket", tc.Name, "granted", ct.Granted, "owner", fmt.Sprintf("%#x", ct.Owner), "term", ct.Term, "expires", ct.Expires, "attributes", len(ct.Attrs))
 	}
 	return nil
@@ -111,8 +152,14 @@ func (s *Server) writeCIB(ctx context.Context) {
 		s.mu.Unlock()
 		for _, j := range jobs {
 			wctx, cancel := context.WithTimeout(ctx, cibTimeout)
-			err := s.cib.Write(wctx, j.w, j.expires)
+			err := s.guarded(wctx, j)
+			if err == nil {
+				err = s.cib.Write(wctx, j.w, j.expires)
+			}
 			cancel()
+			for _, d := range j.done {
+				close(d)
+			}
 			if err != nil {
 				s.log.Error("booth: CIB write failed", "ticket", j.w.Ticket, "granted", j.w.Granted, "err", err)
 				continue
@@ -122,22 +169,53 @@ func (s *Server) writeCIB(ctx context.Context) {
 	}
 }
 
-// apply carries out the engine's effects (with s.mu held).
-func (s *Server) apply(ctx context.Context) {
+// guarded readies the guard for a CIB write: what the ticket guards is
+// acquired before a grant is written, released before a revoke.
+func (s *Server) guarded(ctx context.Context, j cibJob) error {
+	switch {
+	case s.guard == nil:
+		return nil
+	case j.w.Granted:
+		return s.guard.Acquire(ctx, j.w.Ticket, j.expires)
+	}
+	if err := s.guard.Release(ctx, j.w.Ticket); err != nil {
+		// The revoke is written all the same: the lease's end already
+		// stopped the writes (Lease), and Pacemaker must stop the rest.
+		s.log.Error("booth: releasing what the ticket guards failed", "ticket", j.w.Ticket, "err", err)
+	}
+	return nil
+}
+
+// apply carries out the engine's effects (with s.mu held). When a ticket
+// granted here is revoked in the CIB, it returns a channel closed once
+// that write is done: the messages of the same step go out after it, as
+// Booth writes the CIB before it tells the others (a revoke, a step-down).
+func (s *Server) apply(ctx context.Context) <-chan struct{} {
 	if s.cib == nil {
-		return
+		return nil
 	}
 	eff := s.arb.TakeEffects()
 	now, wall := s.now(), time.Now()
+	var after chan struct{}
 	for _, w := range eff.CIB {
 		var exp time.Time
 		if w.Expires > 0 {
 			exp = wall.Add(w.Expires - now)
 		}
-		if _, ok := s.pending[w.Ticket]; !ok {
+		old, ok := s.pending[w.Ticket]
+		if !ok {
 			s.order = append(s.order, w.Ticket)
 		}
-		s.pending[w.Ticket] = cibJob{w: w, expires: exp}
+		job := cibJob{w: w, expires: exp, done: old.done}
+		if s.held[w.Ticket] && !w.Granted {
+			after = make(chan struct{})
+			job.done = append(job.done, after)
+		}
+		s.held[w.Ticket] = w.Granted
+		s.pending[w.Ticket] = job
+		if s.guard != nil {
+			s.guard.Lease(w.Ticket, w.Granted, exp)
+		}
 	}
 	if len(eff.CIB) > 0 {
 		select {
@@ -156,6 +234,7 @@ func (s *Server) apply(ctx context.Context) {
 	for _, n := range eff.Notify {
 		s.answerWaiters(n)
 	}
+	return after
 }
 
 // runHandler starts a ticket's before-acquire handler with Booth's
@@ -167,8 +246,17 @@ func (s *Server) runHandler(ctx context.Context, name string) {
 			argv = tc.BeforeAcquireHandler
 		}
 	}
+	if s.guard != nil {
+		if err := s.guard.Check(name); err != nil {
+			s.log.Warn("booth: this site's data cannot hold the ticket: the before-acquire check fails", "ticket", name, "err", err)
+			s.arb.HandlerDone(name, false)
+			s.kick()
+			return
+		}
+	}
 	if len(argv) == 0 {
 		s.arb.HandlerDone(name, true)
+		s.kick()
 		return
 	}
 	hctx, cancel := context.WithCancel(ctx)
@@ -265,10 +353,10 @@ func (s *Server) ask(m Message) (Message, *waiter) {
 		s.waiters[m.Ticket.Name] = append(s.waiters[m.Ticket.Name], w)
 	}
 	out := s.arb.flush()
-	s.apply(s.ctx)
+	after := s.apply(s.ctx)
 	s.recordChanges(s.now(), time.Now())
 	s.mu.Unlock()
-	s.send(out)
+	s.send(out, after)
 	s.kick()
 	return reply, w
 }

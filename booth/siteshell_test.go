@@ -3,14 +3,10 @@ package booth
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/geobooth/geobooth/booth/boothconf"
 	"github.com/geobooth/geobooth/booth/handover"
 	"github.com/geobooth/geobooth/kit/testenv"
 )
@@ -46,80 +42,21 @@ func (f *fakeCIB) granted() bool {
 // east stops, west takes the ticket after the lease (its timer follows
 // the renewals it hears: the shell used to sleep through them).
 func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
-	port := testenv.FreePort(t)
-	addrs := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}
-	conf := fmt.Sprintf("port = %d\nsite = %s\nsite = %s\narbitrator = %s\nticket = web\n expire = 10\n timeout = 1\n retries = 3\n renewal-freq = 5\n",
-		port, addrs[0], addrs[1], addrs[2])
-	c, err := boothconf.ParseConfig(strings.NewReader(conf), "booth.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
 	cibs := []*fakeCIB{{}, {}}
-	servers := make([]*Server, 3)
-	eastCtx, stopEast := context.WithCancel(ctx)
+	var stopEast context.CancelFunc
 	eastDir := t.TempDir()
-	for i, a := range addrs {
-		s := quietServer(t, c, netip.MustParseAddr(a))
-		if i == 0 {
-			s.LeaveHandover(eastDir)
-		}
-		if i < 2 {
-			s.UseCIB(cibs[i])
-		}
-		servers[i] = s
-		runCtx := ctx
-		if i == 0 {
-			runCtx = eastCtx
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.Run(runCtx); err != nil {
-				t.Errorf("%s: %v", a, err)
+	l := newLoopback(t, "port = %d\nsite = %s\nsite = %s\narbitrator = %s\nticket = web\n expire = 10\n timeout = 1\n retries = 3\n renewal-freq = 5\n",
+		func(i int, s *Server, ctx context.Context) context.Context {
+			if i < 2 {
+				s.UseCIB(cibs[i])
 			}
-		}()
-	}
-	// ask sends a client command and reads every answer (nil when the
-	// server does not listen yet).
-	ask := func(site string, cmd Code) []Message {
-		t.Helper()
-		conn, err := net.DialTimeout("tcp", net.JoinHostPort(site, fmt.Sprint(port)), time.Second)
-		if err != nil {
-			return nil
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-		if _, err := conn.Write(Encode(Message{Header: Header{Cmd: cmd}, HasTicket: true, Ticket: Ticket{Name: "web"}}, nil)); err != nil {
-			t.Fatal(err)
-		}
-		var out []Message
-		for {
-			b, err := readRequest(conn)
-			if err != nil {
-				return out
+			if i == 0 {
+				s.LeaveHandover(eastDir)
+				ctx, stopEast = context.WithCancel(ctx)
 			}
-			m, err := Decode(b, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, m)
-		}
-	}
-	// Every member listens (so every site answers the election, and the
-	// commit is not delayed).
-	for _, a := range addrs {
-		testenv.Eventually(t, 10*time.Second, func() error {
-			c, err := net.Dial("tcp", net.JoinHostPort(a, fmt.Sprint(port)))
-			if err == nil {
-				c.Close()
-			}
-			return err
+			return ctx
 		})
-	}
+	servers, addrs := l.servers, l.addrs
 	// A Booth run under way says so before it sends anything.
 	if f, err := handover.Read(eastDir); err != nil || f == nil || f.Complete || len(f.Tickets) != 1 || f.Tickets[0].Acked.IsValid() {
 		t.Fatalf("east's handover while it runs: %+v, %v; want an incomplete one naming web only", f, err)
@@ -136,7 +73,7 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 	})
 	// The outcome is success, or, when a site's vote came too late for
 	// the election (a loaded machine), the commit pending for a lease.
-	replies := ask(addrs[0], CmdGrant)
+	replies := l.ask(0, CmdGrant)
 	if len(replies) == 0 || (replies[len(replies)-1].Result != 0 && replies[len(replies)-1].Result != ResultPending) {
 		t.Fatalf("grant at east: %+v", replies)
 	}
@@ -157,7 +94,7 @@ func TestASiteServerAnswersAGrantWhenItIsDone(t *testing.T) {
 		}
 		return nil
 	})
-	if r := ask(addrs[1], CmdClientRevoke); len(r) != 1 || r[0].Result != ResultRedirect {
+	if r := l.ask(1, CmdClientRevoke); len(r) != 1 || r[0].Result != ResultRedirect {
 		t.Fatalf("revoke at west: %+v, want a redirect", r)
 	}
 	stopEast()
