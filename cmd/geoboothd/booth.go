@@ -21,6 +21,7 @@ import (
 
 	"github.com/geobooth/geobooth/booth"
 	"github.com/geobooth/geobooth/booth/boothconf"
+	"github.com/geobooth/geobooth/boothsite"
 	"github.com/geobooth/geobooth/dnsfail"
 	"github.com/geobooth/geobooth/internal/alerts"
 	"github.com/geobooth/geobooth/internal/dashboard"
@@ -44,6 +45,8 @@ type boothOptions struct {
 	// token: the bearer token file with which ticketctl may grant and
 	// revoke at a site's status listener.
 	token string
+	// volumes: a site's replicated volumes under the Booth tickets.
+	volumes string
 }
 
 // runBooth runs geoboothd as a member of a Booth cluster (a site or the
@@ -58,7 +61,7 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 	}
 	cfg, self, hooks, token := p.cfg, p.self, p.hooks, p.token
 	if check {
-		fmt.Printf("%s: ok (%s %s, %d tickets, authfile %v, DNS %v)\n", cfg.Path, role(cfg, self), self, len(cfg.Tickets), cfg.Authfile != "", o.dns != "")
+		fmt.Printf("%s: ok (%s %s, %d tickets, authfile %v, DNS %v, %d volumes)\n", cfg.Path, role(cfg, self), self, len(cfg.Tickets), cfg.Authfile != "", o.dns != "", len(p.volumes.Volumes))
 		return 0
 	}
 	reg := prometheus.NewRegistry()
@@ -77,14 +80,20 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 	if token != "" {
 		s.AcceptCommands(token)
 	}
+	// A part that fails (DNS on a port in use) stops the member.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	vols, err := boothVolumes(ctx, p.volumes, s, log, reg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "geoboothd:", err)
+		return 2
+	}
+	defer vols.Close()
 	if o.stateDir != "" {
 		s.LeaveHandover(o.stateDir)
 	} else {
 		log.Warn("no -state-dir: at the cut-over to geobooth's own protocol this member will start without state and abstain for a lease (docs/booth.md)")
 	}
-	// A part that fails (DNS on a port in use) stops the member.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	startAlerts(ctx, hooks, s, log, reg)
 	var dnsSrv *dnsfail.Server
 	dnsErr := make(chan error, 1)
@@ -103,7 +112,7 @@ func runBooth(ctx context.Context, o boothOptions, check bool, log *slog.Logger)
 		}()
 	}
 	if o.status != "" {
-		stop, err := serveStatus(o.status, boothStatus(s, dnsSrv, reg), log)
+		stop, err := serveStatus(o.status, boothStatus(s, dnsSrv, vols, reg), log)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "geoboothd:", err)
 			return 2
@@ -128,6 +137,8 @@ type boothParts struct {
 	self  netip.Addr
 	hooks []alerts.Config
 	token string
+	// volumes: empty without -booth-volumes.
+	volumes *boothsite.File
 }
 
 // loadBoothParts reads and checks what the Booth mode loads; with check,
@@ -145,6 +156,10 @@ func loadBoothParts(o boothOptions, check bool) (boothParts, error) {
 	}
 	if err == nil && o.token != "" {
 		p.token, err = loadBoothToken(o, p.cfg, p.self)
+	}
+	p.volumes = &boothsite.File{}
+	if err == nil && o.volumes != "" {
+		p.volumes, err = loadBoothVolumes(o, p.cfg, p.self)
 	}
 	if err == nil && check {
 		_, err = booth.NewEngine(p.cfg, p.self, nil)
@@ -172,6 +187,34 @@ func loadBoothToken(o boothOptions, cfg *boothconf.Config, self netip.Addr) (str
 		return "", fmt.Errorf("-booth-token %s: a token of %d characters: use at least 16 (ticketctl keygen -token makes one)", o.token, len(b))
 	}
 	return string(b), nil
+}
+
+// loadBoothVolumes reads -booth-volumes: a site's replicated volumes.
+func loadBoothVolumes(o boothOptions, cfg *boothconf.Config, self netip.Addr) (*boothsite.File, error) {
+	switch {
+	case role(cfg, self) != "site":
+		return nil, errors.New("-booth-volumes: only a site holds a replica (this member is the arbitrator)")
+	case o.stateDir == "":
+		return nil, errors.New("-booth-volumes needs -state-dir DIR (the volumes' metadata, and their relative paths)")
+	}
+	return boothsite.Load(o.volumes, cfg, self, o.stateDir)
+}
+
+// boothVolumes opens a site's replicated volumes, starts their links and
+// makes them follow the Booth tickets (an empty set without volumes).
+func boothVolumes(ctx context.Context, f *boothsite.File, s *booth.Server, log *slog.Logger, reg prometheus.Registerer) (*boothsite.Volumes, error) {
+	vols, err := boothsite.Open(f, log.With("component", "replication"), reg, s.Note)
+	if err != nil {
+		return nil, err
+	}
+	if err := vols.Start(ctx); err != nil {
+		vols.Close()
+		return nil, err
+	}
+	if len(vols.List()) > 0 {
+		s.UseGuard(vols, vols.Tickets())
+	}
+	return vols, nil
 }
 
 // loadAlerts reads a file of [[alerts]] entries, each decoded onto the
@@ -387,22 +430,24 @@ func fieldErrors(fe []confkit.FieldError) []error {
 // boothStatus is the status listener's handler: the Booth member's
 // status, metrics and page, with DNS's status (ticketctl dns) when it
 // serves DNS.
-func boothStatus(s *booth.Server, dnsSrv *dnsfail.Server, reg prometheus.Gatherer) http.Handler {
+func boothStatus(s *booth.Server, dnsSrv *dnsfail.Server, vols *boothsite.Volumes, reg prometheus.Gatherer) http.Handler {
 	var sections []string
 	if dnsSrv != nil {
 		sections = []string{"/api/v1/dns"}
 	}
+	if len(vols.List()) > 0 {
+		sections = append(sections, "/api/v1/replication")
+	}
 	page := dashboard.Handler(dashboard.Options{Source: s, Member: s.Self().String(), Role: s.Role() + " (Booth)",
 		Version: buildinfo.String(), Sections: sections})
-	h := s.Handler(reg, page)
-	if dnsSrv == nil {
-		return h
-	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/dns", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(dnsSrv.Status())
-	})
-	mux.Handle("/", h)
+	if dnsSrv != nil {
+		mux.HandleFunc("GET /api/v1/dns", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(dnsSrv.Status())
+		})
+	}
+	vols.Mount(mux)
+	mux.Handle("/", s.Handler(reg, page))
 	return mux
 }

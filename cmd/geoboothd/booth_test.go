@@ -41,6 +41,22 @@ func TestCheckOfTheBoothMode(t *testing.T) {
 	if err := os.WriteFile(open, []byte("0123456789abcdef0123\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	repKey := filepath.Join(dir, "replication.key")
+	if err := os.WriteFile(repKey, []byte("a replication key of the test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vols := filepath.Join(dir, "volumes.toml")
+	if err := os.WriteFile(vols, []byte(`auth_key_file = "`+repKey+`"
+[[volumes]]
+name = "data"
+ticket = "web"
+size = "1MiB"
+path = "data.img"
+listen = "203.0.113.11:7788"
+peers = [{ name = "203.0.113.12", address = "203.0.113.12:7788" }]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, c := range []struct {
 		name string
@@ -54,6 +70,10 @@ func TestCheckOfTheBoothMode(t *testing.T) {
 		{"a token without the listener", boothOptions{config: conf, address: "203.0.113.11", token: token}, 2},
 		{"a token others can read", boothOptions{config: conf, address: "203.0.113.11", status: "127.0.0.1:7809", token: open}, 2},
 		{"a token at the arbitrator", boothOptions{config: conf, address: "203.0.113.13", status: "127.0.0.1:7809", token: token}, 2},
+		{"a site with volumes", boothOptions{config: conf, address: "203.0.113.11", volumes: vols, stateDir: dir}, 0},
+		{"volumes without a state folder", boothOptions{config: conf, address: "203.0.113.11", volumes: vols}, 2},
+		{"volumes at the arbitrator", boothOptions{config: conf, address: "203.0.113.13", volumes: vols, stateDir: dir}, 2},
+		{"volumes at the other site (itself its peer)", boothOptions{config: conf, address: "203.0.113.12", volumes: vols, stateDir: dir}, 2},
 		{"not a member", boothOptions{config: conf, address: "203.0.113.99"}, 2},
 		{"DNS without a state folder", boothOptions{config: conf, address: "203.0.113.13", dns: "127.0.0.1:5300", zones: zones}, 2},
 		{"the example's authfile is not here", boothOptions{config: "../../examples/booth/booth.conf", address: "203.0.113.13"}, 2},

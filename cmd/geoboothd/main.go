@@ -38,6 +38,7 @@ func run() int {
 	boothHTTP := flag.String("booth-http", "", "with -booth-config: serve status (ticketctl list/peers) and /metrics on this loopback `ADDRESS:PORT`")
 	boothToken := flag.String("booth-token", "", "with -booth-http at a site: ticketctl may grant and revoke there with this bearer token `FILE` (as [api] token_file; ticketctl keygen -token makes one)")
 	boothAlerts := flag.String("booth-alerts", "", "with -booth-config: run the alert hooks of this `FILE` ([[alerts]] entries, as in a geobooth member file) on the Booth tickets' events")
+	boothVolumes := flag.String("booth-volumes", "", "with -booth-config at a site: replicate the volumes of this `FILE` under the Booth tickets (auth_key_file, [tls] and [[volumes]] as in a geobooth member file, peers named by their booth.conf addresses; needs -state-dir)")
 	man := flag.Bool("man", false, "print the manual page (roff) and exit, e.g. geoboothd -man | man -l -")
 	flag.Parse()
 	if *version {
@@ -52,7 +53,7 @@ func run() int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return runBooth(ctx, boothOptions{config: *boothConf, address: *boothAddr, status: *boothHTTP,
-			dns: *boothDNS, zones: *boothZones, stateDir: *stateDir, alerts: *boothAlerts, token: *boothToken}, *check, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+			dns: *boothDNS, zones: *boothZones, stateDir: *stateDir, alerts: *boothAlerts, token: *boothToken, volumes: *boothVolumes}, *check, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	}
 	if *cfgPath == "" {
 		fmt.Fprintln(os.Stderr, "geoboothd: -config FILE or -booth-config FILE is required")

@@ -38,7 +38,7 @@ var layers = [][]string{
 	// the daemon's common assembly
 	{"internal/daemon"},
 	// the roles
-	{"site", "arbitrator"},
+	{"site", "arbitrator", "boothsite"},
 	// the commands
 	{"cmd/..."},
 }
