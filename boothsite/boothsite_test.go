@@ -123,8 +123,9 @@ func makeCert(t *testing.T, dir, site string) {
 }
 
 // The volumes follow the ticket: promoted by Acquire, their lease ended
-// and demoted by Release; a replica with bad data fails the check and is
-// not promoted.
+// and demoted by Release (at once, with the lease left: its peer is away,
+// there is nothing to drain to); a replica with bad data fails the check
+// and is not promoted.
 func TestVolumesFollowTheTicket(t *testing.T) {
 	cfg, dir := setup(t)
 	for _, c := range []struct {
@@ -149,6 +150,7 @@ func TestVolumesFollowTheTicket(t *testing.T) {
 		if got := vs.Tickets(); len(got) != 1 || got[0] != "web" {
 			t.Fatalf("tickets %v", got)
 		}
+		vs.Lease("web", true, time.Now().Add(time.Minute))
 		err = vs.Acquire(ctx, "web", time.Now().Add(time.Minute))
 		if !c.good {
 			if vs.Check("web") == nil || !errors.Is(err, replication.ErrNotUpToDate) || v.Role() != replication.Secondary {
@@ -159,8 +161,12 @@ func TestVolumesFollowTheTicket(t *testing.T) {
 				t.Fatalf("a good replica: acquire %v, check %v, role %s", err, vs.Check("web"), v.Role())
 			}
 			vs.Lease("web", false, time.Time{})
+			start := time.Now()
 			if err := vs.Release(ctx, "web"); err != nil || v.Role() != replication.Secondary {
 				t.Fatalf("release: %v, role %s", err, v.Role())
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Fatalf("the release waited %v for a peer that is away", took)
 			}
 			if len(notes) == 0 || notes[0] != "web promoted" {
 				t.Fatalf("the ticket's timeline got %v", notes)

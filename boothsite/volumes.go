@@ -29,9 +29,14 @@ type Volumes struct {
 	byTicket map[string][]*replication.Volume
 	log      *slog.Logger
 
+	// drain bounds each volume's drain at a release (its drain_timeout).
+	drain map[*replication.Volume]time.Duration
+
 	mu sync.Mutex
 	// failed: the ticket's last promotion failed, and why.
 	failed map[string]error
+	// leaseEnd: the end of the ticket's last lease held here.
+	leaseEnd map[string]time.Time
 }
 
 var _ booth.Guard = (*Volumes)(nil)
@@ -39,7 +44,8 @@ var _ booth.Guard = (*Volumes)(nil)
 // Open opens the file's volumes; note puts a volume's events (split
 // brains, discarded writes) in the ticket's timeline.
 func Open(f *File, log *slog.Logger, reg prometheus.Registerer, note func(ticket, kind, detail string)) (*Volumes, error) {
-	vs := &Volumes{byTicket: map[string][]*replication.Volume{}, log: log, failed: map[string]error{}}
+	vs := &Volumes{byTicket: map[string][]*replication.Volume{}, log: log, failed: map[string]error{},
+		drain: map[*replication.Volume]time.Duration{}, leaseEnd: map[string]time.Time{}}
 	for _, vc := range f.Volumes {
 		ticketName := vc.Ticket
 		opts := replication.Options{Config: vc, Self: f.Self, Key: f.Key, Log: log, Registry: reg,
@@ -53,6 +59,7 @@ func Open(f *File, log *slog.Logger, reg prometheus.Registerer, note func(ticket
 			return nil, fmt.Errorf("open volume %q: %w", vc.Name, err)
 		}
 		vs.list = append(vs.list, v)
+		vs.drain[v] = time.Duration(vc.DrainTimeout)
 		vs.byTicket[vc.Ticket] = append(vs.byTicket[vc.Ticket], v)
 		log.Info("volume opened", "volume", vc.Name, "ticket", vc.Ticket, "disk", v.Disk(), "size", v.Size(), "direct_io", v.DirectIO(), "nbd", vc.NBDListen)
 	}
@@ -114,7 +121,11 @@ func (vs *Volumes) Check(ticket string) error {
 // Lease bounds the ticket's volumes' writes to the lease; when it is not
 // held here, they stop at once (a primary demotes in Release).
 func (vs *Volumes) Lease(ticket string, held bool, expires time.Time) {
-	if !held {
+	if held {
+		vs.mu.Lock()
+		vs.leaseEnd[ticket] = expires
+		vs.mu.Unlock()
+	} else {
 		expires = time.Now()
 	}
 	for _, v := range vs.byTicket[ticket] {
@@ -165,14 +176,47 @@ func (vs *Volumes) promote(ctx context.Context, ticket string, expires time.Time
 	return nil
 }
 
-// Release demotes the ticket's volumes. A failed promotion is forgotten:
-// the next time this site leads, it tries again.
+// connected: every peer of v is connected (a drain waits for no other).
+func connected(v *replication.Volume) bool {
+	for _, p := range v.Status().Peers {
+		if !p.Connected {
+			return false
+		}
+	}
+	return true
+}
+
+// releaseMargin is the part of a lease a release's drain leaves for the
+// CIB's revoke.
+const releaseMargin = time.Second
+
+// Release demotes the ticket's volumes. While the lease held here has
+// time left (a revoke, a step-down), each volume whose peers are all
+// connected first drains: they get every write it acknowledged, within
+// its drain_timeout and the lease less releaseMargin; then, or at once
+// when the lease is over or a peer is away, it is demoted. A failed promotion is forgotten: the next time this site
+// leads, it tries again.
 func (vs *Volumes) Release(ctx context.Context, ticket string) error {
 	vs.mu.Lock()
 	delete(vs.failed, ticket)
+	end := vs.leaseEnd[ticket]
+	delete(vs.leaseEnd, ticket)
 	vs.mu.Unlock()
 	var errs []error
 	for _, v := range vs.byTicket[ticket] {
+		left := time.Duration(0)
+		if !end.IsZero() {
+			left = time.Until(end) - releaseMargin
+		}
+		if budget := min(left, vs.drain[v]); budget > 0 && v.Role() == replication.Primary && connected(v) {
+			dctx, cancel := context.WithTimeout(ctx, budget)
+			err := v.Handover(dctx)
+			cancel()
+			if err == nil {
+				continue
+			}
+			vs.log.Warn("the volume could not drain to its peers before the lease ends: demoted with writes they lack", "ticket", ticket, "volume", v.Name(), "err", err)
+		}
 		if err := v.Demote(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("demote volume %q: %w", v.Name(), err))
 		}

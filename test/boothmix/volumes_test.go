@@ -22,8 +22,8 @@ import (
 // secondary and not exported. A write at east, once west has it, survives
 // east's kill -9: west takes the ticket, is primary and reads it back.
 // East comes back as a secondary and catches up with west's writes; a
-// revoke at west demotes it (no primary anywhere), and a grant at east
-// makes east primary with west's data. No two sites' CIBs hold the ticket
+// revoke at west right after a write drains it to east and demotes west,
+// and a grant at east makes east primary with every write. No two sites' CIBs hold the ticket
 // at once.
 func TestReplicatedVolumesFollowABoothTicket(t *testing.T) {
 	bin := daemonsTest(t)
@@ -63,17 +63,24 @@ func TestReplicatedVolumesFollowABoothTicket(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, replicaAt(c, 0, "secondary", api.PeerState("InSync")))
 	testenv.Eventually(t, 30*time.Second, replicaAt(c, 1, "primary", api.PeerState("InSync")))
 
-	// A revoke at west demotes it; a grant at east makes east primary,
-	// with both writes.
+	// A write at west, then at once a revoke there: west drains it to
+	// east and demotes; a grant at east makes east primary, with every
+	// write.
+	if out, err := qemuIO(c, 1, "write -P 0x33 2M 4M"); err != nil {
+		t.Fatalf("write at west: %v\n%s", err, out)
+	}
 	if out, err := c.booth(1, "revoke", "web"); err != nil {
 		t.Fatalf("booth revoke at west: %v\n%s", err, out)
 	}
 	testenv.Eventually(t, 20*time.Second, replicaAt(c, 1, "secondary", ""))
+	if b, _ := os.ReadFile(members[1].log); !strings.Contains(string(b), "handed over: every peer acknowledged every write") {
+		t.Fatal("west's revoke demoted its volume without draining it to east")
+	}
 	c.grant(0)
 	testenv.Eventually(t, 2*expire, granted(t, c.events, "east"))
 	testenv.Eventually(t, 20*time.Second, replicaAt(c, 0, "primary", ""))
-	if out, err := qemuIO(c, 0, "read -P 0x5a 0 1M", "read -P 0x77 1M 1M"); err != nil {
-		t.Fatalf("both writes, read at east: %v\n%s", err, out)
+	if out, err := qemuIO(c, 0, "read -P 0x5a 0 1M", "read -P 0x77 1M 1M", "read -P 0x33 2M 4M"); err != nil {
+		t.Fatalf("every write, read at east: %v\n%s", err, out)
 	}
 	checkNoOverlap(t, grants(t, c.events, map[string]time.Duration{"east": killed}))
 	members[0].stop(syscall.SIGTERM)
