@@ -21,10 +21,11 @@ import (
 // is granted and revoked; geoboothd is killed and the boothd site takes
 // the ticket after the lease; geoboothd comes back as a follower; the
 // boothd site is killed and geoboothd takes the ticket back; a revoke
-// asked at the boothd site is redirected to geoboothd; ticketctl grants,
-// revokes and grants again at geoboothd (its status listener, with a
-// token); geoboothd leads until its before-acquire handler fails, and
-// steps down. No two sites' CIBs hold the ticket at once.
+// asked at the boothd site is redirected to geoboothd; ticketctl grants
+// and revokes at geoboothd (its status listener, with a token), the booth
+// client at the boothd site, then ticketctl grants again; geoboothd leads
+// until its before-acquire handler fails, and steps down. No two sites'
+// CIBs hold the ticket at once.
 func TestGeoboothdIsASiteOfABoothCluster(t *testing.T) {
 	bin := daemonsTest(t)
 	for _, c := range []struct {
@@ -76,8 +77,9 @@ func mixedSites(t *testing.T, bin string, geo int, auth bool) {
 
 	// geoboothd restarts mid-lease: it finds the grant in its CIB and
 	// takes the ticket back before the lease ends; nobody else holds it.
-	// The same for the boothd arbitrator.
-	for _, i := range []int{geo, 2} {
+	// The same for the boothd arbitrator, and for the boothd site, which
+	// learns of the lease at its start.
+	for _, i := range []int{geo, 2, other} {
 		members[i].stop(syscall.SIGTERM)
 		members[i].start(t)
 		testenv.Eventually(t, 20*time.Second, c.leaderAt(i, addrs[geo]))
@@ -161,14 +163,26 @@ func mixedSites(t *testing.T, bin string, geo int, auth bool) {
 		testenv.Eventually(t, 10*time.Second, c.leaderAt(i, "none"))
 	}
 
-	// ticketctl at geoboothd: a grant, waited for; a revoke; a grant
-	// again. Each shows at the boothd site.
-	for _, step := range []struct{ cmd, leader string }{{"grant", addrs[geo]}, {"revoke", "none"}, {"grant", addrs[geo]}} {
+	// ticketctl at geoboothd: a grant, waited for; a revoke. Each shows
+	// at the boothd site. Then the booth client at the boothd site: a
+	// grant and a revoke, seen at geoboothd. Then ticketctl's grant again.
+	for _, step := range []struct{ cmd, leader string }{{"grant", addrs[geo]}, {"revoke", "none"}} {
 		if out, err := ticketctl(step.cmd, "web"); err != nil {
 			t.Fatalf("ticketctl %s web at geoboothd: %v\n%s", step.cmd, err, out)
 		}
 		testenv.Eventually(t, 20*time.Second, c.leaderAt(other, step.leader))
 	}
+	c.grant(other)
+	testenv.Eventually(t, 20*time.Second, c.leaderAt(geo, addrs[other]))
+	testenv.Eventually(t, 2*expire, granted(t, c.events, names[other]))
+	if out, err := c.booth(other, "revoke", "web"); err != nil {
+		t.Fatalf("booth revoke at %s: %v\n%s", names[other], err, out)
+	}
+	testenv.Eventually(t, 20*time.Second, c.leaderAt(geo, "none"))
+	if out, err := ticketctl("grant", "web"); err != nil {
+		t.Fatalf("ticketctl grant web at geoboothd: %v\n%s", err, out)
+	}
+	testenv.Eventually(t, 20*time.Second, c.leaderAt(other, addrs[geo]))
 	if out, err := ticketctl("grant", "-s", addrs[other], "web"); err == nil || !strings.Contains(out, "grants a ticket to itself only") {
 		t.Fatalf("ticketctl grant -s %s at geoboothd: %v\n%s", names[other], err, out)
 	}
