@@ -101,9 +101,17 @@ func FuzzSiteReceive(f *testing.F) {
 		f.Add(Encode(m, nil), uint16(700))
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, step uint16) {
-		e, err := NewEngine(testConf(t, timed+" before-acquire-handler = /bin/true\n"), east, nil)
+		// The handler is booth.conf's, or a guard's check (Guarded).
+		handler := " before-acquire-handler = /bin/true\n"
+		if step%4 >= 2 {
+			handler = ""
+		}
+		e, err := NewEngine(testConf(t, timed+handler), east, nil)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if handler == "" {
+			e.Guarded("web")
 		}
 		votes := map[uint32]uint32{}
 		check := func(out []Send) {
