@@ -399,7 +399,7 @@ func (s *Server) stamp(h *Header) {
 
 func (s *Server) send(out []Send, after <-chan struct{}) {
 	if after != nil && len(out) > 0 {
-		timer := time.NewTimer(cibTimeout)
+		timer := time.NewTimer(guardTimeout + cibTimeout)
 		select {
 		case <-after:
 		case <-s.ctx.Done():

@@ -51,10 +51,16 @@ type Guard interface {
 	Acquire(ctx context.Context, ticket string, expires time.Time) error
 	// Release stops it before the CIB is written revoked.
 	Release(ctx context.Context, ticket string) error
+	// (Acquire and Release get at most guardTimeout each; the messages
+	// of a revoke wait for its Release and CIB write.)
 }
 
-// cibTimeout bounds one CIB write or read.
-const cibTimeout = 30 * time.Second
+// cibTimeout bounds one CIB write or read; guardTimeout what the guard
+// does before one (a release's drain).
+const (
+	cibTimeout   = 30 * time.Second
+	guardTimeout = 2 * time.Minute
+)
 
 // siteShell is what a Server running a site adds.
 type siteShell struct {
@@ -151,12 +157,14 @@ func (s *Server) writeCIB(ctx context.Context) {
 		s.order = s.order[:0]
 		s.mu.Unlock()
 		for _, j := range jobs {
-			wctx, cancel := context.WithTimeout(ctx, cibTimeout)
-			err := s.guarded(wctx, j)
-			if err == nil {
-				err = s.cib.Write(wctx, j.w, j.expires)
-			}
+			gctx, cancel := context.WithTimeout(ctx, guardTimeout)
+			err := s.guarded(gctx, j)
 			cancel()
+			if err == nil {
+				wctx, cancel := context.WithTimeout(ctx, cibTimeout)
+				err = s.cib.Write(wctx, j.w, j.expires)
+				cancel()
+			}
 			for _, d := range j.done {
 				close(d)
 			}

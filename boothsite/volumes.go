@@ -134,12 +134,17 @@ func (vs *Volumes) Lease(ticket string, held bool, expires time.Time) {
 }
 
 // promoteRetry is how often Acquire tries again while a peer still shows
-// itself primary (its demotion on its way after a revoke).
-const promoteRetry = 200 * time.Millisecond
+// itself primary (its demotion on its way after a revoke), for at most
+// promoteWait: the peer demoted before its revoke was sent, and only its
+// word of it can still be on the way.
+const (
+	promoteRetry = 200 * time.Millisecond
+	promoteWait  = 10 * time.Second
+)
 
 // Acquire promotes the ticket's volumes under the lease. A replica with
 // bad data is not promoted; a peer still primary (it is demoting after a
-// revoke) is waited for until ctx ends. On a failure, the volumes
+// revoke) is waited for, a while. On a failure, the volumes
 // promoted are demoted again.
 func (vs *Volumes) Acquire(ctx context.Context, ticket string, expires time.Time) error {
 	err := vs.promote(ctx, ticket, expires)
@@ -150,6 +155,8 @@ func (vs *Volumes) Acquire(ctx context.Context, ticket string, expires time.Time
 }
 
 func (vs *Volumes) promote(ctx context.Context, ticket string, expires time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, promoteWait)
+	defer cancel()
 	for i, v := range vs.byTicket[ticket] {
 		v.SetWriteDeadline(expires)
 		err := v.Promote(ctx, false)
