@@ -165,6 +165,9 @@ func (s *session) takeBarrier(d *dec) error {
 	if err := s.applyEpoch(); err != nil {
 		return err
 	}
+	p.v.mu.Lock()
+	p.v.held = heldEpoch{source: p.name, epoch: epoch}
+	p.v.mu.Unlock()
 	var e enc
 	e.u64(epoch)
 	p.enqueue(fBarrierAck, e.b)

@@ -104,6 +104,9 @@ type Volume struct {
 	discarded   uint64
 	// job is the running online verify, or the last one.
 	job *VerifyJob
+	// held is the last epoch this replica holds whole, and whose primary
+	// numbered it (this site, or the primary a secondary follows).
+	held heldEpoch
 }
 
 // nbdExport is the running NBD server of a primary (see nbd.go).
@@ -152,7 +155,10 @@ func Open(o Options) (*Volume, error) {
 	}
 	v := &Volume{cfg: cfg, self: o.Self, key: o.Key, tls: o.TLS, log: o.Log.With("volume", cfg.Name), be: o.Backend,
 		store: metaStore{path: cfg.metaBase() + ".meta"}, peers: map[string]*peer{},
-		role: Secondary, events: o.Events}
+		role: Secondary, events: o.Events,
+		// Epochs are numbered from the clock at open, so a later run of
+		// the same primary numbers its epochs higher (see Freshness).
+		epoch: uint64(time.Now().UnixNano())}
 	if cfg.MetaDir != "" {
 		if err := os.MkdirAll(cfg.MetaDir, 0o700); err != nil {
 			return nil, fmt.Errorf("volume %q: metadata folder: %w", cfg.Name, err)

@@ -264,6 +264,7 @@ func (v *Volume) closeEpochLocked() {
 		v.peers[name].shipBarrier(v.epoch)
 	}
 	v.met.epochs.Inc()
+	v.held = heldEpoch{source: v.self, epoch: v.epoch}
 	v.epoch++
 	v.epochWrites, v.epochBytes = 0, 0
 }
