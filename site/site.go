@@ -98,6 +98,21 @@ func (s *Site) openVolumes(log *slog.Logger) error {
 	}
 	s.parts.Check = s.res.check
 	s.parts.HandoverTimeout = max(budget, s.parts.HandoverTimeout)
+	s.res.renewal = map[string]time.Duration{}
+	for _, t := range cfg.Tickets {
+		s.res.renewal[t.Name] = t.RenewalFreq
+	}
+	if mb := s.Membership(); mb != nil {
+		s.res.replicas = newReplicaViews(cfg.Local, cfg.Volumes, func(site string) bool {
+			for _, m := range mb.Members() {
+				if m.Name == site {
+					return m.Status == "alive"
+				}
+			}
+			return false
+		}, log.With("component", "replicas"), s.Registry)
+		mb.Subscribe(ReplicaEvent, s.res.replicas.Receive)
+	}
 	return nil
 }
 
@@ -144,8 +159,23 @@ func (s *Site) Services() []daemon.Service {
 	if len(s.volumes) == 0 {
 		return nil
 	}
-	return []daemon.Service{&volumeService{vols: s.volumes, ready: make(chan struct{})}}
+	svcs := []daemon.Service{&volumeService{vols: s.volumes, ready: make(chan struct{})}}
+	if mb := s.Membership(); mb != nil {
+		svcs = append(svcs, reportService(func(ctx context.Context) error {
+			broadcastReports(ctx, s.Config.Local, s.volumes, func(b []byte) error { return mb.Broadcast(ReplicaEvent, b) }, s.Log.With("component", "replicas"))
+			return nil
+		}))
+	}
+	return svcs
 }
+
+// reportService tells the other sites how recent the replicas are.
+type reportService func(ctx context.Context) error
+
+func (f reportService) Run(ctx context.Context) error { return f(ctx) }
+
+// Name names the service in the daemon's errors.
+func (reportService) Name() string { return "replica reports" }
 
 // volumeService runs the replication links while the daemon runs, and
 // closes the replicas cleanly when it stops.

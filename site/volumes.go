@@ -25,6 +25,11 @@ type resources struct {
 	node    *node.Node
 	log     *slog.Logger
 
+	// replicas are the other sites' replica reports (nil without serf);
+	// renewal is each ticket's renewal period.
+	replicas *replicaViews
+	renewal  map[string]time.Duration
+
 	mu    sync.Mutex
 	lease map[string]time.Time // by ticket: the lease end the volumes run under
 }
@@ -143,7 +148,9 @@ func (r *resources) PrepareHandover(ctx context.Context, t, to string) error {
 // Consistent), unless the operator forced the grant. So an automatic
 // failover never goes to a site with an Inconsistent replica (in the
 // middle of a resync) and the ticket goes to a site with good data when
-// there is one.
+// there is one. With three sites or more, a site also lets a live site
+// holding more of the lost primary's writes take the ticket first, for
+// one renewal period (see freshness.go).
 func (r *resources) check(_ context.Context, t string, kind ticket.HandlerKind, force bool) error {
 	if kind != ticket.HandlerAcquire || force {
 		return nil
@@ -154,6 +161,21 @@ func (r *resources) check(_ context.Context, t string, kind ticket.HandlerKind, 
 		default:
 			return fmt.Errorf("volume %q holds %s data here: not acquiring %s (grant with force to override)", v.Name(), d, t)
 		}
+	}
+	if r.replicas == nil {
+		return nil
+	}
+	for _, v := range r.volumes[t] {
+		site, theirs := r.replicas.ahead(v.Name(), v.Freshness())
+		if site == "" {
+			continue
+		}
+		if r.replicas.deferTo(t, r.renewal[t]) {
+			return fmt.Errorf("site %s holds a more recent replica of volume %q (generation %016x, epoch %d from %s): leaving %s to it for one renewal period",
+				site, v.Name(), theirs.Generation, theirs.Epoch, theirs.Source, t)
+		}
+		r.log.Warn("a site with a more recent replica did not take the ticket: taking it with this replica", "ticket", t, "volume", v.Name(), "site", site)
+		r.note(t, "replica", fmt.Sprintf("%s holds a more recent replica of %s but did not take %s: taken over with this site's", site, v.Name(), t))
 	}
 	return nil
 }
