@@ -17,6 +17,9 @@ type Config struct {
 	// CrmMon is the crm_mon program, asked whether a revoked ticket's
 	// resources are stopped.
 	CrmMon string `toml:"crm_mon"`
+	// CrmAttribute is the crm_attribute program, which keeps the site
+	// daemon's incarnation in the CIB (see Incarnations).
+	CrmAttribute string `toml:"crm_attribute"`
 	// CIBFile, when set, is passed as CIB_file: crm_ticket then works on
 	// that file instead of the live CIB (tests, offline sites).
 	CIBFile string `toml:"cib_file"`
@@ -37,7 +40,7 @@ type Config struct {
 
 // Default returns the section's defaults.
 func Default() Config {
-	return Config{Driver: "auto", CrmTicket: "crm_ticket", CrmMon: "crm_mon", Timeout: confkit.Duration(10 * time.Second),
+	return Config{Driver: "auto", CrmTicket: "crm_ticket", CrmMon: "crm_mon", CrmAttribute: "crm_attribute", Timeout: confkit.Duration(10 * time.Second),
 		Retries: 3, OnRevokeFailure: "exit"}
 }
 
@@ -52,6 +55,9 @@ func (c *Config) Validate() []confkit.FieldError {
 		}
 		if _, err := exec.LookPath(c.CrmMon); err != nil {
 			errs = append(errs, confkit.Errorf("crm_mon", "%q not found (install pacemaker-cli-utils, or use driver = \"none\")", c.CrmMon))
+		}
+		if _, err := exec.LookPath(c.CrmAttribute); err != nil {
+			errs = append(errs, confkit.Errorf("crm_attribute", "%q not found (install pacemaker-cli-utils, or use driver = \"none\")", c.CrmAttribute))
 		}
 	default:
 		errs = append(errs, confkit.Errorf("driver", "%q: want auto, crm_ticket or none", c.Driver))

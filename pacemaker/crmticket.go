@@ -22,6 +22,8 @@ type CrmTicket struct {
 	Path string
 	// CrmMon is the path of crm_mon, which tells whether resources run.
 	CrmMon string
+	// CrmAttribute is the path of crm_attribute (the incarnation).
+	CrmAttribute string
 	// CIBFile, when set, is passed as CIB_file.
 	CIBFile string
 }

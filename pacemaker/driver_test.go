@@ -93,7 +93,7 @@ func testConfig() Config {
 func newDriver(t *testing.T, s *site, cfg Config, escalate func(error)) (*Driver, *prometheus.Registry) {
 	reg := prometheus.NewRegistry()
 	cfg.CIBFile = s.cib
-	cib := &CrmTicket{Path: cfg.CrmTicket, CrmMon: cfg.CrmMon, CIBFile: s.cib}
+	cib := &CrmTicket{Path: cfg.CrmTicket, CrmMon: cfg.CrmMon, CrmAttribute: cfg.CrmAttribute, CIBFile: s.cib}
 	return NewDriver(cib, cfg, "east", "geobooth-test", slog.New(slog.NewTextHandler(io.Discard, nil)), reg, escalate), reg
 }
 

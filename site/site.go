@@ -45,7 +45,7 @@ func New(cfg *config.File, log *slog.Logger, opt daemon.Options) (*Site, error) 
 	s := &Site{Daemon: d}
 	var cib pacemaker.CIB = pacemaker.Noop{}
 	if cfg.Pacemaker.UseCrmTicket() {
-		cib = &pacemaker.CrmTicket{Path: cfg.Pacemaker.CrmTicket, CrmMon: cfg.Pacemaker.CrmMon, CIBFile: cfg.Pacemaker.CIBFile}
+		cib = &pacemaker.CrmTicket{Path: cfg.Pacemaker.CrmTicket, CrmMon: cfg.Pacemaker.CrmMon, CrmAttribute: cfg.Pacemaker.CrmAttribute, CIBFile: cfg.Pacemaker.CIBFile}
 		if cfg.Pacemaker.CIBFile != "" {
 			s.parts.HandlerEnv = append(s.parts.HandlerEnv, "CIB_file="+cfg.Pacemaker.CIBFile)
 		}
@@ -116,11 +116,15 @@ func (s *Site) openVolumes(log *slog.Logger) error {
 	return nil
 }
 
-// Run reads what the CIB grants (it runs here: the ticket engine keeps it
+// Run checks that state_dir is this daemon's latest (checkIncarnation),
+// reads what the CIB grants (it runs here: the ticket engine keeps it
 // only under a lease of ours long enough to stop it in time, and stops it
 // otherwise, as Booth re-reads its tickets from the CIB), hands the node
 // the site's parts, and runs the daemon.
 func (s *Site) Run(ctx context.Context) error {
+	if err := s.checkIncarnation(ctx); err != nil {
+		return err
+	}
 	s.parts.Running = map[string]time.Time{}
 	for _, t := range s.Config.Tickets {
 		st, err := s.driver.State(ctx, t.Name)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -464,6 +465,23 @@ func (s *Site) validate() error {
 		return errors.New("site handover without a handover timeout")
 	}
 	return nil
+}
+
+// Forget removes every ticket's stored state, durably, before Run: the
+// member then starts as one that lost its state, and abstains for a lease
+// (a site found its state_dir superseded by a run elsewhere; see
+// site.checkIncarnation). It reports how many tickets had state.
+func (n *Node) Forget() (int, error) {
+	had := 0
+	for _, name := range n.names {
+		if _, err := os.Stat(n.store.path(name)); err == nil {
+			had++
+		}
+	}
+	if err := n.store.remove(n.names); err != nil {
+		return had, fmt.Errorf("forget the stored ticket state: %w", err)
+	}
+	return had, nil
 }
 
 // UseSite gives the node a site's parts. Call before Run.

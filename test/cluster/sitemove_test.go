@@ -65,7 +65,8 @@ func (g siteGroup) stop(node, dev string) {
 // ticket at once, and the site's service keeps running: the other site
 // never gets the ticket. Then the contrast the issue reported: started on
 // a node whose state_dir is a disk of its own, it finds no state and
-// abstains for a lease (safe, but the site loses its hold).
+// abstains for a lease (safe, but the site loses its hold); and moved back
+// to the older state_dir after that, it must not trust it.
 func TestSiteDaemonMovesToAnotherNodeWithItsState(t *testing.T) {
 	slow(t)
 	testenv.RequireRoot(t, "loop devices, mounts, and OCF agents under /usr/lib/ocf")
@@ -177,11 +178,48 @@ func TestSiteDaemonMovesToAnotherNodeWithItsState(t *testing.T) {
 	})
 	// With its state east held web again within seconds; without, it
 	// must not within its lease's remainder.
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
-		if err := heldByEast(); err == nil {
-			t.Fatal("east, started without its state, holds web: it must abstain for a lease")
+	mustAbstain := func(why string) {
+		t.Helper()
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+			if err := heldByEast(); err == nil {
+				t.Fatalf("east, started %s, holds web: it must abstain for a lease", why)
+			}
 		}
 	}
+	mustAbstain("without its state")
+
+	// Worse: east takes web back on node3, then the group goes back to
+	// node2, whose state device holds what east wrote before node3's run:
+	// older than the promises it gave since. The incarnation in the CIB
+	// (raised at every start) is higher than the one on that device: east
+	// forgets the stale state and abstains, where with it east would
+	// re-acquire at once.
+	tc.Eventually(t, 30*time.Second, func() error {
+		if _, errOut, code := arb.Ctl("grant", "-s", "east", "web"); code != 0 {
+			if _, errOut2, code := arb.Ctl("move", "web", "east"); code != 0 {
+				return fmt.Errorf("grant: %s; move: %s", errOut, errOut2)
+			}
+		}
+		return heldByEast()
+	})
+	noState := func() int {
+		logs, _ := os.ReadFile(east.LogPath)
+		return bytes.Count(logs, []byte(`msg="ticket has no stored state: abstaining for one lease" ticket=web`))
+	}
+	booted := noState()
+	stopOn("node3")
+	startOn("node2", devices["shared"])
+	tc.Eventually(t, 5*time.Second, func() error {
+		logs, _ := os.ReadFile(east.LogPath)
+		if !bytes.Contains(logs, []byte("this daemon ran elsewhere in the site since it wrote its state_dir")) {
+			return fmt.Errorf("east's log does not say its state_dir was superseded")
+		}
+		if noState() <= booted {
+			return fmt.Errorf("east booted from the superseded state")
+		}
+		return nil
+	})
+	mustAbstain("from a state_dir another run superseded")
 }
 
 func optionArgs(opts []string) []string {
