@@ -7,25 +7,28 @@ import (
 	"time"
 )
 
-// delayProxy forwards TCP connections to target, each chunk delivered
-// delay after it was read, in both directions: a WAN's latency between two
-// sites on loopback.
-func delayProxy(t *testing.T, target string, delay time.Duration) string {
+// proxy forwards TCP connections to target, each chunk delivered delay
+// after it was read, in both directions (a WAN's latency between two sites
+// on loopback), until cut: then it closes every connection and refuses new
+// ones (a link down).
+type proxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	down  bool
+	conns []net.Conn
+}
+
+func newProxy(t *testing.T, target string, delay time.Duration) *proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := &proxy{ln: ln}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
 	t.Cleanup(func() {
 		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
+		p.cut()
 		wg.Wait()
 	})
 	wg.Add(1)
@@ -36,20 +39,45 @@ func delayProxy(t *testing.T, target string, delay time.Duration) string {
 			if err != nil {
 				return
 			}
-			out, err := net.Dial("tcp", target)
+			p.mu.Lock()
+			down := p.down
+			p.mu.Unlock()
+			if down {
+				in.Close()
+				continue
+			}
+			out, err := net.DialTimeout("tcp", target, time.Second)
 			if err != nil {
 				in.Close()
 				continue
 			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
 			wg.Add(2)
 			go func() { defer wg.Done(); delayCopy(out, in, delay) }()
 			go func() { defer wg.Done(); delayCopy(in, out, delay) }()
 		}
 	}()
-	return ln.Addr().String()
+	return p
+}
+
+// delayProxy is a proxy that is never cut; it returns its address.
+func delayProxy(t *testing.T, target string, delay time.Duration) string {
+	return newProxy(t, target, delay).addr()
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+// cut closes every connection and refuses new ones.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
 
 type chunk struct {

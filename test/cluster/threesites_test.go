@@ -3,10 +3,8 @@ package cluster
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,89 +13,6 @@ import (
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 	"github.com/geobooth/geobooth/replication"
 )
-
-// cutProxy forwards TCP connections to target until cut: then it closes
-// every connection and refuses new ones (a link down between two sites).
-type cutProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  []net.Conn
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			down := p.down
-			p.mu.Unlock()
-			if down {
-				in.Close()
-				continue
-			}
-			out, err := net.DialTimeout("tcp", target, time.Second)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); pipe(out, in) }()
-			go func() { defer wg.Done(); pipe(in, out) }()
-		}
-	}()
-	return p
-}
-
-func pipe(dst, src net.Conn) {
-	b := make([]byte, 64<<10)
-	for {
-		n, err := src.Read(b)
-		if n > 0 {
-			if _, werr := dst.Write(b[:n]); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	dst.Close()
-	src.Close()
-}
-
-func (p *cutProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
 
 // Issue 18: three sites and an arbitrator. East is primary; the link
 // between east and south goes down, and east writes on: west holds writes
@@ -114,8 +29,8 @@ func TestThreeSitesTheMostRecentReplicaTakesOver(t *testing.T) {
 		repl[s], nbd[s] = tc.FreePort(t), tc.FreePort(t)
 	}
 	// The east–south link, in both directions, through proxies.
-	toSouth := newCutProxy(t, fmt.Sprintf("127.0.0.1:%d", repl["south"]))
-	toEast := newCutProxy(t, fmt.Sprintf("127.0.0.1:%d", repl["east"]))
+	toSouth := newProxy(t, fmt.Sprintf("127.0.0.1:%d", repl["south"]), 0)
+	toEast := newProxy(t, fmt.Sprintf("127.0.0.1:%d", repl["east"]), 0)
 	dial := func(from, to string) string {
 		switch {
 		case from == "east" && to == "south":
