@@ -42,6 +42,7 @@ func TestFreshnessOrdersTheSecondariesOfALostPrimary(t *testing.T) {
 	must(t, east.Demote(context.Background()))
 	tr.close("east")
 	w := tr.vols["west"]
+	must(t, w.peers["east"].waitState(ctx, Disconnected))
 	must(t, w.Promote(context.Background(), false))
 	must(t, w.WriteAt(randomData(3, 4096), 2<<20, true))
 	if f := w.Freshness(); f.Generation == south.Generation || !f.Ahead(south) || south.Ahead(f) {
@@ -79,5 +80,21 @@ func TestFreshnessAheadCases(t *testing.T) {
 		if got := c.f.Ahead(c.o); got != c.want {
 			t.Errorf("%s: Ahead = %v, want %v (%+v vs %+v)", c.name, got, c.want, c.f, c.o)
 		}
+	}
+}
+
+// CI, this stop: an old primary's resync cut by the new primary's crash
+// and started again counted none of its lost writes discarded, because the
+// peer had merged this side's marks into its own bitmap in between. The
+// peer's marks from the first handshake after the crash are kept.
+func TestTheFirstHandshakesMarksAreKeptForAResyncStartedAgain(t *testing.T) {
+	tr := newTrio(t, 1<<20)
+	p := tr.open("east").peers["west"]
+	first, merged := []uint64{0b0100}, []uint64{0b0111}
+	if got := p.crashBase(first); got[0] != first[0] {
+		t.Fatalf("first handshake: %b", got)
+	}
+	if got := p.crashBase(merged); got[0] != first[0] {
+		t.Fatalf("a handshake after a cut resync counted against the merged marks %b, want the first ones %b", got[0], first[0])
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"time"
 )
 
@@ -297,7 +299,7 @@ func (p *peer) countLosses(s *session, split bool, my stateMsg, peerWords []uint
 			"by", why, "blocks_at_most", my.dirty)
 		v.event("split brain", "volume %s: the blocks written here since the split (at most %d) are discarded, %s wins (%s)", v.cfg.Name, my.dirty, p.name, why)
 	} else if my.crashed && my.dirty > 0 {
-		s.discarding, s.mine, s.theirs, s.mineExact = true, p.bm.snapshot(), peerWords, false
+		s.discarding, s.mine, s.theirs, s.mineExact = true, p.bm.snapshot(), p.crashBase(peerWords), false
 		v.log.Warn("this replica crashed as primary and the peer went on: the writes it had not replicated are discarded",
 			"peer", p.name, "blocks_at_most", my.dirty)
 		v.event("writes discarded", "volume %s: the writes this old primary had not replicated (at most %d blocks) are discarded; resyncing from %s", v.cfg.Name, my.dirty, p.name)
@@ -309,4 +311,46 @@ func (p *peer) setState(st PeerState) {
 	defer p.mu.Unlock()
 	p.state = st
 	p.cond.Broadcast()
+}
+
+// lostPath keeps, for an old primary that crashed, what the peer had
+// marked when they first met again (crashBase).
+func (p *peer) lostPath() string { return p.v.cfg.metaBase() + ".lost-" + p.name }
+
+// crashBase returns the peer's marks as they were at the first handshake
+// after this replica crashed as primary, and keeps them until the resync
+// ends: the peer merges this side's marks into its own bitmap at once, so
+// a resync cut and started again would see this side's writes as the
+// peer's and count none of them discarded.
+func (p *peer) crashBase(peerWords []uint64) []uint64 {
+	path := p.lostPath()
+	if bm, err := openExistingBitmap(path, p.v.blocks()); err == nil {
+		defer bm.close()
+		return bm.snapshot()
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		p.v.log.Warn("cannot read the peer's marks kept from the first handshake after the crash: counting against its current ones", "path", path, "err", err)
+		return peerWords
+	}
+	tmp := path + ".tmp"
+	bm, err := openBitmap(tmp, p.v.blocks())
+	if err == nil {
+		bm.merge(peerWords)
+		err = bm.close()
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		p.v.log.Warn("cannot keep the peer's marks for a resync cut and started again", "path", path, "err", err)
+	}
+	return peerWords
+}
+
+// openExistingBitmap opens a bitmap file that must exist.
+func openExistingBitmap(path string, blocks int64) (*bitmap, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	return openBitmap(path, blocks)
 }

@@ -2,7 +2,10 @@ package replication
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 )
 
 // What a secondary does with what it receives: it queues an epoch's
@@ -74,6 +77,9 @@ func (s *session) finishTarget(cur uint64, hist []uint64) error {
 	p.bm.clearAll()
 	if err := p.bm.flush(); err != nil {
 		return err
+	}
+	if err := os.Remove(p.lostPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		v.log.Warn("cannot remove the peer's marks kept since the crash", "err", err)
 	}
 	s.rsStarted = false
 	p.setState(InSync)
