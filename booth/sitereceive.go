@@ -282,7 +282,12 @@ func (a *Engine) siteMyIndex(t *bTicket, now time.Duration, m Message) {
 func (a *Engine) updateState(t *bTicket, now time.Duration, from uint32) {
 	if t.leader == a.self.ID || t.isGranted {
 		if from != 0 && from == t.leader && t.left(now) > 0 {
-			t.disownSite(now)
+			// Granted here at start, live at the sender: revoked here. Booth
+			// disowns the ticket, leaving a follower without a leader that
+			// looks at it again in an hour; should the leader die before
+			// its next heartbeat, no site would take the ticket over. Here
+			// the sender stays the leader, with the lease it gave.
+			t.isGranted = false
 			a.write(t, now)
 			t.state, t.next = StateFollower, nextFollower
 			return
