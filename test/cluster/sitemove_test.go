@@ -141,9 +141,13 @@ func TestSiteDaemonMovesToAnotherNodeWithItsState(t *testing.T) {
 		return nil
 	}
 	tc.Eventually(t, 10*time.Second, heldByEast)
-	if where := sites["east"].settle(); !strings.Contains(where, "is running on") {
-		t.Fatalf("east's service: %s", where)
-	}
+	// East holds web before its CIB says so: the grant is written after.
+	tc.Eventually(t, 10*time.Second, func() error {
+		if where := sites["east"].settle(); !strings.Contains(where, "is running on") {
+			return fmt.Errorf("east's service: %s", where)
+		}
+		return nil
+	})
 	before, _ := east.Ticket("web")
 
 	// The move: node1 stops the group, node2 starts it on the same device.
