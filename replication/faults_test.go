@@ -398,9 +398,14 @@ func TestDiskFullOrIOErrorAtTheReplica(t *testing.T) {
 			p.waitState("east", InSync)
 			drained(t, east)
 			p.assertEqual()
-			if d := p.vols["west"].Disk(); d != UpToDate {
-				t.Fatalf("replica after recovery: %s", d)
-			}
+			// The source counts the peer in sync once it sent the resync's
+			// end; the replica is UpToDate once it made that durable.
+			eventually(t, 10*time.Second, func() error {
+				if d := p.vols["west"].Disk(); d != UpToDate {
+					return fmt.Errorf("replica after recovery: %s", d)
+				}
+				return nil
+			})
 		})
 	}
 }
