@@ -115,6 +115,9 @@ type Member struct {
 	// Prefix runs the daemon through another command (e.g. ip netns exec
 	// NS); Env is added to its environment.
 	Prefix, Env []string
+	// Bin, when set, is the folder of the geoboothd this member runs
+	// instead of the cluster's (an earlier release, in an upgrade).
+	Bin string
 }
 
 // Adopt makes a cluster of members whose configuration files are written
@@ -265,7 +268,11 @@ func (m *Member) Start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append(append([]string(nil), m.Prefix...), filepath.Join(m.cluster.Bin, "geoboothd"), "-config", m.Config)
+	bin := m.cluster.Bin
+	if m.Bin != "" {
+		bin = m.Bin
+	}
+	args := append(append([]string(nil), m.Prefix...), filepath.Join(bin, "geoboothd"), "-config", m.Config)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), m.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
