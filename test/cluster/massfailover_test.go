@@ -18,7 +18,10 @@ import (
 // max_elections, here 16, at once): the rest queue, and every ticket
 // still reaches west soon after the leases end. (bench/scale/run shows the
 // point at 10,000 tickets: without pacing the election storm fails them
-// all.)
+// all.) The arbitrator is held (SIGSTOP) from the kill until west queues
+// elections, as an overloaded voter would be: otherwise whether more than
+// 16 of west's elections overlap depends on how fast this machine makes
+// votes durable (a CI run once saw none queue).
 func TestManyTicketsFailOverTogether(t *testing.T) {
 	slow(t)
 	const n = 600
@@ -80,12 +83,15 @@ func TestManyTicketsFailOverTogether(t *testing.T) {
 	if atEast < n/2 {
 		t.Fatalf("only %d of %d tickets went to east, to which they were granted", atEast, n)
 	}
+	arb := c.Member("arbitrator")
 	east.Kill()
+	arb.Pause(true)
+	t.Cleanup(func() { arb.Pause(false) })
 	killed := time.Now()
 	deferred := regexp.MustCompile(`(?m)^geobooth_ticket_elections_deferred_total (\d+)`)
 	queued := regexp.MustCompile(`(?m)^geobooth_ticket_elections_queued (\d+)`)
 	maxQueued, nDeferred := 0, 0
-	tc.Eventually(t, 45*time.Second, func() error {
+	watch := func() {
 		if m, err := west.Get("/metrics"); err == nil {
 			if g := queued.FindStringSubmatch(m); g != nil {
 				q, _ := strconv.Atoi(g[1])
@@ -95,6 +101,17 @@ func TestManyTicketsFailOverTogether(t *testing.T) {
 				nDeferred, _ = strconv.Atoi(g[1])
 			}
 		}
+	}
+	// The leases end 8 s after east's last renewals, then acquire-after.
+	tc.Eventually(t, 30*time.Second, func() error {
+		if watch(); nDeferred == 0 {
+			return fmt.Errorf("west deferred no election (at most %d queued)", maxQueued)
+		}
+		return nil
+	})
+	arb.Pause(false)
+	tc.Eventually(t, 45*time.Second, func() error {
+		watch()
 		if k := heldBy(west, "west"); k != n {
 			return fmt.Errorf("west holds %d of %d tickets", k, n)
 		}
@@ -102,7 +119,4 @@ func TestManyTicketsFailOverTogether(t *testing.T) {
 	})
 	t.Logf("all %d tickets at west %v after east was killed with %d; %d elections deferred, at most %d seen queued at once",
 		n, time.Since(killed).Round(100*time.Millisecond), atEast, nDeferred, maxQueued)
-	if nDeferred == 0 {
-		t.Errorf("west never deferred an election: the limit was not exercised")
-	}
 }
