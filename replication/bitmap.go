@@ -147,6 +147,19 @@ func (b *bitmap) clearAll() {
 }
 
 // flush writes the changed pages and syncs the file.
+// dirtyIn reports whether a page holding blocks [first, last] has marks
+// not yet written.
+func (b *bitmap) dirtyIn(first, last int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for pg := int(first / 64 / bitmapPageWords); pg <= int(last/64/bitmapPageWords); pg++ {
+		if b.dirty[pg] {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *bitmap) flush() error {
 	b.mu.Lock()
 	pages := make(map[int][]byte, len(b.dirty))

@@ -194,22 +194,17 @@ func (p *peer) toBitmapLocked() {
 }
 
 // markUnacked puts unacknowledged writes within blocks [first, last] into
-// the bitmap (an activity log extent is leaving); it reports whether any
-// bit was set.
-func (p *peer) markUnacked(first, last int64) bool {
+// the bitmap (an activity log extent is leaving).
+func (p *peer) markUnacked(first, last int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	set := false
 	for _, r := range p.unacked {
 		for _, rg := range r.ranges {
-			lo, hi := max(rg[0], first), min(rg[1], last)
-			if lo <= hi {
+			if lo, hi := max(rg[0], first), min(rg[1], last); lo <= hi {
 				p.bm.setRange(lo, hi)
-				set = true
 			}
 		}
 	}
-	return set
 }
 
 // shipBarrier closes epoch for this peer. Called with v.mu held.

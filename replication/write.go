@@ -288,7 +288,12 @@ func (v *Volume) evictExtent(ext uint32) error {
 	last := first + extentSize/BlockSize - 1
 	for _, name := range v.order {
 		p := v.peers[name]
-		if p.markUnacked(first, last) {
+		// What a connected peer has not acknowledged goes into its
+		// bitmap; what a peer away missed is there already, in memory.
+		// Either must be on disk before the extent leaves the log: after
+		// a crash the bitmap alone says what the peer lacks there.
+		p.markUnacked(first, last)
+		if p.bm.dirtyIn(first, last) {
 			if err := p.bm.flush(); err != nil {
 				return err
 			}
