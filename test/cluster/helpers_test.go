@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,4 +122,26 @@ func dnsMembers(t *testing.T, zonesFile func(member string) string) (*tc.Cluster
 		}
 	})
 	return c, ports
+}
+
+// every runs f each interval in the background until the returned stop is
+// called; stop returns once f's last run ended (it may be called again).
+func every(interval time.Duration, f func()) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(interval):
+			}
+			f()
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(quit) })
+		<-done
+	}
 }

@@ -44,29 +44,20 @@ func TestOneSerialOnEveryMember(t *testing.T) {
 		last      = map[string]uint32{}
 		violation string
 	)
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
+	stop := every(20*time.Millisecond, func() {
+		for _, m := range names {
+			s, err := soa(m)
+			if err != nil {
+				continue // a member restarting
 			}
-			for _, m := range names {
-				s, err := soa(m)
-				if err != nil {
-					continue // a member restarting
-				}
-				mu.Lock()
-				if prev, ok := last[m]; ok && int32(s-prev) < 0 && violation == "" {
-					violation = fmt.Sprintf("%s's serial went back from %d to %d", m, prev, s)
-				}
-				last[m] = s
-				mu.Unlock()
+			mu.Lock()
+			if prev, ok := last[m]; ok && int32(s-prev) < 0 && violation == "" {
+				violation = fmt.Sprintf("%s's serial went back from %d to %d", m, prev, s)
 			}
+			last[m] = s
+			mu.Unlock()
 		}
-	}()
+	})
 	agreed := func(what, www string) uint32 {
 		t.Helper()
 		var serial uint32
@@ -110,8 +101,7 @@ func TestOneSerialOnEveryMember(t *testing.T) {
 	arb.Start()
 	arb.WaitUp(20 * time.Second)
 	restarted := agreed("after a restart of the arbitrator", "127.0.0.12")
-	close(stop)
-	<-stopped
+	stop()
 	if violation != "" {
 		t.Fatal(violation)
 	}

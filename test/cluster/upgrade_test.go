@@ -119,55 +119,39 @@ func TestRollingUpgradeFromThePreviousRelease(t *testing.T) {
 		}
 		return fmt.Sprint(r.Answer[0]), nil
 	}
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
+	stop := every(100*time.Millisecond, func() {
+		now, someone := time.Now(), false
+		for _, m := range c.Members {
+			if tk, err := m.Ticket("web"); err == nil && tk.HeldLocally && m.Name != "east" {
+				mu.Lock()
+				bad = append(bad, fmt.Sprintf("%s holds web (term %d)", m.Name, tk.Term))
+				mu.Unlock()
 			}
-			now, any := time.Now(), false
-			for _, m := range c.Members {
-				if tk, err := m.Ticket("web"); err == nil && tk.HeldLocally && m.Name != "east" {
-					mu.Lock()
-					bad = append(bad, fmt.Sprintf("%s holds web (term %d)", m.Name, tk.Term))
-					mu.Unlock()
-				}
-				a, err := query(m.Name)
-				switch {
-				case err != nil || a == "": // restarting, or no owner known yet
-				case a == "127.0.0.11":
-					any = true
-					mu.Lock()
-					answered[m.Name]++
-					mu.Unlock()
-				default:
-					mu.Lock()
-					bad = append(bad, fmt.Sprintf("%s's DNS answers %s", m.Name, a))
-					mu.Unlock()
-				}
-			}
-			mu.Lock()
-			polls++
+			a, err := query(m.Name)
 			switch {
-			case any && !since.IsZero():
-				silent, since = max(silent, now.Sub(since)), time.Time{}
-			case !any && since.IsZero():
-				since = now
+			case err != nil || a == "": // restarting, or no owner known yet
+			case a == "127.0.0.11":
+				someone = true
+				mu.Lock()
+				answered[m.Name]++
+				mu.Unlock()
+			default:
+				mu.Lock()
+				bad = append(bad, fmt.Sprintf("%s's DNS answers %s", m.Name, a))
+				mu.Unlock()
 			}
-			mu.Unlock()
 		}
-	}()
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
+		mu.Lock()
+		polls++
+		switch {
+		case someone && !since.IsZero():
+			silent, since = max(silent, now.Sub(since)), time.Time{}
+		case !someone && since.IsZero():
+			since = now
 		}
-		<-stopped
-	}()
+		mu.Unlock()
+	})
+	defer stop()
 
 	peers := func() string {
 		out, errOut, code := east.Ctl("peers")
@@ -228,8 +212,7 @@ func TestRollingUpgradeFromThePreviousRelease(t *testing.T) {
 		renewed("after " + name + "'s upgrade")
 		t.Logf("%s upgraded:\n%s", name, peers())
 	}
-	close(stop)
-	<-stopped
+	stop()
 
 	mu.Lock()
 	defer mu.Unlock()
