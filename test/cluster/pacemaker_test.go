@@ -30,7 +30,7 @@ func (s cibSite) tool(name string, args ...string) string {
 // settle runs one scheduler transition on the file (what the cluster
 // would do), then says where the service runs.
 func (s cibSite) settle() string {
-	s.tool("crm_simulate", "-x", s.path, "-S", "-X", "-Q")
+	s.tool("flock", s.path+".lock", "crm_simulate", "-x", s.path, "-S", "-X", "-Q")
 	return strings.TrimSpace(s.tool("crm_resource", "--locate", "-r", "svc"))
 }
 
@@ -55,12 +55,28 @@ func pacemakerClusterWith(t *testing.T, tickets, cibFile string) (*tc.Cluster, m
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A change is made on a copy of the CIB file, then renamed into place:
+	// a daemon that stops kills its crm_ticket mid-write, which a CIB
+	// daemon survives and a file written in place does not (CI: the next
+	// start read "does not conform to the configured schema"). Changes
+	// take the file's lock, as settle does, so that none is lost.
 	wrapper := filepath.Join(t.TempDir(), "crm_ticket")
 	script := fmt.Sprintf(`#!/bin/sh
-%s "$@"
+real=%s
+case " $* " in
+*" -g "*|*" -r "*|*" -s "*|*" -a "*) scheduler=1 ;;
+*" -S "*|*" -D "*) scheduler= ;;
+*) exec "$real" "$@" ;;
+esac
+exec 9>"$CIB_file.lock"
+flock 9
+tmp=$(mktemp "$CIB_file.XXXXXX") || exit 1
+cp "$CIB_file" "$tmp" || exit 1
+CIB_file=$tmp "$real" "$@"
 rc=$?
-case " $* " in *" -g "*|*" -r "*|*" -s "*|*" -a "*) crm_simulate -x "$CIB_file" -S -X -Q >/dev/null 2>&1;; esac
-exit $rc
+if [ $rc -ne 0 ]; then rm -f "$tmp"; exit $rc; fi
+if [ -n "$scheduler" ]; then crm_simulate -x "$tmp" -S -X -Q >/dev/null 2>&1; fi
+mv "$tmp" "$CIB_file"
 `, real)
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
