@@ -146,7 +146,6 @@ func (b *bitmap) clearAll() {
 	b.count = 0
 }
 
-// flush writes the changed pages and syncs the file.
 // dirtyIn reports whether a page holding blocks [first, last] has marks
 // not yet written.
 func (b *bitmap) dirtyIn(first, last int64) bool {
@@ -160,6 +159,7 @@ func (b *bitmap) dirtyIn(first, last int64) bool {
 	return false
 }
 
+// flush writes the changed pages and syncs the file.
 func (b *bitmap) flush() error {
 	b.mu.Lock()
 	pages := make(map[int][]byte, len(b.dirty))
