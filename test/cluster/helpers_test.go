@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/geobooth/geobooth/dnsfail/dnskey"
+	"github.com/miekg/dns"
 
 	"github.com/geobooth/geobooth/internal/config"
 	tc "github.com/geobooth/geobooth/internal/testcluster"
@@ -144,4 +146,25 @@ func every(interval time.Duration, f func()) (stop func()) {
 		once.Do(func() { close(quit) })
 		<-done
 	}
+}
+
+// wwwA asks server for www.example.test. A: the addresses answered, joined
+// by commas ("" for no data), or an error (no answer, or not NOERROR).
+func wwwA(server string, timeout time.Duration) (string, error) {
+	q := new(dns.Msg)
+	q.SetQuestion("www.example.test.", dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: timeout}).Exchange(q, server)
+	if err != nil {
+		return "", err
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return "", fmt.Errorf("rcode %s", dns.RcodeToString[r.Rcode])
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	return strings.Join(out, ","), nil
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 )
 
@@ -162,29 +160,11 @@ template:
 		}
 	})
 	secondaries := map[string]string{"NSD": fmt.Sprintf("127.0.0.1:%d", nsdPort), "Knot": fmt.Sprintf("127.0.0.1:%d", knotPort)}
-	answers := func(server string) (string, error) {
-		q := new(dns.Msg)
-		q.SetQuestion("www.example.test.", dns.TypeA)
-		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(q, server)
-		if err != nil {
-			return "", err
-		}
-		if r.Rcode != dns.RcodeSuccess {
-			return "", fmt.Errorf("rcode %s", dns.RcodeToString[r.Rcode])
-		}
-		var out []string
-		for _, rr := range r.Answer {
-			if a, ok := rr.(*dns.A); ok {
-				out = append(out, a.A.String())
-			}
-		}
-		return strings.Join(out, ","), nil
-	}
 	follow := func(want string, members []string, timeout time.Duration) {
 		t.Helper()
 		tc.Eventually(t, timeout, func() error {
 			for _, m := range members {
-				if a, err := answers(fmt.Sprintf("127.0.0.1:%d", ports[m])); err != nil || a != want {
+				if a, err := wwwA(fmt.Sprintf("127.0.0.1:%d", ports[m]), time.Second); err != nil || a != want {
 					return fmt.Errorf("%s answers %q (%v), want %s", m, a, err, want)
 				}
 			}
@@ -193,7 +173,7 @@ template:
 		at := time.Now()
 		tc.Eventually(t, 15*time.Second, func() error {
 			for name, addr := range secondaries {
-				if a, err := answers(addr); err != nil || a != want {
+				if a, err := wwwA(addr, time.Second); err != nil || a != want {
 					return fmt.Errorf("%s answers %q (%v), want %s", name, a, err, want)
 				}
 			}

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	tc "github.com/geobooth/geobooth/internal/testcluster"
 )
 
@@ -104,21 +102,6 @@ func TestRollingUpgradeFromThePreviousRelease(t *testing.T) {
 		polls    int
 		answered = map[string]int{}
 	)
-	query := func(m string) (string, error) {
-		q := new(dns.Msg)
-		q.SetQuestion("www.example.test.", dns.TypeA)
-		r, _, err := (&dns.Client{Timeout: 300 * time.Millisecond}).Exchange(q, fmt.Sprintf("127.0.0.1:%d", ports[m]))
-		if err != nil {
-			return "", err
-		}
-		if len(r.Answer) == 0 {
-			return "", nil
-		}
-		if a, ok := r.Answer[0].(*dns.A); ok {
-			return a.A.String(), nil
-		}
-		return fmt.Sprint(r.Answer[0]), nil
-	}
 	stop := every(100*time.Millisecond, func() {
 		now, someone := time.Now(), false
 		for _, m := range c.Members {
@@ -127,7 +110,7 @@ func TestRollingUpgradeFromThePreviousRelease(t *testing.T) {
 				bad = append(bad, fmt.Sprintf("%s holds web (term %d)", m.Name, tk.Term))
 				mu.Unlock()
 			}
-			a, err := query(m.Name)
+			a, err := wwwA(fmt.Sprintf("127.0.0.1:%d", ports[m.Name]), 300*time.Millisecond)
 			switch {
 			case err != nil || a == "": // restarting, or no owner known yet
 			case a == "127.0.0.11":
