@@ -16,6 +16,9 @@ const BlockSize = 4096
 // that peer's copy. It lives in memory and in its own file; pages (4 KiB of
 // bits) changed since the last flush are written on flush.
 type bitmap struct {
+	// fmu is held through a flush: a flush that finds nothing left to
+	// write returns only once the one that took the pages is durable.
+	fmu   sync.Mutex
 	mu    sync.Mutex
 	words []uint64
 	dirty map[int]bool // pages to write
@@ -159,8 +162,11 @@ func (b *bitmap) dirtyIn(first, last int64) bool {
 	return false
 }
 
-// flush writes the changed pages and syncs the file.
+// flush writes the changed pages and syncs the file. Pages it could not
+// make durable stay marked to write.
 func (b *bitmap) flush() error {
+	b.fmu.Lock()
+	defer b.fmu.Unlock()
 	b.mu.Lock()
 	pages := make(map[int][]byte, len(b.dirty))
 	for p := range b.dirty {
@@ -182,6 +188,18 @@ func (b *bitmap) flush() error {
 	if len(pages) == 0 {
 		return nil
 	}
+	err := b.writePages(pages)
+	if err != nil {
+		b.mu.Lock()
+		for p := range pages {
+			b.dirty[p] = true
+		}
+		b.mu.Unlock()
+	}
+	return err
+}
+
+func (b *bitmap) writePages(pages map[int][]byte) error {
 	for p, raw := range pages {
 		if _, err := b.f.WriteAt(raw, int64(p)*BlockSize); err != nil {
 			return fmt.Errorf("write bitmap: %w", err)
