@@ -120,8 +120,12 @@ type VolumeConfig struct {
 	SendBuffer Size `toml:"send_buffer"`
 	// MaxEpoch bounds one epoch (a secondary holds an epoch in memory until
 	// its barrier).
-	MaxEpoch  Size `toml:"max_epoch"`
-	ALExtents int  `toml:"al_extents"`
+	MaxEpoch Size `toml:"max_epoch"`
+	// ALExtents is how many 4 MiB extents the activity log holds (256, 1
+	// GiB, by default; DRBD's default is 1237): after a primary's crash,
+	// they are resynced whole. A sequential stream's log is written a
+	// window ahead of it, a quarter of the log at most (32 extents).
+	ALExtents int `toml:"al_extents"`
 	// Csums: a resync sends block checksums first and skips equal blocks.
 	Csums bool `toml:"csums"`
 	// NewReplicas says how a replica without metadata starts. "sync" (the
@@ -147,7 +151,7 @@ type VolumeConfig struct {
 // from it.
 func DefaultVolume() VolumeConfig {
 	return VolumeConfig{SplitBrain: SplitBrainDisconnect, ResyncRate: 100 << 20, SendBuffer: 64 << 20,
-		MaxEpoch: 4 << 20, ALExtents: 64, Csums: true, NewReplicas: "sync", Protocol: "A", OnCongestion: "pull-ahead",
+		MaxEpoch: 4 << 20, ALExtents: 256, Csums: true, NewReplicas: "sync", Protocol: "A", OnCongestion: "pull-ahead",
 		PingInterval: confkit.Duration(time.Second), Timeout: confkit.Duration(5 * time.Second),
 		DrainTimeout: confkit.Duration(30 * time.Second)}
 }

@@ -67,10 +67,15 @@ func newVolumeMetrics(reg prometheus.Registerer, v *Volume) *volumeMetrics {
 	connected := prometheus.NewDesc("geobooth_replication_peer_connected", "1 while the replication link with a peer is up.", []string{"peer"}, l)
 	primary := prometheus.NewDesc("geobooth_replication_primary", "1 while this replica is primary.", nil, l)
 	upToDate := prometheus.NewDesc("geobooth_replication_disk_up_to_date", "1 while this replica is UpToDate.", nil, l)
+	alWrites := prometheus.NewDesc("geobooth_replication_al_writes_total", "Activity log writes (each a device cache flush).", nil, l)
+	alWaits := prometheus.NewDesc("geobooth_replication_al_waits_total", "Writes that waited for an activity log write (a stream faster than the log written ahead of it, or a random write to an extent not in the log).", nil, l)
 	m.collectors = []prometheus.Collector{m.bytesWritten, m.shipped, m.resynced, m.ackSeconds, m.epochs, m.splitBrains, m.discarded, m.pullAheads, m.congestionWaits,
 		m.badFrames, m.authFailures, m.applyErrors, m.verifyDiffs, m.verifyProgress, m.leaseRefusals, m.nbdRefused, m.connRefused,
-		collectorFunc{descs: []*prometheus.Desc{lagBytes, lagSecs, resync, connected, primary, upToDate}, collect: func(ch chan<- prometheus.Metric) {
+		collectorFunc{descs: []*prometheus.Desc{lagBytes, lagSecs, resync, connected, primary, upToDate, alWrites, alWaits}, collect: func(ch chan<- prometheus.Metric) {
 			st := v.Status()
+			writes, waits := v.al.counts()
+			ch <- prometheus.MustNewConstMetric(alWrites, prometheus.CounterValue, float64(writes))
+			ch <- prometheus.MustNewConstMetric(alWaits, prometheus.CounterValue, float64(waits))
 			b := func(x bool) float64 {
 				if x {
 					return 1

@@ -131,6 +131,9 @@ func (v *Volume) modifyLocal(kind opKind, p []byte, off, n int64, fua bool) (uin
 	if err := v.al.activate(off, n); err != nil {
 		return 0, fmt.Errorf("activity log: %w", err)
 	}
+	// Shipped (or marked for a peer away) by the time this runs, so the
+	// extent may leave the log afterwards.
+	defer v.al.done(off, n)
 	// One payload for every peer: epoch, offset, then the data (a write)
 	// or the length. The data is copied (the caller may reuse p once we
 	// return) while the local write runs, when it is large enough to be
