@@ -125,9 +125,9 @@ func (p *peer) enqueueLocked(it item) {
 }
 
 // ship sends (or, when the peer is away or behind, records in the bitmap)
-// one operation of epoch; payload is its encoded frame body, shared by
-// every peer. Called with v.mu held.
-func (p *peer) ship(epoch uint64, kind opKind, off, n int64, payload []byte) {
+// one operation of epoch; payload gives its encoded frame body, shared by
+// every peer (built on the first call). Called with v.mu held.
+func (p *peer) ship(epoch uint64, kind opKind, off, n int64, payload func() []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	first, last := blockRange(off, n)
@@ -149,7 +149,7 @@ func (p *peer) ship(epoch uint64, kind opKind, off, n int64, payload []byte) {
 	case opZero:
 		typ, data = fZero, 0
 	}
-	p.enqueueLocked(item{typ: typ, payload: payload, bytes: data})
+	p.enqueueLocked(item{typ: typ, payload: payload(), bytes: data})
 	// Protocol C and on_congestion "block" never pull ahead: their
 	// writers wait for the peer instead.
 	if p.v.cfg.Protocol != "C" && p.v.cfg.OnCongestion != "block" && p.queued+p.unackedBytes > int64(p.v.cfg.SendBuffer) {
