@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -145,7 +146,9 @@ func TestAGuardFollowsTheTicketAndARevokeIsWrittenBeforeItIsSent(t *testing.T) {
 	}
 
 	// The revoke: east's CIB write is held until west wrote its own or a
-	// second passed; west must not have heard of it before.
+	// second passed; west must not have heard of it before, even from
+	// east's answer to a status query sent meanwhile (as a site that
+	// starts asks: from west's address, with west's id).
 	done := make(chan []Message)
 	go func() { done <- l.ask(0, CmdClientRevoke) }()
 	testenv.Eventually(t, 10*time.Second, func() error {
@@ -154,6 +157,15 @@ func TestAGuardFollowsTheTicketAndARevokeIsWrittenBeforeItIsSent(t *testing.T) {
 		}
 		return nil
 	})
+	query, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP(l.addrs[1])}, &net.UDPAddr{IP: net.ParseIP(l.addrs[0]), Port: l.port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer query.Close()
+	status := Message{Header: Header{Cmd: CmdStatus, From: l.servers[1].arb.self.ID}, HasTicket: true, Ticket: Ticket{Name: "web"}}
+	if _, err := query.Write(Encode(status, nil)); err != nil {
+		t.Fatal(err)
+	}
 	held := time.Now()
 	for st.index("west CIB revoked") < 0 && time.Since(held) < time.Second {
 		time.Sleep(10 * time.Millisecond)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -79,6 +80,10 @@ type siteShell struct {
 	guard Guard
 	// held: the tickets the CIB was last asked to grant here.
 	held map[string]bool
+	// unwritten: the revokes asked of the CIB and not yet written (each
+	// closed once done). Nothing is sent before they are: a message of a
+	// later step (a resent revoke, an answer) would tell the others too.
+	unwritten []chan struct{}
 }
 
 type cibJob struct {
@@ -194,17 +199,18 @@ func (s *Server) guarded(ctx context.Context, j cibJob) error {
 	return nil
 }
 
-// apply carries out the engine's effects (with s.mu held). When a ticket
-// granted here is revoked in the CIB, it returns a channel closed once
-// that write is done: the messages of the same step go out after it, as
-// Booth writes the CIB before it tells the others (a revoke, a step-down).
+// apply carries out the engine's effects (with s.mu held). While a
+// ticket granted here is being revoked in the CIB (this step or an
+// earlier one), it returns a channel closed once those writes are done:
+// the messages of this step go out after them, as Booth writes the CIB
+// before it tells the others (a revoke, a step-down), and sends nothing
+// while it writes.
 func (s *Server) apply(ctx context.Context) <-chan struct{} {
 	if s.cib == nil {
 		return nil
 	}
 	eff := s.arb.TakeEffects()
 	now, wall := s.now(), time.Now()
-	var after chan struct{}
 	for _, w := range eff.CIB {
 		var exp time.Time
 		if w.Expires > 0 {
@@ -216,8 +222,9 @@ func (s *Server) apply(ctx context.Context) <-chan struct{} {
 		}
 		job := cibJob{w: w, expires: exp, done: old.done}
 		if s.held[w.Ticket] && !w.Granted {
-			after = make(chan struct{})
+			after := make(chan struct{})
 			job.done = append(job.done, after)
+			s.unwritten = append(s.unwritten, after)
 		}
 		s.held[w.Ticket] = w.Granted
 		s.pending[w.Ticket] = job
@@ -242,7 +249,40 @@ func (s *Server) apply(ctx context.Context) <-chan struct{} {
 	for _, n := range eff.Notify {
 		s.answerWaiters(n)
 	}
-	return after
+	return s.unwrittenLocked(ctx)
+}
+
+// unwrittenLocked returns a channel closed once every revoke asked of the
+// CIB so far is written; nil when none is left.
+func (s *Server) unwrittenLocked(ctx context.Context) <-chan struct{} {
+	left := s.unwritten[:0]
+	for _, c := range s.unwritten {
+		select {
+		case <-c:
+		default:
+			left = append(left, c)
+		}
+	}
+	clear(s.unwritten[len(left):])
+	s.unwritten = left
+	switch len(left) {
+	case 0:
+		return nil
+	case 1:
+		return left[0]
+	}
+	all := make(chan struct{})
+	go func(chs []chan struct{}) {
+		for _, c := range chs {
+			select {
+			case <-c:
+			case <-ctx.Done():
+				return
+			}
+		}
+		close(all)
+	}(slices.Clone(left))
+	return all
 }
 
 // runHandler starts a ticket's before-acquire handler with Booth's
