@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -64,12 +65,14 @@ func main() {
 		defer st.close()
 	}
 	creds := makeTLS(*dir)
-	var raw, local, vol, volTLS, cLat, bound []float64
+	var raw, local, vol, volTLS, cLat, bound, busy, iowait []float64
 	for r := 0; r < *runs; r++ {
 		raw = append(raw, rawRun(st, size, chunk))
 		local = append(local, localRun(st, size, chunk))
-		vol = append(vol, volumeRun(st, size, chunk, nil))
-		volTLS = append(volTLS, volumeRun(st, size, chunk, creds))
+		mbps, cpu := volumeRun(st, size, chunk, nil)
+		vol, busy, iowait = append(vol, mbps), append(busy, cpu.busy), append(iowait, cpu.iowait)
+		mbps, _ = volumeRun(st, size, chunk, creds)
+		volTLS = append(volTLS, mbps)
 		cLat = append(cLat, protocolCRun(st))
 		bound = append(bound, rawSyncLatency(st)+loopbackRTT())
 	}
@@ -86,6 +89,7 @@ func main() {
 	if st.peerDir == "" {
 		fmt.Fprintf(tw, "ratio volume / (raw / 2): both replicas write to this one disk\t%.2f\t\n", volMB/(rawMB/2))
 	}
+	fmt.Fprintf(tw, "this machine's CPUs during the volume run: busy / waiting for I/O (%d CPUs, the peer's work included)\t%.0f%% / %.0f%%\t\n", runtime.NumCPU(), median(busy)*100, median(iowait)*100)
 	fmt.Fprintf(tw, "through the volume, the peer over mutual TLS 1.3\t%.0f MB/s\t\n", tlsMB)
 	fmt.Fprintf(tw, "ratio volume with TLS / raw\t%.2f\t\n", tlsMB/rawMB)
 	fmt.Fprintf(tw, "steady rate for the lag run (half of raw)\t%.0f MB/s\t\n", achieved)
@@ -260,18 +264,21 @@ func writeAll(v *replication.Volume, size int64, chunk []byte) time.Duration {
 	return time.Since(start)
 }
 
-// volumeRun writes size bytes through a primary volume and flushes.
-func volumeRun(st storage, size int64, chunk []byte, creds map[string]replication.TLS) float64 {
+// volumeRun writes size bytes through a primary volume and flushes; it
+// returns the throughput and how busy this machine's CPUs were meanwhile.
+func volumeRun(st storage, size int64, chunk []byte, creds map[string]replication.TLS) (float64, cpuShare) {
 	east, west := pair(st, size, prometheus.NewRegistry(), creds, "A")
 	defer west.Close()
 	defer east.Close()
+	before := readCPU()
 	took := writeAll(east, size, chunk)
+	cpu := readCPU().since(before)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := east.Drain(ctx); err != nil {
 		fail(fmt.Errorf("drain after the throughput run: %w", err))
 	}
-	return float64(size) / took.Seconds() / 1e6
+	return float64(size) / took.Seconds() / 1e6, cpu
 }
 
 // lagRun writes at rate MB/s (1 MiB writes, a flush every 4 MiB) for d and

@@ -213,3 +213,32 @@ func loopbackRTT() float64 {
 	sort.Float64s(took)
 	return took[len(took)/2]
 }
+
+// cpuTimes are this machine's CPU times from /proc/stat, in clock ticks:
+// busy (user, nice, system, interrupts), waiting for I/O, and all.
+type cpuTimes struct{ busy, iowait, total float64 }
+
+// cpuShare is the share of all CPUs' time that was busy, and that waited
+// for I/O.
+type cpuShare struct{ busy, iowait float64 }
+
+func readCPU() cpuTimes {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		fail(err)
+	}
+	var user, nice, sys, idle, iowait, irq, softirq, steal float64
+	if _, err := fmt.Sscanf(string(raw), "cpu %g %g %g %g %g %g %g %g", &user, &nice, &sys, &idle, &iowait, &irq, &softirq, &steal); err != nil {
+		fail(fmt.Errorf("/proc/stat: %w", err))
+	}
+	busy := user + nice + sys + irq + softirq
+	return cpuTimes{busy: busy, iowait: iowait, total: busy + idle + iowait + steal}
+}
+
+func (c cpuTimes) since(before cpuTimes) cpuShare {
+	total := c.total - before.total
+	if total <= 0 {
+		return cpuShare{}
+	}
+	return cpuShare{busy: (c.busy - before.busy) / total, iowait: (c.iowait - before.iowait) / total}
+}
