@@ -62,6 +62,9 @@ type activityLog struct {
 	// evict is called (under no lock of the log) before an extent leaves,
 	// so what is not yet acknowledged in it can be put in the bitmaps.
 	evict func(ext uint32) error
+	// failedHook hears of the log write that failed (once, under no lock
+	// of the log).
+	failedHook func(error)
 	// extents is how many the volume has (activations ahead stop there).
 	extents uint32
 	// writes counts log writes, waits the writes that waited for one.
@@ -103,6 +106,23 @@ func openAL(path string, capacity int) (*activityLog, []uint32, error) {
 	}
 	exts, err := decodeAL(raw)
 	return al, exts, err
+}
+
+// openLog opens the volume's activity log. It returns the extents it
+// held (what a crash leaves hot) and why they could not be read, or an
+// error when the log cannot be opened at all.
+func (v *Volume) openLog(size int64) ([]uint32, error, error) {
+	al, exts, readErr := openAL(v.cfg.metaBase()+".al", v.cfg.ALExtents)
+	if al == nil {
+		return nil, nil, fmt.Errorf("volume %q: activity log: %w", v.cfg.Name, readErr)
+	}
+	v.al = al
+	v.al.evict = v.evictExtent
+	v.al.failedHook = func(err error) {
+		v.log.Error("activity log write failed: every write to the volume fails until it is restarted", "err", err)
+	}
+	v.al.setSize(size)
+	return exts, readErr, nil
 }
 
 func decodeAL(raw []byte) ([]uint32, error) {
@@ -321,10 +341,16 @@ func (al *activityLog) commitLocked(added, evicted []uint32) {
 			al.active[e] = true
 		}
 	}
+	first := err != nil && al.failed == nil
 	if err != nil {
 		al.failed = err
 	}
 	al.cond.Broadcast()
+	if first && al.failedHook != nil {
+		al.mu.Unlock()
+		al.failedHook(err)
+		al.mu.Lock()
+	}
 }
 
 // done ends the writes counted by activate(off, n).

@@ -166,7 +166,7 @@ func TestActivityLogCoversEveryWriteInProgress(t *testing.T) {
 
 // A log write that fails (here the marks of a leaving extent could not be
 // made durable) fails that write and every later one: the log on disk is
-// no longer known.
+// no longer known. The failure is reported once (the volume logs it).
 func TestActivityLogFailureIsFinal(t *testing.T) {
 	al, _, err := openAL(filepath.Join(t.TempDir(), "v.al"), 4)
 	must(t, err)
@@ -174,6 +174,8 @@ func TestActivityLogFailureIsFinal(t *testing.T) {
 	al.setSize(64 * extentSize)
 	broken := errors.New("bitmap device gone")
 	al.evict = func(uint32) error { return broken }
+	var heard []error
+	al.failedHook = func(err error) { heard = append(heard, err) }
 	var first error
 	for e := int64(0); e < 16 && first == nil; e += 2 {
 		if first = al.activate(e*extentSize, 4096); first == nil {
@@ -187,5 +189,8 @@ func TestActivityLogFailureIsFinal(t *testing.T) {
 	err = al.activate(0, 4096)
 	if !errors.Is(err, broken) || !strings.Contains(err.Error(), "restart") {
 		t.Fatalf("a write after the failure: %v", err)
+	}
+	if len(heard) != 1 || !errors.Is(heard[0], broken) {
+		t.Fatalf("the failure was reported %v", heard)
 	}
 }

@@ -194,14 +194,11 @@ func Open(o Options) (*Volume, error) {
 		return nil, fmt.Errorf("volume %q: metadata is for volume %q of %d bytes", cfg.Name, m.Volume, m.Size)
 	}
 	v.m = m
-	al, exts, alErr := openAL(cfg.metaBase()+".al", cfg.ALExtents)
-	if al == nil {
+	exts, alErr, err := v.openLog(size)
+	if err != nil {
 		v.be.Close()
-		return nil, fmt.Errorf("volume %q: activity log: %w", cfg.Name, alErr)
+		return nil, err
 	}
-	v.al = al
-	v.al.evict = v.evictExtent
-	v.al.setSize(size)
 	if err := v.openPeers(); err != nil {
 		v.be.Close()
 		return nil, err
