@@ -47,18 +47,17 @@ type activityLog struct {
 	cap  int
 	// lru is the log as written, or as it will be once the transaction
 	// in flight is durable; most recent last.
-	lru     []uint32
-	active  map[uint32]bool // durable in the log: writes may start
-	pending map[uint32]bool // added by the transaction in flight
-	leaving map[uint32]bool // dropped by the transaction in flight
-	refs    map[uint32]int  // writes in progress
-	busy    bool            // a transaction is in flight
-	failed  error           // a log write failed: every write fails
+	lru    []uint32
+	active map[uint32]bool // durable in the log: writes may start
+	refs   map[uint32]int  // writes in progress
+	// flight is the transaction being written (nil: none); its extents
+	// are not usable until it ends.
+	flight *alTx
+	failed error // a log write failed: every write fails
 	// window is the last run of extents a sequential stream activated:
 	// when a write enters it, the next one is written ahead.
 	window     [2]uint32
 	haveWindow bool
-	buf        []byte
 	// evict is called (under no lock of the log) before an extent leaves,
 	// so what is not yet acknowledged in it can be put in the bitmaps.
 	evict func(ext uint32) error
@@ -69,6 +68,13 @@ type activityLog struct {
 	extents uint32
 	// writes counts log writes, waits the writes that waited for one.
 	writes, waits int
+}
+
+// alTx is a log write: the extents it adds and those it drops.
+type alTx struct{ added, evicted []uint32 }
+
+func (tx *alTx) has(e uint32) bool {
+	return tx != nil && (contains(tx.added, e) || contains(tx.evicted, e))
 }
 
 // lookahead is how many extents a sequential stream activates at once
@@ -96,8 +102,7 @@ func openAL(path string, capacity int) (*activityLog, []uint32, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	al := &activityLog{f: f, cap: capacity, active: map[uint32]bool{}, pending: map[uint32]bool{},
-		leaving: map[uint32]bool{}, refs: map[uint32]int{}}
+	al := &activityLog{f: f, cap: capacity, active: map[uint32]bool{}, refs: map[uint32]int{}}
 	al.cond = sync.NewCond(&al.mu)
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -173,7 +178,7 @@ func (al *activityLog) activate(off, n int64) error {
 		for e := first; e <= last; e++ {
 			switch {
 			case al.active[e]:
-			case al.pending[e] || al.leaving[e]:
+			case al.flight.has(e):
 				unusable = true
 			default:
 				missing = true
@@ -189,26 +194,20 @@ func (al *activityLog) activate(off, n int64) error {
 			al.aheadLocked(first)
 			return nil
 		}
-		if unusable || al.busy {
+		if unusable || al.flight != nil {
 			waited = true
 			al.cond.Wait()
 			continue
 		}
 		// A synchronous transaction: the extents this write needs, and
 		// a window ahead when the write continues the newest extent.
-		want := []uint32{}
-		for e := first; e <= last; e++ {
-			want = append(want, e)
-		}
+		want := extentRun(first, last)
 		if len(al.lru) > 0 && first > 0 && al.lru[len(al.lru)-1] == first-1 && first < al.extents {
 			end := max(last, min(first+al.windowLen()-1, al.extents-1))
-			for e := last + 1; e <= end; e++ {
-				want = append(want, e)
-			}
+			want = extentRun(first, end)
 			al.window, al.haveWindow = [2]uint32{first, end}, true
 		}
-		added, evicted, ok := al.prepareLocked(want, len(want)-int(last-first+1))
-		if !ok {
+		if !al.prepareLocked(want, len(want)-int(last-first+1)) {
 			// Every extent that could leave has a write in
 			// progress: wait for one to end.
 			waited = true
@@ -216,14 +215,23 @@ func (al *activityLog) activate(off, n int64) error {
 			continue
 		}
 		waited = true
-		al.commitLocked(added, evicted)
+		al.commitLocked()
 	}
+}
+
+// extentRun is the extents first to last.
+func extentRun(first, last uint32) []uint32 {
+	out := make([]uint32, 0, last-first+1)
+	for e := first; e <= last; e++ {
+		out = append(out, e)
+	}
+	return out
 }
 
 // aheadLocked starts writing the window after the stream's last one in
 // the background when a write at extent first entered that last window.
 func (al *activityLog) aheadLocked(first uint32) {
-	if al.busy || !al.haveWindow || first < al.window[0] || first > al.window[1] {
+	if al.flight != nil || !al.haveWindow || first < al.window[0] || first > al.window[1] {
 		return
 	}
 	start := al.window[1] + 1
@@ -231,28 +239,25 @@ func (al *activityLog) aheadLocked(first uint32) {
 		return
 	}
 	end := min(start+al.windowLen()-1, al.extents-1)
-	want := []uint32{}
-	for e := start; e <= end; e++ {
-		want = append(want, e)
-	}
-	added, evicted, ok := al.prepareLocked(want, len(want))
-	if !ok || len(added) == 0 {
+	want := extentRun(start, end)
+	if !al.prepareLocked(want, len(want)) || al.flight == nil {
 		return
 	}
 	al.window = [2]uint32{start, end}
 	go func() {
 		al.mu.Lock()
 		defer al.mu.Unlock()
-		al.commitLocked(added, evicted)
+		al.commitLocked()
 	}()
 }
 
-// prepareLocked starts a transaction adding want (of which the last
-// optional ones may be left out when no extent can make room for them):
-// the log's new content, where the oldest extents that have no write in
-// progress and are not wanted leave. It reports false when a required
-// extent found no room.
-func (al *activityLog) prepareLocked(want []uint32, optional int) (added, evicted []uint32, ok bool) {
+// prepareLocked starts a transaction (al.flight) adding want (of which
+// the last optional ones may be left out when no extent can make room for
+// them): the log's new content, where the oldest extents that have no
+// write in progress and are not wanted leave. It reports false when a
+// required extent found no room; it starts none when want is in the log.
+func (al *activityLog) prepareLocked(want []uint32, optional int) bool {
+	var added, evicted []uint32
 	size := len(al.lru)
 	for i, e := range want {
 		if contains(al.lru, e) {
@@ -262,7 +267,7 @@ func (al *activityLog) prepareLocked(want []uint32, optional int) (added, evicte
 			old, found := al.oldestIdleLocked(want, evicted)
 			if !found {
 				if i < len(want)-optional {
-					return nil, nil, false
+					return false
 				}
 				break
 			}
@@ -273,7 +278,7 @@ func (al *activityLog) prepareLocked(want []uint32, optional int) (added, evicte
 		size++
 	}
 	if len(added) == 0 {
-		return nil, nil, true
+		return true
 	}
 	lru := make([]uint32, 0, size)
 	for _, e := range al.lru {
@@ -284,13 +289,9 @@ func (al *activityLog) prepareLocked(want []uint32, optional int) (added, evicte
 	al.lru = append(lru, added...)
 	for _, e := range evicted {
 		delete(al.active, e)
-		al.leaving[e] = true
 	}
-	for _, e := range added {
-		al.pending[e] = true
-	}
-	al.busy = true
-	return added, evicted, true
+	al.flight = &alTx{added: added, evicted: evicted}
+	return true
 }
 
 // oldestIdleLocked is the oldest extent of the log with no write in
@@ -315,11 +316,11 @@ func contains(xs []uint32, x uint32) bool {
 
 // commitLocked writes the transaction prepared: the leaving extents'
 // marks first, then the log. It releases al.mu meanwhile.
-func (al *activityLog) commitLocked(added, evicted []uint32) {
-	buf := al.encodeLocked()
+func (al *activityLog) commitLocked() {
+	tx, buf := al.flight, al.encodeLocked()
 	al.mu.Unlock()
 	var err error
-	for _, e := range evicted {
+	for _, e := range tx.evicted {
 		if al.evict != nil {
 			if err = al.evict(e); err != nil {
 				break
@@ -330,13 +331,9 @@ func (al *activityLog) commitLocked(added, evicted []uint32) {
 		err = al.write(buf)
 	}
 	al.mu.Lock()
-	al.busy = false
+	al.flight = nil
 	al.writes++
-	for _, e := range evicted {
-		delete(al.leaving, e)
-	}
-	for _, e := range added {
-		delete(al.pending, e)
+	for _, e := range tx.added {
 		if err == nil {
 			al.active[e] = true
 		}
@@ -370,21 +367,21 @@ func (al *activityLog) done(off, n int64) {
 }
 
 func (al *activityLog) encodeLocked() []byte {
-	al.buf = al.buf[:0]
-	al.buf = binary.BigEndian.AppendUint32(al.buf, uint32(len(al.lru)))
+	buf := make([]byte, 0, 8+4*max(al.cap, len(al.lru)))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(al.lru)))
 	for _, e := range al.lru {
-		al.buf = binary.BigEndian.AppendUint32(al.buf, e)
+		buf = binary.BigEndian.AppendUint32(buf, e)
 	}
-	al.buf = binary.BigEndian.AppendUint32(al.buf, crc32.Checksum(al.buf, castagnoli))
+	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli))
 	// Always the same length, room for a full log, so that the file's
 	// size never changes: fdatasync then writes the data only, not the
 	// file system's metadata (a journal commit each time, half of a
 	// sequential stream's time in bench/replication). The reader ignores
 	// what follows the checksum.
-	if full := 8 + 4*al.cap; len(al.buf) < full {
-		al.buf = append(al.buf, make([]byte, full-len(al.buf))...)
+	if full := 8 + 4*al.cap; len(buf) < full {
+		buf = append(buf, make([]byte, full-len(buf))...)
 	}
-	return append([]byte(nil), al.buf...)
+	return buf
 }
 
 func (al *activityLog) write(buf []byte) error {
@@ -404,7 +401,7 @@ func (al *activityLog) counts() (writes, waits int) {
 
 // idleLocked waits until no transaction is in flight.
 func (al *activityLog) idleLocked() {
-	for al.busy {
+	for al.flight != nil {
 		al.cond.Wait()
 	}
 }
