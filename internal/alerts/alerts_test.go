@@ -85,7 +85,9 @@ func lines(p string) []string {
 // its environment and as JSON on stdin.
 func TestProgramGetsSelectedEventsInOrder(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
-	prog := script(t, `read -r json; echo "$GEOBOOTH_MEMBER/$GEOBOOTH_EVENT/$GEOBOOTH_TICKET/$GEOBOOTH_TERM/$GEOBOOTH_OWNER/$GEOBOOTH_SEQ" | tr ' ' _ >>`+out+`; echo "$json" >`+out+`.json`+"\n")
+	// The JSON is written before the line, so once the last line is there
+	// the last JSON is too.
+	prog := script(t, `read -r json; echo "$json" >`+out+`.json; echo "$GEOBOOTH_MEMBER/$GEOBOOTH_EVENT/$GEOBOOTH_TICKET/$GEOBOOTH_TERM/$GEOBOOTH_OWNER/$GEOBOOTH_SEQ" | tr ' ' _ >>`+out+"\n")
 	cfg := DefaultConfig()
 	cfg.Name, cfg.Program, cfg.Kinds, cfg.Retries = "rec", prog, []string{"acquired", "lost", "split brain"}, 0
 	if errs := cfg.Validate("/"); len(errs) > 0 {
