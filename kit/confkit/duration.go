@@ -22,6 +22,13 @@ func (d *Duration) UnmarshalTOML(v any) error {
 	if !ok {
 		return fmt.Errorf("a duration must be a quoted string with a unit, like \"600s\" or \"1m\"; got %v (%T)", v, v)
 	}
+	return d.parse(s)
+}
+
+// UnmarshalText reads what MarshalText writes (JSON uses the pair).
+func (d *Duration) UnmarshalText(b []byte) error { return d.parse(string(b)) }
+
+func (d *Duration) parse(s string) error {
 	x, err := time.ParseDuration(s)
 	if err != nil {
 		return fmt.Errorf("invalid duration %q: use a number with a unit, like \"600s\" or \"1m\"", s)

@@ -1,6 +1,7 @@
 package confkit
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -34,5 +35,24 @@ func TestPrefixJoinsKeys(t *testing.T) {
 	got := Prefix("tickets.web", []FieldError{Errorf("expire", "too short"), Errorf("", "bad")})
 	if got[0].Key != "tickets.web.expire" || got[1].Key != "tickets.web" {
 		t.Fatalf("keys = %q, %q", got[0].Key, got[1].Key)
+	}
+}
+
+// What MarshalText writes, UnmarshalText reads back: a config goes through
+// JSON and comes back equal; a negative or unitless one is refused there too.
+func TestDurationRoundTripsThroughJSON(t *testing.T) {
+	in := struct{ D Duration }{Duration(90*time.Second + 5*time.Millisecond)}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ D Duration }
+	if err := json.Unmarshal(b, &out); err != nil || out != in {
+		t.Fatalf("%s came back as %v (%v)", b, out.D, err)
+	}
+	for _, src := range []string{`{"D":"-1s"}`, `{"D":"600"}`} {
+		if err := json.Unmarshal([]byte(src), &out); err == nil {
+			t.Errorf("%s: decoded as %v", src, out.D)
+		}
 	}
 }
