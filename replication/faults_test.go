@@ -58,6 +58,7 @@ type proxy struct {
 	cut       bool
 	stallBack bool   // stop forwarding target→client (half-open)
 	rate      int64  // bytes/s client→target, 0: unlimited
+	rcvBuf    int    // the client side's receive buffer, 0: the kernel's
 	tamper    string // "corrupt", "duplicate", "replay": applied to the next data frame
 	conns     []net.Conn
 	history   [][]byte
@@ -103,11 +104,16 @@ func (px *proxy) accept() {
 			return
 		}
 		px.mu.Lock()
-		cut := px.cut
+		cut, rcvBuf := px.cut, px.rcvBuf
 		px.mu.Unlock()
 		if cut {
 			c.Close()
 			continue
+		}
+		if rcvBuf > 0 {
+			// A small window: the sender blocks at once on a slow
+			// link, instead of the kernel's buffers taking megabytes.
+			c.(*net.TCPConn).SetReadBuffer(rcvBuf)
 		}
 		u, err := net.Dial("tcp", px.target)
 		if err != nil {

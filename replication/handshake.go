@@ -80,6 +80,7 @@ func (p *peer) serve(s *session, mine, theirs hello) {
 		p.sendLoop(s)
 	}()
 	err = p.receiveLoop(s)
+	s.dropPending() // an epoch cut short: never applied
 	s.conn.Close()
 	p.mu.Lock()
 	p.cond.Broadcast()

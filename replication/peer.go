@@ -40,6 +40,9 @@ type item struct {
 	typ     frameType
 	payload []byte
 	bytes   int64 // data bytes it carries (for the send buffer)
+	// buf, when not nil, is payload's shared buffer: released once the
+	// item is sent or dropped.
+	buf *payloadBuf
 }
 
 // epochRec remembers what an epoch carried to a peer until it is
@@ -126,8 +129,9 @@ func (p *peer) enqueueLocked(it item) {
 
 // ship sends (or, when the peer is away or behind, records in the bitmap)
 // one operation of epoch; payload gives its encoded frame body, shared by
-// every peer (built on the first call). Called with v.mu held.
-func (p *peer) ship(epoch uint64, kind opKind, off, n int64, payload func() []byte) {
+// every peer (built on the first call; the queue holds a reference).
+// Called with v.mu held.
+func (p *peer) ship(epoch uint64, kind opKind, off, n int64, payload func() *payloadBuf) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	first, last := blockRange(off, n)
@@ -149,7 +153,8 @@ func (p *peer) ship(epoch uint64, kind opKind, off, n int64, payload func() []by
 	case opZero:
 		typ, data = fZero, 0
 	}
-	p.enqueueLocked(item{typ: typ, payload: payload(), bytes: data})
+	pb := payload()
+	p.enqueueLocked(item{typ: typ, payload: pb.hold(), bytes: data, buf: pb})
 	// Protocol C and on_congestion "block" never pull ahead: their
 	// writers wait for the peer instead.
 	if p.v.cfg.Protocol != "C" && p.v.cfg.OnCongestion != "block" && p.queued+p.unackedBytes > int64(p.v.cfg.SendBuffer) {
@@ -186,6 +191,7 @@ func (p *peer) toBitmapLocked() {
 	for _, it := range p.queue {
 		switch it.typ {
 		case fWrite, fTrim, fZero, fRSData, fRSCsum, fBarrier:
+			it.buf.release()
 		default:
 			kept = append(kept, it)
 		}

@@ -41,8 +41,17 @@ func (s *session) applyEpoch() error {
 			return err
 		}
 	}
-	s.pending, s.pendingBytes = nil, 0
+	s.dropPending()
 	return nil
+}
+
+// dropPending forgets the open epoch's operations (applied, or never to
+// be), and gives their buffers back.
+func (s *session) dropPending() {
+	for _, op := range s.pending {
+		op.buf.release()
+	}
+	s.pending, s.pendingBytes = nil, 0
 }
 
 // startTarget marks the replica Inconsistent at the first resync frame of
@@ -139,7 +148,11 @@ func (s *session) takeOp(typ frameType, d *dec) error {
 	op := pendingOp{off: off}
 	switch typ {
 	case fWrite:
-		op.kind, op.data = opWrite, append([]byte(nil), d.b...)
+		// Kept until the barrier, in a pooled buffer (a new one per
+		// frame made the runtime fault in and zero fresh pages).
+		op.buf = newPayload(len(d.b))
+		op.kind, op.data = opWrite, op.buf.b
+		copy(op.data, d.b)
 		op.n = int64(len(op.data))
 		d.b = nil
 	case fTrim:

@@ -48,6 +48,7 @@ type pendingOp struct {
 	off  int64
 	n    int64
 	data []byte
+	buf  *payloadBuf // data's buffer, given back once applied or dropped
 }
 
 // send writes one frame without copying its payload into a frame buffer.
@@ -144,10 +145,16 @@ func (p *peer) sendLoop(s *session) {
 		if len(batch) == 0 {
 			err = s.send(fPing, nil)
 		}
-		for _, it := range batch {
+		for i, it := range batch {
 			if err = s.send(it.typ, it.payload); err != nil {
+				for _, left := range batch[i:] {
+					left.buf.release()
+				}
 				break
 			}
+			// The connection has it (a write returns once the kernel
+			// or TLS copied it): its buffer may be reused.
+			it.buf.release()
 		}
 		if err == nil {
 			err = s.out.Flush()
@@ -262,7 +269,7 @@ func (p *peer) handle(s *session, f frame) error {
 		if err := d.done(); err != nil {
 			return err
 		}
-		s.pending, s.pendingBytes = nil, 0
+		s.dropPending()
 		v.setDisk(Outdated)
 		p.setState(Behind)
 		return nil
