@@ -6,9 +6,11 @@
 // durable acknowledgement) at a steady rate of half the raw throughput, and
 // protocol C's latency for one 4 KiB write against the physical bound (a
 // raw 4 KiB write and fdatasync, plus a loopback round trip). Rounds are
-// interleaved and medians reported. It prints one table.
+// interleaved and medians reported. It prints one table. With -peer-cpu N
+// the peer runs in a process of its own on CPU N and the rest on the
+// other CPUs: on one machine, the nearest to a peer on its own.
 //
-//	go run ./bench/replication [-size 512MiB] [-runs 5] [-dir DIR] [-devices]
+//	go run ./bench/replication [-size 512MiB] [-runs 5] [-dir DIR] [-devices] [-peer-dir DIR] [-peer-cpu N]
 package main
 
 import (
@@ -16,12 +18,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -41,7 +41,16 @@ func main() {
 	dir := flag.String("dir", "", "folder on the disk to measure (default: a temporary folder)")
 	peerDir := flag.String("peer-dir", "", "folder for the peer's replica, on another disk (or /dev/shm: RAM), so that the primary's disk is the only one measured (default: -dir, both replicas on one disk)")
 	lagFor := flag.Duration("lag-for", 5*time.Second, "how long the steady-rate lag run lasts")
+	flag.IntVar(&peerCPU, "peer-cpu", -1, "run the peer in a process of its own on this CPU, and the rest on the others (as when each site has its own machine)")
+	serve := flag.String("serve-peer", "", "(internal) be the peer process of -peer-cpu")
 	flag.Parse()
+	if *serve != "" {
+		servePeer(*serve)
+		return
+	}
+	if peerCPU >= 0 {
+		pin(func(cpu int) bool { return cpu != peerCPU })
+	}
 	size, err := replication.ParseSize(*sizeFlag)
 	if err != nil {
 		fail(err)
@@ -64,14 +73,14 @@ func main() {
 		st = newLoopStorage(st, max(size, lagVolume))
 		defer st.close()
 	}
-	creds := makeTLS(*dir)
+	tlsDir := makeTLS(*dir)
 	var raw, local, vol, volTLS, cLat, bound, busy, iowait []float64
 	for r := 0; r < *runs; r++ {
 		raw = append(raw, rawRun(st, size, chunk))
 		local = append(local, localRun(st, size, chunk))
-		mbps, cpu := volumeRun(st, size, chunk, nil)
+		mbps, cpu := volumeRun(st, size, chunk, "")
 		vol, busy, iowait = append(vol, mbps), append(busy, cpu.busy), append(iowait, cpu.iowait)
-		mbps, _ = volumeRun(st, size, chunk, creds)
+		mbps, _ = volumeRun(st, size, chunk, tlsDir)
 		volTLS = append(volTLS, mbps)
 		cLat = append(cLat, protocolCRun(st))
 		bound = append(bound, rawSyncLatency(st)+loopbackRTT())
@@ -89,7 +98,11 @@ func main() {
 	if st.peerDir == "" {
 		fmt.Fprintf(tw, "ratio volume / (raw / 2): both replicas write to this one disk\t%.2f\t\n", volMB/(rawMB/2))
 	}
-	fmt.Fprintf(tw, "this machine's CPUs during the volume run: busy / waiting for I/O (%d CPUs, the peer's work included)\t%.0f%% / %.0f%%\t\n", runtime.NumCPU(), median(busy)*100, median(iowait)*100)
+	where := "the peer's work included"
+	if peerCPU >= 0 {
+		where = fmt.Sprintf("the peer alone on CPU %d", peerCPU)
+	}
+	fmt.Fprintf(tw, "this machine's CPUs during the volume run: busy / waiting for I/O (%d CPUs, %s)\t%.0f%% / %.0f%%\t\n", machineCPUs(), where, median(busy)*100, median(iowait)*100)
 	fmt.Fprintf(tw, "through the volume, the peer over mutual TLS 1.3\t%.0f MB/s\t\n", tlsMB)
 	fmt.Fprintf(tw, "ratio volume with TLS / raw\t%.2f\t\n", tlsMB/rawMB)
 	fmt.Fprintf(tw, "steady rate for the lag run (half of raw)\t%.0f MB/s\t\n", achieved)
@@ -155,8 +168,9 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-// makeTLS makes a CA and the certificates of east and west in dir/tls.
-func makeTLS(dir string) map[string]replication.TLS {
+// makeTLS makes a CA and the certificates of east and west in dir/tls,
+// and returns that folder.
+func makeTLS(dir string) string {
 	tdir := filepath.Join(dir, "tls")
 	os.MkdirAll(tdir, 0o700)
 	ca, err := tlsfiles.NewCA("bench", time.Now(), 24*time.Hour)
@@ -166,34 +180,27 @@ func makeTLS(dir string) map[string]replication.TLS {
 	if err := os.WriteFile(filepath.Join(tdir, "ca.pem"), ca.Cert, 0o644); err != nil {
 		fail(err)
 	}
-	out := map[string]replication.TLS{}
 	for _, name := range []string{"east", "west"} {
 		m, err := tlsfiles.NewMember(ca, name, nil, time.Now(), 24*time.Hour)
 		if err != nil {
 			fail(err)
 		}
-		cert, key := filepath.Join(tdir, name+".pem"), filepath.Join(tdir, name+"-key.pem")
-		if err := m.Write(cert, key); err != nil {
+		if err := m.Write(filepath.Join(tdir, name+".pem"), filepath.Join(tdir, name+"-key.pem")); err != nil {
 			fail(err)
 		}
-		src, err := tlsfiles.Open(tlsfiles.Files{CA: filepath.Join(tdir, "ca.pem"), Cert: cert, Key: key})
-		if err != nil {
-			fail(err)
-		}
-		out[name] = src
 	}
-	return out
+	return tdir
 }
 
 // pair opens a primary (east) and a secondary (west) in sync, over TLS
-// with creds.
-func pair(st storage, size int64, reg prometheus.Registerer, creds map[string]replication.TLS, protocol string) (*replication.Volume, *replication.Volume) {
+// with the certificates in tlsDir when it is not empty; west runs in a
+// process of its own with -peer-cpu.
+func pair(st storage, size int64, reg prometheus.Registerer, tlsDir string, protocol string) (*replication.Volume, io.Closer) {
 	dir := st.dir
 	os.RemoveAll(filepath.Join(dir, "vol"))
 	os.RemoveAll(filepath.Join(st.dirOf("west"), "vol"))
 	ea, wa := freeAddr(), freeAddr()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	open := func(name, addr, peer, peerAddr string, reg prometheus.Registerer) *replication.Volume {
+	config := func(name, addr, peer, peerAddr string) replication.VolumeConfig {
 		c := replication.DefaultVolume()
 		c.Name, c.Size, c.Listen = "bench", replication.Size(size), addr
 		c.Path = filepath.Join(st.dirOf(name), "vol", name, "bench.img")
@@ -206,18 +213,24 @@ func pair(st storage, size int64, reg prometheus.Registerer, creds map[string]re
 		c.SendBuffer = 256 << 20
 		c.Protocol, c.OnCongestion = protocol, onCongestion
 		os.MkdirAll(filepath.Dir(c.Path), 0o755)
-		v, err := replication.Open(replication.Options{Config: c, Self: name, Key: []byte("bench-key-0123456"), Log: log, Registry: reg,
-			TLS: creds[name]})
-		if err != nil {
-			fail(err)
-		}
-		if err := v.Start(context.Background()); err != nil {
-			fail(err)
-		}
-		return v
+		return c
 	}
-	east := open("east", ea, "west", wa, reg)
-	west := open("west", wa, "east", ea, prometheus.NewRegistry())
+	var creds replication.TLS
+	if tlsDir != "" {
+		creds = tlsFor(tlsDir, "east")
+	}
+	east := openVolume(config("east", ea, "west", wa), "east", reg, creds)
+	var west io.Closer
+	wc := config("west", wa, "east", ea)
+	if peerCPU >= 0 {
+		west = startPeer(peerSpec{Config: wc, TLSDir: tlsDir})
+	} else {
+		var wcreds replication.TLS
+		if tlsDir != "" {
+			wcreds = tlsFor(tlsDir, "west")
+		}
+		west = openVolume(wc, "west", prometheus.NewRegistry(), wcreds)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for east.Status().Peers[0].State != replication.InSync {
 		if time.Now().After(deadline) {
@@ -236,7 +249,7 @@ func pair(st storage, size int64, reg prometheus.Registerer, creds map[string]re
 // path alone (activity log, direct writes), without the shipping and the
 // peer that share this machine's CPUs in volumeRun.
 func localRun(st storage, size int64, chunk []byte) float64 {
-	east, west := pair(st, size, prometheus.NewRegistry(), nil, "A")
+	east, west := pair(st, size, prometheus.NewRegistry(), "", "A")
 	defer east.Close()
 	west.Close()
 	deadline := time.Now().Add(10 * time.Second)
@@ -266,8 +279,8 @@ func writeAll(v *replication.Volume, size int64, chunk []byte) time.Duration {
 
 // volumeRun writes size bytes through a primary volume and flushes; it
 // returns the throughput and how busy this machine's CPUs were meanwhile.
-func volumeRun(st storage, size int64, chunk []byte, creds map[string]replication.TLS) (float64, cpuShare) {
-	east, west := pair(st, size, prometheus.NewRegistry(), creds, "A")
+func volumeRun(st storage, size int64, chunk []byte, tlsDir string) (float64, cpuShare) {
+	east, west := pair(st, size, prometheus.NewRegistry(), tlsDir, "A")
 	defer west.Close()
 	defer east.Close()
 	before := readCPU()
@@ -287,7 +300,7 @@ func volumeRun(st storage, size int64, chunk []byte, creds map[string]replicatio
 func lagRun(st storage, rate float64, d time.Duration, chunk []byte) (float64, float64, float64) {
 	const volSize = lagVolume
 	reg := prometheus.NewRegistry()
-	east, west := pair(st, volSize, reg, nil, "A")
+	east, west := pair(st, volSize, reg, "", "A")
 	defer west.Close()
 	defer east.Close()
 	interval := time.Duration(float64(len(chunk)) / (rate * 1e6) * float64(time.Second))

@@ -127,7 +127,7 @@ const latencyWrites = 500
 // volume (each completes once the peer has it on stable storage) and
 // returns the median, in seconds.
 func protocolCRun(st storage) float64 {
-	east, west := pair(st, 64<<20, nil, nil, "C")
+	east, west := pair(st, 64<<20, nil, "", "C")
 	defer west.Close()
 	defer east.Close()
 	block := make([]byte, replication.BlockSize)
