@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -26,14 +27,62 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 	return string(out)
 }
 
-func build(t *testing.T, out string) string {
+// build builds the package into out and returns its path and its hash.
+func build(t *testing.T, out string) (string, string) {
 	t.Helper()
 	deb := strings.TrimSpace(run(t, "../..", "packaging/deb/build", out))
 	b, err := os.ReadFile(deb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("%x", sha256.Sum256(b))
+	return deb, fmt.Sprintf("%x", sha256.Sum256(b))
+}
+
+// members lists a package's members (mode, owner, size, time, name) and
+// the hash of each file's contents, control files included.
+func members(t *testing.T, deb string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	run(t, "", "dpkg-deb", "-R", deb, dir)
+	out := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(run(t, "", "dpkg-deb", "-c", deb)), "\n") {
+		f := strings.Fields(line)
+		out[f[len(f)-1]] = line
+	}
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		out["contents of "+rel] = fmt.Sprintf("%x", sha256.Sum256(b))
+		return nil
+	})
+	return out
+}
+
+// debDiff says which members of two packages differ, and how.
+func debDiff(t *testing.T, a, b string) string {
+	ma, mb := members(t, a), members(t, b)
+	var diff []string
+	for k, va := range ma {
+		if vb := mb[k]; va != vb {
+			diff = append(diff, fmt.Sprintf("%s\n  first:  %s\n  second: %s", k, va, vb))
+		}
+	}
+	for k, vb := range mb {
+		if _, ok := ma[k]; !ok {
+			diff = append(diff, fmt.Sprintf("%s\n  only in the second: %s", k, vb))
+		}
+	}
+	if len(diff) == 0 {
+		return "no member differs (the archive's own metadata does)"
+	}
+	sort.Strings(diff)
+	return strings.Join(diff, "\n")
 }
 
 // Issue 19: "make install" was the only way to install. The package is
@@ -54,8 +103,10 @@ func TestPackageBuildsReproduciblyInstallsChecksAndRemoves(t *testing.T) {
 		t.Fatalf("a geobooth package is installed on this machine already: %s", out)
 	}
 	a, b := t.TempDir(), t.TempDir()
-	if ha, hb := build(t, a), build(t, b); ha != hb {
-		t.Fatalf("two builds of the same commit differ: %s %s", ha, hb)
+	debA, ha := build(t, a)
+	debB, hb := build(t, b)
+	if ha != hb {
+		t.Fatalf("two builds of the same commit differ: %s %s\n%s", ha, hb, debDiff(t, debA, debB))
 	}
 	debs, _ := filepath.Glob(filepath.Join(a, "*.deb"))
 	if len(debs) != 1 {
