@@ -19,6 +19,8 @@ type payloadBuf struct {
 	// class is the pool it returns to; -1: none (small, or built by
 	// append).
 	class int
+	// out counts, for its volume, the pooled buffers not yet returned.
+	out *atomic.Int64
 }
 
 // poolStep is the size granularity of pooled buffers; a write of less
@@ -29,29 +31,27 @@ const poolStep = 64 << 10
 // (c+1)*poolStep bytes.
 var payloadPools [(maxPayload + poolStep - 1) / poolStep]sync.Pool
 
-// payloadsOut counts pooled buffers handed out and not yet returned.
-var payloadsOut atomic.Int64
-
 // poisonReleased (tests) zeroes the data of a buffer as it returns to the
 // pool, so that a buffer still in use is seen at once.
 var poisonReleased atomic.Bool
 
 // newPayload returns a body of n bytes (its contents undefined when it
-// comes from the pool), held once by the caller.
-func newPayload(n int) *payloadBuf {
+// comes from the pool), held once by the caller; out counts it until it
+// returns.
+func newPayload(n int, out *atomic.Int64) *payloadBuf {
 	if n < poolStep || n > maxPayload {
 		pb := &payloadBuf{b: make([]byte, n), class: -1}
 		pb.refs.Store(1)
 		return pb
 	}
 	class := (n+poolStep-1)/poolStep - 1
-	payloadsOut.Add(1)
+	out.Add(1)
 	if pb, ok := payloadPools[class].Get().(*payloadBuf); ok {
-		pb.b = pb.b[:n]
+		pb.b, pb.out = pb.b[:n], out
 		pb.refs.Store(1)
 		return pb
 	}
-	pb := &payloadBuf{b: make([]byte, n, (class+1)*poolStep), class: class}
+	pb := &payloadBuf{b: make([]byte, n, (class+1)*poolStep), class: class, out: out}
 	pb.refs.Store(1)
 	return pb
 }
@@ -74,7 +74,7 @@ func (pb *payloadBuf) release() {
 	if pb == nil || pb.refs.Add(-1) != 0 || pb.class < 0 {
 		return
 	}
-	payloadsOut.Add(-1)
+	pb.out.Add(-1)
 	if poisonReleased.Load() {
 		clear(pb.b[16:])
 	}

@@ -22,8 +22,8 @@ func TestSharedPayloadsAreReusedOnlyOnceSentOrDropped(t *testing.T) {
 	px := newProxy(t, p.addr["west"])
 	px.set(func(px *proxy) { px.rate, px.rcvBuf = 8<<20, 32<<10 })
 	p.via["west"] = px.addr()
-	east := p.open("east")
-	p.open("west")
+	east, west := p.open("east"), p.open("west")
+	out := func() int64 { return east.buffersOut.Load() + west.buffersOut.Load() }
 	p.waitState("east", InSync)
 	must(t, east.Promote(context.Background(), false))
 	write := func(from, to int) (held int64) {
@@ -31,7 +31,7 @@ func TestSharedPayloadsAreReusedOnlyOnceSentOrDropped(t *testing.T) {
 			// A place of its own: no later write hides one that
 			// went wrong.
 			must(t, east.WriteAt(randomData(int64(i), chunk), int64(i)*chunk, false))
-			held = max(held, payloadsOut.Load())
+			held = max(held, out())
 		}
 		must(t, east.Flush())
 		return held
@@ -61,7 +61,7 @@ func TestSharedPayloadsAreReusedOnlyOnceSentOrDropped(t *testing.T) {
 	returned := func(want int64) {
 		t.Helper()
 		eventually(t, 5*time.Second, func() error {
-			if n := payloadsOut.Load(); n != want {
+			if n := out(); n != want {
 				return fmt.Errorf("%d pooled buffers out, want %d", n, want)
 			}
 			return nil

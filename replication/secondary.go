@@ -146,15 +146,11 @@ func (s *session) takeOp(typ frameType, d *dec) error {
 	d.u64() // epoch: checked at the barrier
 	off := int64(d.u64())
 	op := pendingOp{off: off}
+	var data []byte
 	switch typ {
 	case fWrite:
-		// Kept until the barrier, in a pooled buffer (a new one per
-		// frame made the runtime fault in and zero fresh pages).
-		op.buf = newPayload(len(d.b))
-		op.kind, op.data = opWrite, op.buf.b
-		copy(op.data, d.b)
-		op.n = int64(len(op.data))
-		d.b = nil
+		data, d.b = d.b, nil
+		op.kind, op.n = opWrite, int64(len(data))
 	case fTrim:
 		op.kind, op.n = opTrim, int64(d.u64())
 	case fZero:
@@ -165,6 +161,13 @@ func (s *session) takeOp(typ frameType, d *dec) error {
 	}
 	if err := v.checkRange(op.off, op.n); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadFrame, err)
+	}
+	if op.kind == opWrite {
+		// Kept until the barrier, in a pooled buffer (a new one per
+		// frame made the runtime fault in and zero fresh pages).
+		op.buf = newPayload(len(data), &s.p.v.buffersOut)
+		op.data = op.buf.b
+		copy(op.data, data)
 	}
 	s.pending = append(s.pending, op)
 	s.pendingBytes += int64(len(op.data))

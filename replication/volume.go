@@ -63,25 +63,28 @@ type TLS interface {
 
 // Volume is one replica of a replicated volume.
 type Volume struct {
-	cfg     VolumeConfig
-	self    string
-	key     []byte
-	tls     TLS
-	log     *slog.Logger
-	be      Backend
-	store   metaStore
-	al      *activityLog
-	size    atomic.Int64 // bytes: the configuration's, or more once grown online
-	met     *volumeMetrics
-	peers   map[string]*peer
-	order   []string
-	ln      net.Listener
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	nbd     nbdExport
-	created bool
-	events  func(kind, detail string)
+	cfg   VolumeConfig
+	self  string
+	key   []byte
+	tls   TLS
+	log   *slog.Logger
+	be    Backend
+	store metaStore
+	al    *activityLog
+	size  atomic.Int64 // bytes: the configuration's, or more once grown online
+	met   *volumeMetrics
+	// buffersOut counts pooled write buffers taken and not yet returned
+	// (payload.go).
+	buffersOut atomic.Int64
+	peers      map[string]*peer
+	order      []string
+	ln         net.Listener
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	nbd        nbdExport
+	created    bool
+	events     func(kind, detail string)
 
 	// fence: writes hold it for reading; Demote takes it to fence them.
 	fence sync.RWMutex

@@ -3,6 +3,7 @@ package replication
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 )
 
 // The write path of a primary: the local write (after the activity log
@@ -135,7 +136,7 @@ func (v *Volume) modifyLocal(kind opKind, p []byte, off, n int64, fua bool) (uin
 	// extent may leave the log afterwards.
 	defer v.al.done(off, n)
 	streaming := v.streaming()
-	payload, copied := startPayload(kind, p, n, streaming)
+	payload, copied := startPayload(kind, p, n, streaming, &v.buffersOut)
 	var err error
 	switch kind {
 	case opWrite:
@@ -159,7 +160,7 @@ func (v *Volume) modifyLocal(kind opKind, p []byte, off, n int64, fua bool) (uin
 	}
 	body := func() *payloadBuf {
 		if payload == nil {
-			payload = newPayload(16 + len(p))
+			payload = newPayload(16+len(p), &v.buffersOut)
 			copy(payload.b[16:], p)
 			payload.header(v.epoch, off)
 		}
@@ -189,8 +190,9 @@ func (v *Volume) modifyLocal(kind opKind, p []byte, off, n int64, fua bool) (uin
 // on copied, when not nil); not at all while no peer is streamed to
 // (ship then only marks their bitmaps: copying a 1 MiB write for nobody
 // cost the local path 0.3 s in 1 s of bench/replication). The caller
-// holds it once, and releases it once it has shipped.
-func startPayload(kind opKind, p []byte, n int64, streaming bool) (*payloadBuf, chan struct{}) {
+// holds it once, and releases it once it has shipped; out counts it
+// while it is out of the pool.
+func startPayload(kind opKind, p []byte, n int64, streaming bool, out *atomic.Int64) (*payloadBuf, chan struct{}) {
 	switch {
 	case kind != opWrite:
 		return smallPayload(binary.BigEndian.AppendUint64(make([]byte, 16, 24), uint64(n))), nil
@@ -198,7 +200,7 @@ func startPayload(kind opKind, p []byte, n int64, streaming bool) (*payloadBuf, 
 		// Built by ship if a peer starts streaming meanwhile.
 		return nil, nil
 	case len(p) >= parallelCopy:
-		payload := newPayload(16 + len(p))
+		payload := newPayload(16+len(p), out)
 		copied := make(chan struct{})
 		go func() {
 			copy(payload.b[16:], p)
@@ -206,7 +208,7 @@ func startPayload(kind opKind, p []byte, n int64, streaming bool) (*payloadBuf, 
 		}()
 		return payload, copied
 	default:
-		payload := newPayload(16 + len(p))
+		payload := newPayload(16+len(p), out)
 		copy(payload.b[16:], p)
 		return payload, nil
 	}
